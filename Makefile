@@ -1,0 +1,47 @@
+# Everyday verbs over CMake. `make run` and `make test` set up what is missing first.
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+CONF ?= conf/gateway.lua
+JOBS ?= $(shell nproc)
+
+.PHONY: all setup build run test unit integration asan test-asan bench clean
+
+all: build
+
+setup:
+	@scripts/setup.sh build
+
+build:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: setup build
+	$(BUILD)/aigw run $(CONF)
+
+# The whole suite: C unit tests, then integration tests against the real binary;
+# in CI (CI=true) the same suite runs again under ASan + UBSan.
+test:
+	@scripts/setup.sh test
+	@scripts/test.sh
+
+unit: build
+	@cd $(BUILD) && ctest --output-on-failure
+
+integration: build
+	@AIGW_BIN=$(BUILD)/aigw scripts/integration.sh
+
+asan:
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DAIGW_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+test-asan:
+	@scripts/setup.sh test
+	@AIGW_SANITIZE=1 scripts/test.sh
+
+bench:
+	@scripts/setup.sh bench
+	@$(MAKE) build
+	@tests/bench/run.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,52 @@
+/* log.c -- the error log (see log.h). Each line is formatted into a stack
+ * buffer and written with one write(2), so lines from worker threads never
+ * interleave. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+aigw_log_level_t aigw_log_level = AIGW_LOG_INFO;
+static _Thread_local int thread_id;
+
+static const char *const names[] = {"debug", "info", "warn", "error"};
+
+int aigw_log_level_parse(const char *s) {
+  for (int i = 0; i < 4; i++)
+    if (strcmp(s, names[i]) == 0) return i;
+  return -1;
+}
+
+const char *aigw_log_level_name(aigw_log_level_t level) { return names[level]; }
+
+void aigw_log_set_thread_id(int id) { thread_id = id; }
+
+void aigw_log(aigw_log_level_t level, const char *fmt, ...) {
+  if (level < aigw_log_level) return;
+  char line[2048];
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s [%s%d] ",
+                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                   tm.tm_sec, ts.tv_nsec / 1000000, names[level],
+                   thread_id ? "w" : "main", thread_id ? thread_id : 0);
+  if (thread_id == 0 && n > 0) {
+    /* "main0" reads badly: drop the digit for the main thread. */
+    char *p = strstr(line, "[main0]");
+    if (p) { memmove(p + 5, p + 6, strlen(p + 6) + 1); n--; }
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+  va_end(ap);
+  if (m < 0) m = 0;
+  size_t len = (size_t)n + ((size_t)m < sizeof line - (size_t)n - 1 ? (size_t)m : sizeof line - (size_t)n - 2);
+  line[len++] = '\n';
+  ssize_t w = write(STDERR_FILENO, line, len);
+  (void)w;
+}
