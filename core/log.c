@@ -50,3 +50,11 @@ void aigw_log(aigw_log_level_t level, const char *fmt, ...) {
   ssize_t w = write(STDERR_FILENO, line, len);
   (void)w;
 }
+
+/* For lua/aigw/log.lua through the FFI: one message of len bytes. */
+__attribute__((visibility("default"), used))
+void aigw_ffi_log(int level, const char *msg, size_t len) {
+  if (level < (int)aigw_log_level) return;
+  if (level < AIGW_LOG_DEBUG || level > AIGW_LOG_ERROR) level = AIGW_LOG_ERROR;
+  aigw_log((aigw_log_level_t)level, "%.*s", (int)(len > 1800 ? 1800 : len), msg);
+}

@@ -1,0 +1,52 @@
+-- conf/gateway.lua -- the default gateway: runs anywhere unchanged.
+--
+-- Everything here comes from the environment, so the same file serves a
+-- laptop (no keys: loopback clients only, the built-in `echo` model answers)
+-- and a deployment (AIGW_API_KEYS, provider keys and base URLs set).
+-- See docs/configuration.md for every field.
+
+local env = os.getenv
+
+local function list(s)
+  local t = {}
+  for item in (s or ""):gmatch("[^,%s]+") do t[#t + 1] = item end
+  return t
+end
+
+return {
+  listen       = env("AIGW_LISTEN") or "127.0.0.1:8080",
+  admin_listen = env("AIGW_ADMIN_LISTEN") or "127.0.0.1:9090",
+  workers      = tonumber(env("AIGW_WORKERS") or "") or "auto",
+  log_level    = env("AIGW_LOG_LEVEL") or "info",
+
+  -- Gateway keys clients must present. Empty: only loopback clients are
+  -- served, and `aigw run` refuses a non-loopback listen address.
+  api_keys = list(env("AIGW_API_KEYS")),
+
+  server = {
+    max_body_size         = "10m",
+    max_header_size       = "32k",
+    max_connections       = 10000,
+    client_header_timeout = 10,
+    client_body_timeout   = 30,
+    keepalive_timeout     = 75,
+    send_timeout          = 30,
+    drain_timeout         = 10,
+  },
+
+  shared = {
+    limits = "8m",
+    cache  = "32m",
+  },
+
+  plugins = { "key-auth" },
+
+  providers = {
+    openai = {
+      kind     = "openai",
+      base_url = env("OPENAI_BASE_URL") or "https://api.openai.com/v1",
+      api_key  = env("OPENAI_API_KEY"),
+    },
+    mock = { kind = "mock" },
+  },
+}

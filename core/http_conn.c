@@ -1,0 +1,555 @@
+/* http_conn.c -- client connections of the HTTP/1.1 server: reading, parsing
+ * with llhttp, limits, timeouts, keep-alive and pipelining.
+ *
+ * Ownership: a connection owns its read buffer (taken from the worker's free
+ * list only while a request is in progress), its current request, and through
+ * the request any upstream exchange. The connection is freed in the close
+ * callback of its last libuv handle (tcp and timer). */
+#include "http_conn.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "alloc.h"
+#include "errors.h"
+#include "log.h"
+#include "lua_vm.h"
+#include "request_id.h"
+#include "upstream.h"
+
+enum { TIMER_NONE, TIMER_IDLE, TIMER_HEADER, TIMER_BODY, TIMER_SEND };
+
+static const llhttp_settings_t *parser_settings(void);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void parse_more(aigw_conn_t *c);
+
+static void arm_timer(aigw_conn_t *c, int kind);
+
+/* --- lifetime --- */
+
+static void on_handle_closed(uv_handle_t *h) {
+  aigw_conn_t *c = h->data;
+  if (--c->closing_handles > 0) return;
+  aigw_worker_t *w = c->w;
+  aigw_free(c);
+  aigw__worker_conn_closed(w);
+}
+
+static void release_rbuf(aigw_conn_t *c) {
+  if (c->rbuf == NULL) return;
+  if (c->rcap == AIGW_RBUF_SIZE) aigw__rbuf_put(c->w, c->rbuf);
+  else aigw_free(c->rbuf);
+  c->rbuf = NULL;
+  c->rlen = c->rcap = c->parsed = 0;
+}
+
+static void request_free(aigw_req_t *r) {
+  if (r->up) aigw_upstream_abort(r->up);
+  r->up = NULL;
+  aigw_lua_request_release(r);
+  aigw_buf_free(&r->body);
+  aigw_free(r);
+}
+
+void aigw_conn_close(aigw_conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  if (c->req) {
+    request_free(c->req);
+    c->req = NULL;
+  }
+  release_rbuf(c);
+  aigw_worker_t *w = c->w;
+  if (c->prev) c->prev->next = c->next;
+  else w->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  w->nconns--;
+  c->closing_handles = 2;
+  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+void aigw_conn_close_if_idle(aigw_conn_t *c) {
+  if (c->req == NULL && c->pending_writes == 0 && c->rlen == c->parsed) aigw_conn_close(c);
+}
+
+static void on_timer(uv_timer_t *t) {
+  aigw_conn_t *c = t->data;
+  switch (c->timer_kind) {
+    case TIMER_HEADER:
+      aigw_log_debug("client header timeout");
+      /* Nothing useful can be answered to half a request head. */
+      aigw_conn_close(c);
+      break;
+    case TIMER_BODY:
+      if (c->req && !c->req->responded) {
+        aigw_log_info("client body timeout, request %s", c->req->id);
+        c->req->keepalive = 0;
+        aigw_respond_error(c->req, 408, "request_timeout", "client body timeout");
+        c->close_after_write = 1;
+        arm_timer(c, TIMER_SEND);
+      } else {
+        aigw_conn_close(c);
+      }
+      break;
+    case TIMER_SEND:
+      aigw_log_info("client send timeout: closing");
+      aigw_conn_close(c);
+      break;
+    default:
+      aigw_conn_close(c);
+  }
+}
+
+static void arm_timer(aigw_conn_t *c, int kind) {
+  const aigw_config_t *cf = c->w->conf;
+  uint64_t ms = 0;
+  switch (kind) {
+    case TIMER_IDLE: ms = cf->keepalive_timeout_ms; break;
+    case TIMER_HEADER: ms = cf->client_header_timeout_ms; break;
+    case TIMER_BODY: ms = cf->client_body_timeout_ms; break;
+    case TIMER_SEND: ms = cf->send_timeout_ms; break;
+    default: break;
+  }
+  c->timer_kind = (uint8_t)kind;
+  if (ms == 0) uv_timer_stop(&c->timer);
+  else uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* The timer that fits what the connection is waiting for now. */
+static void rearm_timer(aigw_conn_t *c) {
+  if (c->pending_writes > 0) arm_timer(c, TIMER_SEND);
+  else if (c->req == NULL) arm_timer(c, c->rlen > c->parsed ? TIMER_HEADER : TIMER_IDLE);
+  else if (c->req->complete) arm_timer(c, TIMER_NONE);
+  else if (c->req->headers_done) arm_timer(c, TIMER_BODY);
+  else arm_timer(c, TIMER_HEADER);
+}
+
+/* --- accept --- */
+
+void aigw_conn_accept(aigw_listener_t *l) {
+  aigw_worker_t *w = l->worker;
+  aigw_conn_t *c = aigw_calloc(1, sizeof *c);
+  c->w = w;
+  uv_tcp_init(&w->loop, &c->tcp);
+  uv_timer_init(&w->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->next = w->conns;
+  if (w->conns) w->conns->prev = c;
+  w->conns = c;
+  w->nconns++;
+  if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
+    aigw_conn_close(c);
+    return;
+  }
+  if (w->draining || w->nconns > w->max_conns) {
+    if (!w->draining) aigw_log_warn("connection cap (%d per worker) reached: refusing", w->max_conns);
+    aigw_conn_close(c);
+    return;
+  }
+  c->admin = (uint8_t)l->admin;
+  int len = sizeof c->peer;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) == 0)
+    c->loopback = (uint8_t)aigw_sockaddr_is_loopback((struct sockaddr *)&c->peer);
+  uv_tcp_nodelay(&c->tcp, 1);
+  llhttp_init(&c->parser, HTTP_REQUEST, parser_settings());
+  c->parser.data = c;
+  c->reading = 1;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  /* The first request head must arrive within the header timeout. */
+  arm_timer(c, TIMER_HEADER);
+}
+
+/* --- reading --- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  aigw_conn_t *c = h->data;
+  if (c->rbuf == NULL) {
+    c->rbuf = aigw__rbuf_get(c->w);
+    c->rcap = AIGW_RBUF_SIZE;
+    c->rlen = c->parsed = 0;
+  }
+  if (c->rlen == c->rcap) {
+    /* Only a request head may need more than one buffer; its size is
+     * bounded by max_header_size (checked while parsing). */
+    size_t limit = c->w->conf->max_header_size + 4096;
+    if (c->paused || c->rcap >= limit) {
+      buf->base = NULL;
+      buf->len = 0;
+      return;
+    }
+    size_t ncap = (size_t)c->rcap * 2 > limit ? limit : (size_t)c->rcap * 2;
+    char *nb = aigw_try_malloc(ncap);
+    if (nb == NULL) {
+      buf->base = NULL;
+      buf->len = 0;
+      return;
+    }
+    memcpy(nb, c->rbuf, c->rlen);
+    if (c->rcap == AIGW_RBUF_SIZE) aigw__rbuf_put(c->w, c->rbuf);
+    else aigw_free(c->rbuf);
+    c->rbuf = nb;
+    c->rcap = (uint32_t)ncap;
+  }
+  buf->base = c->rbuf + c->rlen;
+  buf->len = c->rcap - c->rlen;
+}
+
+static void stop_reading(aigw_conn_t *c) {
+  if (c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  }
+}
+
+static void start_reading(aigw_conn_t *c) {
+  if (!c->reading && !c->closing) {
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    c->reading = 1;
+  }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  aigw_conn_t *c = s->data;
+  if (nread == UV_ENOBUFS) {
+    /* Buffer full: while a request is served, pipelined bytes wait in the
+     * kernel (backpressure); in a request head it means the head is too big. */
+    if (c->paused) {
+      stop_reading(c);
+    } else if (c->req && !c->req->headers_done) {
+      c->req->keepalive = 0;
+      aigw_respond_error(c->req, 431, "headers_too_large", "request headers too large");
+      c->close_after_write = 1;
+    } else {
+      aigw_conn_close(c);
+    }
+    return;
+  }
+  if (nread < 0) {
+    /* EOF or error: the client is gone; any upstream work is cancelled. */
+    if (nread != UV_EOF) aigw_log_debug("client read: %s", uv_strerror((int)nread));
+    aigw_conn_close(c);
+    return;
+  }
+  if (nread == 0) return;
+  c->rlen += (uint32_t)nread;
+  if (c->paused) return;                /* kept for after the current response */
+  if (c->req && c->req->headers_done && !c->req->complete) arm_timer(c, TIMER_BODY);
+  parse_more(c);
+}
+
+/* --- parsing --- */
+
+static aigw_req_t *request_new(aigw_conn_t *c) {
+  aigw_req_t *r = aigw_try_malloc(sizeof *r);
+  if (r == NULL) return NULL;
+  memset(r, 0, offsetof(aigw_req_t, hdrs));
+  r->conn = c;
+  r->co_ref = r->ctx_ref = -2;   /* LUA_NOREF */
+  r->start_ms = uv_now(&c->w->loop);
+  return r;
+}
+
+static int fail(aigw_conn_t *c, int status, const char *code, const char *msg) {
+  aigw_req_t *r = c->req;
+  if (r == NULL) {
+    r = c->req = request_new(c);
+    if (r == NULL) {
+      aigw_conn_close(c);
+      return HPE_USER;
+    }
+  }
+  r->keepalive = 0;
+  c->close_after_write = 1;
+  c->failed = 1;
+  if (!r->responded) {
+    if (r->id_len == 0) r->id_len = (uint8_t)aigw_request_id_new(r->id);
+    aigw_respond_error(r, status, code, msg);
+  }
+  return HPE_USER;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  aigw_conn_t *c = p->data;
+  c->req = request_new(c);
+  if (c->req == NULL) {
+    aigw_conn_close(c);
+    return HPE_USER;
+  }
+  if (c->timer_kind != TIMER_HEADER) arm_timer(c, TIMER_HEADER);
+  return 0;
+}
+
+static int check_head_size(aigw_conn_t *c, const char *at, size_t len) {
+  if ((size_t)(at + len - c->rbuf) > c->w->conf->max_header_size)
+    return fail(c, 431, "headers_too_large", "request headers too large");
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  aigw_conn_t *c = p->data;
+  aigw_req_t *r = c->req;
+  if (r->url_len == 0) r->url = (uint32_t)(at - c->rbuf);
+  r->url_len += (uint32_t)len;
+  return check_head_size(c, at, len);
+}
+
+static int has_ctl(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '\r' || ch == '\n' || ch == 0) return 1;
+  }
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  aigw_conn_t *c = p->data;
+  aigw_req_t *r = c->req;
+  if (!r->in_header_field) {
+    if (r->nhdrs == AIGW_MAX_HEADERS)
+      return fail(c, 431, "headers_too_large", "too many request headers");
+    aigw_hdr_t *h = &r->hdrs[r->nhdrs++];
+    h->name = (uint32_t)(at - c->rbuf);
+    h->name_len = 0;
+    h->value = h->value_len = 0;
+    r->in_header_field = 1;
+  }
+  r->hdrs[r->nhdrs - 1].name_len += (uint32_t)len;
+  return check_head_size(c, at, len);
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  aigw_conn_t *c = p->data;
+  aigw_req_t *r = c->req;
+  aigw_hdr_t *h = &r->hdrs[r->nhdrs - 1];
+  if (r->in_header_field) {
+    r->in_header_field = 0;
+    h->value = (uint32_t)(at - c->rbuf);
+  }
+  h->value_len += (uint32_t)len;
+  /* obs-fold and bare CR/LF inside a value are smuggling vectors: refuse. */
+  if (has_ctl(at, len)) return fail(c, 400, "bad_request", "invalid character in header value");
+  return check_head_size(c, at, len);
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  aigw_conn_t *c = p->data;
+  c->req->in_header_field = 0;
+  return 0;
+}
+
+static int name_is(const aigw_conn_t *c, const aigw_hdr_t *h, const char *name, size_t n) {
+  return h->name_len == n && strncasecmp(c->rbuf + h->name, name, n) == 0;
+}
+
+int aigw_req_find_header(const aigw_req_t *r, const char *name, size_t nlen,
+                         const char **value, size_t *vlen) {
+  const aigw_conn_t *c = r->conn;
+  for (int i = 0; i < r->nhdrs; i++) {
+    const aigw_hdr_t *h = &r->hdrs[i];
+    if (name_is(c, h, name, nlen)) {
+      const char *v = c->rbuf + h->value;
+      size_t n = h->value_len;
+      while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+      *value = v;
+      *vlen = n;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static int is_anthropic_path(const char *p, size_t n) {
+  static const char s1[] = "/messages", s2[] = "/messages/count_tokens";
+  return (n >= sizeof s1 - 1 && memcmp(p + n - (sizeof s1 - 1), s1, sizeof s1 - 1) == 0) ||
+         (n >= sizeof s2 - 1 && memcmp(p + n - (sizeof s2 - 1), s2, sizeof s2 - 1) == 0);
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  aigw_conn_t *c = p->data;
+  aigw_req_t *r = c->req;
+  const aigw_config_t *cf = c->w->conf;
+  r->headers_done = 1;
+  r->method = (uint8_t)llhttp_get_method(p);
+  r->http_minor = llhttp_get_http_minor(p);
+  r->keepalive = (uint8_t)llhttp_should_keep_alive(p);
+  const char *url = c->rbuf + r->url;
+  const char *q = memchr(url, '?', r->url_len);
+  r->path_len = q ? (uint32_t)(q - url) : r->url_len;
+  r->anthropic = (uint8_t)is_anthropic_path(url, r->path_len);
+
+  const char *v;
+  size_t vlen;
+  if (aigw_req_find_header(r, "x-request-id", 12, &v, &vlen) && aigw_request_id_valid(v, vlen)) {
+    memcpy(r->id, v, vlen);
+    r->id[vlen] = '\0';
+    r->id_len = (uint8_t)vlen;
+  } else {
+    r->id_len = (uint8_t)aigw_request_id_new(r->id);
+  }
+
+  if (llhttp_get_http_major(p) != 1)
+    return fail(c, 505, "http_version_not_supported", "HTTP version not supported");
+  int hosts = 0;
+  for (int i = 0; i < r->nhdrs; i++)
+    if (name_is(c, &r->hdrs[i], "host", 4)) hosts++;
+  if (hosts > 1 || (hosts == 0 && r->http_minor >= 1))
+    return fail(c, 400, "bad_request", hosts ? "more than one Host header" : "missing Host header");
+  if (p->flags & F_CONTENT_LENGTH && p->content_length > cf->max_body_size)
+    return fail(c, 413, "request_too_large", "request body too large");
+  if (aigw_req_find_header(r, "expect", 6, &v, &vlen)) {
+    if (vlen == 12 && strncasecmp(v, "100-continue", 12) == 0) {
+      if (r->http_minor >= 1 && (p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) &&
+          !(p->flags & F_CONTENT_LENGTH && p->content_length == 0)) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        aigw_wbuf_t *b = aigw_wbuf_new(c, sizeof cont);
+        if (b && aigw_wbuf_append(&b, cont, sizeof cont - 1) == 0) aigw_wbuf_send(b);
+        else if (b) aigw_wbuf_discard(b);
+      }
+    } else {
+      return fail(c, 417, "expectation_failed", "unsupported Expect header");
+    }
+  }
+  if (p->flags & F_CONTENT_LENGTH && p->content_length > 0) {
+    r->body.data = aigw_try_malloc((size_t)p->content_length);
+    if (r->body.data == NULL) return fail(c, 503, "no_memory", "no memory for the request body");
+    r->body.cap = (size_t)p->content_length;
+  }
+  arm_timer(c, TIMER_BODY);
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  aigw_conn_t *c = p->data;
+  aigw_req_t *r = c->req;
+  if (r->body.len + len > c->w->conf->max_body_size)
+    return fail(c, 413, "request_too_large", "request body too large");
+  if (aigw_buf_append(&r->body, at, len) != 0)
+    return fail(c, 503, "no_memory", "no memory for the request body");
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  aigw_conn_t *c = p->data;
+  c->req->complete = 1;
+  c->paused = 1;
+  return HPE_PAUSED;
+}
+
+static const llhttp_settings_t *parser_settings(void) {
+  static llhttp_settings_t s;
+  static int ready;
+  if (!ready) {
+    llhttp_settings_init(&s);
+    s.on_message_begin = on_message_begin;
+    s.on_url = on_url;
+    s.on_header_field = on_header_field;
+    s.on_header_value = on_header_value;
+    s.on_header_value_complete = on_header_value_complete;
+    s.on_headers_complete = on_headers_complete;
+    s.on_body = on_body;
+    s.on_message_complete = on_message_complete;
+    ready = 1;
+  }
+  return &s;
+}
+
+/* Drops bytes that are no longer needed: everything before the current
+ * request, and body bytes already copied out. Offsets of header spans stay
+ * valid because the request head is always at the start of the buffer. */
+static void compact(aigw_conn_t *c) {
+  if (c->req == NULL) {
+    if (c->parsed == c->rlen) {
+      release_rbuf(c);
+    } else if (c->parsed > 0) {
+      memmove(c->rbuf, c->rbuf + c->parsed, c->rlen - c->parsed);
+      c->rlen -= c->parsed;
+      c->parsed = 0;
+    }
+  } else if (c->req->headers_done && !c->req->complete && c->parsed == c->rlen) {
+    /* In the body: keep the head (for header lookups), drop the body bytes. */
+    uint32_t keep = c->req->url + c->req->url_len;
+    for (int i = 0; i < c->req->nhdrs; i++) {
+      uint32_t end = c->req->hdrs[i].value + c->req->hdrs[i].value_len;
+      uint32_t nend = c->req->hdrs[i].name + c->req->hdrs[i].name_len;
+      if (end > keep) keep = end;
+      if (nend > keep) keep = nend;
+    }
+    c->rlen = c->parsed = keep;
+  }
+}
+
+static int path_is(const aigw_req_t *r, const char *p, size_t n) {
+  return r->path_len == n && memcmp(r->conn->rbuf + r->url, p, n) == 0;
+}
+
+static void dispatch(aigw_conn_t *c) {
+  aigw_req_t *r = c->req;
+  arm_timer(c, TIMER_NONE);
+  /* Liveness and readiness are answered here: no Lua, no auth, so a load
+   * balancer's probe costs nothing and works even if plugins misbehave. */
+  if ((r->method == HTTP_GET || r->method == HTTP_HEAD) &&
+      (path_is(r, "/health", 7) || path_is(r, "/ready", 6))) {
+    static const char ct[] = "Content-Type: application/json\r\nCache-Control: no-store\r\n";
+    static const char ok[] = "{\"status\":\"ok\"}\n";
+    aigw_respond(r, 200, ct, sizeof ct - 1, ok, sizeof ok - 1);
+    return;
+  }
+  aigw_lua_handle_request(r);
+}
+
+static void parse_more(aigw_conn_t *c) {
+  while (!c->closing && !c->paused && c->parsed < c->rlen) {
+    const char *start = c->rbuf + c->parsed;
+    llhttp_errno_t err = llhttp_execute(&c->parser, start, c->rlen - c->parsed);
+    if (c->closing) return;
+    if (err == HPE_OK) {
+      c->parsed = c->rlen;
+      compact(c);
+      break;
+    }
+    if (err == HPE_PAUSED) {
+      c->parsed = (uint32_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
+      dispatch(c);
+      return;
+    }
+    if (!c->failed) {
+      aigw_log_debug("bad request: %s (%s)", llhttp_errno_name(err), llhttp_get_error_reason(&c->parser));
+      fail(c, 400, "bad_request", "malformed HTTP request");
+    }
+    /* The error response is queued; read no further. */
+    c->parsed = c->rlen;
+    stop_reading(c);
+    return;
+  }
+  if (!c->closing && c->req == NULL && c->pending_writes == 0) rearm_timer(c);
+}
+
+/* The response of the current request is fully queued. */
+void aigw__request_finish(aigw_req_t *r) {
+  aigw_conn_t *c = r->conn;
+  int keep = r->keepalive && !c->w->draining && !c->close_after_write;
+  aigw_lua_log_phase(r);
+  request_free(r);
+  c->req = NULL;
+  if (!keep) {
+    c->close_after_write = 1;
+    stop_reading(c);
+    if (c->pending_writes == 0) aigw_conn_close(c);
+    return;
+  }
+  c->paused = 0;
+  llhttp_resume(&c->parser);
+  compact(c);
+  start_reading(c);
+  rearm_timer(c);
+  /* Pipelined requests already in the buffer are served next, in order. */
+  if (c->rlen > c->parsed) parse_more(c);
+}
+
+void aigw__conn_rearm_after_write(aigw_conn_t *c) { rearm_timer(c); }
+
+size_t aigw_conn_write_queue(const aigw_conn_t *c) { return c->tcp.write_queue_size; }

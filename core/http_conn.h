@@ -1,0 +1,146 @@
+/* http_conn.h -- a client connection of the HTTP/1.1 server, and the request
+ * it is serving.
+ *
+ * A connection serves one request at a time; pipelined requests wait in the
+ * read buffer (the parser is paused) until the current response has been
+ * queued, so responses go out in order. Header names and values are kept as
+ * offsets into the connection's read buffer: no copy per header. */
+#ifndef AIGW_HTTP_CONN_H
+#define AIGW_HTTP_CONN_H
+
+#include <llhttp.h>
+#include <stdint.h>
+#include <string.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "worker.h"
+
+#define AIGW_MAX_HEADERS 128
+#define AIGW_REQUEST_ID_MAX 64
+
+typedef struct aigw_upstream_s aigw_upstream_t;
+
+typedef struct {
+  uint32_t name, name_len, value, value_len;   /* offsets into conn->rbuf */
+} aigw_hdr_t;
+
+typedef struct aigw_req_s {
+  struct aigw_conn_s *conn;
+  uint32_t url, url_len;
+  uint32_t path_len;                 /* url up to '?' */
+  uint16_t nhdrs;
+  uint8_t method;                    /* llhttp_method_t */
+  uint8_t http_minor;
+  uint8_t keepalive : 1;
+  uint8_t expect_continue : 1;
+  uint8_t headers_done : 1;
+  uint8_t complete : 1;              /* message complete: handed to Lua */
+  uint8_t responded : 1;             /* response head queued */
+  uint8_t chunked_out : 1;           /* response body is chunk-encoded by us */
+  uint8_t anthropic : 1;             /* errors use Anthropic's envelope */
+  uint8_t in_header_field : 1;
+  uint8_t has_date : 1;              /* the head being sent has its own Date */
+  int status;
+  aigw_buf_t body;
+  uint64_t start_ms;
+  char id[AIGW_REQUEST_ID_MAX + 1];
+  uint8_t id_len;
+  int co_ref;                        /* the request's coroutine (registry) */
+  int ctx_ref;                       /* its ctx table, kept for the log phase */
+  lua_State *co;
+  aigw_upstream_t *up;
+  uint64_t bytes_out;
+  aigw_hdr_t hdrs[AIGW_MAX_HEADERS];
+} aigw_req_t;
+
+struct aigw_conn_s {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  llhttp_t parser;
+  aigw_worker_t *w;
+  aigw_conn_t *next, *prev;
+  char *rbuf;
+  uint32_t rlen;          /* bytes in rbuf */
+  uint32_t rcap;
+  uint32_t parsed;        /* bytes of rbuf the parser has consumed */
+  uint32_t hdr_bytes;     /* header bytes of the current request so far */
+  aigw_req_t *req;        /* NULL while idle */
+  int pending_writes;
+  int closing_handles;
+  uint8_t closing : 1;
+  uint8_t close_after_write : 1;
+  uint8_t failed : 1;      /* an error response ends this connection */
+  uint8_t paused : 1;     /* a complete request is being served */
+  uint8_t reading : 1;
+  uint8_t admin : 1;
+  uint8_t loopback : 1;
+  uint8_t timer_kind;
+  struct sockaddr_storage peer;
+};
+
+/* Accepts a new connection on the listener (uv_connection_cb glue). */
+void aigw_conn_accept(aigw_listener_t *l);
+
+/* Closes the connection now; any upstream request is aborted. */
+void aigw_conn_close(aigw_conn_t *c);
+
+/* Closes the connection if it is idle between requests (for draining). */
+void aigw_conn_close_if_idle(aigw_conn_t *c);
+
+/* --- responses (http_response.c) --- */
+
+/* Queues a whole response: status, extra header lines ("Name: v\r\n"...,
+ * may be NULL), body. Copies what it needs. Ends the request. */
+void aigw_respond(aigw_req_t *r, int status, const char *headers, size_t hlen,
+                  const char *body, size_t blen);
+/* Queues an error in the envelope of the request's API style (OpenAI or
+ * Anthropic), with the request id. */
+void aigw_respond_error(aigw_req_t *r, int status, const char *code, const char *message);
+
+/* Streaming responses are built into write buffers (aigw_wbuf_t), one per
+ * read of the upstream, and each buffer is one write. */
+typedef struct aigw_wbuf_s aigw_wbuf_t;
+aigw_wbuf_t *aigw_wbuf_new(aigw_conn_t *c, size_t cap);
+int aigw_wbuf_append(aigw_wbuf_t **b, const char *p, size_t n);
+/* Queues the buffer on the connection; takes ownership. */
+void aigw_wbuf_send(aigw_wbuf_t *b);
+void aigw_wbuf_discard(aigw_wbuf_t *b);
+static inline int aigw_wbuf_append_str(aigw_wbuf_t **b, const char *s) {
+  return aigw_wbuf_append(b, s, strlen(s));
+}
+
+/* Appends the response head to *b (created when NULL): status line, the
+ * caller's header lines, then ours. content_length >= 0 is sent as is; -1
+ * means chunked (close-delimited for HTTP/1.0 clients); -2 means the
+ * response has no body and no framing header (204, 304, HEAD). */
+int aigw_respond_head(aigw_req_t *r, aigw_wbuf_t **b, int status, const char *reason,
+                      size_t reason_len, const char *headers, size_t hlen,
+                      int64_t content_length);
+/* Appends one body piece, chunk-framed when the response is chunked. */
+int aigw_respond_body(aigw_req_t *r, aigw_wbuf_t **b, const char *p, size_t n);
+/* Finishes the response (terminal chunk if chunked) and ends the request. */
+void aigw_respond_end(aigw_req_t *r, aigw_wbuf_t **b);
+
+/* The reason phrase of a status; the error `type` of the envelope. */
+const char *aigw_http_reason(int status);
+const char *aigw_error_type(int status, int anthropic);
+
+/* Re-arms the connection's timer after writes were queued or completed. */
+void aigw__conn_rearm_after_write(aigw_conn_t *c);
+
+/* Bytes queued to the client and not yet written (for backpressure). */
+size_t aigw_conn_write_queue(const aigw_conn_t *c);
+
+/* Called by the upstream when the client may take more (writes drained). */
+typedef void (*aigw_drain_cb)(aigw_req_t *r);
+
+/* The request has finished (response fully queued): run the log phase,
+ * release Lua state, and move on to the next pipelined request. */
+void aigw__request_finish(aigw_req_t *r);
+
+/* Header lookup (case-insensitive); returns 1 and the value when found. */
+int aigw_req_find_header(const aigw_req_t *r, const char *name, size_t nlen,
+                         const char **value, size_t *vlen);
+
+#endif

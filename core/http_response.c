@@ -1,0 +1,318 @@
+/* http_response.c -- writing responses to a client connection.
+ *
+ * Every response goes out through aigw_wbuf_t: one heap block holding the
+ * uv_write_t and the bytes, so each piece is one write with one allocation,
+ * freed in the write callback. The head carries x-request-id, Date,
+ * framing and Connection; callers add their own header lines. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "http_conn.h"
+#include "log.h"
+#include "upstream.h"
+
+struct aigw_wbuf_s {
+  uv_write_t wr;
+  aigw_conn_t *conn;
+  size_t len, cap;
+  char data[];
+};
+
+/* Client write queue below this: a paused upstream may read again. */
+#define AIGW_CLIENT_LOW_WATER (256 * 1024)
+
+const char *aigw_http_reason(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 529: return "Overloaded";
+    default: return "Unknown";
+  }
+}
+
+/* --- write buffers --- */
+
+aigw_wbuf_t *aigw_wbuf_new(aigw_conn_t *c, size_t cap) {
+  if (cap < 512) cap = 512;
+  aigw_wbuf_t *b = aigw_try_malloc(sizeof *b + cap);
+  if (b == NULL) return NULL;
+  b->conn = c;
+  b->len = 0;
+  b->cap = cap;
+  return b;
+}
+
+int aigw_wbuf_append(aigw_wbuf_t **bp, const char *p, size_t n) {
+  aigw_wbuf_t *b = *bp;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap * 2;
+    while (cap < b->len + n) cap *= 2;
+    aigw_wbuf_t *nb = aigw_try_realloc(b, sizeof *b + cap);
+    if (nb == NULL) return AIGW_ENOMEM_REQ;
+    nb->cap = cap;
+    *bp = b = nb;
+  }
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 0;
+}
+
+static int wbuf_printf(aigw_wbuf_t **bp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int wbuf_printf(aigw_wbuf_t **bp, const char *fmt, ...) {
+  char tmp[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n < 0) return AIGW_ENOMEM_REQ;
+  if ((size_t)n >= sizeof tmp) n = sizeof tmp - 1;
+  return aigw_wbuf_append(bp, tmp, (size_t)n);
+}
+
+void aigw_wbuf_discard(aigw_wbuf_t *b) { aigw_free(b); }
+
+static void on_write(uv_write_t *wr, int status) {
+  aigw_wbuf_t *b = wr->data;
+  aigw_conn_t *c = b->conn;
+  aigw_free(b);
+  c->pending_writes--;
+  if (c->closing) return;
+  if (status < 0) {
+    aigw_log_debug("client write: %s", uv_strerror(status));
+    aigw_conn_close(c);
+    return;
+  }
+  if (c->pending_writes == 0 && c->close_after_write) {
+    aigw_conn_close(c);
+    return;
+  }
+  if (c->req && c->req->up && c->tcp.write_queue_size < AIGW_CLIENT_LOW_WATER)
+    aigw_upstream_client_drained(c->req->up);
+  aigw__conn_rearm_after_write(c);
+}
+
+void aigw_wbuf_send(aigw_wbuf_t *b) {
+  aigw_conn_t *c = b->conn;
+  if (c->closing || b->len == 0) {
+    aigw_free(b);
+    return;
+  }
+  uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
+  b->wr.data = b;
+  int rc = uv_write(&b->wr, (uv_stream_t *)&c->tcp, &ub, 1, on_write);
+  if (rc < 0) {
+    aigw_free(b);
+    aigw_conn_close(c);
+    return;
+  }
+  c->pending_writes++;
+  aigw__conn_rearm_after_write(c);
+}
+
+/* --- heads --- */
+
+static int append_head(aigw_wbuf_t **b, aigw_req_t *r, int status, const char *reason,
+                       size_t reason_len, const char *headers, size_t hlen,
+                       int64_t content_length, int keep) {
+  aigw_conn_t *c = r->conn;
+  int rc = 0;
+  if (reason == NULL) {
+    reason = aigw_http_reason(status);
+    reason_len = strlen(reason);
+  }
+  rc |= wbuf_printf(b, "HTTP/1.1 %d ", status);
+  rc |= aigw_wbuf_append(b, reason, reason_len);
+  rc |= aigw_wbuf_append(b, "\r\n", 2);
+  if (headers && hlen) rc |= aigw_wbuf_append(b, headers, hlen);
+  if (!r->has_date) rc |= aigw_wbuf_append_str(b, aigw__worker_date(c->w));
+  rc |= aigw_wbuf_append(b, "x-request-id: ", 14);
+  rc |= aigw_wbuf_append(b, r->id, r->id_len);
+  rc |= aigw_wbuf_append(b, "\r\n", 2);
+  if (content_length >= 0) {
+    rc |= wbuf_printf(b, "Content-Length: %lld\r\n", (long long)content_length);
+  } else if (content_length == -1 && r->chunked_out) {
+    rc |= aigw_wbuf_append_str(b, "Transfer-Encoding: chunked\r\n");
+  }
+  if (!keep) rc |= aigw_wbuf_append_str(b, "Connection: close\r\n");
+  else if (r->http_minor == 0) rc |= aigw_wbuf_append_str(b, "Connection: keep-alive\r\n");
+  rc |= aigw_wbuf_append(b, "\r\n", 2);
+  return rc;
+}
+
+static int keep_alive(aigw_req_t *r) {
+  aigw_conn_t *c = r->conn;
+  return r->keepalive && !c->w->draining && !c->close_after_write;
+}
+
+void aigw_respond(aigw_req_t *r, int status, const char *headers, size_t hlen,
+                  const char *body, size_t blen) {
+  aigw_conn_t *c = r->conn;
+  if (r->responded) return;
+  r->responded = 1;
+  r->status = status;
+  int keep = keep_alive(r);
+  if (!keep) r->keepalive = 0;
+  int head_only = r->method == HTTP_HEAD || status == 204 || status == 304;
+  aigw_wbuf_t *b = aigw_wbuf_new(c, 256 + hlen + (head_only ? 0 : blen));
+  if (b == NULL) {
+    aigw_conn_close(c);
+    return;
+  }
+  int rc = append_head(&b, r, status, NULL, 0, headers, hlen,
+                       status == 204 || status == 304 ? -2 : (int64_t)blen, keep);
+  if (!head_only && blen) rc |= aigw_wbuf_append(&b, body, blen);
+  if (rc) {
+    aigw_wbuf_discard(b);
+    aigw_conn_close(c);
+    return;
+  }
+  r->bytes_out += b->len;
+  aigw_wbuf_send(b);
+  if (!c->closing) aigw__request_finish(r);
+}
+
+/* JSON string body, escaped. */
+static void json_escape(aigw_buf_t *o, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') {
+      char e[2] = {'\\', (char)ch};
+      aigw_buf_append(o, e, 2);
+    } else if (ch < 0x20) {
+      char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+      aigw_buf_append(o, e, 6);
+    } else {
+      aigw_buf_append(o, s, 1);
+    }
+  }
+}
+
+const char *aigw_error_type(int status, int anthropic) {
+  switch (status) {
+    case 400: case 405: case 408: case 417: case 422: case 431: case 505:
+      return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 413: return anthropic ? "request_too_large" : "invalid_request_error";
+    case 429: return "rate_limit_error";
+    case 503: return anthropic ? "overloaded_error" : "service_unavailable";
+    case 504: return anthropic ? "timeout_error" : "timeout";
+    default: return anthropic ? "api_error" : "server_error";
+  }
+}
+
+void aigw_respond_error(aigw_req_t *r, int status, const char *code, const char *message) {
+  aigw_buf_t o = {0};
+  const char *type = aigw_error_type(status, r->anthropic);
+  if (r->anthropic) {
+    aigw_buf_append_str(&o, "{\"type\":\"error\",\"error\":{\"type\":\"");
+    aigw_buf_append_str(&o, type);
+    aigw_buf_append_str(&o, "\",\"message\":\"");
+    json_escape(&o, message);
+    aigw_buf_append_str(&o, "\"},\"request_id\":\"");
+  } else {
+    aigw_buf_append_str(&o, "{\"error\":{\"message\":\"");
+    json_escape(&o, message);
+    aigw_buf_append_str(&o, "\",\"type\":\"");
+    aigw_buf_append_str(&o, type);
+    aigw_buf_append_str(&o, "\",\"code\":\"");
+    json_escape(&o, code);
+    aigw_buf_append_str(&o, "\",\"param\":null,\"request_id\":\"");
+  }
+  aigw_buf_append(&o, r->id, r->id_len);
+  aigw_buf_append_str(&o, r->anthropic ? "\"}\n" : "\"}}\n");
+  static const char ct[] = "Content-Type: application/json\r\n";
+  if (o.data == NULL) {
+    aigw_conn_close(r->conn);
+    return;
+  }
+  aigw_respond(r, status, ct, sizeof ct - 1, o.data, o.len);
+  aigw_buf_free(&o);
+}
+
+/* --- streaming --- */
+
+int aigw_respond_head(aigw_req_t *r, aigw_wbuf_t **b, int status, const char *reason,
+                      size_t reason_len, const char *headers, size_t hlen,
+                      int64_t content_length) {
+  aigw_conn_t *c = r->conn;
+  r->responded = 1;
+  r->status = status;
+  int keep = keep_alive(r);
+  if (content_length == -1) {
+    if (r->http_minor >= 1) r->chunked_out = 1;
+    else keep = 0;    /* HTTP/1.0: the body ends when the connection does */
+  }
+  if (!keep) r->keepalive = 0;
+  if (*b == NULL) *b = aigw_wbuf_new(c, 512 + hlen);
+  if (*b == NULL) return AIGW_ENOMEM_REQ;
+  size_t before = (*b)->len;
+  if (append_head(b, r, status, reason, reason_len, headers, hlen, content_length, keep))
+    return AIGW_ENOMEM_REQ;
+  r->bytes_out += (*b)->len - before;
+  return 0;
+}
+
+int aigw_respond_body(aigw_req_t *r, aigw_wbuf_t **b, const char *p, size_t n) {
+  if (n == 0) return 0;
+  if (*b == NULL) {
+    *b = aigw_wbuf_new(r->conn, n + 16);
+    if (*b == NULL) return AIGW_ENOMEM_REQ;
+  }
+  int rc = 0;
+  if (r->chunked_out) {
+    char line[20];
+    int k = snprintf(line, sizeof line, "%zx\r\n", n);
+    rc |= aigw_wbuf_append(b, line, (size_t)k);
+  }
+  rc |= aigw_wbuf_append(b, p, n);
+  if (r->chunked_out) rc |= aigw_wbuf_append(b, "\r\n", 2);
+  r->bytes_out += n;
+  return rc;
+}
+
+void aigw_respond_end(aigw_req_t *r, aigw_wbuf_t **b) {
+  if (r->chunked_out) {
+    if (*b == NULL) *b = aigw_wbuf_new(r->conn, 16);
+    if (*b == NULL || aigw_wbuf_append(b, "0\r\n\r\n", 5)) {
+      if (*b) aigw_wbuf_discard(*b);
+      *b = NULL;
+      aigw_conn_close(r->conn);
+      return;
+    }
+  }
+  if (*b) aigw_wbuf_send(*b);
+  *b = NULL;
+  aigw_conn_t *c = r->conn;
+  if (!c->closing) aigw__request_finish(r);
+}

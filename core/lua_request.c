@@ -1,0 +1,69 @@
+/* lua_request.c -- the request as the FFI sees it (lua/aigw/request.lua).
+ *
+ * These are exported for ffi.C: each takes the request pointer from the
+ * coroutine's exdata and answers through an out-pointer, without allocating
+ * or copying. A returned span points into the connection's buffers and is
+ * valid while the request lives; Lua turns it into a string at once. */
+#include <string.h>
+
+#include "http_conn.h"
+
+typedef struct {
+  const char *p;
+  size_t n;
+} aigw_str_t;
+
+#define AIGW_EXPORT __attribute__((visibility("default"), used))
+
+AIGW_EXPORT int aigw_ffi_req_method(aigw_req_t *r, aigw_str_t *out) {
+  out->p = llhttp_method_name((llhttp_method_t)r->method);
+  out->n = strlen(out->p);
+  return 0;
+}
+
+AIGW_EXPORT int aigw_ffi_req_path(aigw_req_t *r, aigw_str_t *out) {
+  out->p = r->conn->rbuf + r->url;
+  out->n = r->path_len;
+  return 0;
+}
+
+AIGW_EXPORT int aigw_ffi_req_query(aigw_req_t *r, aigw_str_t *out) {
+  if (r->path_len >= r->url_len) return 0;
+  out->p = r->conn->rbuf + r->url + r->path_len + 1;
+  out->n = r->url_len - r->path_len - 1;
+  return 1;
+}
+
+AIGW_EXPORT int aigw_ffi_req_header(aigw_req_t *r, const char *name, size_t nlen, aigw_str_t *out) {
+  return aigw_req_find_header(r, name, nlen, &out->p, &out->n);
+}
+
+AIGW_EXPORT int aigw_ffi_req_header_count(aigw_req_t *r) { return r->nhdrs; }
+
+AIGW_EXPORT int aigw_ffi_req_header_at(aigw_req_t *r, int i, aigw_str_t *name, aigw_str_t *value) {
+  if (i < 0 || i >= r->nhdrs) return 0;
+  const aigw_hdr_t *h = &r->hdrs[i];
+  name->p = r->conn->rbuf + h->name;
+  name->n = h->name_len;
+  value->p = r->conn->rbuf + h->value;
+  value->n = h->value_len;
+  return 1;
+}
+
+AIGW_EXPORT int aigw_ffi_req_body(aigw_req_t *r, aigw_str_t *out) {
+  out->p = r->body.data ? r->body.data : "";
+  out->n = r->body.len;
+  return 0;
+}
+
+AIGW_EXPORT int aigw_ffi_req_id(aigw_req_t *r, aigw_str_t *out) {
+  out->p = r->id;
+  out->n = r->id_len;
+  return 0;
+}
+
+AIGW_EXPORT int aigw_ffi_req_is_loopback(aigw_req_t *r) { return r->conn->loopback; }
+
+AIGW_EXPORT int aigw_ffi_req_is_admin(aigw_req_t *r) { return r->conn->admin; }
+
+AIGW_EXPORT double aigw_ffi_req_start_time(aigw_req_t *r) { return (double)r->start_ms / 1000.0; }

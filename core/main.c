@@ -1,0 +1,114 @@
+/* main.c -- the aigw command line: run, check, version, help. */
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "lua_vm.h"
+#include "server.h"
+
+static const char usage[] =
+    "usage: aigw <command> [arguments]\n"
+    "\n"
+    "commands:\n"
+    "  run [CONF]     run the gateway in the foreground (default conf/gateway.lua)\n"
+    "  check CONF     validate the config and its plugins, then exit\n"
+    "  version        print the version\n"
+    "  help           print this text\n"
+    "\n"
+    "environment:\n"
+    "  AIGW_PREFIX    where lua/ and plugins/ live (default: the source tree)\n";
+
+static const char *prefix(void) {
+  const char *p = getenv("AIGW_PREFIX");
+  return p && *p ? p : AIGW_DEFAULT_PREFIX;
+}
+
+static aigw_config_t *load(const char *path) {
+  char err[2048];
+  aigw_config_t *c = aigw_config_load(path, prefix(), err, sizeof err);
+  if (c == NULL) fprintf(stderr, "aigw: %s\n", err);
+  return c;
+}
+
+static int cmd_check(const char *path) {
+  aigw_config_t *c = load(path);
+  if (c == NULL) return 1;
+  /* Plugins and providers load in a worker VM: build one to check them. */
+  aigw_worker_t w;
+  memset(&w, 0, sizeof w);
+  w.conf = c;
+  char err[2048];
+  int rc = aigw_lua_worker_init(&w, err, sizeof err);
+  aigw_lua_worker_close(&w);
+  aigw_config_free(c);
+  if (rc != 0) {
+    fprintf(stderr, "aigw: %s\n", err);
+    return 1;
+  }
+  printf("configuration ok\n");
+  return 0;
+}
+
+static int public_without_keys(const aigw_config_t *c) {
+  if (c->has_api_keys) return 0;
+  for (int i = 0; i < c->nlisten; i++) {
+    struct sockaddr_storage ss;
+    if (aigw_parse_listen(c->listen[i], &ss) == 0 && !aigw_sockaddr_is_loopback((struct sockaddr *)&ss))
+      return 1;
+  }
+  return 0;
+}
+
+static int cmd_run(const char *path) {
+  aigw_config_t *c = load(path);
+  if (c == NULL) return 1;
+  aigw_log_level = (aigw_log_level_t)c->log_level;
+  if (public_without_keys(c)) {
+    fprintf(stderr,
+            "aigw: %s: refusing to listen on a non-loopback address without api_keys "
+            "(set AIGW_API_KEYS)\n", path);
+    aigw_config_free(c);
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  int code = aigw_server_run(c);
+  aigw_config_free(c);
+  return code;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fputs(usage, stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "run") == 0) {
+    if (argc > 3) {
+      fputs(usage, stderr);
+      return 2;
+    }
+    return cmd_run(argc == 3 ? argv[2] : "conf/gateway.lua");
+  }
+  if (strcmp(cmd, "check") == 0) {
+    if (argc != 3) {
+      fprintf(stderr, "usage: aigw check CONF\n");
+      return 2;
+    }
+    return cmd_check(argv[2]);
+  }
+  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "-v") == 0) {
+    printf("aigw %s\n", AIGW_VERSION);
+    return 0;
+  }
+  if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  fprintf(stderr, "aigw: unknown command '%s'\n\n%s", cmd, usage);
+  return 2;
+}

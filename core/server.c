@@ -1,0 +1,105 @@
+/* server.c -- the process: it sets up the workers, hands each its thread,
+ * and waits on signals in the main thread's own loop. SIGTERM and SIGINT
+ * drain and stop; SIGHUP is reserved for reload. */
+#include "server.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "shdict.h"
+
+int aigw__worker_setup(aigw_worker_t *w, char *err, size_t errlen);
+
+static void on_stop_signal(uv_signal_t *s, int signum) {
+  aigw_server_t *srv = s->data;
+  if (srv->stopping) {
+    aigw_log_info("second %s: still draining", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    return;
+  }
+  srv->stopping = 1;
+  aigw_log_info("%s: draining (up to %.1f s)", signum == SIGINT ? "SIGINT" : "SIGTERM",
+                (double)srv->conf->drain_timeout_ms / 1000.0);
+  for (int i = 0; i < srv->nworkers; i++) aigw_worker_stop(&srv->workers[i]);
+  uv_close((uv_handle_t *)&srv->sigterm, NULL);
+  uv_close((uv_handle_t *)&srv->sigint, NULL);
+  uv_close((uv_handle_t *)&srv->sighup, NULL);
+}
+
+static void on_hup(uv_signal_t *s, int signum) {
+  aigw_log_warn("SIGHUP: reload is not available in this version; ignored");
+}
+
+static int create_zones(const aigw_config_t *c, char *err, size_t errlen) {
+  for (int i = 0; i < c->nzones; i++) {
+    if (aigw_shdict_lookup(c->zones[i].name)) continue;
+    const char *e = NULL;
+    if (aigw_shdict_new(c->zones[i].name, c->zones[i].size, &e) == NULL) {
+      snprintf(err, errlen, "shared zone %s: %s", c->zones[i].name, e ? e : "cannot create");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int aigw_server_run(aigw_config_t *conf) {
+  aigw_server_t srv;
+  memset(&srv, 0, sizeof srv);
+  srv.conf = conf;
+  srv.nworkers = conf->workers;
+  char err[1024];
+  if (create_zones(conf, err, sizeof err) != 0) {
+    fprintf(stderr, "aigw: %s\n", err);
+    aigw_shdict_free_all();
+    return 1;
+  }
+  srv.workers = aigw_calloc((size_t)srv.nworkers, sizeof *srv.workers);
+  int ok = 1;
+  int started = 0;
+  for (int i = 0; i < srv.nworkers && ok; i++) {
+    aigw_worker_t *w = &srv.workers[i];
+    w->id = i + 1;
+    w->server = &srv;
+    w->conf = conf;
+    if (aigw__worker_setup(w, err, sizeof err) != 0) {
+      fprintf(stderr, "aigw: %s\n", err);
+      ok = 0;
+      break;
+    }
+    started++;
+  }
+  int code = 0;
+  if (!ok) {
+    /* Workers already set up never ran: start them just to stop them. */
+    code = 1;
+    for (int i = 0; i < started; i++) {
+      aigw_worker_start(&srv.workers[i]);
+      aigw_worker_stop(&srv.workers[i]);
+    }
+    for (int i = 0; i < started; i++) aigw_worker_join(&srv.workers[i]);
+    aigw_free(srv.workers);
+    aigw_shdict_free_all();
+    return code;
+  }
+
+  uv_loop_init(&srv.loop);
+  uv_signal_init(&srv.loop, &srv.sigterm);
+  uv_signal_init(&srv.loop, &srv.sigint);
+  uv_signal_init(&srv.loop, &srv.sighup);
+  srv.sigterm.data = srv.sigint.data = srv.sighup.data = &srv;
+  uv_signal_start(&srv.sigterm, on_stop_signal, SIGTERM);
+  uv_signal_start(&srv.sigint, on_stop_signal, SIGINT);
+  uv_signal_start(&srv.sighup, on_hup, SIGHUP);
+  for (int i = 0; i < srv.nworkers; i++) aigw_worker_start(&srv.workers[i]);
+  aigw_log_info("aigw %s listening on %s%s%s with %d worker(s)", AIGW_VERSION, conf->listen[0],
+                conf->admin_listen ? ", admin on " : "", conf->admin_listen ? conf->admin_listen : "",
+                srv.nworkers);
+  uv_run(&srv.loop, UV_RUN_DEFAULT);
+  for (int i = 0; i < srv.nworkers; i++) aigw_worker_join(&srv.workers[i]);
+  uv_loop_close(&srv.loop);
+  aigw_free(srv.workers);
+  aigw_shdict_free_all();
+  aigw_log_info("stopped");
+  return 0;
+}

@@ -1,0 +1,668 @@
+/* upstream.c -- one proxied exchange: DNS, connect (or a pooled connection),
+ * TLS, the request, and the response streamed back to the client.
+ *
+ * The response is parsed with llhttp; headers are filtered (hop-by-hop ones
+ * dropped, RFC 9110 section 7.6.1) and each read's worth of body is framed
+ * for the client and queued as one write. When the client's write queue
+ * grows past a high-water mark the upstream is not read until it drains, so
+ * a slow client slows the upstream instead of filling memory.
+ *
+ * Lifetime: the exchange (aigw_upstream_t) is owned by its client request
+ * until it completes or fails, which detaches it (r->up = NULL). It is freed
+ * in the close callback of its timer. libuv requests (connect, write) are
+ * heap-allocated and point at the connection, never at the exchange, so an
+ * aborted exchange can be freed while they are still queued. */
+#include "upstream.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "alloc.h"
+#include "errors.h"
+#include "log.h"
+
+#define CLIENT_HIGH_WATER (1024 * 1024)
+
+enum { ST_RESOLVE, ST_CONNECT, ST_HANDSHAKE, ST_WAIT, ST_BODY, ST_DONE };
+
+struct aigw_upstream_s {
+  aigw_req_t *req;              /* NULL once detached */
+  aigw_worker_t *w;
+  aigw_target_t *t;
+  aigw_upconn_t *uc;
+  aigw_dns_query_t *dnsq;
+  uv_timer_t timer;
+  llhttp_t parser;
+  aigw_buf_t head;              /* the request head */
+  const char *body;
+  size_t blen;
+  aigw_buf_t rhead;             /* response header lines for the client */
+  aigw_buf_t hname, hval, reason, conn_tokens;
+  aigw_wbuf_t *out;             /* what this read sends to the client */
+  char *rbuf;                   /* read buffer (plaintext for TLS) */
+  char *cbuf;                   /* ciphertext read buffer (TLS only) */
+  uint64_t deadline;
+  int state;
+  uint8_t reused : 1;
+  uint8_t retried : 1;
+  uint8_t got_bytes : 1;
+  uint8_t paused : 1;
+  uint8_t complete : 1;
+  uint8_t has_date : 1;
+  uint8_t in_value : 1;
+  uint8_t no_body : 1;
+};
+
+typedef struct {
+  uv_write_t wr;
+  aigw_upconn_t *uc;
+  char *owned;
+} up_write_t;
+
+typedef struct {
+  uv_connect_t req;
+  aigw_upconn_t *uc;
+} up_connect_t;
+
+static const llhttp_settings_t *response_settings(void);
+static void start_connect(aigw_upstream_t *u);
+static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void send_request(aigw_upstream_t *u);
+
+/* --- teardown --- */
+
+static void on_timer_closed(uv_handle_t *h) {
+  aigw_upstream_t *u = h->data;
+  aigw_buf_free(&u->head);
+  aigw_buf_free(&u->rhead);
+  aigw_buf_free(&u->hname);
+  aigw_buf_free(&u->hval);
+  aigw_buf_free(&u->reason);
+  aigw_buf_free(&u->conn_tokens);
+  if (u->out) aigw_wbuf_discard(u->out);
+  if (u->rbuf) aigw__rbuf_put(u->w, u->rbuf);
+  if (u->cbuf) aigw__rbuf_put(u->w, u->cbuf);
+  aigw_free(u);
+}
+
+/* Detaches the exchange from its request and frees it; the connection is
+ * pooled when reusable, else closed. */
+static void destroy(aigw_upstream_t *u, int reuse) {
+  if (u->req) u->req->up = NULL;
+  u->req = NULL;
+  if (u->dnsq) {
+    aigw_dns_cancel(u->dnsq);
+    u->dnsq = NULL;
+  }
+  if (u->uc) {
+    aigw_upconn_t *uc = u->uc;
+    u->uc = NULL;
+    uc->user = NULL;
+    uv_read_stop((uv_stream_t *)&uc->tcp);
+    if (reuse) aigw_pool_release(uc->pool, uc, u->t->max_idle, u->t->idle_ms);
+    else aigw_upconn_close(uc);
+  }
+  u->state = ST_DONE;
+  uv_close((uv_handle_t *)&u->timer, on_timer_closed);
+}
+
+void aigw_upstream_abort(aigw_upstream_t *u) {
+  if (u->req) aigw_log_debug("request %s: client gone, upstream cancelled", u->req->id);
+  destroy(u, 0);
+}
+
+/* The exchange failed: the client gets an error response, or, if its
+ * response already started, its connection is closed (a truncated body must
+ * not look complete). */
+static void fail(aigw_upstream_t *u, int status, const char *code, const char *msg) {
+  aigw_req_t *r = u->req;
+  if (r) {
+    aigw_log_warn("request %s: upstream %s:%u: %s", r->id, u->t->host, u->t->port, msg);
+  }
+  destroy(u, 0);
+  if (r == NULL) return;
+  if (!r->responded) {
+    aigw_respond_error(r, status, code, msg);
+  } else {
+    aigw_conn_close(r->conn);
+  }
+}
+
+/* --- timers --- */
+
+static void on_timeout(uv_timer_t *t) {
+  aigw_upstream_t *u = t->data;
+  uint64_t now = uv_now(&u->w->loop);
+  if (now >= u->deadline) fail(u, 504, "upstream_timeout", "upstream timeout (total)");
+  else if (u->state <= ST_HANDSHAKE) fail(u, 504, "upstream_timeout", "upstream connect timeout");
+  else fail(u, 504, "upstream_timeout", "upstream read timeout");
+}
+
+static void arm(aigw_upstream_t *u, uint64_t ms) {
+  uint64_t now = uv_now(&u->w->loop);
+  uint64_t left = u->deadline > now ? u->deadline - now : 0;
+  if (ms == 0 || ms > left) ms = left ? left : 1;
+  uv_timer_start(&u->timer, on_timeout, ms, 0);
+}
+
+/* --- writing to the upstream --- */
+
+static void on_up_write(uv_write_t *wr, int status) {
+  up_write_t *w = (up_write_t *)wr;
+  aigw_upconn_t *uc = w->uc;
+  aigw_free(w->owned);
+  aigw_free(w);
+  if (status < 0 && uc->user) {
+    aigw_upstream_t *u = uc->user;
+    if (!u->got_bytes && u->reused && !u->retried) return;   /* the read side retries */
+    fail(u, 502, "bad_gateway", "upstream write failed");
+  }
+}
+
+static int up_write(aigw_upstream_t *u, const uv_buf_t *bufs, unsigned n, char *owned) {
+  up_write_t *w = aigw_try_malloc(sizeof *w);
+  if (w == NULL) {
+    aigw_free(owned);
+    return AIGW_ENOMEM_REQ;
+  }
+  w->uc = u->uc;
+  w->owned = owned;
+  int rc = uv_write(&w->wr, (uv_stream_t *)&u->uc->tcp, bufs, n, on_up_write);
+  if (rc < 0) {
+    aigw_free(owned);
+    aigw_free(w);
+  }
+  return rc;
+}
+
+/* Sends whatever ciphertext TLS has produced. */
+static int tls_flush(aigw_upstream_t *u) {
+  size_t len;
+  char *out;
+  while ((out = aigw_tls_take_output(u->uc->tls, &len)) != NULL) {
+    uv_buf_t b = uv_buf_init(out, (unsigned)len);
+    int rc = up_write(u, &b, 1, out);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+static void send_request(aigw_upstream_t *u) {
+  u->state = ST_WAIT;
+  int rc;
+  if (u->uc->tls) {
+    rc = aigw_tls_write(u->uc->tls, u->head.data, u->head.len);
+    if (rc == 0 && u->blen) rc = aigw_tls_write(u->uc->tls, u->body, u->blen);
+    if (rc == 0) rc = tls_flush(u);
+  } else {
+    uv_buf_t b[2] = {uv_buf_init(u->head.data, (unsigned)u->head.len),
+                     uv_buf_init((char *)u->body, (unsigned)u->blen)};
+    rc = up_write(u, b, u->blen ? 2 : 1, NULL);
+  }
+  if (rc < 0) {
+    fail(u, 502, "bad_gateway", "upstream write failed");
+    return;
+  }
+  u->uc->requests++;
+  arm(u, u->t->read_ms);
+}
+
+/* --- connecting --- */
+
+static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  aigw_upconn_t *uc = h->data;
+  aigw_upstream_t *u = uc->user;
+  if (u == NULL) {
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
+  char **slot = uc->tls ? &u->cbuf : &u->rbuf;
+  if (*slot == NULL) *slot = aigw__rbuf_get(u->w);
+  buf->base = *slot;
+  buf->len = AIGW_RBUF_SIZE;
+}
+
+static void tls_start(aigw_upstream_t *u) {
+  u->state = ST_HANDSHAKE;
+  u->uc->tls = aigw_tls_client_new(u->t->tls_ctx, u->t->host, "http/1.1");
+  if (u->uc->tls == NULL) {
+    fail(u, 502, "bad_gateway", "tls: cannot create a connection");
+    return;
+  }
+  int rc = aigw_tls_handshake(u->uc->tls);
+  if (rc < 0 || tls_flush(u) < 0) {
+    fail(u, 502, "bad_gateway", "tls handshake failed");
+    return;
+  }
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  up_connect_t *cr = (up_connect_t *)req;
+  aigw_upconn_t *uc = cr->uc;
+  aigw_free(cr);
+  aigw_upstream_t *u = uc->user;
+  if (u == NULL) return;      /* aborted; the connection is already closing */
+  if (status < 0) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "upstream connect failed: %s", uv_strerror(status));
+    fail(u, 502, "upstream_connect_failed", msg);
+    return;
+  }
+  aigw__pool_note_connect(uc->pool);
+  uv_tcp_nodelay(&uc->tcp, 1);
+  uv_read_start((uv_stream_t *)&uc->tcp, up_alloc, on_up_read);
+  if (u->t->tls) tls_start(u);
+  else send_request(u);
+}
+
+static void on_resolved(void *data, int status, const struct sockaddr *addr) {
+  aigw_upstream_t *u = data;
+  u->dnsq = NULL;
+  if (status < 0) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "cannot resolve upstream host %s", u->t->host);
+    fail(u, 502, "upstream_dns_failed", msg);
+    return;
+  }
+  u->state = ST_CONNECT;
+  u->uc = aigw_upconn_new(u->w->pool, u->t->pool_key);
+  u->uc->user = u;
+  up_connect_t *cr = aigw_try_malloc(sizeof *cr);
+  if (cr == NULL) {
+    fail(u, 503, "no_memory", "no memory");
+    return;
+  }
+  cr->uc = u->uc;
+  int rc = uv_tcp_connect(&cr->req, &u->uc->tcp, addr, on_connect);
+  if (rc < 0) {
+    aigw_free(cr);
+    char msg[160];
+    snprintf(msg, sizeof msg, "upstream connect failed: %s", uv_strerror(rc));
+    fail(u, 502, "upstream_connect_failed", msg);
+    return;
+  }
+  arm(u, u->t->connect_ms);
+}
+
+static void start_connect(aigw_upstream_t *u) {
+  u->state = ST_RESOLVE;
+  u->reused = 0;
+  arm(u, u->t->connect_ms);
+  /* May call on_resolved before returning (IP literal, cache hit). */
+  u->dnsq = aigw_dns_resolve(u->w->dns, u->t->host, u->t->port, on_resolved, u);
+}
+
+/* --- reading the response --- */
+
+static void finish_ok(aigw_upstream_t *u, int reuse) {
+  aigw_req_t *r = u->req;
+  aigw_wbuf_t *out = u->out;
+  u->out = NULL;
+  destroy(u, reuse);
+  aigw_respond_end(r, &out);
+}
+
+static void process(aigw_upstream_t *u, const char *data, size_t len) {
+  u->got_bytes = 1;
+  llhttp_errno_t err = llhttp_execute(&u->parser, data, len);
+  if (u->req == NULL) return;
+  if (err == HPE_PAUSED && u->complete) {
+    /* Bytes after the response mean the connection is out of step. */
+    int extra = llhttp_get_error_pos(&u->parser) != data + len;
+    finish_ok(u, !extra && llhttp_should_keep_alive(&u->parser));
+    return;
+  }
+  if (err != HPE_OK) {
+    aigw_log_debug("upstream response: %s (%s)", llhttp_errno_name(err),
+                   llhttp_get_error_reason(&u->parser));
+    fail(u, 502, "bad_gateway", "bad upstream response");
+    return;
+  }
+  if (u->out) {
+    aigw_wbuf_send(u->out);
+    u->out = NULL;
+    if (u->req == NULL) return;
+  }
+  if (aigw_conn_write_queue(u->req->conn) > CLIENT_HIGH_WATER) {
+    uv_read_stop((uv_stream_t *)&u->uc->tcp);
+    u->paused = 1;
+    arm(u, 0);   /* only the total deadline runs while the client catches up */
+  } else {
+    arm(u, u->t->read_ms);
+  }
+}
+
+static void on_eof(aigw_upstream_t *u, int status) {
+  if (!u->got_bytes && u->reused && !u->retried && u->state == ST_WAIT) {
+    /* A pooled connection the server had already closed: retry once on a
+     * fresh one; nothing of the request can have been processed. */
+    aigw_log_debug("request %s: pooled upstream connection was closed, reconnecting", u->req->id);
+    aigw_upconn_t *uc = u->uc;
+    u->uc = NULL;
+    uc->user = NULL;
+    aigw_upconn_close(uc);
+    u->retried = 1;
+    llhttp_init(&u->parser, HTTP_RESPONSE, response_settings());
+    u->parser.data = u;
+    start_connect(u);
+    return;
+  }
+  if (status == UV_EOF && u->state == ST_BODY) {
+    /* A close-delimited body ends here; a framed one is truncated. */
+    llhttp_errno_t err = llhttp_finish(&u->parser);
+    if (err == HPE_OK && u->complete) {
+      finish_ok(u, 0);
+      return;
+    }
+    if (err == HPE_PAUSED && u->complete) {
+      finish_ok(u, 0);
+      return;
+    }
+    fail(u, 502, "bad_gateway", "upstream closed the connection mid-response");
+    return;
+  }
+  if (u->state == ST_HANDSHAKE) {
+    fail(u, 502, "bad_gateway", "upstream closed the connection during the tls handshake");
+    return;
+  }
+  char msg[160];
+  snprintf(msg, sizeof msg, "upstream closed the connection%s%s",
+           status == UV_EOF ? "" : ": ", status == UV_EOF ? "" : uv_strerror(status));
+  fail(u, 502, "bad_gateway", msg);
+}
+
+static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  aigw_upconn_t *uc = s->data;
+  aigw_upstream_t *u = uc->user;
+  if (u == NULL) return;
+  if (nread == 0) return;
+  if (nread < 0) {
+    on_eof(u, (int)nread);
+    return;
+  }
+  if (uc->tls == NULL) {
+    process(u, buf->base, (size_t)nread);
+    return;
+  }
+  if (aigw_tls_feed(uc->tls, buf->base, (size_t)nread) < 0) {
+    fail(u, 503, "no_memory", "no memory");
+    return;
+  }
+  if (!aigw_tls_handshake_done(uc->tls)) {
+    int rc = aigw_tls_handshake(uc->tls);
+    if (tls_flush(u) < 0) {
+      fail(u, 502, "bad_gateway", "upstream write failed");
+      return;
+    }
+    if (rc < 0) {
+      char msg[300];
+      snprintf(msg, sizeof msg, "tls handshake with upstream failed: %s",
+               aigw_tls_last_error(uc->tls));
+      fail(u, 502, rc == AIGW_ETLS_VERIFY ? "upstream_tls_verify_failed" : "bad_gateway", msg);
+      return;
+    }
+    if (rc == AIGW_TLS_WANT_IO) return;
+    send_request(u);
+    if (u->uc == NULL || u->uc->user != u) return;
+  }
+  if (u->rbuf == NULL) u->rbuf = aigw__rbuf_get(u->w);
+  for (;;) {
+    int n = aigw_tls_read(uc->tls, u->rbuf, AIGW_RBUF_SIZE);
+    if (tls_flush(u) < 0) {
+      fail(u, 502, "bad_gateway", "upstream write failed");
+      return;
+    }
+    if (n == 0) break;
+    if (n == AIGW_EUPSTREAM_CLOSED) {
+      on_eof(u, UV_EOF);
+      return;
+    }
+    if (n < 0) {
+      fail(u, 502, "bad_gateway", "tls error reading from upstream");
+      return;
+    }
+    process(u, u->rbuf, (size_t)n);
+    if (u->uc == NULL || u->uc->user != u || u->paused) return;
+  }
+}
+
+void aigw_upstream_client_drained(aigw_upstream_t *u) {
+  if (!u->paused || u->uc == NULL) return;
+  u->paused = 0;
+  uv_read_start((uv_stream_t *)&u->uc->tcp, up_alloc, on_up_read);
+  arm(u, u->t->read_ms);
+}
+
+/* --- response parsing callbacks --- */
+
+static int on_status(llhttp_t *p, const char *at, size_t len) {
+  aigw_upstream_t *u = p->data;
+  return aigw_buf_append(&u->reason, at, len) ? -1 : 0;
+}
+
+static int is_hop_by_hop(const char *n, size_t len) {
+  static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
+                                      "proxy-authenticate", "proxy-authorization", "te",
+                                      "trailer", "transfer-encoding", "upgrade"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+    if (strlen(names[i]) == len && strncasecmp(n, names[i], len) == 0) return 1;
+  return 0;
+}
+
+static int on_resp_header_field(llhttp_t *p, const char *at, size_t len) {
+  aigw_upstream_t *u = p->data;
+  return aigw_buf_append(&u->hname, at, len) ? -1 : 0;
+}
+
+static int on_resp_header_value(llhttp_t *p, const char *at, size_t len) {
+  aigw_upstream_t *u = p->data;
+  return aigw_buf_append(&u->hval, at, len) ? -1 : 0;
+}
+
+static int on_resp_header_value_complete(llhttp_t *p) {
+  aigw_upstream_t *u = p->data;
+  const char *n = u->hname.data;
+  size_t nl = u->hname.len;
+  int rc = 0;
+  if (nl == 10 && strncasecmp(n, "connection", 10) == 0) {
+    rc |= aigw_buf_append(&u->conn_tokens, u->hval.data ? u->hval.data : "", u->hval.len);
+    rc |= aigw_buf_append(&u->conn_tokens, ",", 1);
+  } else if (is_hop_by_hop(n, nl) || (nl == 14 && strncasecmp(n, "content-length", 14) == 0)) {
+    /* dropped: framing is ours */
+  } else {
+    if (nl == 12 && strncasecmp(n, "x-request-id", 12) == 0) {
+      rc |= aigw_buf_append(&u->rhead, "x-upstream-request-id", 21);
+    } else {
+      if (nl == 4 && strncasecmp(n, "date", 4) == 0) u->has_date = 1;
+      rc |= aigw_buf_append(&u->rhead, n, nl);
+    }
+    rc |= aigw_buf_append(&u->rhead, ": ", 2);
+    if (u->hval.len) rc |= aigw_buf_append(&u->rhead, u->hval.data, u->hval.len);
+    rc |= aigw_buf_append(&u->rhead, "\r\n", 2);
+  }
+  u->hname.len = u->hval.len = 0;
+  return rc ? -1 : 0;
+}
+
+/* Drops header lines named by the upstream's Connection header. */
+static void drop_connection_tokens(aigw_upstream_t *u) {
+  if (u->conn_tokens.len == 0 || u->rhead.len == 0) return;
+  const char *tok = u->conn_tokens.data, *end = tok + u->conn_tokens.len;
+  while (tok < end) {
+    const char *comma = memchr(tok, ',', (size_t)(end - tok));
+    const char *a = tok, *b = comma;
+    while (a < b && (*a == ' ' || *a == '\t')) a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+    size_t tl = (size_t)(b - a);
+    if (tl) {
+      char *line = u->rhead.data, *hend = u->rhead.data + u->rhead.len;
+      while (line < hend) {
+        char *eol = memchr(line, '\n', (size_t)(hend - line));
+        size_t ll = (size_t)(eol - line) + 1;
+        if (ll > tl + 1 && line[tl] == ':' && strncasecmp(line, a, tl) == 0) {
+          memmove(line, eol + 1, (size_t)(hend - eol - 1));
+          u->rhead.len -= ll;
+          hend -= ll;
+        } else {
+          line = eol + 1;
+        }
+      }
+    }
+    tok = comma + 1;
+  }
+}
+
+static int on_resp_headers_complete(llhttp_t *p) {
+  aigw_upstream_t *u = p->data;
+  aigw_req_t *r = u->req;
+  int status = p->status_code;
+  if (status < 200) {
+    /* Interim responses (103 Early Hints) are not relayed. */
+    u->rhead.len = u->reason.len = u->conn_tokens.len = 0;
+    return 0;
+  }
+  drop_connection_tokens(u);
+  u->state = ST_BODY;
+  int64_t cl = -1;
+  u->no_body = r->method == HTTP_HEAD || status == 204 || status == 304;
+  if (status == 204 || status == 304) cl = -2;
+  else if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)) cl = (int64_t)p->content_length;
+  else if (u->no_body) cl = -2;
+  r->has_date = u->has_date;
+  if (aigw_respond_head(r, &u->out, status, u->reason.data, u->reason.len, u->rhead.data,
+                        u->rhead.len, cl) != 0)
+    return -1;
+  return u->no_body ? 1 : 0;
+}
+
+static int on_resp_body(llhttp_t *p, const char *at, size_t len) {
+  aigw_upstream_t *u = p->data;
+  return aigw_respond_body(u->req, &u->out, at, len) ? -1 : 0;
+}
+
+static int on_resp_message_complete(llhttp_t *p) {
+  aigw_upstream_t *u = p->data;
+  if (u->state != ST_BODY) return 0;   /* an interim 1xx ended */
+  u->complete = 1;
+  return HPE_PAUSED;
+}
+
+static const llhttp_settings_t *response_settings(void) {
+  static llhttp_settings_t s;
+  static int ready;
+  if (!ready) {
+    llhttp_settings_init(&s);
+    s.on_status = on_status;
+    s.on_header_field = on_resp_header_field;
+    s.on_header_value = on_resp_header_value;
+    s.on_header_value_complete = on_resp_header_value_complete;
+    s.on_headers_complete = on_resp_headers_complete;
+    s.on_body = on_resp_body;
+    s.on_message_complete = on_resp_message_complete;
+    ready = 1;
+  }
+  return &s;
+}
+
+/* --- the request head --- */
+
+static int client_header_dropped(const aigw_req_t *r, const aigw_target_t *t, const char *n,
+                                 size_t nl, const char *ctoks, size_t ctl) {
+  static const char *const always[] = {"host", "content-length", "expect", "x-request-id"};
+  for (size_t i = 0; i < sizeof always / sizeof *always; i++)
+    if (strlen(always[i]) == nl && strncasecmp(n, always[i], nl) == 0) return 1;
+  if (is_hop_by_hop(n, nl)) return 1;
+  for (int i = 0; i < t->ndrop; i++)
+    if (strlen(t->drop[i]) == nl && strncasecmp(n, t->drop[i], nl) == 0) return 1;
+  /* Headers the client's Connection header names are hop-by-hop too. */
+  const char *end = ctoks + ctl;
+  while (ctoks && ctoks < end) {
+    const char *comma = memchr(ctoks, ',', (size_t)(end - ctoks));
+    if (comma == NULL) comma = end;
+    const char *a = ctoks, *b = comma;
+    while (a < b && (*a == ' ' || *a == '\t')) a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+    if ((size_t)(b - a) == nl && strncasecmp(a, n, nl) == 0) return 1;
+    ctoks = comma + 1;
+  }
+  return 0;
+}
+
+static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const char *extra,
+                      size_t elen) {
+  aigw_req_t *r = u->req;
+  aigw_target_t *t = u->t;
+  aigw_conn_t *c = r->conn;
+  aigw_buf_t *h = &u->head;
+  int rc = 0;
+  const char *m = llhttp_method_name((llhttp_method_t)r->method);
+  rc |= aigw_buf_append_str(h, m);
+  rc |= aigw_buf_append(h, " ", 1);
+  rc |= aigw_buf_append_str(h, t->base_path);
+  if (plen == 0 || path[0] != '/') rc |= aigw_buf_append(h, "/", 1);
+  rc |= aigw_buf_append(h, path, plen);
+  rc |= aigw_buf_append_str(h, " HTTP/1.1\r\n");
+  rc |= aigw_buf_append_str(h, t->host_header);
+  const char *ctoks = NULL;
+  size_t ctl = 0;
+  aigw_req_find_header(r, "connection", 10, &ctoks, &ctl);
+  for (int i = 0; i < r->nhdrs; i++) {
+    const aigw_hdr_t *hd = &r->hdrs[i];
+    const char *n = c->rbuf + hd->name;
+    if (client_header_dropped(r, t, n, hd->name_len, ctoks, ctl)) continue;
+    rc |= aigw_buf_append(h, n, hd->name_len);
+    rc |= aigw_buf_append(h, ": ", 2);
+    rc |= aigw_buf_append(h, c->rbuf + hd->value, hd->value_len);
+    rc |= aigw_buf_append(h, "\r\n", 2);
+  }
+  if (t->set_headers_len) rc |= aigw_buf_append(h, t->set_headers, t->set_headers_len);
+  if (elen) rc |= aigw_buf_append(h, extra, elen);
+  rc |= aigw_buf_append(h, "x-request-id: ", 14);
+  rc |= aigw_buf_append(h, r->id, r->id_len);
+  rc |= aigw_buf_append(h, "\r\n", 2);
+  if (u->blen || r->method == HTTP_POST || r->method == HTTP_PUT || r->method == HTTP_PATCH) {
+    char cl[40];
+    int n = snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", u->blen);
+    rc |= aigw_buf_append(h, cl, (size_t)n);
+  }
+  rc |= aigw_buf_append(h, "\r\n", 2);
+  return rc;
+}
+
+void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen,
+                         const char *body, size_t blen, const char *extra, size_t elen) {
+  aigw_worker_t *w = r->conn->w;
+  aigw_upstream_t *u = aigw_try_malloc(sizeof *u);
+  if (u == NULL) {
+    aigw_respond_error(r, 503, "no_memory", "no memory");
+    return;
+  }
+  memset(u, 0, sizeof *u);
+  u->req = r;
+  u->w = w;
+  u->t = t;
+  u->body = body ? body : r->body.data;
+  u->blen = body ? blen : r->body.len;
+  r->up = u;
+  uv_timer_init(&w->loop, &u->timer);
+  u->timer.data = u;
+  llhttp_init(&u->parser, HTTP_RESPONSE, response_settings());
+  u->parser.data = u;
+  u->deadline = uv_now(&w->loop) + (t->total_ms ? t->total_ms : UINT32_MAX);
+  if (build_head(u, path, plen, extra, elen) != 0) {
+    fail(u, 503, "no_memory", "no memory");
+    return;
+  }
+  aigw_upconn_t *uc = aigw_pool_acquire(w->pool, t->pool_key);
+  if (uc) {
+    u->uc = uc;
+    uc->user = u;
+    u->reused = 1;
+    uv_read_start((uv_stream_t *)&uc->tcp, up_alloc, on_up_read);
+    send_request(u);
+    return;
+  }
+  start_connect(u);
+}

@@ -1,0 +1,67 @@
+/* worker.h -- a worker thread: one uv loop, one LuaJIT VM, its own listeners
+ * (SO_REUSEPORT), its upstream pool and DNS cache. Nothing here is shared
+ * with other workers except the config and the shared dicts. */
+#ifndef AIGW_WORKER_H
+#define AIGW_WORKER_H
+
+#include <lua.h>
+#include <uv.h>
+
+#include "config.h"
+#include "dns.h"
+
+typedef struct aigw_conn_s aigw_conn_t;
+typedef struct aigw_pool_s aigw_pool_t;
+typedef struct aigw_server_s aigw_server_t;
+
+typedef struct aigw_listener_s {
+  uv_tcp_t tcp;
+  struct aigw_worker_s *worker;
+  int admin;
+} aigw_listener_t;
+
+typedef struct aigw_worker_s {
+  int id;                      /* 1-based */
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_async_t wakeup;           /* stop requests from the main thread */
+  uv_timer_t drain_timer;
+  aigw_server_t *server;
+  const aigw_config_t *conf;
+  lua_State *L;
+  int handler_ref;             /* the runtime's request handler (registry ref) */
+  int log_ref;                 /* the runtime's log phase, or LUA_NOREF */
+  aigw_dns_t *dns;
+  aigw_pool_t *pool;
+  aigw_listener_t *listeners;
+  int nlisteners;
+  aigw_conn_t *conns;          /* every open client connection */
+  int nconns;
+  int max_conns;
+  int draining;
+  int started;                 /* init succeeded */
+  char date[40];               /* "Date: ...\r\n", refreshed once a second */
+  uint64_t date_sec;
+  /* read buffers of the standard size, kept for reuse */
+  void *free_rbufs;
+  int nfree_rbufs;
+} aigw_worker_t;
+
+/* Cached "Date: <IMF-fixdate>\r\n" line for the current second. */
+const char *aigw__worker_date(aigw_worker_t *w);
+
+/* A read buffer of AIGW_RBUF_SIZE bytes from the worker's free list. */
+#define AIGW_RBUF_SIZE (16 * 1024)
+char *aigw__rbuf_get(aigw_worker_t *w);
+void aigw__rbuf_put(aigw_worker_t *w, char *buf);
+
+/* Starts the worker thread; returns 0 or a negative code. */
+int aigw_worker_start(aigw_worker_t *w);
+/* Asks the worker to drain and stop (thread-safe). */
+void aigw_worker_stop(aigw_worker_t *w);
+void aigw_worker_join(aigw_worker_t *w);
+
+/* Called by a connection when it closes, so draining can finish. */
+void aigw__worker_conn_closed(aigw_worker_t *w);
+
+#endif

@@ -1,0 +1,281 @@
+-- aigw.config -- loads a config file and checks every field.
+--
+-- load(path) returns the normalised table (sizes in bytes, durations in
+-- seconds, every default filled in) or raises one line: "file:line: what"
+-- for Lua errors, "file: field.path: what was expected, got what" for bad
+-- values. The same function runs in `aigw check`, in the C core's loader and
+-- in every worker VM, so they can never disagree.
+
+local M = {}
+
+local SIZE_UNITS = { [""] = 1, b = 1, k = 1024, kb = 1024, m = 1024 ^ 2, mb = 1024 ^ 2,
+                     g = 1024 ^ 3, gb = 1024 ^ 3 }
+
+local function show(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  return tostring(v)
+end
+
+local function fail(file, field, expected, got)
+  error(string.format("%s: %s: expected %s, got %s", file, field, expected, show(got)), 0)
+end
+
+-- "10m", "512k", 1048576 -> bytes
+function M.parse_size(v)
+  if type(v) == "number" then
+    if v >= 0 and v == math.floor(v) then return v end
+    return nil
+  end
+  if type(v) ~= "string" then return nil end
+  local num, unit = v:lower():match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
+  if not num or not SIZE_UNITS[unit] then return nil end
+  return math.floor(tonumber(num) * SIZE_UNITS[unit])
+end
+
+-- 10, "10s", "500ms", "2m" -> seconds
+function M.parse_duration(v)
+  if type(v) == "number" then return v >= 0 and v or nil end
+  if type(v) ~= "string" then return nil end
+  local num, unit = v:lower():match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
+  local scale = ({ [""] = 1, s = 1, ms = 0.001, m = 60, h = 3600 })[unit or ""]
+  if not num or not scale then return nil end
+  return tonumber(num) * scale
+end
+
+local SERVER_DEFAULTS = {
+  max_body_size = 10 * 1024 * 1024,
+  max_header_size = 32 * 1024,
+  max_connections = 10000,
+  client_header_timeout = 10,
+  client_body_timeout = 30,
+  keepalive_timeout = 75,
+  send_timeout = 30,
+  drain_timeout = 10,
+}
+local SERVER_SIZES = { max_body_size = true, max_header_size = true }
+
+local PROVIDER_KINDS = { openai = true, ["openai-compatible"] = true, mock = true }
+
+local TOP_FIELDS = {
+  listen = true, admin_listen = true, workers = true, log_level = true, api_keys = true,
+  server = true, shared = true, plugins = true, providers = true, routes = true, models = true,
+}
+
+local function check_listen(file, field, v)
+  if type(v) ~= "string" or not (v:match("^[^:%[%]]*:%d+$") or v:match("^%[[%x:.]+%]:%d+$")) then
+    fail(file, field, 'an address like "127.0.0.1:8080"', v)
+  end
+  local port = tonumber(v:match(":(%d+)$"))
+  if port > 65535 then fail(file, field, "a port up to 65535", v) end
+  return v
+end
+
+local function check_server(file, s)
+  if s == nil then s = {} end
+  if type(s) ~= "table" then fail(file, "server", "a table", s) end
+  local out = {}
+  for k in pairs(s) do
+    if SERVER_DEFAULTS[k] == nil then fail(file, "server." .. tostring(k), "a known field", k) end
+  end
+  for k, default in pairs(SERVER_DEFAULTS) do
+    local v = s[k]
+    if v == nil then
+      out[k] = default
+    elseif SERVER_SIZES[k] then
+      out[k] = M.parse_size(v) or fail(file, "server." .. k, 'a size like "10m"', v)
+    elseif k == "max_connections" then
+      if type(v) ~= "number" or v < 1 or v ~= math.floor(v) then
+        fail(file, "server." .. k, "a whole number >= 1", v)
+      end
+      out[k] = v
+    else
+      out[k] = M.parse_duration(v) or fail(file, "server." .. k, "a duration in seconds", v)
+    end
+  end
+  if out.max_header_size < 1024 then fail(file, "server.max_header_size", "at least 1k", s.max_header_size) end
+  return out
+end
+
+local function check_timeouts(file, field, t)
+  local out = { connect = 10, read = 300, total = 600 }
+  if t == nil then return out end
+  if type(t) ~= "table" then fail(file, field, "a table", t) end
+  for k, v in pairs(t) do
+    if out[k] == nil then fail(file, field .. "." .. tostring(k), "connect, read or total", k) end
+    out[k] = M.parse_duration(v) or fail(file, field .. "." .. k, "a duration in seconds", v)
+  end
+  return out
+end
+
+local function check_provider(file, name, p)
+  local field = "providers." .. tostring(name)
+  if type(name) ~= "string" or not name:match("^[%w_.-]+$") then
+    fail(file, field, "a provider name of letters, digits, '_', '.' or '-'", name)
+  end
+  if type(p) ~= "table" then fail(file, field, "a table", p) end
+  if not PROVIDER_KINDS[p.kind] then
+    fail(file, field .. ".kind", "one of openai, openai-compatible, mock", p.kind)
+  end
+  local out = { name = name, kind = p.kind }
+  if p.kind ~= "mock" then
+    if type(p.base_url) ~= "string" or not p.base_url:match("^https?://[^/]") then
+      fail(file, field .. ".base_url", "an http:// or https:// URL", p.base_url)
+    end
+    out.base_url = p.base_url
+    if p.api_key ~= nil and (type(p.api_key) ~= "string") then
+      fail(file, field .. ".api_key", "a string", "a " .. type(p.api_key))
+    end
+    out.api_key = p.api_key ~= "" and p.api_key or nil
+    if p.ca_file ~= nil and type(p.ca_file) ~= "string" then fail(file, field .. ".ca_file", "a path", p.ca_file) end
+    out.ca_file = p.ca_file
+    if p.tls_verify ~= nil and type(p.tls_verify) ~= "boolean" then
+      fail(file, field .. ".tls_verify", "true or false", p.tls_verify)
+    end
+    out.tls_verify = p.tls_verify ~= false
+    out.timeouts = check_timeouts(file, field .. ".timeouts", p.timeouts)
+    local ka = p.keepalive or {}
+    if type(ka) ~= "table" then fail(file, field .. ".keepalive", "a table", ka) end
+    out.keepalive = {
+      max_idle = ka.max_idle == nil and 64 or ka.max_idle,
+      idle_timeout = ka.idle_timeout == nil and 60 or M.parse_duration(ka.idle_timeout),
+    }
+    if type(out.keepalive.max_idle) ~= "number" or out.keepalive.max_idle < 0 then
+      fail(file, field .. ".keepalive.max_idle", "a number >= 0", ka.max_idle)
+    end
+    if not out.keepalive.idle_timeout then
+      fail(file, field .. ".keepalive.idle_timeout", "a duration in seconds", ka.idle_timeout)
+    end
+    if p.headers ~= nil then
+      if type(p.headers) ~= "table" then fail(file, field .. ".headers", "a table of strings", p.headers) end
+      for k, v in pairs(p.headers) do
+        if type(k) ~= "string" or type(v) ~= "string" then
+          fail(file, field .. ".headers", "a table of strings", v)
+        end
+      end
+      out.headers = p.headers
+    end
+  end
+  return out
+end
+
+local function check_plugins(file, list)
+  if list == nil then return { { name = "key-auth", config = {} } } end
+  if type(list) ~= "table" then fail(file, "plugins", "a list of plugin names", list) end
+  local out = {}
+  for i, p in ipairs(list) do
+    local field = "plugins[" .. i .. "]"
+    if type(p) == "string" then
+      out[i] = { name = p, config = {} }
+    elseif type(p) == "table" and type(p.name) == "string" then
+      if p.config ~= nil and type(p.config) ~= "table" then fail(file, field .. ".config", "a table", p.config) end
+      out[i] = { name = p.name, config = p.config or {} }
+    else
+      fail(file, field, "a plugin name or { name = ..., config = { ... } }", p)
+    end
+    if not out[i].name:match("^[%w_-]+$") then fail(file, field, "a plugin name", out[i].name) end
+  end
+  return out
+end
+
+local function check_routes(file, routes, providers)
+  local out = {}
+  if routes == nil then return out end
+  if type(routes) ~= "table" then fail(file, "routes", "a list of routes", routes) end
+  for i, r in ipairs(routes) do
+    local field = "routes[" .. i .. "]"
+    if type(r) ~= "table" then fail(file, field, "a table", r) end
+    if type(r.path) ~= "string" or r.path:sub(1, 1) ~= "/" then fail(file, field .. ".path", "a path starting with /", r.path) end
+    if r.provider ~= nil and not providers[r.provider] then
+      fail(file, field .. ".provider", "the name of a configured provider", r.provider)
+    end
+    if r.endpoint ~= nil and type(r.endpoint) ~= "string" then fail(file, field .. ".endpoint", "a string", r.endpoint) end
+    out[i] = { path = r.path, provider = r.provider, endpoint = r.endpoint or "chat/completions",
+               method = r.method or "POST" }
+  end
+  return out
+end
+
+function M.normalise(file, conf)
+  if type(conf) ~= "table" then
+    error(string.format("%s: the config must return a table, got %s", file, type(conf)), 0)
+  end
+  for k in pairs(conf) do
+    if not TOP_FIELDS[k] then fail(file, tostring(k), "a known field (see docs/configuration.md)", k) end
+  end
+  local out = {}
+  local listen = conf.listen or "127.0.0.1:8080"
+  if type(listen) == "string" then listen = { listen } end
+  if type(listen) ~= "table" or #listen == 0 then fail(file, "listen", "an address or a list of them", conf.listen) end
+  out.listen = {}
+  for i, l in ipairs(listen) do out.listen[i] = check_listen(file, "listen", l) end
+  if conf.admin_listen ~= nil and conf.admin_listen ~= false then
+    out.admin_listen = check_listen(file, "admin_listen", conf.admin_listen)
+  end
+  local workers = conf.workers
+  if workers == nil or workers == "auto" then
+    out.workers = 0
+  elseif type(workers) == "number" and workers >= 1 and workers <= 256 and workers == math.floor(workers) then
+    out.workers = workers
+  else
+    fail(file, "workers", '"auto" or a whole number from 1 to 256', workers)
+  end
+  local level = conf.log_level or "info"
+  if not ({ debug = true, info = true, warn = true, error = true })[level] then
+    fail(file, "log_level", "debug, info, warn or error", level)
+  end
+  out.log_level = level
+  local keys = conf.api_keys or {}
+  if type(keys) == "string" then
+    local t = {}
+    for k in keys:gmatch("[^,%s]+") do t[#t + 1] = k end
+    keys = t
+  end
+  if type(keys) ~= "table" then fail(file, "api_keys", "a list of keys", keys) end
+  out.api_keys = {}
+  for i, k in ipairs(keys) do
+    if type(k) ~= "string" or #k < 1 then fail(file, "api_keys[" .. i .. "]", "a non-empty string", k) end
+    out.api_keys[i] = k
+  end
+  out.server = check_server(file, conf.server)
+  out.shared = {}
+  if conf.shared ~= nil then
+    if type(conf.shared) ~= "table" then fail(file, "shared", "a table of zone = size", conf.shared) end
+    for name, size in pairs(conf.shared) do
+      if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
+        fail(file, "shared", "zone names that are Lua identifiers", name)
+      end
+      local bytes = M.parse_size(size)
+      if not bytes or bytes < 4096 then fail(file, "shared." .. name, 'a size of at least 4k, like "8m"', size) end
+      out.shared[name] = bytes
+    end
+  end
+  out.plugins = check_plugins(file, conf.plugins)
+  out.providers = {}
+  if conf.providers ~= nil and type(conf.providers) ~= "table" then
+    fail(file, "providers", "a table of name = { kind = ... }", conf.providers)
+  end
+  for name, p in pairs(conf.providers or {}) do out.providers[name] = check_provider(file, name, p) end
+  if not out.providers.mock then out.providers.mock = { name = "mock", kind = "mock" } end
+  out.routes = check_routes(file, conf.routes, out.providers)
+  out.models = conf.models or {}
+  return out
+end
+
+function M.load(path)
+  local chunk, err = loadfile(path)
+  if not chunk then
+    if err and err:match("^cannot open") then
+      error(string.format("%s: cannot open the config file", path), 0)
+    end
+    error(err, 0)
+  end
+  local ok, conf = pcall(chunk)
+  if not ok then
+    conf = tostring(conf)
+    if conf:sub(1, #path) ~= path then conf = path .. ": " .. conf end
+    error(conf, 0)
+  end
+  return M.normalise(path, conf)
+end
+
+return M

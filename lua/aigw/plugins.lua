@@ -1,0 +1,64 @@
+-- aigw.plugins -- loads the plugins a config names, checks their config
+-- against their schema, and orders them by priority (higher first).
+--
+-- A plugin is plugins/<name>.lua returning { name, priority, schema?,
+-- init?, access?, log? }. schema is a table of field = { type = "string" |
+-- "number" | "boolean" | "table" | "array", required = bool, default = v }.
+
+local M = {}
+
+local function check(plugin, conf)
+  local schema = plugin.schema or {}
+  for field, v in pairs(conf) do
+    if schema[field] == nil then
+      error(string.format("plugin %s: config field '%s' is not known", plugin.name, tostring(field)), 0)
+    end
+  end
+  for field, spec in pairs(schema) do
+    local v = conf[field]
+    if v == nil then
+      if spec.required then
+        error(string.format("plugin %s: config field '%s' is required (%s)", plugin.name, field, spec.type), 0)
+      end
+      conf[field] = spec.default
+    else
+      local want = spec.type
+      local ok = want == "array" and type(v) == "table" or type(v) == want
+      if not ok then
+        error(string.format("plugin %s: config field '%s': expected %s, got %s",
+                            plugin.name, field, want, type(v)), 0)
+      end
+    end
+  end
+  return conf
+end
+
+-- Returns the list of { plugin = module, conf = checked config }, sorted.
+function M.load(prefix, list, global)
+  local out = {}
+  for i, entry in ipairs(list) do
+    local path = prefix .. "/plugins/" .. entry.name .. ".lua"
+    local chunk, err = loadfile(path)
+    if not chunk then
+      if err:match("^cannot open") then error("plugin " .. entry.name .. ": not found (" .. path .. ")", 0) end
+      error("plugin " .. entry.name .. ": " .. err, 0)
+    end
+    local ok, plugin = pcall(chunk)
+    if not ok then error("plugin " .. entry.name .. ": " .. tostring(plugin), 0) end
+    if type(plugin) ~= "table" then error("plugin " .. entry.name .. ": must return a table", 0) end
+    plugin.name = plugin.name or entry.name
+    if type(plugin.priority) ~= "number" then
+      error("plugin " .. entry.name .. ": priority must be a number", 0)
+    end
+    local conf = check(plugin, entry.config)
+    if plugin.init then plugin.init(conf, global) end
+    out[#out + 1] = { plugin = plugin, conf = conf, order = i }
+  end
+  table.sort(out, function(a, b)
+    if a.plugin.priority ~= b.plugin.priority then return a.plugin.priority > b.plugin.priority end
+    return a.order < b.order
+  end)
+  return out
+end
+
+return M

@@ -1,0 +1,105 @@
+-- aigw.request -- the current request, read through the FFI.
+--
+-- Each request runs in its own coroutine whose exdata is the C request;
+-- these functions find it from there, so they need no argument and work
+-- from any plugin of the request. Strings are copied out once per call.
+-- Callable in every phase that has a request (access, log).
+
+local ffi = require "ffi"
+require "aigw.ffi_defs"
+local exdata = require "thread.exdata"
+local cjson = require "cjson.safe"
+
+local C = ffi.C
+local str = ffi.new("aigw_str_t[1]")
+local str2 = ffi.new("aigw_str_t[1]")
+local ffi_string = ffi.string
+
+local M = {}
+
+local function req()
+  local r = exdata()
+  if r == nil then error("no request in this context", 3) end
+  return ffi.cast("aigw_req_t *", r)
+end
+
+function M.get_method()
+  C.aigw_ffi_req_method(req(), str)
+  return ffi_string(str[0].p, str[0].n)
+end
+
+function M.get_path()
+  C.aigw_ffi_req_path(req(), str)
+  return ffi_string(str[0].p, str[0].n)
+end
+
+function M.get_query()
+  if C.aigw_ffi_req_query(req(), str) == 0 then return nil end
+  return ffi_string(str[0].p, str[0].n)
+end
+
+-- The first header of that name (case-insensitive), or nil.
+function M.get_header(name)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'get_header' (string expected, got " .. type(name) .. ")", 2)
+  end
+  if C.aigw_ffi_req_header(req(), name, #name, str) == 0 then return nil end
+  return ffi_string(str[0].p, str[0].n)
+end
+
+-- Every header as { {name, value}, ... } in arrival order.
+function M.get_headers()
+  local r = req()
+  local out = {}
+  for i = 0, C.aigw_ffi_req_header_count(r) - 1 do
+    C.aigw_ffi_req_header_at(r, i, str, str2)
+    out[#out + 1] = { ffi_string(str[0].p, str[0].n), ffi_string(str2[0].p, str2[0].n) }
+  end
+  return out
+end
+
+function M.get_body()
+  C.aigw_ffi_req_body(req(), str)
+  return ffi_string(str[0].p, str[0].n)
+end
+
+-- The body decoded as JSON, once per request (cached in ctx). Returns
+-- nil, err for a body that is not JSON.
+function M.get_json(ctx)
+  local cached = ctx._json
+  if cached ~= nil then
+    if cached == false then return nil, ctx._json_err end
+    return cached
+  end
+  local body = M.get_body()
+  if body == "" then
+    ctx._json, ctx._json_err = false, "the request body is empty"
+    return nil, ctx._json_err
+  end
+  local v, err = cjson.decode(body)
+  if v == nil or type(v) ~= "table" then
+    ctx._json, ctx._json_err = false, "the request body is not valid JSON: " .. tostring(err or "expected an object")
+    return nil, ctx._json_err
+  end
+  ctx._json = v
+  return v
+end
+
+function M.id()
+  C.aigw_ffi_req_id(req(), str)
+  return ffi_string(str[0].p, str[0].n)
+end
+
+function M.is_loopback()
+  return C.aigw_ffi_req_is_loopback(req()) == 1
+end
+
+function M.is_admin()
+  return C.aigw_ffi_req_is_admin(req()) == 1
+end
+
+function M.start_time()
+  return tonumber(C.aigw_ffi_req_start_time(req()))
+end
+
+return M
