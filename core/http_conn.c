@@ -328,6 +328,10 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   if (r->in_header_field) {
     r->in_header_field = 0;
     h->value = (uint32_t)(at - c->rbuf);
+  } else if (at != c->rbuf + h->value + h->value_len) {
+    /* The request head is contiguous in rbuf, so a value that resumes
+     * elsewhere was folded over lines (obs-fold): refuse, as RFC 9112 allows. */
+    return fail(c, 400, "bad_request", "obsolete line folding in a header value");
   }
   h->value_len += (uint32_t)len;
   /* obs-fold and bare CR/LF inside a value are smuggling vectors: refuse. */
@@ -491,8 +495,13 @@ static void dispatch(aigw_conn_t *c) {
   arm_timer(c, TIMER_NONE);
   /* Liveness and readiness are answered here: no Lua, no auth, so a load
    * balancer's probe costs nothing and works even if plugins misbehave. */
-  if ((r->method == HTTP_GET || r->method == HTTP_HEAD) &&
-      (path_is(r, "/health", 7) || path_is(r, "/ready", 6))) {
+  if (path_is(r, "/health", 7) || path_is(r, "/ready", 6)) {
+    if (r->method != HTTP_GET && r->method != HTTP_HEAD) {
+      static const char allow[] = "Allow: GET, HEAD\r\n";
+      r->extra_headers = allow;
+      aigw_respond_error(r, 405, "method_not_allowed", "only GET and HEAD are allowed here");
+      return;
+    }
     static const char ct[] = "Content-Type: application/json\r\nCache-Control: no-store\r\n";
     static const char ok[] = "{\"status\":\"ok\"}\n";
     aigw_respond(r, 200, ct, sizeof ct - 1, ok, sizeof ok - 1);

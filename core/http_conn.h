@@ -43,6 +43,7 @@ typedef struct aigw_req_s {
   uint8_t has_date : 1;              /* the head being sent has its own Date */
   int status;
   aigw_buf_t body;
+  const char *extra_headers;         /* static header lines for an error response */
   uint64_t start_ms;
   char id[AIGW_REQUEST_ID_MAX + 1];
   uint8_t id_len;

@@ -252,11 +252,14 @@ void aigw_respond_error(aigw_req_t *r, int status, const char *code, const char 
   aigw_buf_append(&o, r->id, r->id_len);
   aigw_buf_append_str(&o, r->anthropic ? "\"}\n" : "\"}}\n");
   static const char ct[] = "Content-Type: application/json\r\n";
-  if (o.data == NULL) {
+  char hdrs[256];
+  int hlen = snprintf(hdrs, sizeof hdrs, "%s%s", ct, r->extra_headers ? r->extra_headers : "");
+  if (o.data == NULL || hlen < 0 || (size_t)hlen >= sizeof hdrs) {
+    aigw_buf_free(&o);
     aigw_conn_close(r->conn);
     return;
   }
-  aigw_respond(r, status, ct, sizeof ct - 1, o.data, o.len);
+  aigw_respond(r, status, hdrs, (size_t)hlen, o.data, o.len);
   aigw_buf_free(&o);
 }
 

@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev node-llhttp
             lua-cjson-dev libssl-dev libhiredis-dev openssl ca-certificates)
-test_pkgs=(lua-busted redis-server python3 python3-pytest curl)
+test_pkgs=(lua-busted redis-server python3 python3-pytest python3-pytest-timeout curl openssl)
 bench_pkgs=(nginx-light libnginx-mod-http-echo wrk)
 
 want=("${build_pkgs[@]}")

@@ -261,17 +261,27 @@ function M.normalise(file, conf)
   return out
 end
 
-function M.load(path)
-  local chunk, err = loadfile(path)
-  if not chunk then
-    if err and err:match("^cannot open") then
-      error(string.format("%s: cannot open the config file", path), 0)
-    end
-    error(err, 0)
+-- Loads a Lua file under a short chunk name and puts the real path back in
+-- messages: LuaJIT cuts chunk names to 60 bytes, which would hide which
+-- file (and so which line) an error is about.
+function M.loadfile(path)
+  local f, oerr = io.open(path, "rb")
+  if not f then
+    return nil, string.format("%s: cannot open the file (%s)", path, (oerr or ""):match(": ([^:]+)$") or oerr)
   end
+  local src = f:read("*a")
+  f:close()
+  local chunk, err = loadstring(src, "=" .. "<file>")
+  if not chunk then return nil, (err:gsub("^<file>", path, 1)) end
+  return chunk
+end
+
+function M.load(path)
+  local chunk, err = M.loadfile(path)
+  if not chunk then error(err, 0) end
   local ok, conf = pcall(chunk)
   if not ok then
-    conf = tostring(conf)
+    conf = tostring(conf):gsub("^<file>", path, 1)
     if conf:sub(1, #path) ~= path then conf = path .. ": " .. conf end
     error(conf, 0)
   end

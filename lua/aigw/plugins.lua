@@ -38,11 +38,11 @@ function M.load(prefix, list, global)
   local out = {}
   for i, entry in ipairs(list) do
     local path = prefix .. "/plugins/" .. entry.name .. ".lua"
-    local chunk, err = loadfile(path)
-    if not chunk then
-      if err:match("^cannot open") then error("plugin " .. entry.name .. ": not found (" .. path .. ")", 0) end
-      error("plugin " .. entry.name .. ": " .. err, 0)
-    end
+    local f = io.open(path, "rb")
+    if not f then error("plugin " .. entry.name .. ": not found (" .. path .. ")", 0) end
+    f:close()
+    local chunk, err = require("aigw.config").loadfile(path)
+    if not chunk then error("plugin " .. entry.name .. ": " .. err, 0) end
     local ok, plugin = pcall(chunk)
     if not ok then error("plugin " .. entry.name .. ": " .. tostring(plugin), 0) end
     if type(plugin) ~= "table" then error("plugin " .. entry.name .. ": must return a table", 0) end

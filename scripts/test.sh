@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# test.sh -- the whole suite: build, C unit tests (ctest), integration tests
+# against the real binary. With CI=true or AIGW_SANITIZE=1 the same suite
+# runs again on an AddressSanitizer + UndefinedBehaviorSanitizer build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+jobs=$(nproc 2>/dev/null || echo 2)
+
+suite() {  # build-dir cmake-args...
+  local dir=$1; shift
+  echo "== build ($dir)"
+  cmake -S . -B "$dir" "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs" 2>&1 | grep -vE '^\[ *[0-9]+%\]' || true
+  [ -x "$dir/aigw" ] || { echo "build failed" >&2; exit 1; }
+  echo "== unit tests ($dir)"
+  (cd "$dir" && ctest --output-on-failure --timeout 120)
+  echo "== integration tests ($dir)"
+  AIGW_BIN="$dir/aigw" scripts/integration.sh
+}
+
+suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [ "${CI:-}" = "true" ] || [ "${AIGW_SANITIZE:-}" = "1" ]; then
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=0"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  suite build-asan -DCMAKE_BUILD_TYPE=Debug -DAIGW_SANITIZE=ON
+fi

@@ -1,0 +1,141 @@
+"""The command line: version, help, unknown commands, `aigw check`, and
+`aigw run` refusing to serve a public address without keys."""
+import re
+
+import pytest
+
+import harness
+from harness import REPO_ROOT, run_cli
+
+
+@pytest.fixture(autouse=True)
+def _need_binary(aigw_path):
+    return aigw_path
+
+
+def one_line(stderr: str) -> str:
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, "expected exactly one line on stderr, got %r" % stderr
+    return lines[0]
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_version():
+    r = run_cli(["version"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "aigw 0.1.0"
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h", "help"])
+def test_help(flag):
+    r = run_cli([flag])
+    if flag != "--help" and r.returncode != 0:
+        pytest.skip("%s is not an alias of --help" % flag)
+    assert r.returncode == 0, r.stderr
+    text = r.stdout.lower()
+    assert "usage" in text
+    for cmd in ("run", "check", "version"):
+        assert cmd in text
+
+
+def test_unknown_command_exits_2():
+    r = run_cli(["frobnicate"])
+    assert r.returncode == 2
+    assert r.stderr.strip(), "an unknown command should say why on stderr"
+    assert r.stdout == ""
+
+
+def test_check_ok(tmp_path):
+    conf = write(tmp_path, "ok.lua", harness.render_config(harness.base_config(harness.free_port())))
+    r = run_cli(["check", str(conf)])
+    assert r.returncode == 0, r.stderr
+    assert "configuration ok" in r.stdout
+
+
+def test_check_default_config():
+    r = run_cli(["check", str(REPO_ROOT / "conf" / "gateway.lua")],
+                env={"AIGW_LISTEN": "127.0.0.1:%d" % harness.free_port()})
+    assert r.returncode == 0, r.stderr
+    assert "configuration ok" in r.stdout
+
+
+def test_check_lua_syntax_error_names_file_and_line(tmp_path):
+    conf = write(tmp_path, "syntax.lua",
+                 'return {\n  listen = "127.0.0.1:8080",\n  workers = 1 foo\n}\n')
+    r = run_cli(["check", str(conf)])
+    assert r.returncode == 1
+    line = one_line(r.stderr)
+    assert line.startswith("aigw: ")
+    assert "%s:3:" % conf in line, line
+
+
+def test_check_bad_size_names_file_and_field(tmp_path):
+    cfg = harness.base_config(harness.free_port())
+    cfg["server"]["max_body_size"] = "abc"
+    conf = write(tmp_path, "badsize.lua", harness.render_config(cfg))
+    r = run_cli(["check", str(conf)])
+    assert r.returncode == 1
+    line = one_line(r.stderr)
+    assert line.startswith("aigw: %s" % conf), line
+    assert "server.max_body_size" in line and "abc" in line
+
+
+@pytest.mark.parametrize("name,text,words", [
+    ("runtime.lua", 'error("boom from config")\n', ["boom from config"]),
+    ("notable.lua", "return 42\n", []),
+    ("badlisten.lua", 'return { listen = "not an address" }\n', ["listen"]),
+    ("badtimeout.lua", 'return { listen = "127.0.0.1:1", server = { client_header_timeout = "soon" } }\n',
+     ["client_header_timeout"]),
+    ("badprovider.lua", 'return { listen = "127.0.0.1:1", providers = { x = { kind = "nope" } } }\n',
+     ["providers.x"]),
+])
+def test_check_broken_config_one_line(tmp_path, name, text, words):
+    conf = write(tmp_path, name, text)
+    r = run_cli(["check", str(conf)])
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    line = one_line(r.stderr)
+    assert str(conf) in line, line
+    for w in words:
+        assert w in line, line
+
+
+def test_check_missing_file(tmp_path):
+    conf = tmp_path / "does-not-exist.lua"
+    r = run_cli(["check", str(conf)])
+    assert r.returncode == 1
+    assert str(conf) in one_line(r.stderr)
+
+
+def test_run_missing_config_fails(tmp_path):
+    conf = tmp_path / "nope.lua"
+    r = run_cli(["run", str(conf)], timeout=20)
+    assert r.returncode != 0
+    assert str(conf) in r.stderr
+
+
+def test_run_refuses_public_listen_without_keys(tmp_path):
+    """0.0.0.0 without api_keys must not start. If it wrongly starts, the test
+    kills it at once (run_cli's deadline), so nothing stays listening."""
+    cfg = harness.base_config(harness.free_port())
+    cfg["listen"] = "0.0.0.0:%d" % harness.free_port()
+    cfg["api_keys"] = []
+    conf = write(tmp_path, "public.lua", harness.render_config(cfg))
+    r = run_cli(["run", str(conf)], timeout=10)
+    assert r.returncode != 0
+    assert r.stderr.strip()
+    assert re.search(r"api_keys|AIGW_API_KEYS|key", r.stderr, re.I), r.stderr
+
+
+def test_run_refuses_public_listen_from_env():
+    """The same through the default config, driven by the environment only."""
+    r = run_cli(["run", str(REPO_ROOT / "conf" / "gateway.lua")], timeout=10,
+                env={"AIGW_LISTEN": "0.0.0.0:%d" % harness.free_port(),
+                     "AIGW_ADMIN_LISTEN": "127.0.0.1:%d" % harness.free_port(),
+                     "AIGW_WORKERS": "1", "AIGW_API_KEYS": ""})
+    assert r.returncode != 0
+    assert r.stderr.strip()
