@@ -77,6 +77,15 @@ void aigw_conn_close_if_idle(aigw_conn_t *c) {
 
 static void on_timer(uv_timer_t *t) {
   aigw_conn_t *c = t->data;
+  if (c->deadline == 0) return;   /* nothing is being waited for */
+  uint64_t now = uv_now(&c->w->loop);
+  if (now < c->deadline) {
+    /* The deadline moved later since the timer was started: sleep on. */
+    uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
+    c->timer_due = c->deadline;
+    return;
+  }
+  c->deadline = 0;
   switch (c->timer_kind) {
     case TIMER_HEADER:
       aigw_log_debug("client header timeout");
@@ -103,6 +112,10 @@ static void on_timer(uv_timer_t *t) {
   }
 }
 
+/* Sets what the connection waits for and its deadline. Timers are lazy:
+ * the libuv timer is restarted only when the new deadline is earlier than
+ * the one it is set for; a later deadline is picked up when it fires. This
+ * keeps the per-request cost to about one timer operation. */
 static void arm_timer(aigw_conn_t *c, int kind) {
   const aigw_config_t *cf = c->w->conf;
   uint64_t ms = 0;
@@ -114,8 +127,15 @@ static void arm_timer(aigw_conn_t *c, int kind) {
     default: break;
   }
   c->timer_kind = (uint8_t)kind;
-  if (ms == 0) uv_timer_stop(&c->timer);
-  else uv_timer_start(&c->timer, on_timer, ms, 0);
+  if (ms == 0) {
+    c->deadline = 0;
+    return;
+  }
+  c->deadline = uv_now(&c->w->loop) + ms;
+  if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > c->deadline) {
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+    c->timer_due = c->deadline;
+  }
 }
 
 /* The timer that fits what the connection is waiting for now. */

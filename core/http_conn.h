@@ -77,6 +77,8 @@ struct aigw_conn_s {
   uint8_t admin : 1;
   uint8_t loopback : 1;
   uint8_t timer_kind;
+  uint64_t deadline;      /* when the current wait times out; 0: none */
+  uint64_t timer_due;     /* when the libuv timer is set to fire */
   struct sockaddr_storage peer;
 };
 

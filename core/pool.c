@@ -1,8 +1,9 @@
 /* pool.c -- keep-alive upstream connections, one pool per worker loop.
  *
  * Idle connections wait in a list per key (scheme, host, port, SNI and TLS
- * settings). While idle they keep reading, so a peer that closes or sends
- * stray bytes is noticed and the connection dropped. A sweep timer closes
+ * settings). A connection keeps one read callback for its whole life (in
+ * upstream.c; no epoll changes per request): while idle, a peer that closes
+ * or sends stray bytes is noticed there and the connection dropped. A sweep timer closes
  * connections idle for longer than their target allows. */
 #include <string.h>
 
@@ -80,16 +81,8 @@ void aigw_upconn_close(aigw_upconn_t *uc) {
 
 void aigw__pool_note_connect(aigw_pool_t *p) { p->connects++; }
 
-static void idle_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  static char sink[64];
-  buf->base = sink;
-  buf->len = sizeof sink;
-}
-
-static void idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  if (nread == 0) return;
+void aigw__pool_idle_broken(aigw_upconn_t *uc) {
   /* EOF, an error, or bytes nobody asked for: the connection is unusable. */
-  aigw_upconn_t *uc = s->data;
   unlink_idle(uc);
   aigw_upconn_close(uc);
 }
@@ -154,14 +147,12 @@ aigw_upconn_t *aigw_pool_acquire(aigw_pool_t *p, const char *key) {
   if (b == NULL || b->idle == NULL) return NULL;
   aigw_upconn_t *uc = b->idle;
   unlink_idle(uc);
-  uv_read_stop((uv_stream_t *)&uc->tcp);
   p->reuses++;
   return uc;
 }
 
 void aigw_pool_release(aigw_pool_t *p, aigw_upconn_t *uc, int max_idle, uint64_t idle_ms) {
   uc->user = NULL;
-  uv_read_stop((uv_stream_t *)&uc->tcp);
   if (p->freeing || p->w->draining || max_idle <= 0 || idle_ms == 0) {
     aigw_upconn_close(uc);
     return;
@@ -177,7 +168,6 @@ void aigw_pool_release(aigw_pool_t *p, aigw_upconn_t *uc, int max_idle, uint64_t
   if (b->idle) b->idle->prev = uc;
   b->idle = uc;
   b->nidle++;
-  uv_read_start((uv_stream_t *)&uc->tcp, idle_alloc, idle_read);
 }
 
 uint64_t aigw_pool_connects(const aigw_pool_t *p) { return p->connects; }

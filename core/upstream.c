@@ -42,7 +42,9 @@ struct aigw_upstream_s {
   aigw_wbuf_t *out;             /* what this read sends to the client */
   char *rbuf;                   /* read buffer (plaintext for TLS) */
   char *cbuf;                   /* ciphertext read buffer (TLS only) */
-  uint64_t deadline;
+  uint64_t deadline;            /* the total timeout */
+  uint64_t wait_until;          /* the current connect/read wait */
+  uint64_t timer_due;
   int state;
   uint8_t reused : 1;
   uint8_t retried : 1;
@@ -69,6 +71,17 @@ static const llhttp_settings_t *response_settings(void);
 static void start_connect(aigw_upstream_t *u);
 static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void send_request(aigw_upstream_t *u);
+static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+static void start_read(aigw_upconn_t *uc) {
+  uv_read_start((uv_stream_t *)&uc->tcp, up_alloc, on_up_read);
+  uc->reading = 1;
+}
+
+static void stop_read(aigw_upconn_t *uc) {
+  uv_read_stop((uv_stream_t *)&uc->tcp);
+  uc->reading = 0;
+}
 
 /* --- teardown --- */
 
@@ -99,7 +112,7 @@ static void destroy(aigw_upstream_t *u, int reuse) {
     aigw_upconn_t *uc = u->uc;
     u->uc = NULL;
     uc->user = NULL;
-    uv_read_stop((uv_stream_t *)&uc->tcp);
+    if (reuse && !uc->reading) start_read(uc);
     if (reuse) aigw_pool_release(uc->pool, uc, u->t->max_idle, u->t->idle_ms);
     else aigw_upconn_close(uc);
   }
@@ -134,16 +147,28 @@ static void fail(aigw_upstream_t *u, int status, const char *code, const char *m
 static void on_timeout(uv_timer_t *t) {
   aigw_upstream_t *u = t->data;
   uint64_t now = uv_now(&u->w->loop);
+  if (now < u->wait_until) {
+    /* The wait was extended since the timer was set (lazy re-arm). */
+    uv_timer_start(&u->timer, on_timeout, u->wait_until - now, 0);
+    u->timer_due = u->wait_until;
+    return;
+  }
   if (now >= u->deadline) fail(u, 504, "upstream_timeout", "upstream timeout (total)");
   else if (u->state <= ST_HANDSHAKE) fail(u, 504, "upstream_timeout", "upstream connect timeout");
   else fail(u, 504, "upstream_timeout", "upstream read timeout");
 }
 
+/* Waits at most ms (0: only the total deadline) for the next event. The
+ * libuv timer is restarted only when the wait ends earlier than planned. */
 static void arm(aigw_upstream_t *u, uint64_t ms) {
   uint64_t now = uv_now(&u->w->loop);
-  uint64_t left = u->deadline > now ? u->deadline - now : 0;
-  if (ms == 0 || ms > left) ms = left ? left : 1;
-  uv_timer_start(&u->timer, on_timeout, ms, 0);
+  uint64_t until = ms ? now + ms : u->deadline;
+  if (until > u->deadline) until = u->deadline;
+  u->wait_until = until;
+  if (!uv_is_active((uv_handle_t *)&u->timer) || u->timer_due > until) {
+    uv_timer_start(&u->timer, on_timeout, until > now ? until - now : 1, 0);
+    u->timer_due = until;
+  }
 }
 
 /* --- writing to the upstream --- */
@@ -214,8 +239,10 @@ static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   aigw_upconn_t *uc = h->data;
   aigw_upstream_t *u = uc->user;
   if (u == NULL) {
-    buf->base = NULL;
-    buf->len = 0;
+    /* Idle in the pool: anything read is discarded and ends the connection. */
+    static _Thread_local char sink[64];
+    buf->base = sink;
+    buf->len = sizeof sink;
     return;
   }
   char **slot = uc->tls ? &u->cbuf : &u->rbuf;
@@ -252,7 +279,7 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   aigw__pool_note_connect(uc->pool);
   uv_tcp_nodelay(&uc->tcp, 1);
-  uv_read_start((uv_stream_t *)&uc->tcp, up_alloc, on_up_read);
+  start_read(uc);
   if (u->t->tls) tls_start(u);
   else send_request(u);
 }
@@ -326,7 +353,7 @@ static void process(aigw_upstream_t *u, const char *data, size_t len) {
     if (u->req == NULL) return;
   }
   if (aigw_conn_write_queue(u->req->conn) > CLIENT_HIGH_WATER) {
-    uv_read_stop((uv_stream_t *)&u->uc->tcp);
+    stop_read(u->uc);
     u->paused = 1;
     arm(u, 0);   /* only the total deadline runs while the client catches up */
   } else {
@@ -376,8 +403,11 @@ static void on_eof(aigw_upstream_t *u, int status) {
 static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   aigw_upconn_t *uc = s->data;
   aigw_upstream_t *u = uc->user;
-  if (u == NULL) return;
   if (nread == 0) return;
+  if (u == NULL) {
+    if (!uc->closing) aigw__pool_idle_broken(uc);
+    return;
+  }
   if (nread < 0) {
     on_eof(u, (int)nread);
     return;
@@ -431,7 +461,7 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 void aigw_upstream_client_drained(aigw_upstream_t *u) {
   if (!u->paused || u->uc == NULL) return;
   u->paused = 0;
-  uv_read_start((uv_stream_t *)&u->uc->tcp, up_alloc, on_up_read);
+  start_read(u->uc);
   arm(u, u->t->read_ms);
 }
 
@@ -660,7 +690,7 @@ void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size
     u->uc = uc;
     uc->user = u;
     u->reused = 1;
-    uv_read_start((uv_stream_t *)&uc->tcp, up_alloc, on_up_read);
+    if (!uc->reading) start_read(uc);
     send_request(u);
     return;
   }

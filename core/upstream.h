@@ -71,6 +71,7 @@ struct aigw_upconn_s {
   uint64_t expires;
   unsigned requests;          /* requests served on this connection */
   int closing;
+  int reading;                /* uv_read_start is in effect */
 };
 
 /* A new, unconnected connection (tcp initialised on the worker loop). */
@@ -78,5 +79,7 @@ aigw_upconn_t *aigw_upconn_new(aigw_pool_t *p, const char *key);
 /* Closes and frees it (not returned to the pool). */
 void aigw_upconn_close(aigw_upconn_t *uc);
 void aigw__pool_note_connect(aigw_pool_t *p);
+/* An idle connection saw EOF, an error or stray bytes: drop it. */
+void aigw__pool_idle_broken(aigw_upconn_t *uc);
 
 #endif
