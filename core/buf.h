@@ -40,6 +40,18 @@ static inline int aigw_buf_append_str(aigw_buf_t *b, const char *s) {
   return aigw_buf_append(b, s, strlen(s));
 }
 
+/* Writes n in decimal into out (at least 21 bytes); returns the length. */
+static inline size_t aigw_u64toa(unsigned long long n, char *out) {
+  char tmp[24];
+  size_t i = 0;
+  do {
+    tmp[i++] = (char)('0' + n % 10);
+    n /= 10;
+  } while (n);
+  for (size_t j = 0; j < i; j++) out[j] = tmp[i - 1 - j];
+  return i;
+}
+
 static inline void aigw_buf_free(aigw_buf_t *b) {
   aigw_free(b->data);
   b->data = NULL;

@@ -85,18 +85,6 @@ int aigw_wbuf_append(aigw_wbuf_t **bp, const char *p, size_t n) {
   return 0;
 }
 
-static int wbuf_printf(aigw_wbuf_t **bp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int wbuf_printf(aigw_wbuf_t **bp, const char *fmt, ...) {
-  char tmp[256];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n < 0) return AIGW_ENOMEM_REQ;
-  if ((size_t)n >= sizeof tmp) n = sizeof tmp - 1;
-  return aigw_wbuf_append(bp, tmp, (size_t)n);
-}
-
 void aigw_wbuf_discard(aigw_wbuf_t *b) { aigw_free(b); }
 
 static void on_write(uv_write_t *wr, int status) {
@@ -148,16 +136,23 @@ static int append_head(aigw_wbuf_t **b, aigw_req_t *r, int status, const char *r
     reason = aigw_http_reason(status);
     reason_len = strlen(reason);
   }
-  rc |= wbuf_printf(b, "HTTP/1.1 %d ", status);
+  char num[24];
+  size_t k = aigw_u64toa((unsigned)status, num);
+  rc |= aigw_wbuf_append(b, "HTTP/1.1 ", 9);
+  rc |= aigw_wbuf_append(b, num, k);
+  rc |= aigw_wbuf_append(b, " ", 1);
   rc |= aigw_wbuf_append(b, reason, reason_len);
   rc |= aigw_wbuf_append(b, "\r\n", 2);
   if (headers && hlen) rc |= aigw_wbuf_append(b, headers, hlen);
-  if (!r->has_date) rc |= aigw_wbuf_append_str(b, aigw__worker_date(c->w));
+  if (!r->has_date) rc |= aigw_wbuf_append(b, aigw__worker_date(c->w), AIGW_DATE_LEN);
   rc |= aigw_wbuf_append(b, "x-request-id: ", 14);
   rc |= aigw_wbuf_append(b, r->id, r->id_len);
   rc |= aigw_wbuf_append(b, "\r\n", 2);
   if (content_length >= 0) {
-    rc |= wbuf_printf(b, "Content-Length: %lld\r\n", (long long)content_length);
+    k = aigw_u64toa((unsigned long long)content_length, num);
+    rc |= aigw_wbuf_append(b, "Content-Length: ", 16);
+    rc |= aigw_wbuf_append(b, num, k);
+    rc |= aigw_wbuf_append(b, "\r\n", 2);
   } else if (content_length == -1 && r->chunked_out) {
     rc |= aigw_wbuf_append_str(b, "Transfer-Encoding: chunked\r\n");
   }
@@ -294,8 +289,13 @@ int aigw_respond_body(aigw_req_t *r, aigw_wbuf_t **b, const char *p, size_t n) {
   }
   int rc = 0;
   if (r->chunked_out) {
+    static const char hex[] = "0123456789abcdef";
     char line[20];
-    int k = snprintf(line, sizeof line, "%zx\r\n", n);
+    int k = 0;
+    for (int shift = 60; shift >= 0; shift -= 4)
+      if ((n >> shift) || k || shift == 0) line[k++] = hex[(n >> shift) & 15];
+    line[k++] = '\r';
+    line[k++] = '\n';
     rc |= aigw_wbuf_append(b, line, (size_t)k);
   }
   rc |= aigw_wbuf_append(b, p, n);

@@ -30,6 +30,7 @@ static void target_free(aigw_target_t *t) {
   aigw_free(t->set_headers);
   for (int i = 0; i < t->ndrop; i++) aigw_free(t->drop[i]);
   aigw_free(t->drop);
+  aigw_free(t->drop_len);
   if (t->tls_ctx) aigw_tls_ctx_free(t->tls_ctx);
   aigw_free(t);
 }
@@ -184,7 +185,9 @@ static int target_new(lua_State *L) {
       if (t->ndrop == cap) {
         cap = cap ? cap * 2 : 8;
         t->drop = aigw_realloc(t->drop, (size_t)cap * sizeof *t->drop);
+        t->drop_len = aigw_realloc(t->drop_len, (size_t)cap * sizeof *t->drop_len);
       }
+      t->drop_len[t->ndrop] = nl;
       char *lower = aigw_strndup(name, nl);
       for (size_t i = 0; i < nl; i++)
         if (lower[i] >= 'A' && lower[i] <= 'Z') lower[i] = (char)(lower[i] + 32);

@@ -472,13 +472,26 @@ static int on_status(llhttp_t *p, const char *at, size_t len) {
   return aigw_buf_append(&u->reason, at, len) ? -1 : 0;
 }
 
-static int is_hop_by_hop(const char *n, size_t len) {
-  static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
-                                      "proxy-authenticate", "proxy-authorization", "te",
-                                      "trailer", "transfer-encoding", "upgrade"};
-  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-    if (strlen(names[i]) == len && strncasecmp(n, names[i], len) == 0) return 1;
+typedef struct {
+  const char *name;
+  size_t len;
+} name_t;
+
+#define NAME(s) {s, sizeof s - 1}
+
+static int name_in(const name_t *list, size_t count, const char *n, size_t len) {
+  for (size_t i = 0; i < count; i++)
+    if (list[i].len == len && strncasecmp(n, list[i].name, len) == 0) return 1;
   return 0;
+}
+
+static const name_t hop_by_hop[] = {
+    NAME("connection"), NAME("keep-alive"), NAME("proxy-connection"),
+    NAME("proxy-authenticate"), NAME("proxy-authorization"), NAME("te"),
+    NAME("trailer"), NAME("transfer-encoding"), NAME("upgrade")};
+
+static int is_hop_by_hop(const char *n, size_t len) {
+  return name_in(hop_by_hop, sizeof hop_by_hop / sizeof *hop_by_hop, n, len);
 }
 
 static int on_resp_header_field(llhttp_t *p, const char *at, size_t len) {
@@ -561,6 +574,11 @@ static int on_resp_headers_complete(llhttp_t *p) {
   else if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)) cl = (int64_t)p->content_length;
   else if (u->no_body) cl = -2;
   r->has_date = u->has_date;
+  if (u->out == NULL) {
+    /* One write for head and body when the body is small and its size known. */
+    size_t body = cl > 0 && cl <= AIGW_RBUF_SIZE ? (size_t)cl : 0;
+    u->out = aigw_wbuf_new(r->conn, 512 + u->rhead.len + body);
+  }
   if (aigw_respond_head(r, &u->out, status, u->reason.data, u->reason.len, u->rhead.data,
                         u->rhead.len, cl) != 0)
     return -1;
@@ -600,12 +618,11 @@ static const llhttp_settings_t *response_settings(void) {
 
 static int client_header_dropped(const aigw_req_t *r, const aigw_target_t *t, const char *n,
                                  size_t nl, const char *ctoks, size_t ctl) {
-  static const char *const always[] = {"host", "content-length", "expect", "x-request-id"};
-  for (size_t i = 0; i < sizeof always / sizeof *always; i++)
-    if (strlen(always[i]) == nl && strncasecmp(n, always[i], nl) == 0) return 1;
-  if (is_hop_by_hop(n, nl)) return 1;
+  static const name_t always[] = {NAME("host"), NAME("content-length"), NAME("expect"),
+                                  NAME("x-request-id")};
+  if (name_in(always, sizeof always / sizeof *always, n, nl) || is_hop_by_hop(n, nl)) return 1;
   for (int i = 0; i < t->ndrop; i++)
-    if (strlen(t->drop[i]) == nl && strncasecmp(n, t->drop[i], nl) == 0) return 1;
+    if (t->drop_len[i] == nl && strncasecmp(n, t->drop[i], nl) == 0) return 1;
   /* Headers the client's Connection header names are hop-by-hop too. */
   const char *end = ctoks + ctl;
   while (ctoks && ctoks < end) {
@@ -626,7 +643,7 @@ static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const c
   aigw_target_t *t = u->t;
   aigw_conn_t *c = r->conn;
   aigw_buf_t *h = &u->head;
-  int rc = 0;
+  int rc = aigw_buf_reserve(h, 1024 + r->url_len);
   const char *m = llhttp_method_name((llhttp_method_t)r->method);
   rc |= aigw_buf_append_str(h, m);
   rc |= aigw_buf_append(h, " ", 1);
@@ -653,9 +670,10 @@ static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const c
   rc |= aigw_buf_append(h, r->id, r->id_len);
   rc |= aigw_buf_append(h, "\r\n", 2);
   if (u->blen || r->method == HTTP_POST || r->method == HTTP_PUT || r->method == HTTP_PATCH) {
-    char cl[40];
-    int n = snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", u->blen);
-    rc |= aigw_buf_append(h, cl, (size_t)n);
+    char num[24];
+    rc |= aigw_buf_append(h, "Content-Length: ", 16);
+    rc |= aigw_buf_append(h, num, aigw_u64toa(u->blen, num));
+    rc |= aigw_buf_append(h, "\r\n", 2);
   }
   rc |= aigw_buf_append(h, "\r\n", 2);
   return rc;
@@ -681,6 +699,7 @@ void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size
   llhttp_init(&u->parser, HTTP_RESPONSE, response_settings());
   u->parser.data = u;
   u->deadline = uv_now(&w->loop) + (t->total_ms ? t->total_ms : UINT32_MAX);
+  aigw_buf_reserve(&u->rhead, 768);
   if (build_head(u, path, plen, extra, elen) != 0) {
     fail(u, 503, "no_memory", "no memory");
     return;

@@ -25,6 +25,7 @@ typedef struct aigw_target_s {
   char *set_headers;        /* "Name: value\r\n"... added to every request */
   size_t set_headers_len;
   char **drop;              /* lower-case names of client headers not forwarded */
+  size_t *drop_len;
   int ndrop;
   uint64_t connect_ms, read_ms, total_ms;
   int max_idle;

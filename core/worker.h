@@ -47,7 +47,9 @@ typedef struct aigw_worker_s {
   int nfree_rbufs;
 } aigw_worker_t;
 
-/* Cached "Date: <IMF-fixdate>\r\n" line for the current second. */
+/* Cached "Date: <IMF-fixdate>\r\n" line for the current second (always
+ * AIGW_DATE_LEN bytes). */
+#define AIGW_DATE_LEN 37
 const char *aigw__worker_date(aigw_worker_t *w);
 
 /* A read buffer of AIGW_RBUF_SIZE bytes from the worker's free list. */

@@ -28,9 +28,15 @@ function M.new(name, conf)
 end
 
 -- Forwards the request to <base_url>/<endpoint>; body nil keeps the
--- client's bytes untouched.
+-- client's bytes untouched. Upstream paths are built once per endpoint.
+local paths = setmetatable({}, { __index = function(t, endpoint)
+  local p = "/" .. endpoint
+  t[endpoint] = p
+  return p
+end })
+
 function M:serve(ctx, endpoint, body)
-  return "proxy", self.target, "/" .. endpoint, body
+  return "proxy", self.target, paths[endpoint], body
 end
 
 return M
