@@ -45,12 +45,22 @@ static void release_rbuf(aigw_conn_t *c) {
   c->rlen = c->rcap = c->parsed = 0;
 }
 
+/* Bodies up to this size keep their buffer when the request is recycled. */
+#define KEEP_BODY_CAP (64 * 1024)
+
+void aigw__request_destroy(void *p) {
+  aigw_req_t *r = p;
+  aigw_buf_free(&r->body);
+  aigw_free(r);
+}
+
 static void request_free(aigw_req_t *r) {
   if (r->up) aigw_upstream_abort(r->up);
   r->up = NULL;
   aigw_lua_request_release(r);
-  aigw_buf_free(&r->body);
-  aigw_free(r);
+  aigw_worker_t *w = r->conn->w;
+  if (r->body.cap > KEEP_BODY_CAP) aigw_buf_free(&r->body);
+  if (!aigw__free_push(&w->free_reqs, &w->nfree_reqs, r)) aigw__request_destroy(r);
 }
 
 void aigw_conn_close(aigw_conn_t *c) {
@@ -264,9 +274,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 /* --- parsing --- */
 
 static aigw_req_t *request_new(aigw_conn_t *c) {
-  aigw_req_t *r = aigw_try_malloc(sizeof *r);
+  aigw_worker_t *w = c->w;
+  aigw_req_t *r = aigw__free_pop(&w->free_reqs, &w->nfree_reqs);
+  aigw_buf_t body = {0};
+  if (r) body = r->body;            /* a recycled request keeps its body buffer */
+  else r = aigw_try_malloc(sizeof *r);
   if (r == NULL) return NULL;
   memset(r, 0, offsetof(aigw_req_t, hdrs));
+  r->body.data = body.data;
+  r->body.cap = body.cap;
   r->conn = c;
   r->co_ref = r->ctx_ref = -2;   /* LUA_NOREF */
   r->start_ms = uv_now(&c->w->loop);
@@ -437,9 +453,10 @@ static int on_headers_complete(llhttp_t *p) {
       return fail(c, 417, "expectation_failed", "unsupported Expect header");
     }
   }
-  if (p->flags & F_CONTENT_LENGTH && p->content_length > 0) {
-    r->body.data = aigw_try_malloc((size_t)p->content_length);
-    if (r->body.data == NULL) return fail(c, 503, "no_memory", "no memory for the request body");
+  if (p->flags & F_CONTENT_LENGTH && p->content_length > r->body.cap) {
+    char *b = aigw_try_realloc(r->body.data, (size_t)p->content_length);
+    if (b == NULL) return fail(c, 503, "no_memory", "no memory for the request body");
+    r->body.data = b;
     r->body.cap = (size_t)p->content_length;
   }
   arm_timer(c, TIMER_BODY);

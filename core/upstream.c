@@ -85,18 +85,33 @@ static void stop_read(aigw_upconn_t *uc) {
 
 /* --- teardown --- */
 
-static void on_timer_closed(uv_handle_t *h) {
-  aigw_upstream_t *u = h->data;
+/* Buffers up to this size stay with a recycled exchange. */
+#define KEEP_BUF_CAP 8192
+
+void aigw__upstream_destroy(void *p) {
+  aigw_upstream_t *u = p;
   aigw_buf_free(&u->head);
   aigw_buf_free(&u->rhead);
   aigw_buf_free(&u->hname);
   aigw_buf_free(&u->hval);
   aigw_buf_free(&u->reason);
   aigw_buf_free(&u->conn_tokens);
-  if (u->out) aigw_wbuf_discard(u->out);
-  if (u->rbuf) aigw__rbuf_put(u->w, u->rbuf);
-  if (u->cbuf) aigw__rbuf_put(u->w, u->cbuf);
   aigw_free(u);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  aigw_upstream_t *u = h->data;
+  aigw_worker_t *w = u->w;
+  if (u->out) aigw_wbuf_discard(u->out);
+  u->out = NULL;
+  if (u->rbuf) aigw__rbuf_put(w, u->rbuf);
+  if (u->cbuf) aigw__rbuf_put(w, u->cbuf);
+  aigw_buf_t *bufs[] = {&u->head, &u->rhead, &u->hname, &u->hval, &u->reason, &u->conn_tokens};
+  for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+    if (bufs[i]->cap > KEEP_BUF_CAP) aigw_buf_free(bufs[i]);
+    bufs[i]->len = 0;
+  }
+  if (!aigw__free_push(&w->free_ups, &w->nfree_ups, u)) aigw__upstream_destroy(u);
 }
 
 /* Detaches the exchange from its request and frees it; the connection is
@@ -682,12 +697,25 @@ static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const c
 void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen,
                          const char *body, size_t blen, const char *extra, size_t elen) {
   aigw_worker_t *w = r->conn->w;
-  aigw_upstream_t *u = aigw_try_malloc(sizeof *u);
-  if (u == NULL) {
-    aigw_respond_error(r, 503, "no_memory", "no memory");
-    return;
+  aigw_upstream_t *u = aigw__free_pop(&w->free_ups, &w->nfree_ups);
+  if (u) {
+    /* Recycled: keep the buffers (emptied when parked), clear the rest. */
+    aigw_buf_t keep[6] = {u->head, u->rhead, u->hname, u->hval, u->reason, u->conn_tokens};
+    memset(u, 0, sizeof *u);
+    u->head = keep[0];
+    u->rhead = keep[1];
+    u->hname = keep[2];
+    u->hval = keep[3];
+    u->reason = keep[4];
+    u->conn_tokens = keep[5];
+  } else {
+    u = aigw_try_malloc(sizeof *u);
+    if (u == NULL) {
+      aigw_respond_error(r, 503, "no_memory", "no memory");
+      return;
+    }
+    memset(u, 0, sizeof *u);
   }
-  memset(u, 0, sizeof *u);
   u->req = r;
   u->w = w;
   u->t = t;

@@ -20,6 +20,17 @@
 #include "shdict.h"
 #include "upstream.h"
 
+void aigw__request_destroy(void *r);
+void aigw__upstream_destroy(void *u);
+
+/* Sanitizer builds recycle nothing, so a use after free is caught rather
+ * than hidden by a recycled object. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RECYCLE 0
+#else
+#define RECYCLE 1
+#endif
+
 typedef struct free_rbuf_s {
   struct free_rbuf_s *next;
 } free_rbuf_t;
@@ -37,7 +48,7 @@ char *aigw__rbuf_get(aigw_worker_t *w) {
 }
 
 void aigw__rbuf_put(aigw_worker_t *w, char *buf) {
-  if (w->nfree_rbufs >= MAX_FREE_RBUFS) {
+  if (!RECYCLE || w->nfree_rbufs >= MAX_FREE_RBUFS) {
     aigw_free(buf);
     return;
   }
@@ -45,6 +56,22 @@ void aigw__rbuf_put(aigw_worker_t *w, char *buf) {
   f->next = w->free_rbufs;
   w->free_rbufs = f;
   w->nfree_rbufs++;
+}
+
+void *aigw__free_pop(void **list, int *n) {
+  void **obj = *list;
+  if (obj == NULL) return NULL;
+  *list = *obj;
+  (*n)--;
+  return obj;
+}
+
+int aigw__free_push(void **list, int *n, void *obj) {
+  if (!RECYCLE || *n >= AIGW_MAX_FREE_OBJS) return 0;
+  *(void **)obj = *list;
+  *list = obj;
+  (*n)++;
+  return 1;
 }
 
 const char *aigw__worker_date(aigw_worker_t *w) {
@@ -109,6 +136,9 @@ static void thread_main(void *arg) {
   aigw_lua_worker_close(w);
   /* Handles closed in finish() have had their callbacks; anything left is a bug. */
   if (uv_loop_close(&w->loop) != 0) aigw_log_warn("worker loop closed with handles open");
+  void *obj;
+  while ((obj = aigw__free_pop(&w->free_reqs, &w->nfree_reqs)) != NULL) aigw__request_destroy(obj);
+  while ((obj = aigw__free_pop(&w->free_ups, &w->nfree_ups)) != NULL) aigw__upstream_destroy(obj);
   while (w->free_rbufs) {
     free_rbuf_t *f = w->free_rbufs;
     w->free_rbufs = f->next;

@@ -45,6 +45,11 @@ typedef struct aigw_worker_s {
   /* read buffers of the standard size, kept for reuse */
   void *free_rbufs;
   int nfree_rbufs;
+  /* finished requests and upstream exchanges, kept with their buffers */
+  void *free_reqs;
+  int nfree_reqs;
+  void *free_ups;
+  int nfree_ups;
 } aigw_worker_t;
 
 /* Cached "Date: <IMF-fixdate>\r\n" line for the current second (always
@@ -56,6 +61,12 @@ const char *aigw__worker_date(aigw_worker_t *w);
 #define AIGW_RBUF_SIZE (16 * 1024)
 char *aigw__rbuf_get(aigw_worker_t *w);
 void aigw__rbuf_put(aigw_worker_t *w, char *buf);
+
+/* Free lists of fixed-size objects: the first word of a parked object links
+ * the list. Return NULL when empty. */
+#define AIGW_MAX_FREE_OBJS 256
+void *aigw__free_pop(void **list, int *n);
+int aigw__free_push(void **list, int *n, void *obj);   /* 0: list full, caller frees */
 
 /* Starts the worker thread; returns 0 or a negative code. */
 int aigw_worker_start(aigw_worker_t *w);

@@ -1,9 +1,11 @@
 -- key-auth -- gateway keys: `Authorization: Bearer <key>` or `x-api-key`.
 --
 -- Keys come from the config's api_keys (AIGW_API_KEYS in the default
--- config). Each presented key is hashed and compared with every configured
--- key's hash in constant time, so neither the match nor its position leaks
--- through timing. With no keys configured, only loopback clients are served.
+-- config). The presented key is compared with every configured key, each
+-- comparison in constant time (CRYPTO_memcmp) and all of them always done,
+-- so neither the match nor its position leaks through timing; only the
+-- presented key's length could. With no keys configured, only loopback
+-- clients are served.
 
 local aigw = require "aigw"
 
@@ -14,8 +16,8 @@ local plugin = {
 }
 
 function plugin.init(conf, global)
-  conf.digests = {}
-  for i, key in ipairs(global.api_keys) do conf.digests[i] = aigw.crypto.sha256(key) end
+  conf.keys = {}
+  for i, key in ipairs(global.api_keys) do conf.keys[i] = key end
 end
 
 local function presented_key()
@@ -30,8 +32,9 @@ local function presented_key()
 end
 
 function plugin.access(conf, ctx)
-  local digests = conf.digests
-  if #digests == 0 then
+  local keys = conf.keys
+  local nkeys = #keys
+  if nkeys == 0 then
     if aigw.request.is_loopback() then return end
     return aigw.errors.response(403, "forbidden",
       "this gateway has no api keys configured and serves loopback clients only")
@@ -42,16 +45,17 @@ function plugin.access(conf, ctx)
       "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
       'WWW-Authenticate: Bearer realm="aigw"\r\n')
   end
-  local digest = aigw.crypto.sha256(key)
   local found = false
-  for i = 1, #digests do
-    if aigw.crypto.equal(digest, digests[i]) then found = true end
+  local equal = aigw.crypto.equal
+  for i = 1, nkeys do
+    if equal(key, keys[i]) then found = i end
   end
   if not found then
     return aigw.errors.response(401, "invalid_api_key", "invalid API key",
       'WWW-Authenticate: Bearer realm="aigw"\r\n')
   end
-  ctx.consumer_key_digest = digest
+  -- Which key matched (its position in api_keys), never the key itself.
+  ctx.consumer = found
 end
 
 return plugin

@@ -17,12 +17,16 @@ function M.sha256(s)
   return ffi.string(md, 32)
 end
 
--- Compares two strings in time that depends only on their lengths.
+-- Compares two strings in time that depends only on their lengths: a
+-- length mismatch still compares len(a) bytes (against a itself).
 function M.equal(a, b)
   if type(a) ~= "string" or type(b) ~= "string" then
     error("bad argument to 'equal' (strings expected)", 2)
   end
-  if #a ~= #b then return false end
+  if #a ~= #b then
+    C.CRYPTO_memcmp(a, a, #a)
+    return false
+  end
   return C.CRYPTO_memcmp(a, b, #a) == 0
 end
 
