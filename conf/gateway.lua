@@ -15,7 +15,8 @@ end
 
 return {
   listen       = env("AIGW_LISTEN") or "127.0.0.1:8080",
-  admin_listen = env("AIGW_ADMIN_LISTEN") or "127.0.0.1:9090",
+  -- "off" turns the admin listener off.
+  admin_listen = env("AIGW_ADMIN_LISTEN") ~= "off" and (env("AIGW_ADMIN_LISTEN") or "127.0.0.1:9090"),
   workers      = tonumber(env("AIGW_WORKERS") or "") or "auto",
   log_level    = env("AIGW_LOG_LEVEL") or "info",
 

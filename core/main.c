@@ -54,24 +54,29 @@ static int cmd_check(const char *path) {
   return 0;
 }
 
-static int public_without_keys(const aigw_config_t *c) {
-  if (c->has_api_keys) return 0;
-  for (int i = 0; i < c->nlisten; i++) {
-    struct sockaddr_storage ss;
-    if (aigw_parse_listen(c->listen[i], &ss) == 0 && !aigw_sockaddr_is_loopback((struct sockaddr *)&ss))
-      return 1;
-  }
-  return 0;
+static int is_public(const char *addr) {
+  struct sockaddr_storage ss;
+  return aigw_parse_listen(addr, &ss) == 0 && !aigw_sockaddr_is_loopback((struct sockaddr *)&ss);
+}
+
+/* The address that would be served to the network without any key. */
+static const char *public_without_keys(const aigw_config_t *c) {
+  if (c->has_api_keys) return NULL;
+  for (int i = 0; i < c->nlisten; i++)
+    if (is_public(c->listen[i])) return c->listen[i];
+  if (c->admin_listen && is_public(c->admin_listen)) return c->admin_listen;
+  return NULL;
 }
 
 static int cmd_run(const char *path) {
   aigw_config_t *c = load(path);
   if (c == NULL) return 1;
   aigw_log_level = (aigw_log_level_t)c->log_level;
-  if (public_without_keys(c)) {
+  const char *pub = public_without_keys(c);
+  if (pub) {
     fprintf(stderr,
-            "aigw: %s: refusing to listen on a non-loopback address without api_keys "
-            "(set AIGW_API_KEYS)\n", path);
+            "aigw: %s: refusing to listen on non-loopback address %s without api_keys "
+            "(set AIGW_API_KEYS)\n", path, pub);
     aigw_config_free(c);
     return 1;
   }

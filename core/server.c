@@ -22,9 +22,12 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
   aigw_log_info("%s: draining (up to %.1f s)", signum == SIGINT ? "SIGINT" : "SIGTERM",
                 (double)srv->conf->drain_timeout_ms / 1000.0);
   for (int i = 0; i < srv->nworkers; i++) aigw_worker_stop(&srv->workers[i]);
-  uv_close((uv_handle_t *)&srv->sigterm, NULL);
-  uv_close((uv_handle_t *)&srv->sigint, NULL);
-  uv_close((uv_handle_t *)&srv->sighup, NULL);
+  /* The handlers stay installed (a second signal must not kill a draining
+   * process) but no longer keep the main loop alive: it returns, and the
+   * main thread waits for the workers. */
+  uv_unref((uv_handle_t *)&srv->sigterm);
+  uv_unref((uv_handle_t *)&srv->sigint);
+  uv_unref((uv_handle_t *)&srv->sighup);
 }
 
 static void on_hup(uv_signal_t *s, int signum) {
@@ -97,6 +100,10 @@ int aigw_server_run(aigw_config_t *conf) {
                 srv.nworkers);
   uv_run(&srv.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < srv.nworkers; i++) aigw_worker_join(&srv.workers[i]);
+  uv_close((uv_handle_t *)&srv.sigterm, NULL);
+  uv_close((uv_handle_t *)&srv.sigint, NULL);
+  uv_close((uv_handle_t *)&srv.sighup, NULL);
+  uv_run(&srv.loop, UV_RUN_DEFAULT);
   uv_loop_close(&srv.loop);
   aigw_free(srv.workers);
   aigw_shdict_free_all();

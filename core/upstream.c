@@ -72,6 +72,7 @@ static void start_connect(aigw_upstream_t *u);
 static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void send_request(aigw_upstream_t *u);
 static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void tls_pump(aigw_upstream_t *u);
 
 static void start_read(aigw_upconn_t *uc) {
   uv_read_start((uv_stream_t *)&uc->tcp, up_alloc, on_up_read);
@@ -127,6 +128,9 @@ static void destroy(aigw_upstream_t *u, int reuse) {
     aigw_upconn_t *uc = u->uc;
     u->uc = NULL;
     uc->user = NULL;
+    /* A request write still queued points into buffers that are about to
+     * go: such a connection is closed (which cancels the write), not pooled. */
+    if (uc->writes > 0) reuse = 0;
     if (reuse && !uc->reading) start_read(uc);
     if (reuse) aigw_pool_release(uc->pool, uc, u->t->max_idle, u->t->idle_ms);
     else aigw_upconn_close(uc);
@@ -193,6 +197,7 @@ static void on_up_write(uv_write_t *wr, int status) {
   aigw_upconn_t *uc = w->uc;
   aigw_free(w->owned);
   aigw_free(w);
+  uc->writes--;
   if (status < 0 && uc->user) {
     aigw_upstream_t *u = uc->user;
     if (!u->got_bytes && u->reused && !u->retried) return;   /* the read side retries */
@@ -212,8 +217,10 @@ static int up_write(aigw_upstream_t *u, const uv_buf_t *bufs, unsigned n, char *
   if (rc < 0) {
     aigw_free(owned);
     aigw_free(w);
+    return rc;
   }
-  return rc;
+  u->uc->writes++;
+  return 0;
 }
 
 /* Sends whatever ciphertext TLS has produced. */
@@ -452,6 +459,13 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     send_request(u);
     if (u->uc == NULL || u->uc->user != u) return;
   }
+  tls_pump(u);
+}
+
+/* Decrypts and processes what OpenSSL holds, until it runs dry, the
+ * exchange ends, or the client asks us to pause. */
+static void tls_pump(aigw_upstream_t *u) {
+  aigw_upconn_t *uc = u->uc;
   if (u->rbuf == NULL) u->rbuf = aigw__rbuf_get(u->w);
   for (;;) {
     int n = aigw_tls_read(uc->tls, u->rbuf, AIGW_RBUF_SIZE);
@@ -478,6 +492,8 @@ void aigw_upstream_client_drained(aigw_upstream_t *u) {
   u->paused = 0;
   start_read(u->uc);
   arm(u, u->t->read_ms);
+  /* Records decrypted before the pause may still wait inside OpenSSL. */
+  if (u->uc->tls) tls_pump(u);
 }
 
 /* --- response parsing callbacks --- */

@@ -73,6 +73,7 @@ struct aigw_upconn_s {
   unsigned requests;          /* requests served on this connection */
   int closing;
   int reading;                /* uv_read_start is in effect */
+  int writes;                 /* uv_write requests not yet called back */
 };
 
 /* A new, unconnected connection (tcp initialised on the worker loop). */

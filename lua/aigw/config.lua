@@ -62,8 +62,10 @@ local TOP_FIELDS = {
 }
 
 local function check_listen(file, field, v)
-  if type(v) ~= "string" or not (v:match("^[^:%[%]]*:%d+$") or v:match("^%[[%x:.]+%]:%d+$")) then
-    fail(file, field, 'an address like "127.0.0.1:8080"', v)
+  local host = type(v) == "string" and (v:match("^(%d+%.%d+%.%d+%.%d+):%d+$") or v:match("^%[([%x:.]+)%]:%d+$")
+                                       or v:match("^(localhost):%d+$") or v:match("^(%*?):%d+$"))
+  if not host then
+    fail(file, field, 'an IP address and port like "127.0.0.1:8080" or "[::1]:8080"', v)
   end
   local port = tonumber(v:match(":(%d+)$"))
   if port > 65535 then fail(file, field, "a port up to 65535", v) end
@@ -115,6 +117,13 @@ local function check_provider(file, name, p)
   if type(p) ~= "table" then fail(file, field, "a table", p) end
   if not PROVIDER_KINDS[p.kind] then
     fail(file, field .. ".kind", "one of openai, openai-compatible, mock", p.kind)
+  end
+  local known = { kind = true, base_url = true, api_key = true, ca_file = true, tls_verify = true,
+                  timeouts = true, keepalive = true, headers = true }
+  for k in pairs(p) do
+    if not known[k] then
+      fail(file, field .. "." .. tostring(k), "one of kind, base_url, api_key, ca_file, tls_verify, timeouts, keepalive, headers", k)
+    end
   end
   local out = { name = name, kind = p.kind }
   if p.kind ~= "mock" then
@@ -189,8 +198,11 @@ local function check_routes(file, routes, providers)
       fail(file, field .. ".provider", "the name of a configured provider", r.provider)
     end
     if r.endpoint ~= nil and type(r.endpoint) ~= "string" then fail(file, field .. ".endpoint", "a string", r.endpoint) end
+    if r.method ~= nil and (type(r.method) ~= "string" or not r.method:match("^%a+$")) then
+      fail(file, field .. ".method", "an HTTP method", r.method)
+    end
     out[i] = { path = r.path, provider = r.provider, endpoint = r.endpoint or "chat/completions",
-               method = r.method or "POST" }
+               method = (r.method or "POST"):upper() }
   end
   return out
 end
@@ -241,7 +253,7 @@ function M.normalise(file, conf)
   if conf.shared ~= nil then
     if type(conf.shared) ~= "table" then fail(file, "shared", "a table of zone = size", conf.shared) end
     for name, size in pairs(conf.shared) do
-      if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
+      if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") or #name > 64 then
         fail(file, "shared", "zone names that are Lua identifiers", name)
       end
       local bytes = M.parse_size(size)

@@ -40,8 +40,10 @@ function M.load(prefix, list, global)
     local path = prefix .. "/plugins/" .. entry.name .. ".lua"
     local f = io.open(path, "rb")
     if not f then error("plugin " .. entry.name .. ": not found (" .. path .. ")", 0) end
+    local src = f:read("*a")
     f:close()
-    local chunk, err = require("aigw.config").loadfile(path)
+    -- A short chunk name, so errors and tracebacks name the file in full.
+    local chunk, err = loadstring(src, "@plugins/" .. entry.name .. ".lua")
     if not chunk then error("plugin " .. entry.name .. ": " .. err, 0) end
     local ok, plugin = pcall(chunk)
     if not ok then error("plugin " .. entry.name .. ": " .. tostring(plugin), 0) end

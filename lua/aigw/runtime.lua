@@ -39,6 +39,23 @@ local function models_list(providers)
   return 200, cjson.encode({ object = "list", data = data }), "Content-Type: application/json\r\n"
 end
 
+-- Replaces the model's value in the raw body, leaving every other byte as
+-- the client sent it: a decode/encode round trip through lua-cjson would
+-- turn [] into {} and cut numbers to 14 digits. Returns nil if the value is
+-- not found verbatim (then the caller re-encodes).
+local function magic(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
+
+local function replace_model(body, model, new)
+  local quoted = cjson.encode(new)
+  for _, form in ipairs({ model, (model:gsub("/", "\\/")) }) do
+    local out, n = body:gsub('("model"%s*:%s*)"' .. magic(form) .. '"', function(prefix)
+      return prefix .. quoted
+    end, 1)
+    if n == 1 then return out end
+  end
+  return nil
+end
+
 -- Picks the provider for a model name: `echo`, `provider/model`, or the
 -- default OpenAI provider. Returns provider, model name to send upstream.
 local function pick_provider(providers, model)
@@ -46,6 +63,15 @@ local function pick_provider(providers, model)
   local prefix, rest = model:match("^([^/]+)/(.+)$")
   if prefix and providers[prefix] then return providers[prefix], rest end
   return providers.openai, model
+end
+
+-- The admin listener serves its own endpoints, never the API.
+local function admin(path)
+  if path == "/status" then
+    return 200, cjson.encode({ version = aigw_core.version, worker = aigw_core.worker_id() }),
+           "Content-Type: application/json\r\n"
+  end
+  return errors.response(404, "not_found", "no such admin endpoint: " .. path)
 end
 
 function M.init_worker(conf_path, worker_id)
@@ -82,6 +108,7 @@ function M.init_worker(conf_path, worker_id)
     end
 
     local path = request.get_path()
+    if request.is_admin() then return admin(path) end
     local route = routes[path]
     if not route then
       return errors.response(404, "not_found", "no such endpoint: " .. path)
@@ -109,8 +136,11 @@ function M.init_worker(conf_path, worker_id)
         return errors.response(404, "model_not_found", "model '" .. model .. "' is not configured")
       end
       if upstream_model ~= model then
-        json.model = upstream_model
-        body = cjson.encode(json)
+        body = replace_model(request.get_body(), model, upstream_model)
+        if not body then
+          json.model = upstream_model
+          body = cjson.encode(json)
+        end
       end
       ctx.provider, ctx.model = provider.name, upstream_model
     elseif provider.kind == "mock" then
