@@ -38,5 +38,8 @@ export DEBIAN_FRONTEND=noninteractive
 # Refresh the package lists only when a package cannot be found in them.
 if ! $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
   $sudo apt-get update -q >/dev/null
-  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  if ! $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+    echo "setup: could not install: ${missing[*]}" >&2
+    exit 1
+  fi
 fi
