@@ -18,7 +18,10 @@
 #include "request_id.h"
 #include "upstream.h"
 
-enum { TIMER_NONE, TIMER_IDLE, TIMER_HEADER, TIMER_BODY, TIMER_SEND };
+enum { TIMER_NONE, TIMER_IDLE, TIMER_HEADER, TIMER_BODY, TIMER_SEND, TIMER_LINGER };
+
+/* How long a connection closed after an error keeps draining client input. */
+#define LINGER_MS 2000
 
 static const llhttp_settings_t *parser_settings(void);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -117,6 +120,9 @@ static void on_timer(uv_timer_t *t) {
       aigw_log_info("client send timeout: closing");
       aigw_conn_close(c);
       break;
+    case TIMER_LINGER:
+      aigw_conn_close(c);
+      break;
     default:
       aigw_conn_close(c);
   }
@@ -134,6 +140,7 @@ static void arm_timer(aigw_conn_t *c, int kind) {
     case TIMER_HEADER: ms = cf->client_header_timeout_ms; break;
     case TIMER_BODY: ms = cf->client_body_timeout_ms; break;
     case TIMER_SEND: ms = cf->send_timeout_ms; break;
+    case TIMER_LINGER: ms = LINGER_MS; break;
     default: break;
   }
   c->timer_kind = (uint8_t)kind;
@@ -150,6 +157,7 @@ static void arm_timer(aigw_conn_t *c, int kind) {
 
 /* The timer that fits what the connection is waiting for now. */
 static void rearm_timer(aigw_conn_t *c) {
+  if (c->lingering) return;
   if (c->pending_writes > 0) arm_timer(c, TIMER_SEND);
   else if (c->req == NULL) arm_timer(c, c->rlen > c->parsed ? TIMER_HEADER : TIMER_IDLE);
   else if (c->req->complete) arm_timer(c, TIMER_NONE);
@@ -244,6 +252,12 @@ static void start_reading(aigw_conn_t *c) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   aigw_conn_t *c = s->data;
+  if (c->lingering) {
+    /* Discard what the client still sends until it closes or time is up. */
+    if (nread < 0) aigw_conn_close(c);
+    else c->rlen = c->parsed = 0;
+    return;
+  }
   if (nread == UV_ENOBUFS) {
     /* Buffer full: while a request is served, pipelined bytes wait in the
      * kernel (backpressure); in a request head it means the head is too big. */
@@ -344,6 +358,8 @@ static int has_ctl(const char *s, size_t n) {
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   aigw_conn_t *c = p->data;
   aigw_req_t *r = c->req;
+  /* Chunked trailers are not headers (RFC 9110 6.5.1): never merged in. */
+  if (r->headers_done) return 0;
   if (!r->in_header_field) {
     if (r->nhdrs == AIGW_MAX_HEADERS)
       return fail(c, 431, "headers_too_large", "too many request headers");
@@ -360,6 +376,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   aigw_conn_t *c = p->data;
   aigw_req_t *r = c->req;
+  if (r->headers_done) return has_ctl(at, len) ? fail(c, 400, "bad_request", "invalid trailer") : 0;
   aigw_hdr_t *h = &r->hdrs[r->nhdrs - 1];
   if (r->in_header_field) {
     r->in_header_field = 0;
@@ -438,6 +455,23 @@ static int on_headers_complete(llhttp_t *p) {
     if (name_is(c, &r->hdrs[i], "host", 4)) hosts++;
   if (hosts > 1 || (hosts == 0 && r->http_minor >= 1))
     return fail(c, 400, "bad_request", hosts ? "more than one Host header" : "missing Host header");
+  if (p->flags & F_TRANSFER_ENCODING) {
+    /* Only "chunked", once: any other coding would reach the upstream
+     * undecoded under a Content-Length of our making. */
+    int tes = 0;
+    for (int i = 0; i < r->nhdrs; i++) {
+      const aigw_hdr_t *h = &r->hdrs[i];
+      if (!name_is(c, h, "transfer-encoding", 17)) continue;
+      tes++;
+      const char *tv = c->rbuf + h->value;
+      size_t tl = h->value_len;
+      while (tl && (tv[tl - 1] == ' ' || tv[tl - 1] == '\t')) tl--;
+      if (tes > 1 || tl != 7 || strncasecmp(tv, "chunked", 7) != 0)
+        return fail(c, 501, "not_implemented", "unsupported Transfer-Encoding");
+    }
+    /* HTTP/1.0 with Transfer-Encoding: framing is suspect (RFC 9112 6.1). */
+    if (r->http_minor == 0) r->keepalive = 0;
+  }
   if (p->flags & F_CONTENT_LENGTH && p->content_length > cf->max_body_size)
     return fail(c, 413, "request_too_large", "request body too large");
   if (aigw_req_find_header(r, "expect", 6, &v, &vlen)) {
@@ -480,23 +514,19 @@ static int on_message_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-static const llhttp_settings_t *parser_settings(void) {
-  static llhttp_settings_t s;
-  static int ready;
-  if (!ready) {
-    llhttp_settings_init(&s);
-    s.on_message_begin = on_message_begin;
-    s.on_url = on_url;
-    s.on_header_field = on_header_field;
-    s.on_header_value = on_header_value;
-    s.on_header_value_complete = on_header_value_complete;
-    s.on_headers_complete = on_headers_complete;
-    s.on_body = on_body;
-    s.on_message_complete = on_message_complete;
-    ready = 1;
-  }
-  return &s;
-}
+/* Filled once, read-only after: shared by every worker thread. */
+static const llhttp_settings_t request_parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static const llhttp_settings_t *parser_settings(void) { return &request_parser_settings; }
 
 /* Drops bytes that are no longer needed: everything before the current
  * request, and body bytes already copied out. Offsets of header spans stay
@@ -584,7 +614,7 @@ void aigw__request_finish(aigw_req_t *r) {
   if (!keep) {
     c->close_after_write = 1;
     stop_reading(c);
-    if (c->pending_writes == 0) aigw_conn_close(c);
+    if (c->pending_writes == 0) aigw__conn_end(c);
     return;
   }
   c->paused = 0;
@@ -597,5 +627,29 @@ void aigw__request_finish(aigw_req_t *r) {
 }
 
 void aigw__conn_rearm_after_write(aigw_conn_t *c) { rearm_timer(c); }
+
+static void on_shutdown(uv_shutdown_t *req, int status) { (void)req; (void)status; }
+
+/* Ends a connection whose last response has been written. After an error
+ * the client may still be sending (an oversized body, pipelined requests):
+ * closing with unread input makes the kernel send a reset, which can
+ * destroy the response before the client reads it. So such a connection
+ * half-closes, reads and discards for up to LINGER_MS, then closes (like
+ * nginx's lingering close). */
+void aigw__conn_end(aigw_conn_t *c) {
+  if (c->closing) return;
+  if (!c->failed || c->lingering) {
+    aigw_conn_close(c);
+    return;
+  }
+  c->lingering = 1;
+  if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    aigw_conn_close(c);
+    return;
+  }
+  c->rlen = c->parsed = 0;
+  start_reading(c);
+  arm_timer(c, TIMER_LINGER);
+}
 
 size_t aigw_conn_write_queue(const aigw_conn_t *c) { return c->tcp.write_queue_size; }

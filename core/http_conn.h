@@ -58,6 +58,7 @@ typedef struct aigw_req_s {
 struct aigw_conn_s {
   uv_tcp_t tcp;
   uv_timer_t timer;
+  uv_shutdown_t shutdown_req;
   llhttp_t parser;
   aigw_worker_t *w;
   aigw_conn_t *next, *prev;
@@ -72,6 +73,7 @@ struct aigw_conn_s {
   uint8_t closing : 1;
   uint8_t close_after_write : 1;
   uint8_t failed : 1;      /* an error response ends this connection */
+  uint8_t lingering : 1;   /* half-closed, discarding input before the close */
   uint8_t paused : 1;     /* a complete request is being served */
   uint8_t reading : 1;
   uint8_t admin : 1;
@@ -128,6 +130,9 @@ void aigw_respond_end(aigw_req_t *r, aigw_wbuf_t **b);
 /* The reason phrase of a status; the error `type` of the envelope. */
 const char *aigw_http_reason(int status);
 const char *aigw_error_type(int status, int anthropic);
+
+/* Ends the connection after its last write (lingering after errors). */
+void aigw__conn_end(aigw_conn_t *c);
 
 /* Re-arms the connection's timer after writes were queued or completed. */
 void aigw__conn_rearm_after_write(aigw_conn_t *c);

@@ -98,8 +98,8 @@ static void on_write(uv_write_t *wr, int status) {
     aigw_conn_close(c);
     return;
   }
-  if (c->pending_writes == 0 && c->close_after_write) {
-    aigw_conn_close(c);
+  if (c->pending_writes == 0 && (c->close_after_write || (c->req == NULL && c->w->draining))) {
+    aigw__conn_end(c);
     return;
   }
   if (c->req && c->req->up && c->tcp.write_queue_size < AIGW_CLIENT_LOW_WATER)
@@ -122,7 +122,8 @@ void aigw_wbuf_send(aigw_wbuf_t *b) {
     return;
   }
   c->pending_writes++;
-  aigw__conn_rearm_after_write(c);
+  /* The send timeout measures progress: queueing more does not extend it. */
+  if (c->pending_writes == 1) aigw__conn_rearm_after_write(c);
 }
 
 /* --- heads --- */
@@ -314,8 +315,8 @@ void aigw_respond_end(aigw_req_t *r, aigw_wbuf_t **b) {
       return;
     }
   }
+  aigw_conn_t *c = r->conn;
   if (*b) aigw_wbuf_send(*b);
   *b = NULL;
-  aigw_conn_t *c = r->conn;
   if (!c->closing) aigw__request_finish(r);
 }

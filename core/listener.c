@@ -47,5 +47,10 @@ int aigw__listener_open(aigw_worker_t *w, aigw_listener_t *l, const char *addr, 
   l->admin = admin;
   rc = uv_tcp_open(&l->tcp, fd);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+  if (rc != 0) {
+    if (!uv_is_closing((uv_handle_t *)&l->tcp) && uv_fileno((uv_handle_t *)&l->tcp, &(uv_os_fd_t){0}) != 0)
+      close(fd);   /* uv_tcp_open failed: the handle does not own fd */
+    uv_close((uv_handle_t *)&l->tcp, NULL);
+  }
   return rc;
 }

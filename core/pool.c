@@ -5,7 +5,9 @@
  * upstream.c; no epoll changes per request): while idle, a peer that closes
  * or sends stray bytes is noticed there and the connection dropped. A sweep timer closes
  * connections idle for longer than their target allows. */
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "alloc.h"
 #include "log.h"
@@ -142,13 +144,31 @@ void aigw_pool_free(aigw_pool_t *p) {
   uv_close((uv_handle_t *)&p->sweep, on_sweep_closed);
 }
 
+/* 1 when the kernel holds bytes or an EOF for an idle connection. Its read
+ * callback would see them, but maybe not before the connection is handed
+ * out again within the same loop iteration: the bytes of an earlier
+ * response must never reach the next request. */
+static int has_input(aigw_upconn_t *uc) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&uc->tcp, &fd) != 0) return 1;
+  char c;
+  ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 aigw_upconn_t *aigw_pool_acquire(aigw_pool_t *p, const char *key) {
   bucket_t *b = bucket_for(p, key, 0);
-  if (b == NULL || b->idle == NULL) return NULL;
-  aigw_upconn_t *uc = b->idle;
-  unlink_idle(uc);
-  p->reuses++;
-  return uc;
+  while (b && b->idle) {
+    aigw_upconn_t *uc = b->idle;
+    unlink_idle(uc);
+    if (has_input(uc)) {
+      aigw_upconn_close(uc);
+      continue;
+    }
+    p->reuses++;
+    return uc;
+  }
+  return NULL;
 }
 
 void aigw_pool_release(aigw_pool_t *p, aigw_upconn_t *uc, int max_idle, uint64_t idle_ms) {

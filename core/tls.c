@@ -551,3 +551,7 @@ const char *aigw_tls_alpn_selected(const aigw_tls_t *t, size_t *len) {
 int aigw_tls_session_reused(const aigw_tls_t *t) {
   return SSL_session_reused(t->ssl) == 1;
 }
+
+int aigw_tls_buffered(const aigw_tls_t *t) {
+  return SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(t->ssl)) > 0;
+}

@@ -90,4 +90,9 @@ const char *aigw_tls_alpn_selected(const aigw_tls_t *t, size_t *len);
 /* 1 when the handshake resumed a cached session (for debug logs and tests). */
 int aigw_tls_session_reused(const aigw_tls_t *t);
 
+/* 1 when received data is still inside OpenSSL (fed ciphertext not yet
+ * decrypted, or decrypted bytes not yet read): such a connection is not
+ * between messages and must not be reused. */
+int aigw_tls_buffered(const aigw_tls_t *t);
+
 #endif

@@ -73,6 +73,7 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void send_request(aigw_upstream_t *u);
 static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void tls_pump(aigw_upstream_t *u);
+static int safe_to_retry(aigw_upstream_t *u);
 
 static void start_read(aigw_upconn_t *uc) {
   uv_read_start((uv_stream_t *)&uc->tcp, up_alloc, on_up_read);
@@ -131,6 +132,8 @@ static void destroy(aigw_upstream_t *u, int reuse) {
     /* A request write still queued points into buffers that are about to
      * go: such a connection is closed (which cancels the write), not pooled. */
     if (uc->writes > 0) reuse = 0;
+    /* TLS records past the response, still inside OpenSSL: out of step. */
+    if (uc->tls && aigw_tls_buffered(uc->tls)) reuse = 0;
     if (reuse && !uc->reading) start_read(uc);
     if (reuse) aigw_pool_release(uc->pool, uc, u->t->max_idle, u->t->idle_ms);
     else aigw_upconn_close(uc);
@@ -200,7 +203,7 @@ static void on_up_write(uv_write_t *wr, int status) {
   uc->writes--;
   if (status < 0 && uc->user) {
     aigw_upstream_t *u = uc->user;
-    if (!u->got_bytes && u->reused && !u->retried) return;   /* the read side retries */
+    if (!u->got_bytes && u->reused && !u->retried && safe_to_retry(u)) return;   /* the read side retries */
     fail(u, 502, "bad_gateway", "upstream write failed");
   }
 }
@@ -383,10 +386,20 @@ static void process(aigw_upstream_t *u, const char *data, size_t len) {
   }
 }
 
+/* Whether a request that failed on a reused connection before any answer
+ * may be sent again: always for idempotent methods; otherwise only if part
+ * of it never left us, so the server cannot have acted on all of it. */
+static int safe_to_retry(aigw_upstream_t *u) {
+  int m = u->req->method;
+  if (m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_PUT || m == HTTP_DELETE)
+    return 1;
+  return uv_stream_get_write_queue_size((uv_stream_t *)&u->uc->tcp) > 0;
+}
+
 static void on_eof(aigw_upstream_t *u, int status) {
-  if (!u->got_bytes && u->reused && !u->retried && u->state == ST_WAIT) {
+  if (!u->got_bytes && u->reused && !u->retried && u->state == ST_WAIT && safe_to_retry(u)) {
     /* A pooled connection the server had already closed: retry once on a
-     * fresh one; nothing of the request can have been processed. */
+     * fresh one. */
     aigw_log_debug("request %s: pooled upstream connection was closed, reconnecting", u->req->id);
     aigw_upconn_t *uc = u->uc;
     u->uc = NULL;
@@ -628,22 +641,18 @@ static int on_resp_message_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-static const llhttp_settings_t *response_settings(void) {
-  static llhttp_settings_t s;
-  static int ready;
-  if (!ready) {
-    llhttp_settings_init(&s);
-    s.on_status = on_status;
-    s.on_header_field = on_resp_header_field;
-    s.on_header_value = on_resp_header_value;
-    s.on_header_value_complete = on_resp_header_value_complete;
-    s.on_headers_complete = on_resp_headers_complete;
-    s.on_body = on_resp_body;
-    s.on_message_complete = on_resp_message_complete;
-    ready = 1;
-  }
-  return &s;
-}
+/* Filled once, read-only after: shared by every worker thread. */
+static const llhttp_settings_t response_parser_settings = {
+    .on_status = on_status,
+    .on_header_field = on_resp_header_field,
+    .on_header_value = on_resp_header_value,
+    .on_header_value_complete = on_resp_header_value_complete,
+    .on_headers_complete = on_resp_headers_complete,
+    .on_body = on_resp_body,
+    .on_message_complete = on_resp_message_complete,
+};
+
+static const llhttp_settings_t *response_settings(void) { return &response_parser_settings; }
 
 /* --- the request head --- */
 
