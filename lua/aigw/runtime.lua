@@ -13,6 +13,7 @@ local plugins_loader = require "aigw.plugins"
 local request = require "aigw.request"
 local errors = require "aigw.errors"
 local cjson = require "cjson"
+local cjson_safe = require "cjson.safe"
 
 local M = {}
 
@@ -39,21 +40,53 @@ local function models_list(providers)
   return 200, cjson.encode({ object = "list", data = data }), "Content-Type: application/json\r\n"
 end
 
--- Replaces the model's value in the raw body, leaving every other byte as
--- the client sent it: a decode/encode round trip through lua-cjson would
--- turn [] into {} and cut numbers to 14 digits. Returns nil if the value is
--- not found verbatim (then the caller re-encodes).
-local function magic(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
+-- Replaces the top-level "model" value in the raw body, leaving every other
+-- byte as the client sent it: a decode/encode round trip through lua-cjson
+-- would turn [] into {} and cut numbers to 14 digits. A small scanner walks
+-- the JSON text (strings skipped, depth counted) to find the key at depth 1,
+-- so a "model" inside metadata or a tool schema is never touched. Returns
+-- nil when there is no such string value (the caller then re-encodes).
+local byte, find, sub = string.byte, string.find, string.sub
+
+local function top_level_model(body)
+  local depth, i = 0, 1
+  while true do
+    local s = find(body, '[{}%[%]"]', i)
+    if not s then return nil end
+    local c = byte(body, s)
+    if c == 34 then                      -- a string: find its end
+      local j = s + 1
+      local q
+      while true do
+        q = find(body, '["\\]', j)
+        if not q then return nil end
+        if byte(body, q) == 92 then j = q + 2 else break end
+      end
+      if depth == 1 and q - s == 6 and sub(body, s + 1, q - 1) == "model" then
+        local _, colon = find(body, "^%s*:%s*", q + 1)
+        if colon then                    -- it is the key: its value follows
+          local vs = colon + 1
+          if byte(body, vs) ~= 34 then return nil end
+          local k = vs + 1
+          while true do
+            local e = find(body, '["\\]', k)
+            if not e then return nil end
+            if byte(body, e) == 92 then k = e + 2 else return vs, e end
+          end
+        end
+      end
+      i = q + 1
+    else
+      depth = depth + ((c == 123 or c == 91) and 1 or -1)
+      i = s + 1
+    end
+  end
+end
 
 local function replace_model(body, model, new)
-  local quoted = cjson.encode(new)
-  for _, form in ipairs({ model, (model:gsub("/", "\\/")) }) do
-    local out, n = body:gsub('("model"%s*:%s*)"' .. magic(form) .. '"', function(prefix)
-      return prefix .. quoted
-    end, 1)
-    if n == 1 then return out end
-  end
-  return nil
+  local vs, ve = top_level_model(body)
+  if not vs or cjson_safe.decode(sub(body, vs, ve)) ~= model then return nil end
+  return sub(body, 1, vs - 1) .. cjson.encode(new) .. sub(body, ve + 1)
 end
 
 -- Picks the provider for a model name: `echo`, `provider/model`, or the

@@ -1,5 +1,6 @@
 """Graceful shutdown: SIGTERM/SIGINT stop accepting, let in-flight requests
 finish up to server.drain_timeout, and exit 0."""
+import re
 import signal
 import socket
 import threading
@@ -143,3 +144,49 @@ def test_idle_gateway_exits_0(gateway, sig, workers):
     assert rc == 0
     assert el.seconds < 3
     assert refused(gw.port)
+
+
+def signal_pending(pid, sig):
+    """True while sig is pending for the process (not yet delivered to a thread)."""
+    bit = 1 << (sig - 1)
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            fields = dict(l.split(":", 1) for l in f if ":" in l)
+    except FileNotFoundError:
+        return False
+    return any(int(fields.get(k, "0").strip(), 16) & bit for k in ("ShdPnd", "SigPnd"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_second_signal_while_draining_does_not_kill(gateway, upstream, sig):
+    """A second SIGTERM (or SIGINT) during the drain must neither kill the
+    process nor cut the request in flight: it still completes and the process
+    exits 0."""
+    name = signal.Signals(sig).name
+    gw = gateway(upstream=upstream, server={"drain_timeout": 10})
+    c = gw.connect()
+    c.send(httpc.build_request("POST", "/v1/chat/completions",
+                               [CT_JSON, ("x-mock-behavior", "hold"), ("x-mock-key", "twice")],
+                               httpc.chat_body("gpt-test", "x", True)))
+    head = c.read_head(10)
+    assert head.status == 200, head
+    body = c.iter_body(head, 20)
+    got = next(body)
+    assert upstream.wait_held("twice", 5)
+
+    gw.send_signal(sig)
+    wait_until(lambda: re.search(r"\b%s\b.*draining" % name, gw.log()) or not gw.alive(), 5,
+               "the gateway to log that it is draining")
+    assert gw.alive(), "the first %s killed the process:\n%s" % (name, gw.log())
+    gw.send_signal(sig)
+    # Delivered (no longer pending): a default disposition would have killed it by now.
+    wait_until(lambda: not gw.alive() or not signal_pending(gw.pid, sig), 5,
+               "the second %s to be delivered" % name)
+    assert gw.alive(), "the second %s killed the draining process (%s)" % (name, gw.proc.poll())
+
+    upstream.release("twice")
+    got += b"".join(body)
+    c.close()
+    assert head.complete, "the in-flight stream was cut"
+    assert got == b"".join(sse_events("gpt-test"))
+    assert gw.wait_exit(10) == 0

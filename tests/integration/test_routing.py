@@ -1,0 +1,75 @@
+"""Routing: `provider/model` names pick a provider and only the model's value
+changes in the body sent upstream; configured routes (path, provider,
+endpoint, method)."""
+import pytest
+
+from mock_upstream import chat_completion_body
+
+CT_JSON = ("Content-Type", "application/json")
+
+# Bytes a decode/encode round trip would change: [] (-> {}), a 17-digit
+# number, raw UTF-8 next to \u escapes, an escaped slash, odd spacing, key order.
+TAIL = ('"messages":[{"role":"user","content":"caf\u00e9 \\u00e9 \U0001f600 \u65e5\u672c\u8a9e '
+        '\\"quoted\\" a\\/b"}],"tools":[],"temperature":0.12345678901234567,'
+        '"top_p":1.0,"n":1,"stop":null,"logit_bias":{},  "seed" : 12345678901234567890 }')
+
+
+def post(gw, body, path="/v1/chat/completions"):
+    return gw.request("POST", path, [CT_JSON], body)
+
+
+@pytest.mark.parametrize("head", [
+    '{"model":"openai/gpt-4o",',
+    '{ "model" : "openai/gpt-4o" ,',
+    '{"model":"openai\\/gpt-4o",',
+], ids=["compact", "spaced", "escaped-slash"])
+def test_provider_prefix_keeps_body_bytes(gateway, upstream, head):
+    body = (head + TAIL).encode("utf-8")
+    gw = gateway(upstream=upstream)
+    r = post(gw, body)
+    assert r.status == 200, r
+    rec = upstream.last_request()
+    assert rec.path == "/v1/chat/completions"
+    old = b'"openai/gpt-4o"' if b'"openai/gpt-4o"' in body else b'"openai\\/gpt-4o"'
+    expected = body.replace(old, b'"gpt-4o"', 1)
+    assert rec.body == expected, "upstream got\n%r\nexpected\n%r" % (rec.body, expected)
+    assert rec.header("content-length") == str(len(expected))
+    assert r.body == chat_completion_body("gpt-4o")
+
+
+def test_provider_prefix_rewrites_only_the_top_level_model(gateway, upstream):
+    """A "model" key with the same value inside another object (here metadata,
+    before the top-level one) is the client's data: it stays as sent."""
+    body = ('{"metadata":{"model":"openai/gpt-4o"},"model":"openai/gpt-4o",' + TAIL).encode()
+    gw = gateway(upstream=upstream)
+    r = post(gw, body)
+    assert r.status == 200, r
+    rec = upstream.last_request()
+    expected = body.replace(b',"model":"openai/gpt-4o"', b',"model":"gpt-4o"', 1)
+    assert rec.json()["model"] == "gpt-4o", rec.body
+    assert rec.body == expected, "upstream got\n%r\nexpected\n%r" % (rec.body, expected)
+
+
+def test_unprefixed_model_body_untouched(gateway, upstream):
+    body = ('{"model":"gpt-4o",' + TAIL).encode()
+    gw = gateway(upstream=upstream)
+    assert post(gw, body).status == 200
+    assert upstream.last_request().body == body
+
+
+def test_route_method_is_case_insensitive(gateway, upstream):
+    """method = "post" means POST: POST /x reaches the provider's endpoint with
+    the body as sent; other methods get 405 naming POST."""
+    gw = gateway(upstream=upstream, routes=[{"path": "/x", "provider": "openai",
+                                             "endpoint": "chat/completions", "method": "post"}])
+    body = ('{"model":"gpt-route",' + TAIL).encode()
+    r = post(gw, body, path="/x")
+    assert r.status == 200, r
+    assert r.body == chat_completion_body("gpt-route")
+    rec = upstream.last_request()
+    assert rec.method == "POST" and rec.path == "/v1/chat/completions", rec
+    assert rec.body == body
+    r = gw.request("GET", "/x")
+    assert r.status == 405, r
+    assert r.header("allow") == "POST", r
+    assert len(upstream.request_list()) == 1
