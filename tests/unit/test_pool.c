@@ -1,6 +1,7 @@
 /* test_pool.c -- the per-worker upstream connection pool (core/pool.c):
  * parking, reuse by key, the max_idle bound, idle expiry by the sweep
  * timer, and a clean shutdown with every handle closed. */
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,12 +11,20 @@
 
 static uv_tcp_t server;
 static int accepted;
+/* Accepted connections stay open (a closed peer is dropped by the pool's
+ * check on acquire) until teardown. */
+static uv_tcp_t *peers[16];
+static int npeers;
 
 static void on_server_conn(uv_stream_t *s, int status) {
   uv_tcp_t *c = malloc(sizeof *c);
   uv_tcp_init(s->loop, c);
-  if (uv_accept(s, (uv_stream_t *)c) == 0) accepted++;
-  uv_close((uv_handle_t *)c, (uv_close_cb)free);
+  if (uv_accept(s, (uv_stream_t *)c) == 0 && npeers < 16) {
+    accepted++;
+    peers[npeers++] = c;
+  } else {
+    uv_close((uv_handle_t *)c, (uv_close_cb)free);
+  }
 }
 
 static int connected;
@@ -52,6 +61,8 @@ static int setup(aigw_worker_t *w) {
 
 static void teardown(aigw_worker_t *w, aigw_pool_t *p) {
   aigw_pool_free(p);
+  for (int i = 0; i < npeers; i++) uv_close((uv_handle_t *)peers[i], (uv_close_cb)free);
+  npeers = 0;
   uv_close((uv_handle_t *)&server, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   CHECK_EQ_INT(uv_loop_close(&w->loop), 0);
@@ -122,6 +133,27 @@ TEST(idle_expiry) {
   teardown(&w, p);
 }
 
+TEST(closed_peer_not_reused) {
+  aigw_worker_t w;
+  int port = setup(&w);
+  aigw_pool_t *p = aigw_pool_new(&w);
+  aigw_upconn_t *uc = connect_one(&w, p, "k", port);
+  aigw_pool_release(p, uc, 8, 60000);
+  /* The upstream closes the idle connection; wait until its FIN is here. */
+  uv_close((uv_handle_t *)peers[--npeers], (uv_close_cb)free);
+  uv_os_fd_t fd;
+  uv_fileno((uv_handle_t *)&uc->tcp, &fd);
+  struct pollfd pfd = {.fd = fd, .events = POLLIN};
+  for (int i = 0; i < 200 && !(pfd.revents & POLLIN); i++) {
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    poll(&pfd, 1, 10);
+  }
+  /* Even before any read callback could see the EOF, acquire must not hand
+   * out a connection whose peer has gone. */
+  CHECK(aigw_pool_acquire(p, "k") == NULL);
+  teardown(&w, p);
+}
+
 TEST(free_closes_idle) {
   aigw_worker_t w;
   int port = setup(&w);
@@ -138,6 +170,7 @@ int main(void) {
   RUN(max_idle_bound);
   RUN(max_idle_zero_or_draining_closes);
   RUN(idle_expiry);
+  RUN(closed_peer_not_reused);
   RUN(free_closes_idle);
   return TEST_SUMMARY();
 }
