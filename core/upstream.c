@@ -573,16 +573,28 @@ static int on_resp_header_value_complete(llhttp_t *p) {
   return rc ? -1 : 0;
 }
 
+/* Iterates a comma-separated header list: the next token, trimmed of
+ * spaces and tabs, goes to *tok and *len (possibly empty). Returns 0 at the
+ * end of the list. */
+static int next_token(const char **p, const char *end, const char **tok, size_t *len) {
+  if (*p >= end) return 0;
+  const char *comma = memchr(*p, ',', (size_t)(end - *p));
+  if (comma == NULL) comma = end;
+  const char *a = *p, *b = comma;
+  while (a < b && (*a == ' ' || *a == '\t')) a++;
+  while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+  *tok = a;
+  *len = (size_t)(b - a);
+  *p = comma + 1;
+  return 1;
+}
+
 /* Drops header lines named by the upstream's Connection header. */
 static void drop_connection_tokens(aigw_upstream_t *u) {
   if (u->conn_tokens.len == 0 || u->rhead.len == 0) return;
-  const char *tok = u->conn_tokens.data, *end = tok + u->conn_tokens.len;
-  while (tok < end) {
-    const char *comma = memchr(tok, ',', (size_t)(end - tok));
-    const char *a = tok, *b = comma;
-    while (a < b && (*a == ' ' || *a == '\t')) a++;
-    while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
-    size_t tl = (size_t)(b - a);
+  const char *p = u->conn_tokens.data, *end = p + u->conn_tokens.len, *a;
+  size_t tl;
+  while (next_token(&p, end, &a, &tl)) {
     if (tl) {
       char *line = u->rhead.data, *hend = u->rhead.data + u->rhead.len;
       while (line < hend) {
@@ -597,7 +609,6 @@ static void drop_connection_tokens(aigw_upstream_t *u) {
         }
       }
     }
-    tok = comma + 1;
   }
 }
 
@@ -664,16 +675,10 @@ static int client_header_dropped(const aigw_req_t *r, const aigw_target_t *t, co
   for (int i = 0; i < t->ndrop; i++)
     if (t->drop_len[i] == nl && strncasecmp(n, t->drop[i], nl) == 0) return 1;
   /* Headers the client's Connection header names are hop-by-hop too. */
-  const char *end = ctoks + ctl;
-  while (ctoks && ctoks < end) {
-    const char *comma = memchr(ctoks, ',', (size_t)(end - ctoks));
-    if (comma == NULL) comma = end;
-    const char *a = ctoks, *b = comma;
-    while (a < b && (*a == ' ' || *a == '\t')) a++;
-    while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
-    if ((size_t)(b - a) == nl && strncasecmp(a, n, nl) == 0) return 1;
-    ctoks = comma + 1;
-  }
+  const char *end = ctoks + ctl, *a;
+  size_t tl;
+  while (ctoks && next_token(&ctoks, end, &a, &tl))
+    if (tl == nl && strncasecmp(a, n, nl) == 0) return 1;
   return 0;
 }
 
