@@ -70,7 +70,14 @@ void aigw_conn_close(aigw_conn_t *c) {
   if (c->closing) return;
   c->closing = 1;
   if (c->req) {
-    request_free(c->req);
+    /* A request cut short (client gone, upstream failing mid-response, a
+     * timeout) still gets its log phase, with what it had: 499 when no
+     * response was started, as nginx logs a client that closed first. */
+    aigw_req_t *r = c->req;
+    if (r->up) aigw_upstream_abort(r->up);
+    if (r->status == 0) r->status = 499;
+    aigw_lua_log_phase(r);
+    request_free(r);
     c->req = NULL;
   }
   release_rbuf(c);

@@ -41,6 +41,7 @@ typedef struct aigw_req_s {
   uint8_t anthropic : 1;             /* errors use Anthropic's envelope */
   uint8_t in_header_field : 1;
   uint8_t has_date : 1;              /* the head being sent has its own Date */
+  uint8_t logged : 1;                /* the log phase has run */
   int status;
   aigw_buf_t body;
   const char *extra_headers;         /* static header lines for an error response */

@@ -184,7 +184,8 @@ void aigw_lua_handle_request(aigw_req_t *r) {
 
 void aigw_lua_log_phase(aigw_req_t *r) {
   aigw_worker_t *w = r->conn->w;
-  if (w->log_ref == LUA_NOREF || r->ctx_ref == LUA_NOREF) return;
+  if (w->log_ref == LUA_NOREF || r->ctx_ref == LUA_NOREF || r->logged) return;
+  r->logged = 1;
   lua_State *L = w->L;
   lua_State *co = lua_newthread(L);
   lua_setexdata(co, r);
