@@ -52,7 +52,6 @@ typedef struct aigw_req_s {
   int ctx_ref;                       /* its ctx table, kept for the log phase */
   lua_State *co;
   aigw_upstream_t *up;
-  uint64_t bytes_out;
   aigw_hdr_t hdrs[AIGW_MAX_HEADERS];
 } aigw_req_t;
 
@@ -67,7 +66,6 @@ struct aigw_conn_s {
   uint32_t rlen;          /* bytes in rbuf */
   uint32_t rcap;
   uint32_t parsed;        /* bytes of rbuf the parser has consumed */
-  uint32_t hdr_bytes;     /* header bytes of the current request so far */
   aigw_req_t *req;        /* NULL while idle */
   int pending_writes;
   int closing_handles;
@@ -140,9 +138,6 @@ void aigw__conn_rearm_after_write(aigw_conn_t *c);
 
 /* Bytes queued to the client and not yet written (for backpressure). */
 size_t aigw_conn_write_queue(const aigw_conn_t *c);
-
-/* Called by the upstream when the client may take more (writes drained). */
-typedef void (*aigw_drain_cb)(aigw_req_t *r);
 
 /* The request has finished (response fully queued): run the log phase,
  * release Lua state, and move on to the next pipelined request. */

@@ -4,7 +4,6 @@
  * uv_write_t and the bytes, so each piece is one write with one allocation,
  * freed in the write callback. The head carries x-request-id, Date,
  * framing and Connection; callers add their own header lines. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -190,7 +189,6 @@ void aigw_respond(aigw_req_t *r, int status, const char *headers, size_t hlen,
     aigw_conn_close(c);
     return;
   }
-  r->bytes_out += b->len;
   aigw_wbuf_send(b);
   if (!c->closing) aigw__request_finish(r);
 }
@@ -275,10 +273,8 @@ int aigw_respond_head(aigw_req_t *r, aigw_wbuf_t **b, int status, const char *re
   if (!keep) r->keepalive = 0;
   if (*b == NULL) *b = aigw_wbuf_new(c, 512 + hlen);
   if (*b == NULL) return AIGW_ENOMEM_REQ;
-  size_t before = (*b)->len;
   if (append_head(b, r, status, reason, reason_len, headers, hlen, content_length, keep))
     return AIGW_ENOMEM_REQ;
-  r->bytes_out += (*b)->len - before;
   return 0;
 }
 
@@ -301,7 +297,6 @@ int aigw_respond_body(aigw_req_t *r, aigw_wbuf_t **b, const char *p, size_t n) {
   }
   rc |= aigw_wbuf_append(b, p, n);
   if (r->chunked_out) rc |= aigw_wbuf_append(b, "\r\n", 2);
-  r->bytes_out += n;
   return rc;
 }
 

@@ -31,15 +31,11 @@ void aigw_log(aigw_log_level_t level, const char *fmt, ...) {
   struct tm tm;
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
-  int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s [%s%d] ",
+  char who[16] = "main";
+  if (thread_id) snprintf(who, sizeof who, "w%d", thread_id);
+  int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s [%s] ",
                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                   tm.tm_sec, ts.tv_nsec / 1000000, names[level],
-                   thread_id ? "w" : "main", thread_id ? thread_id : 0);
-  if (thread_id == 0 && n > 0) {
-    /* "main0" reads badly: drop the digit for the main thread. */
-    char *p = strstr(line, "[main0]");
-    if (p) { memmove(p + 5, p + 6, strlen(p + 6) + 1); n--; }
-  }
+                   tm.tm_sec, ts.tv_nsec / 1000000, names[level], who);
   va_list ap;
   va_start(ap, fmt);
   int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

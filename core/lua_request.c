@@ -64,6 +64,9 @@ AIGW_EXPORT int aigw_ffi_req_id(aigw_req_t *r, aigw_str_t *out) {
 
 AIGW_EXPORT int aigw_ffi_req_is_loopback(aigw_req_t *r) { return r->conn->loopback; }
 
+/* 1 when errors for this request use Anthropic's envelope (/messages paths). */
+AIGW_EXPORT int aigw_ffi_req_is_anthropic(aigw_req_t *r) { return r->anthropic; }
+
 AIGW_EXPORT int aigw_ffi_req_is_admin(aigw_req_t *r) { return r->conn->admin; }
 
 AIGW_EXPORT double aigw_ffi_req_start_time(aigw_req_t *r) { return (double)r->start_ms / 1000.0; }

@@ -189,7 +189,6 @@ static void worker_abandon(aigw_worker_t *w) {
 int aigw__worker_setup(aigw_worker_t *w, char *err, size_t errlen) {
   int rc = worker_setup(w, err, errlen);
   if (rc != 0) worker_abandon(w);
-  else w->started = 1;
   return rc;
 }
 

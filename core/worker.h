@@ -39,7 +39,6 @@ typedef struct aigw_worker_s {
   int nconns;
   int max_conns;
   int draining;
-  int started;                 /* init succeeded */
   char date[40];               /* "Date: ...\r\n", refreshed once a second */
   uint64_t date_sec;
   /* read buffers of the standard size, kept for reuse */

@@ -10,36 +10,31 @@ local request = require "aigw.request"
 
 local M = {}
 
-local OPENAI_TYPES = {
-  [400] = "invalid_request_error", [401] = "authentication_error", [403] = "permission_error",
-  [404] = "not_found_error", [405] = "invalid_request_error", [413] = "invalid_request_error",
-  [429] = "rate_limit_error", [503] = "service_unavailable", [504] = "timeout",
-}
-local ANTHROPIC_TYPES = {
-  [400] = "invalid_request_error", [401] = "authentication_error", [403] = "permission_error",
-  [404] = "not_found_error", [405] = "invalid_request_error", [413] = "request_too_large",
-  [429] = "rate_limit_error", [503] = "overloaded_error", [504] = "timeout_error",
-}
+-- The error `type` for a status comes from the core (aigw_error_type), so
+-- errors made in C and in Lua can never disagree.
+local ffi = require "ffi"
+require "aigw.ffi_defs"
+local C = ffi.C
+
+local function error_type(status, anthropic)
+  return ffi.string(C.aigw_error_type(status, anthropic and 1 or 0))
+end
 
 local JSON_HEADERS = "Content-Type: application/json\r\n"
-
-local function is_anthropic(path)
-  return path:sub(-9) == "/messages" or path:sub(-22) == "/messages/count_tokens"
-end
 
 -- Returns status, body, header lines: what a phase returns to answer.
 function M.response(status, code, message, extra_headers)
   local id = request.id()
   local body
-  if is_anthropic(request.get_path()) then
+  if request.is_anthropic() then
     body = cjson.encode({
       type = "error",
-      error = { type = ANTHROPIC_TYPES[status] or "api_error", message = message },
+      error = { type = error_type(status, true), message = message },
       request_id = id,
     })
   else
     body = '{"error":' .. cjson.encode({
-      message = message, type = OPENAI_TYPES[status] or "server_error", code = code,
+      message = message, type = error_type(status, false), code = code,
       request_id = id,
     }):sub(1, -2) .. ',"param":null}}'
   end

@@ -17,10 +17,12 @@ int aigw_ffi_req_body(aigw_req_t *r, aigw_str_t *out);
 int aigw_ffi_req_id(aigw_req_t *r, aigw_str_t *out);
 int aigw_ffi_req_is_loopback(aigw_req_t *r);
 int aigw_ffi_req_is_admin(aigw_req_t *r);
+int aigw_ffi_req_is_anthropic(aigw_req_t *r);
 double aigw_ffi_req_start_time(aigw_req_t *r);
 
 void aigw_ffi_log(int level, const char *msg, size_t len);
 const char *aigw_strerror(int err);
+const char *aigw_error_type(int status, int anthropic);
 
 unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);
 int CRYPTO_memcmp(const void *a, const void *b, size_t len);

@@ -94,6 +94,11 @@ function M.is_loopback()
   return C.aigw_ffi_req_is_loopback(req()) == 1
 end
 
+-- Whether errors for this request use Anthropic's envelope.
+function M.is_anthropic()
+  return C.aigw_ffi_req_is_anthropic(req()) == 1
+end
+
 function M.is_admin()
   return C.aigw_ffi_req_is_admin(req()) == 1
 end
