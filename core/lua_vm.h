@@ -6,6 +6,40 @@
 #include <lua.h>
 
 #include "http_conn.h"
+#include "lthread.h"
+
+/* A generation: one VM with one config and one set of plugins. A worker
+ * serves new requests on its current generation; a reload builds the next
+ * one beside it, and the old one is closed when the last request, timer or
+ * thread that started on it has finished (refs == 0). */
+struct aigw_gen_s {
+  aigw_worker_t *w;
+  lua_State *L;
+  unsigned long id;          /* 1 for the first, +1 per reload */
+  int refs;                  /* the worker's (while current) + each lthread */
+  int retired;               /* replaced: timers stop, close at refs == 0 */
+  /* the runtime's phase entry points (registry refs, LUA_NOREF if none) */
+  int handler_ref;           /* access, routing, upstream: handler(ctx) */
+  int header_filter_ref;     /* header_filter(ctx, status, lines) */
+  int body_filter_ref;       /* body_filter(ctx, chunk, eof) */
+  int log_ref;               /* log(ctx, status) */
+  lua_State *sync;           /* thread for the phases that cannot wait */
+  int sync_ref;
+  struct aigw_timer_s *timers;   /* aigw.timer timers not yet fired */
+  aigw_gen_t *next;          /* the worker's list of retired generations */
+};
+
+/* Builds a generation for w from its config file: a new VM, the runtime,
+ * init_worker. Returns NULL with the error in err. */
+aigw_gen_t *aigw_gen_new(aigw_worker_t *w, char *err, size_t errlen);
+/* A generation with a bare VM (the aigw API, no config, no plugins): for
+ * `aigw test`. */
+aigw_gen_t *aigw_gen_new_bare(aigw_worker_t *w, char *err, size_t errlen);
+static inline void aigw_gen_ref(aigw_gen_t *g) { g->refs++; }
+/* Drops a reference; a retired generation is closed at zero. */
+void aigw_gen_unref(aigw_gen_t *g);
+/* Marks g replaced: its timers are cancelled and it is closed once unused. */
+void aigw_gen_retire(aigw_gen_t *g);
 
 /* A fresh VM with the standard libraries, cjson preloaded, the aigw_core C
  * module, and package.path set to <prefix>/lua and <prefix>/plugins. */
