@@ -33,6 +33,7 @@ typedef struct aigw_worker_s {
   int log_ref;                 /* the runtime's log phase, or LUA_NOREF */
   aigw_dns_t *dns;
   aigw_pool_t *pool;
+  struct aigw_redis_s *redis;  /* aigw.redis clients (redis.c) */
   aigw_listener_t *listeners;
   int nlisteners;
   aigw_conn_t *conns;          /* every open client connection */
