@@ -44,6 +44,7 @@ function P.access(conf, ctx)
   if act == "error" then error("boom from probe") end
   if act == "loop" then local n = 0 while true do n = n + 1 end end
   if act == "pcall-loop" then while true do pcall(function() while true do end end) end end
+  if act == "jit-loop" then loadstring("local n = 0 while true do n = n + 1 end")() end
   if act == "ticks" then
     return 200, { ticks = aigw.shared.cache:get("ticks:" .. conf.tag),
                   at = aigw.shared.cache:get("at_ran:" .. conf.tag),
@@ -55,6 +56,12 @@ function P.access(conf, ctx)
     local co = coroutine.create(function() return aigw.sleep(0) end)
     local ok, err = coroutine.resume(co)
     return 200, { ok = ok, err = tostring(err) }
+  end
+  if act == "req" then
+    local addr, port = aigw.request.get_client_addr()
+    aigw.log.warn("fields", { act = act, note = "two words", n = 3 })
+    return 200, { q = aigw.request.get_query_args(), addr = addr, port = port,
+                  model = aigw.request.get_json(ctx).model }
   end
   if act == "now" then return 200, { now = aigw.now(), mono = aigw.monotonic() } end
 end
@@ -180,6 +187,17 @@ def test_yield_outside_the_api_and_waiting_in_a_plugin_coroutine(gateway, tmp_pa
     assert body["ok"] is False and "coroutine created by a plugin" in body["err"]
 
 
+def test_request_accessors_and_log_fields(gateway, tmp_path):
+    gw = start(gateway, tmp_path)
+    r = probe(gw, "req", path="/v1/chat/completions?a=1&b=x%20y&a=2&flag&c=%C3%A9+z")
+    assert r.status == 200, r
+    body = json.loads(r.body)
+    assert body["q"] == {"a": ["1", "2"], "b": "x y", "flag": True, "c": "\u00e9 z"}
+    assert body["addr"] == "127.0.0.1" and 0 < body["port"] < 65536
+    assert body["model"] == "echo"
+    assert 'fields act=req n=3 note="two words"' in gw.log()
+
+
 def test_clocks(gateway, tmp_path):
     gw = start(gateway, tmp_path)
     body = json.loads(probe(gw, "now").body)
@@ -288,6 +306,19 @@ def test_runaway_loop_is_stopped(gateway, tmp_path, act):
     # The worker (the only one) serves on, and the hook is gone.
     for _ in range(3):
         assert probe(gw, "tag").status == 200
+
+
+def test_runaway_compiled_loop_aborts_the_process(gateway, tmp_path):
+    """Code compiled by the JIT never sees the hook: past lua_kill_after the
+    process aborts rather than serve on with a wedged worker."""
+    gw = start(gateway, tmp_path, expect_errors=True,
+               server={"drain_timeout": 5, "lua_time_limit": 0.2, "lua_kill_after": 1})
+    c = gw.connect()
+    c.send(httpc.build_request("POST", "/v1/chat/completions", [("x-probe", "jit-loop")],
+                               httpc.chat_body("echo", "hi", False)))
+    assert gw.wait_exit(15) == -6      # SIGABRT
+    assert "aborting the process" in gw.log()
+    assert c.wait_closed(5)
 
 
 # ---------------------------------------------------------------------------
