@@ -1,0 +1,436 @@
+/* lua_test.c -- the C side of the spec helpers (lua/aigw/test/helpers.lua),
+ * loaded only by `aigw test` as the module "aigw.test.core".
+ *
+ *   request{ method, path, query, headers, body, client, admin }
+ *       a detached request: a real aigw_req_t whose URL and headers are
+ *       offsets into a buffer laid out like a parsed request head, with a
+ *       connection struct behind it (no socket) carrying the client's
+ *       loopback and admin flags. Every accessor of lua_request.c reads it
+ *       as it would read a request from the server. Freed by the GC.
+ *   exdata(co, req|lightuserdata|nil)
+ *       sets the request a coroutine answers aigw.request for; returns the
+ *       previous one (a light userdata, or nil).
+ *   spawn{ argv... } / kill(pid)
+ *       a child process with its stdout on a pipe; spawn waits (up to ten
+ *       seconds) for its first line and returns pid, line. Children are
+ *       killed when aigw exits, even if a spec forgot them. */
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "config.h"
+#include "http_conn.h"
+#include "request_id.h"
+
+#define REQ_MT "aigw.test.request"
+#define WORKER_KEY "aigw.test.worker"
+
+typedef struct {
+  aigw_conn_t conn;
+  aigw_req_t req;
+  aigw_buf_t head;   /* the request head: conn.rbuf once complete */
+} test_req_t;
+
+static const struct {
+  const char *name;
+  int method;
+} methods[] = {
+#define XX(num, name, string) {#string, num},
+    HTTP_METHOD_MAP(XX)
+#undef XX
+};
+
+static int method_of(const char *name) {
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+    if (strcmp(methods[i].name, name) == 0) return methods[i].method;
+  return -1;
+}
+
+static const char *opt_string(lua_State *L, int t, const char *field, const char *def, size_t *len) {
+  lua_getfield(L, t, field);
+  const char *s = def;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "request: field '%s' must be a string, got %s", field, luaL_typename(L, -1));
+    s = lua_tolstring(L, -1, len);
+  } else if (len) {
+    *len = def ? strlen(def) : 0;
+  }
+  lua_pop(L, 1);   /* the string stays alive: it is in the options table */
+  return s;
+}
+
+static int is_anthropic_path(const char *p, size_t n) {
+  static const char s1[] = "/messages", s2[] = "/messages/count_tokens";
+  return (n >= sizeof s1 - 1 && memcmp(p + n - (sizeof s1 - 1), s1, sizeof s1 - 1) == 0) ||
+         (n >= sizeof s2 - 1 && memcmp(p + n - (sizeof s2 - 1), s2, sizeof s2 - 1) == 0);
+}
+
+static int client_is_loopback(lua_State *L, const char *ip, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+  if (uv_inet_pton(AF_INET, ip, &in4->sin_addr) == 0) {
+    in4->sin_family = AF_INET;
+  } else if (uv_inet_pton(AF_INET6, ip, &in6->sin6_addr) == 0) {
+    in6->sin6_family = AF_INET6;
+  } else {
+    return luaL_error(L, "request: client must be an IPv4 or IPv6 address, got '%s'", ip);
+  }
+  return aigw_sockaddr_is_loopback((struct sockaddr *)ss);
+}
+
+/* The head is laid out as the parser leaves it: "METHOD URL HTTP/1.1\r\n"
+ * then "name: value\r\n" lines, with the request's offsets pointing in. */
+static void head_add(lua_State *L, aigw_buf_t *b, const char *p, size_t n) {
+  if (aigw_buf_append(b, p, n) != 0) luaL_error(L, "request: out of memory");
+}
+
+static void add_header(lua_State *L, aigw_req_t *r, aigw_buf_t *head, const char *name,
+                       size_t nlen, const char *value, size_t vlen) {
+  if (r->nhdrs >= AIGW_MAX_HEADERS) luaL_error(L, "request: more than %d headers", AIGW_MAX_HEADERS);
+  aigw_hdr_t *h = &r->hdrs[r->nhdrs++];
+  h->name = (uint32_t)head->len;
+  h->name_len = (uint32_t)nlen;
+  head_add(L, head, name, nlen);
+  head_add(L, head, ": ", 2);
+  h->value = (uint32_t)head->len;
+  h->value_len = (uint32_t)vlen;
+  head_add(L, head, value, vlen);
+  head_add(L, head, "\r\n", 2);
+}
+
+static int cmp_strings(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* headers: { {"Name", "value"}, ... } in that order, then any name = value
+ * fields, sorted by name (so a spec always sees the same order). */
+static void add_headers(lua_State *L, int opts, aigw_req_t *r, aigw_buf_t *head) {
+  lua_getfield(L, opts, "headers");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  int t = lua_gettop(L);
+  if (!lua_istable(L, t)) luaL_error(L, "request: headers must be a table");
+  size_t n = lua_objlen(L, t);
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, t, (int)i);
+    size_t nl, vl;
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &nl) : NULL;
+    const char *value = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vl) : NULL;
+    if (name == NULL || value == NULL)
+      luaL_error(L, "request: headers[%d] must be { \"name\", \"value\" }", (int)i);
+    add_header(L, r, head, name, nl, value, vl);
+    lua_pop(L, 3);
+  }
+  const char *names[AIGW_MAX_HEADERS + 1];
+  int nnames = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "request: header '%s' must be a string", lua_tostring(L, -2));
+      if (nnames > AIGW_MAX_HEADERS) luaL_error(L, "request: more than %d headers", AIGW_MAX_HEADERS);
+      names[nnames++] = lua_tostring(L, -2);   /* keys of t: alive while t is */
+    } else if (lua_type(L, -2) != LUA_TNUMBER) {
+      luaL_error(L, "request: header names must be strings");
+    }
+    lua_pop(L, 1);
+  }
+  qsort(names, (size_t)nnames, sizeof names[0], cmp_strings);
+  for (int i = 0; i < nnames; i++) {
+    lua_getfield(L, t, names[i]);
+    size_t vl;
+    const char *value = lua_tolstring(L, -1, &vl);
+    add_header(L, r, head, names[i], strlen(names[i]), value, vl);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static aigw_worker_t *test_worker(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
+  aigw_worker_t *w = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return w;
+}
+
+static void req_free_parts(test_req_t *t) {
+  aigw_buf_free(&t->head);
+  t->conn.rbuf = NULL;
+  aigw_buf_free(&t->req.body);
+}
+
+static int l_request(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  test_req_t *t = lua_newuserdata(L, sizeof *t);   /* index 2 */
+  memset(t, 0, sizeof *t);
+  luaL_getmetatable(L, REQ_MT);
+  lua_setmetatable(L, 2);
+  aigw_conn_t *c = &t->conn;
+  aigw_req_t *r = &t->req;
+  c->w = test_worker(L);
+  c->req = r;
+  r->conn = c;
+  r->co_ref = r->ctx_ref = LUA_NOREF;
+
+  size_t mlen, plen, qlen = 0, blen = 0;
+  const char *method = opt_string(L, 1, "method", "GET", &mlen);
+  const char *path = opt_string(L, 1, "path", "/", &plen);
+  const char *query = opt_string(L, 1, "query", NULL, &qlen);
+  const char *body = opt_string(L, 1, "body", NULL, &blen);
+  const char *client = opt_string(L, 1, "client", "127.0.0.1", NULL);
+  int m = method_of(method);
+  if (m < 0) return luaL_error(L, "request: unknown method '%s'", method);
+  if (plen == 0 || path[0] != '/') return luaL_error(L, "request: path must start with '/'");
+  if (memchr(path, '?', plen)) return luaL_error(L, "request: put the query in 'query', not in 'path'");
+  lua_getfield(L, 1, "admin");
+  c->admin = (uint8_t)lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  c->loopback = (uint8_t)client_is_loopback(L, client, &c->peer);
+
+  /* Build the head in a buffer the userdata owns (so an error half-way
+   * leaks nothing); its data becomes the connection's rbuf. */
+  aigw_buf_t *head = &t->head;
+  r->method = (uint8_t)m;
+  r->http_minor = 1;
+  r->keepalive = 1;
+  r->headers_done = 1;
+  r->complete = 1;
+  head_add(L, head, method, mlen);
+  head_add(L, head, " ", 1);
+  r->url = (uint32_t)head->len;
+  head_add(L, head, path, plen);
+  r->path_len = (uint32_t)plen;
+  if (query) {
+    head_add(L, head, "?", 1);
+    head_add(L, head, query, qlen);
+  }
+  r->url_len = (uint32_t)(head->len - r->url);
+  head_add(L, head, " HTTP/1.1\r\n", 11);
+  add_headers(L, 1, r, head);
+  head_add(L, head, "\r\n", 2);
+  c->rbuf = head->data;
+  c->rlen = c->parsed = (uint32_t)head->len;
+  c->rcap = (uint32_t)head->cap;
+
+  r->anthropic = (uint8_t)is_anthropic_path(c->rbuf + r->url, r->path_len);
+  const char *v;
+  size_t vlen;
+  if (aigw_req_find_header(r, "x-request-id", 12, &v, &vlen) && aigw_request_id_valid(v, vlen)) {
+    memcpy(r->id, v, vlen);
+    r->id[vlen] = '\0';
+    r->id_len = (uint8_t)vlen;
+  } else {
+    r->id_len = (uint8_t)aigw_request_id_new(r->id);
+  }
+  if (body && blen && aigw_buf_append(&r->body, body, blen) != 0)
+    return luaL_error(L, "request: out of memory");
+  if (c->w) r->start_ms = uv_now(&c->w->loop);
+  return 1;
+}
+
+static test_req_t *check_req(lua_State *L, int i) { return luaL_checkudata(L, i, REQ_MT); }
+
+static int l_req_gc(lua_State *L) {
+  test_req_t *t = luaL_checkudata(L, 1, REQ_MT);
+  req_free_parts(t);
+  return 0;
+}
+
+static int l_req_tostring(lua_State *L) {
+  test_req_t *t = luaL_checkudata(L, 1, REQ_MT);
+  lua_pushfstring(L, "aigw.test.request %s %s", llhttp_method_name((llhttp_method_t)t->req.method),
+                  t->req.id);
+  return 1;
+}
+
+/* The raw aigw_req_t pointer, as a light userdata (for ffi.cast). */
+static int l_req_ptr(lua_State *L) {
+  lua_pushlightuserdata(L, &check_req(L, 1)->req);
+  return 1;
+}
+
+static int l_exdata(lua_State *L) {
+  lua_State *co = lua_isnoneornil(L, 1) ? L : lua_tothread(L, 1);
+  if (co == NULL) return luaL_argerror(L, 1, "coroutine or nil expected");
+  void *p = NULL;
+  if (lua_type(L, 2) == LUA_TUSERDATA) p = &check_req(L, 2)->req;
+  else if (lua_type(L, 2) == LUA_TLIGHTUSERDATA) p = lua_touserdata(L, 2);
+  else if (!lua_isnoneornil(L, 2)) return luaL_argerror(L, 2, "request or nil expected");
+  void *prev = lua_getexdata(co);
+  lua_setexdata(co, p);
+  if (prev) lua_pushlightuserdata(L, prev);
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* --- child processes (the mock upstream) --- */
+
+#define MAX_CHILDREN 64
+static pid_t children[MAX_CHILDREN];
+
+static void forget_child(pid_t pid) {
+  for (int i = 0; i < MAX_CHILDREN; i++)
+    if (children[i] == pid) children[i] = 0;
+}
+
+static void stop_child(pid_t pid) {
+  kill(pid, SIGTERM);
+  int status;
+  /* A child that ignores SIGTERM for two seconds gets SIGKILL. */
+  for (int i = 0; i < 200; i++) {
+    pid_t rc = waitpid(pid, &status, WNOHANG);
+    if (rc == pid || (rc < 0 && errno != EINTR)) return;
+    usleep(10000);
+  }
+  kill(pid, SIGKILL);
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+void aigw__test_kill_children(void) {
+  for (int i = 0; i < MAX_CHILDREN; i++)
+    if (children[i] > 0) {
+      stop_child(children[i]);
+      children[i] = 0;
+    }
+}
+
+static int l_spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int argc = (int)lua_objlen(L, 1);
+  if (argc < 1 || argc > 63) return luaL_argerror(L, 1, "1 to 63 arguments expected");
+  const char *argv[64];
+  for (int i = 0; i < argc; i++) {
+    lua_rawgeti(L, 1, i + 1);
+    argv[i] = lua_tostring(L, -1);   /* kept alive by the table */
+    lua_pop(L, 1);
+    if (argv[i] == NULL) return luaL_argerror(L, 1, "strings expected");
+  }
+  argv[argc] = NULL;
+  int slot = -1;
+  for (int i = 0; i < MAX_CHILDREN && slot < 0; i++)
+    if (children[i] == 0) slot = i;
+  if (slot < 0) return luaL_error(L, "spawn: too many children");
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "pipe: %s", strerror(errno));
+    return 2;
+  }
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    lua_pushnil(L);
+    lua_pushfstring(L, "fork: %s", strerror(errno));
+    return 2;
+  }
+  if (pid == 0) {
+    /* The child: dies with us, even if we crash. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(127);
+    dup2(fds[1], 1);
+    execvp(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  close(fds[1]);
+  children[slot] = pid;
+  /* Its first line, within ten seconds. */
+  char line[512];
+  size_t n = 0;
+  int found = 0;
+  uint64_t deadline = uv_hrtime() / 1000000 + 10000;
+  while (n < sizeof line - 1) {
+    uint64_t now = uv_hrtime() / 1000000;
+    if (now >= deadline) break;
+    struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+    int rc = poll(&pfd, 1, (int)(deadline - now));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc <= 0) break;
+    ssize_t got = read(fds[0], line + n, 1);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    if (line[n] == '\n') {
+      found = 1;
+      break;
+    }
+    n++;
+  }
+  /* The rest of its output goes nowhere: the read end is closed, and a
+   * write to it gets EPIPE, which the child may ignore. */
+  close(fds[0]);
+  if (!found) {
+    stop_child(pid);
+    forget_child(pid);
+    lua_pushnil(L);
+    lua_pushfstring(L, "spawn %s: no line on its stdout within 10 s", argv[0]);
+    return 2;
+  }
+  lua_pushinteger(L, pid);
+  lua_pushlstring(L, line, n);
+  return 2;
+}
+
+static int l_kill(lua_State *L) {
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  for (int i = 0; i < MAX_CHILDREN; i++)
+    if (children[i] == pid && pid > 0) {
+      stop_child(pid);
+      children[i] = 0;
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+int aigw__luaopen_test_core(lua_State *L) {
+  if (luaL_newmetatable(L, REQ_MT)) {
+    lua_pushcfunction(L, l_req_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_req_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_newtable(L);
+    lua_pushcfunction(L, l_req_ptr);
+    lua_setfield(L, -2, "ptr");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  static const luaL_Reg fns[] = {
+      {"request", l_request}, {"exdata", l_exdata}, {"spawn", l_spawn}, {"kill", l_kill}, {NULL, NULL}};
+  lua_newtable(L);
+  luaL_register(L, NULL, fns);
+  return 1;
+}
+
+/* Registers the module for require "aigw.test.core", with the worker the
+ * requests belong to. */
+void aigw__test_core_preload(lua_State *L, aigw_worker_t *w) {
+  lua_pushlightuserdata(L, w);
+  lua_setfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, aigw__luaopen_test_core);
+  lua_setfield(L, -2, "aigw.test.core");
+  lua_pop(L, 2);
+}
