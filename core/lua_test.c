@@ -285,33 +285,36 @@ static int l_exdata(lua_State *L) {
 /* --- child processes (the mock upstream) --- */
 
 #define MAX_CHILDREN 64
-static pid_t children[MAX_CHILDREN];
+/* Each child keeps its stdout pipe: the read end stays open until the child
+ * has been reaped, so whatever it prints while stopping never fails. */
+static struct {
+  pid_t pid;
+  int fd;
+} children[MAX_CHILDREN];
 
-static void forget_child(pid_t pid) {
-  for (int i = 0; i < MAX_CHILDREN; i++)
-    if (children[i] == pid) children[i] = 0;
-}
-
-static void stop_child(pid_t pid) {
+static void stop_child(int i) {
+  pid_t pid = children[i].pid;
   kill(pid, SIGTERM);
-  int status;
+  int status, done = 0;
   /* A child that ignores SIGTERM for two seconds gets SIGKILL. */
-  for (int i = 0; i < 200; i++) {
+  for (int n = 0; n < 200 && !done; n++) {
     pid_t rc = waitpid(pid, &status, WNOHANG);
-    if (rc == pid || (rc < 0 && errno != EINTR)) return;
-    usleep(10000);
+    if (rc == pid || (rc < 0 && errno != EINTR)) done = 1;
+    else usleep(10000);
   }
-  kill(pid, SIGKILL);
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  if (!done) {
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
   }
+  close(children[i].fd);
+  children[i].pid = 0;
+  children[i].fd = -1;
 }
 
 void aigw__test_kill_children(void) {
   for (int i = 0; i < MAX_CHILDREN; i++)
-    if (children[i] > 0) {
-      stop_child(children[i]);
-      children[i] = 0;
-    }
+    if (children[i].pid > 0) stop_child(i);
 }
 
 static int l_spawn(lua_State *L) {
@@ -328,7 +331,7 @@ static int l_spawn(lua_State *L) {
   argv[argc] = NULL;
   int slot = -1;
   for (int i = 0; i < MAX_CHILDREN && slot < 0; i++)
-    if (children[i] == 0) slot = i;
+    if (children[i].pid == 0) slot = i;
   if (slot < 0) return luaL_error(L, "spawn: too many children");
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
@@ -354,7 +357,8 @@ static int l_spawn(lua_State *L) {
     _exit(127);
   }
   close(fds[1]);
-  children[slot] = pid;
+  children[slot].pid = pid;
+  children[slot].fd = fds[0];
   /* Its first line, within ten seconds. */
   char line[512];
   size_t n = 0;
@@ -376,12 +380,8 @@ static int l_spawn(lua_State *L) {
     }
     n++;
   }
-  /* The rest of its output goes nowhere: the read end is closed, and a
-   * write to it gets EPIPE, which the child may ignore. */
-  close(fds[0]);
   if (!found) {
-    stop_child(pid);
-    forget_child(pid);
+    stop_child(slot);
     lua_pushnil(L);
     lua_pushfstring(L, "spawn %s: no line on its stdout within 10 s", argv[0]);
     return 2;
@@ -394,9 +394,8 @@ static int l_spawn(lua_State *L) {
 static int l_kill(lua_State *L) {
   pid_t pid = (pid_t)luaL_checkinteger(L, 1);
   for (int i = 0; i < MAX_CHILDREN; i++)
-    if (children[i] == pid && pid > 0) {
-      stop_child(pid);
-      children[i] = 0;
+    if (children[i].pid == pid && pid > 0) {
+      stop_child(i);
       lua_pushboolean(L, 1);
       return 1;
     }
