@@ -13,12 +13,16 @@
  *   spawn{ argv... } / kill(pid)
  *       a child process with its stdout on a pipe; spawn waits (up to ten
  *       seconds) for its first line and returns pid, line. Children are
- *       killed when aigw exits, even if a spec forgot them. */
+ *       killed when aigw exits, even if a spec forgot them.
+ *   capture_start() / capture_stop()
+ *       sends stderr (the error log) to a temporary file until stop, which
+ *       returns what was written. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -403,6 +407,51 @@ static int l_kill(lua_State *L) {
   return 1;
 }
 
+/* --- stderr capture (the error log's lines, for specs) --- */
+
+static int capture_fd = -1, saved_stderr = -1;
+
+static int l_capture_start(lua_State *L) {
+  if (capture_fd >= 0) return luaL_error(L, "stderr is already being captured");
+  char name[] = "/tmp/aigw-test-log-XXXXXX";
+  int fd = mkstemp(name);
+  if (fd < 0) return luaL_error(L, "capture: mkstemp: %s", strerror(errno));
+  unlink(name);
+  fflush(stderr);
+  saved_stderr = dup(2);
+  if (saved_stderr < 0 || dup2(fd, 2) < 0) {
+    int e = errno;
+    close(fd);
+    if (saved_stderr >= 0) close(saved_stderr);
+    saved_stderr = -1;
+    return luaL_error(L, "capture: %s", strerror(e));
+  }
+  capture_fd = fd;
+  return 0;
+}
+
+/* Ends the capture and returns what was written to stderr meanwhile. */
+static int l_capture_stop(lua_State *L) {
+  if (capture_fd < 0) return luaL_error(L, "stderr is not being captured");
+  fflush(stderr);
+  dup2(saved_stderr, 2);
+  close(saved_stderr);
+  saved_stderr = -1;
+  int fd = capture_fd;
+  capture_fd = -1;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  if (lseek(fd, 0, SEEK_SET) == 0) {
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))
+      if (n > 0) luaL_addlstring(&b, chunk, (size_t)n);
+  }
+  close(fd);
+  luaL_pushresult(&b);
+  return 1;
+}
+
 int aigw__luaopen_test_core(lua_State *L) {
   if (luaL_newmetatable(L, REQ_MT)) {
     lua_pushcfunction(L, l_req_gc);
@@ -416,7 +465,13 @@ int aigw__luaopen_test_core(lua_State *L) {
   }
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {
-      {"request", l_request}, {"exdata", l_exdata}, {"spawn", l_spawn}, {"kill", l_kill}, {NULL, NULL}};
+      {"request", l_request},
+      {"exdata", l_exdata},
+      {"spawn", l_spawn},
+      {"kill", l_kill},
+      {"capture_start", l_capture_start},
+      {"capture_stop", l_capture_stop},
+      {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   return 1;

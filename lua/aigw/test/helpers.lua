@@ -49,6 +49,11 @@
 -- h.config(t?)
 --   A config table normalised as aigw.config does for a file (defaults in).
 --
+-- h.capture_log(fn, ...)
+--   Calls fn(...) with the error log (stderr) sent to a buffer, and returns
+--   the text logged meanwhile, then fn's results. The log level is the
+--   config's (`aigw test --config`), as in a worker.
+--
 -- h.mock_upstream(behavior?)
 --   Starts tests/integration/mock_upstream.py (python3) on 127.0.0.1 on a
 --   free port and returns url ("http://127.0.0.1:PORT"; its OpenAI base is
@@ -163,6 +168,14 @@ function M.run(plugin, conf, req, opts)
     end
     return status, body, headers, ctx
   end)
+end
+
+function M.capture_log(fn, ...)
+  core.capture_start()
+  local res = pack(pcall(fn, ...))
+  local text = core.capture_stop()
+  if not res[1] then error(res[2], 0) end
+  return text, unpack(res, 2, res.n)
 end
 
 local function python()
