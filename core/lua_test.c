@@ -10,6 +10,10 @@
  *   exdata(co, req|lightuserdata|nil)
  *       sets the request a coroutine answers aigw.request for; returns the
  *       previous one (a light userdata, or nil).
+ *   run(req, fn, ...) / call(req, fn, ...)
+ *       fn(...) for the request: in an lthread that may wait on the loop
+ *       (as access runs), or on a plain thread that may not (as
+ *       header_filter, body_filter and log run).
  *   spawn{ argv... } / kill(pid)
  *       a child process with its stdout on a pipe; spawn waits (up to ten
  *       seconds) for its first line and returns pid, line. Children are
@@ -32,10 +36,10 @@
 #include "alloc.h"
 #include "config.h"
 #include "http_conn.h"
+#include "lua_vm.h"
 #include "request_id.h"
 
 #define REQ_MT "aigw.test.request"
-#define WORKER_KEY "aigw.test.worker"
 
 typedef struct {
   aigw_conn_t conn;
@@ -164,13 +168,6 @@ static void add_headers(lua_State *L, int opts, aigw_req_t *r, aigw_buf_t *head)
   lua_pop(L, 1);
 }
 
-static aigw_worker_t *test_worker(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
-  aigw_worker_t *w = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return w;
-}
-
 static void req_free_parts(test_req_t *t) {
   aigw_buf_free(&t->head);
   t->conn.rbuf = NULL;
@@ -190,10 +187,10 @@ static int l_request(lua_State *L) {
   lua_setmetatable(L, 2);
   aigw_conn_t *c = &t->conn;
   aigw_req_t *r = &t->req;
-  c->w = test_worker(L);
+  c->w = aigw_lua_worker(L);
   c->req = r;
   r->conn = c;
-  r->co_ref = r->ctx_ref = LUA_NOREF;
+  r->ctx_ref = LUA_NOREF;
 
   size_t mlen, plen, qlen = 0, blen = 0;
   const char *method = opt_string(L, 1, "method", "GET", &mlen);
@@ -284,6 +281,147 @@ static int l_exdata(lua_State *L) {
   if (prev) lua_pushlightuserdata(L, prev);
   else lua_pushnil(L);
   return 1;
+}
+
+/* --- running code for a request --- */
+
+/* core.run(req|nil, fn, ...): fn(...) in a new lthread of this generation
+ * whose exdata is the request, as a request's plugin chain runs: it may
+ * wait on the loop, and aigw.exit ends it with an answer. The caller waits
+ * for it (when the caller is an lthread; otherwise fn must not wait).
+ * Returns "ok", results... | "exit", status, body, lines | "error", err. */
+typedef struct {
+  aigw_lthread_t *parent;    /* waiting for the child; NULL while in l_run */
+  aigw_lthread_t *child;
+  int finished, status;
+} run_op_t;
+
+static aigw_gen_t *current_gen(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "aigw.gen");
+  aigw_gen_t *g = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return g;
+}
+
+/* Moves the outcome of co (stopped with status) onto `to`; returns the
+ * number of values pushed. */
+static int push_outcome(lua_State *to, lua_State *co, int status) {
+  int n = lua_gettop(co);
+  if (!lua_checkstack(to, n + 2)) n = 0;
+  if (status == 0) {
+    lua_pushstring(to, "ok");
+    lua_xmove(co, to, n);
+    return n + 1;
+  }
+  if (status == LUA_YIELD) {
+    /* aigw.exit yields a light userdata marker, then status, body, lines. */
+    if (n >= 1 && lua_type(co, 1) == LUA_TLIGHTUSERDATA) {
+      lua_pushstring(to, "exit");
+      lua_xmove(co, to, n - 1);
+      return n;
+    }
+    lua_pushstring(to, "error");
+    lua_pushstring(to, "the code yielded outside the aigw API (coroutine.yield on its own "
+                       "coroutine)");
+    return 2;
+  }
+  lua_pushstring(to, "error");
+  if (n > 0) lua_xmove(co, to, 1);
+  else lua_pushstring(to, "(no error value)");
+  return 2;
+}
+
+static void run_child_done(aigw_lthread_t *t, int status) {
+  run_op_t *op = t->owner;
+  op->finished = 1;
+  op->status = status;
+  aigw_lthread_t *parent = op->parent;
+  if (parent == NULL) return;   /* finished inside l_run, which takes the outcome */
+  int n = push_outcome(parent->co, t->co, status);
+  op->child = NULL;
+  aigw_lthread_free(t);
+  aigw_free(op);
+  aigw_lthread_resume(parent, n);
+}
+
+/* The waiting caller went away (the run is being torn down). */
+static void run_cancel(void *p) {
+  run_op_t *op = p;
+  aigw_lthread_t *child = op->child;
+  op->child = NULL;
+  if (child) aigw_lthread_free(child);
+  aigw_free(op);
+}
+
+static void *request_arg(lua_State *L, int i) {
+  if (lua_type(L, i) == LUA_TUSERDATA) return &check_req(L, i)->req;
+  if (!lua_isnil(L, i)) luaL_argerror(L, i, "request or nil expected");
+  return NULL;
+}
+
+static int l_run(lua_State *L) {
+  void *req = request_arg(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  int nargs = lua_gettop(L) - 2;
+  aigw_gen_t *g = current_gen(L);
+  if (g == NULL) return luaL_error(L, "run: no generation in this VM");
+  run_op_t *op = aigw_try_malloc(sizeof *op);
+  if (op == NULL) return luaL_error(L, "run: no memory");
+  memset(op, 0, sizeof *op);
+  lua_pushvalue(L, 2);
+  lua_xmove(L, g->L, 1);
+  aigw_lthread_t *t = aigw_lthread_new(g, op, run_child_done);
+  if (t == NULL) {
+    aigw_free(op);
+    return luaL_error(L, "run: no memory");
+  }
+  op->child = t;
+  lua_setexdata(t->co, req);
+  for (int i = 3; i <= nargs + 2; i++) lua_pushvalue(L, i);
+  lua_xmove(L, t->co, nargs);
+  aigw_lthread_t *self = aigw_lthread_current(L);
+  aigw_lthread_start(t, nargs);
+  if (op->finished) {
+    int n = push_outcome(L, t->co, op->status);
+    aigw_lthread_free(t);
+    aigw_free(op);
+    return n;
+  }
+  if (self == NULL) {
+    aigw_lthread_free(t);   /* cancels what it waits on */
+    aigw_free(op);
+    lua_pushstring(L, "error");
+    lua_pushstring(L, "the code waited on the loop (aigw.sleep, HTTP, Redis), which it cannot do "
+                      "when run from a coroutine a spec made itself");
+    return 2;
+  }
+  op->parent = self;
+  return aigw_lthread_wait(L, self, op, run_cancel);
+}
+
+/* core.call(req|nil, fn, ...): fn(...) on a thread that is not an lthread,
+ * with the request in exdata: how the phases that cannot wait
+ * (header_filter, body_filter, log) run. Returns "ok", results... or
+ * "error", err. */
+static int l_call(lua_State *L) {
+  void *req = request_arg(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  int nargs = lua_gettop(L) - 2;
+  lua_State *S = lua_newthread(L);   /* index nargs + 3 */
+  int thread_idx = lua_gettop(L);
+  lua_setexdata2(S, NULL);            /* not an lthread: nothing here may wait */
+  lua_setexdata(S, req);
+  for (int i = 2; i <= nargs + 2; i++) lua_pushvalue(L, i);
+  lua_xmove(L, S, nargs + 1);
+  int rc = lua_pcall(S, nargs, LUA_MULTRET, 0);
+  lua_setexdata(S, NULL);
+  int n = lua_gettop(S);
+  if (!lua_checkstack(L, n + 2)) return luaL_error(L, "call: too many results");
+  lua_pushstring(L, rc == 0 ? "ok" : "error");
+  if (rc != 0) n = n > 0 ? 1 : 0;
+  lua_xmove(S, L, n);
+  lua_remove(L, thread_idx);
+  return n + 1;
 }
 
 /* --- child processes (the mock upstream) --- */
@@ -467,6 +605,8 @@ int aigw__luaopen_test_core(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"request", l_request},
       {"exdata", l_exdata},
+      {"run", l_run},
+      {"call", l_call},
       {"spawn", l_spawn},
       {"kill", l_kill},
       {"capture_start", l_capture_start},
@@ -477,11 +617,8 @@ int aigw__luaopen_test_core(lua_State *L) {
   return 1;
 }
 
-/* Registers the module for require "aigw.test.core", with the worker the
- * requests belong to. */
-void aigw__test_core_preload(lua_State *L, aigw_worker_t *w) {
-  lua_pushlightuserdata(L, w);
-  lua_setfield(L, LUA_REGISTRYINDEX, WORKER_KEY);
+/* Registers the module for require "aigw.test.core". */
+void aigw__test_core_preload(lua_State *L) {
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
   lua_pushcfunction(L, aigw__luaopen_test_core);

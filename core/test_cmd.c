@@ -3,15 +3,19 @@
  * API.
  *
  * The set-up is a worker's: a uv loop, a DNS cache, an upstream pool, the
- * shared dicts the config declares, and a VM made by aigw_lua_new_state
- * (cjson preloaded, aigw_core, package.path on <prefix>/lua and
- * <prefix>/plugins), with the system's Lua paths added for busted and its
- * C modules, and "aigw.test.core" (lua_test.c) for the spec helpers.
+ * shared dicts the config declares, and a bare VM generation
+ * (aigw_gen_new_bare: cjson preloaded, aigw_core, package.path on
+ * <prefix>/lua and <prefix>/plugins), with the system's Lua paths added for
+ * busted and its C modules, and "aigw.test.core" (lua_test.c) for the spec
+ * helpers.
  *
- * Busted's run (lua/aigw/test/runner.lua) is one Lua call. Busted 2 runs
- * every spec body with plain (x)pcall and makes no coroutine of its own, so
- * a spec runs directly on the thread that runs busted. The exit status is
- * busted's: 0 when every spec passed. */
+ * Busted's whole run (lua/aigw/test/runner.lua) is one lthread on the loop,
+ * and the loop runs until it finishes. Busted 2 runs every spec body with
+ * plain (x)pcall, which LuaJIT can yield across, and makes no coroutine of
+ * its own: a spec body runs on the lthread's own coroutine, so aigw.sleep,
+ * aigw.http and aigw.redis called from a spec wait on the loop as they do
+ * in a request. (A coroutine a spec makes itself cannot wait, as in a
+ * plugin.) The exit status is busted's: 0 when every spec passed. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
@@ -26,7 +30,7 @@
 #include "shdict.h"
 #include "upstream.h"
 
-void aigw__test_core_preload(lua_State *L, aigw_worker_t *w);
+void aigw__test_core_preload(lua_State *L);
 void aigw__test_kill_children(void);
 
 static const char test_usage[] =
@@ -53,11 +57,6 @@ static int create_zones(const aigw_config_t *c) {
     }
   }
   return 0;
-}
-
-static int core_worker_id(lua_State *L) {
-  lua_pushinteger(L, 1);
-  return 1;
 }
 
 /* package.path and cpath as LuaJIT sets them (its defaults, or LUA_PATH and
@@ -107,36 +106,38 @@ static int env_setup(test_env_t *e, const char *conf_path) {
   uv_loop_init(&w->loop);
   w->dns = aigw_dns_new(&w->loop, 30.0);
   w->pool = aigw_pool_new(w);
-  w->handler_ref = w->log_ref = LUA_NOREF;
-  lua_State *L = aigw_lua_new_state(e->conf->prefix);
-  if (L == NULL) {
-    fprintf(stderr, "aigw: cannot create a Lua state\n");
+  /* A bare generation: the aigw API, no config, no plugins. */
+  w->gen = aigw_gen_new_bare(w, err, sizeof err);
+  if (w->gen == NULL) {
+    fprintf(stderr, "aigw: %s\n", err);
     return -1;
   }
-  w->L = L;
+  w->gen->id = 1;
+  lua_State *L = w->gen->L;
   lua_getglobal(L, "aigw_core");
-  lua_pushcfunction(L, core_worker_id);
-  lua_setfield(L, -2, "worker_id");
   lua_pushstring(L, e->conf->path);
   lua_setfield(L, -2, "config_path");
   lua_pop(L, 1);
   add_system_paths(L);
-  aigw__test_core_preload(L, w);
+  aigw__test_core_preload(L);
   return 0;
 }
 
 static void env_teardown(test_env_t *e) {
   aigw_worker_t *w = &e->w;
   aigw__test_kill_children();
-  if (w->pool) {
+  if (w->server) {
+    /* As a worker stops: timers, then the pool and the DNS cache; the
+     * loop runs until their handles have closed; then the VM. */
+    if (w->gen) aigw__timers_cancel(w->gen);
+    aigw__timers_stop_runs(w);
     aigw_pool_free(w->pool);
     aigw_dns_free(w->dns);
     w->pool = NULL;
     w->dns = NULL;
     uv_run(&w->loop, UV_RUN_DEFAULT);
-  }
-  aigw_lua_worker_close(w);
-  if (w->server) {
+    aigw_lua_worker_close(w);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&w->loop) != 0) aigw_log_warn("aigw test: loop closed with handles open");
     w->server = NULL;
   }
@@ -146,28 +147,66 @@ static void env_teardown(test_env_t *e) {
   e->conf = NULL;
 }
 
-/* Runs busted: runner.run(args) returns the exit status. */
+/* The run's thread has stopped: its status and busted's exit code. */
+typedef struct {
+  int finished;
+  int code;
+} run_state_t;
+
+static void run_done(aigw_lthread_t *t, int status) {
+  run_state_t *st = t->owner;
+  lua_State *co = t->co;
+  st->finished = 1;
+  if (status == 0) {
+    st->code = lua_isnumber(co, -1) ? (int)lua_tointeger(co, -1) : 1;
+  } else if (status == LUA_YIELD) {
+    fprintf(stderr, "aigw test: the run yielded outside the aigw API (coroutine.yield, or "
+                    "aigw.exit outside h.run)\n");
+    st->code = 1;
+  } else {
+    const char *msg = lua_tostring(co, -1);
+    fprintf(stderr, "aigw test: %s\n", msg ? msg : "(error object is not a string)");
+    st->code = 1;
+  }
+  aigw_lthread_free(t);
+}
+
+/* Runs busted in an lthread on the loop: runner.run(args) returns the exit
+ * status. Specs may wait (aigw.sleep, HTTP, Redis): the loop runs until the
+ * thread has finished. */
 static int run_busted(test_env_t *e, int argc, char **argv) {
-  lua_State *L = e->w.L;
+  aigw_worker_t *w = &e->w;
+  lua_State *L = w->gen->L;
   lua_getglobal(L, "require");
   lua_pushstring(L, "aigw.test.runner");
   if (lua_pcall(L, 1, 1, 0) != 0) {
     fprintf(stderr, "aigw test: %s\n", lua_tostring(L, -1));
+    lua_settop(L, 0);
     return 1;
   }
   lua_getfield(L, -1, "run");
-  lua_createtable(L, argc, 0);
-  for (int i = 0; i < argc; i++) {
-    lua_pushstring(L, argv[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  if (lua_pcall(L, 1, 1, 0) != 0) {
-    fprintf(stderr, "aigw test: %s\n", lua_tostring(L, -1));
+  lua_remove(L, -2);
+  run_state_t st = {0, 1};
+  aigw_lthread_t *t = aigw_lthread_new(w->gen, &st, run_done);
+  if (t == NULL) {
+    fprintf(stderr, "aigw test: no memory\n");
     return 1;
   }
-  int code = (int)lua_tointeger(L, -1);
-  lua_settop(L, 0);
-  return code;
+  lua_createtable(t->co, argc, 0);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(t->co, argv[i]);
+    lua_rawseti(t->co, -2, i + 1);
+  }
+  aigw_lthread_start(t, 1);
+  while (!st.finished) {
+    if (uv_run(&w->loop, UV_RUN_ONCE) == 0 && !st.finished) {
+      /* Nothing on the loop can ever resume it. */
+      fprintf(stderr, "aigw test: the run is waiting on an operation that can never complete\n");
+      aigw_lthread_free(t);
+      return 1;
+    }
+  }
+  return st.code;
 }
 
 int aigw_test_main(int argc, char **argv) {

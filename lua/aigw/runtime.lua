@@ -95,7 +95,6 @@ local function replace_model(body, model, new)
   if not vs or cjson_safe.decode(sub(body, vs, ve)) ~= model then return nil end
   return sub(body, 1, vs - 1) .. cjson.encode(new) .. sub(body, ve + 1)
 end
-M._replace_model = replace_model   -- for spec/runtime_spec.lua
 
 -- Picks the provider for a model name: `echo`, `provider/model`, or the
 -- default OpenAI provider. Returns provider, model name to send upstream.

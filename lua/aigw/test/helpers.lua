@@ -23,24 +23,40 @@
 --   The request id is the x-request-id header when it is valid, else new.
 --
 -- h.with_request(req, fn, ...)
---   Calls fn(...) in a coroutine whose request is req (as a plugin phase
---   runs), and returns what fn returns; fn's errors are raised again.
+--   Calls fn(...) for req and returns what fn returns; fn's errors are
+--   raised again. fn runs as a request's access phase does: in a thread of
+--   its own on the loop (an lthread) whose request is req, so it may wait
+--   (aigw.sleep, aigw.http, aigw.redis) while the spec waits for it.
+--   req may be nil (no request). An aigw.exit(...) inside fn ends it, and
+--   with_request returns the exit's status, body, header lines.
 --
 -- h.run(plugin, conf, req?, opts?)
 --   Loads a plugin the way the runtime does (lua/aigw/plugins.lua: schema
---   checked, defaults filled in, init(conf, global) called), then runs its
---   phases for req (default h.request{}) like the runtime: access, then log
---   with ctx.status set. plugin is a name (plugins/<name>.lua) or a plugin
---   table. conf is the plugin's config (copied, never changed). opts:
---     global  {}            the gateway config as a config file returns it,
---                           normalised by aigw.config (init's global_conf,
---                           ctx.config)
---     phases  every phase the plugin has, in the runtime's order
---     ctx     {}            the ctx table to start from
---     status  200           ctx.status for log when access did not answer
---   Returns status, body, headers (what access returned to answer early, or
---   nils) and ctx. An error raised by a phase or by init is raised again,
---   so `assert.has_error` sees it.
+--   checked, defaults filled in, init(conf, global) called, and
+--   init_worker(conf)), then runs its phases for req (default h.request{})
+--   as the runtime does:
+--     access, upstream   in the request's lthread: they may wait, and may
+--                        answer by returning status, body, headers or with
+--                        aigw.exit; an answer skips the rest of these two
+--     header_filter      on the answer (the early one, or opts.response),
+--     body_filter        through aigw.response, on a thread that cannot
+--     log                wait; log sees ctx.status
+--   plugin is a name (plugins/<name>.lua) or a plugin table. conf is the
+--   plugin's config (copied, never changed). opts:
+--     global    {}      the gateway config as a config file returns it,
+--                       normalised by aigw.config (init's global_conf,
+--                       ctx.config)
+--     phases    every phase the plugin has, in the order above
+--     ctx       {}      the ctx table to start from
+--     upstream  {}      ctx.upstream for the upstream phase ({ path, body,
+--                       headers = {} } by default)
+--     response  nil     the upstream's answer when access lets the request
+--                       through: { status = 200, headers = "lines" or
+--                       { name = value }, body = "text" or { chunks } }
+--   Returns status, body, headers, ctx: the answer as the client would get
+--   it (an early answer, or opts.response after the filters; nils when
+--   neither), headers as one string of lines. An error raised by a phase,
+--   init or init_worker is raised again, so `assert.has_error` sees it.
 --
 -- h.load(plugin, conf?, global?)
 --   Only the loading step of h.run: returns the plugin table and its
@@ -73,6 +89,8 @@
 local core = require "aigw.test.core"
 local config = require "aigw.config"
 local plugins = require "aigw.plugins"
+local response = require "aigw.response"
+local cjson = require "cjson"
 
 local M = {}
 
@@ -85,26 +103,18 @@ function M.request(opts)
   return core.request(opts or {})
 end
 
--- fn(...) in a coroutine of its own whose exdata is the request.
-local function in_request(req, fn, ...)
-  local co = coroutine.create(fn)
-  core.exdata(co, req)
-  local res = pack(coroutine.resume(co, ...))
-  core.exdata(co, nil)
-  if not res[1] then
-    error(res[2], 0)
-  end
-  if coroutine.status(co) ~= "dead" then
-    error("the code run for the request yielded, which it may not do here", 0)
-  end
-  return unpack(res, 2, res.n)
+-- The outcome of core.run / core.call: "ok", results | "exit", status,
+-- body, lines | "error", err.
+local function outcome(kind, ...)
+  if kind == "error" then error((...), 0) end
+  return ...
 end
 
 function M.with_request(req, fn, ...)
   if type(fn) ~= "function" then
     error("bad argument #2 to 'with_request' (function expected, got " .. type(fn) .. ")", 2)
   end
-  return in_request(req, fn, ...)
+  return outcome(core.run(req, fn, ...))
 end
 
 function M.config(t)
@@ -136,38 +146,110 @@ function M.load(plugin, conf, global)
   return plugin, conf
 end
 
-local PHASES = { "access", "log" }
+local PHASES = { "access", "upstream", "header_filter", "body_filter", "log" }
+
+local function header_lines(headers)
+  if headers == nil then return "" end
+  if type(headers) == "string" then return headers end
+  local names = {}
+  for name in pairs(headers) do names[#names + 1] = name end
+  table.sort(names)
+  local out = {}
+  for i, name in ipairs(names) do out[i] = name .. ": " .. tostring(headers[name]) .. "\r\n" end
+  return table.concat(out)
+end
+
+-- What access and upstream return to answer, as the runtime turns it into
+-- a response: a table body is JSON.
+local function answer(status, body, headers)
+  headers = header_lines(headers)
+  if type(body) == "table" then
+    body = cjson.encode(body)
+    headers = "Content-Type: application/json\r\n" .. headers
+  end
+  return status, body or "", headers
+end
 
 function M.run(plugin, conf, req, opts)
   opts = opts or {}
   local global = M.config(opts.global)
   local p, pconf = M.load(plugin, conf, global)
+  if p.init_worker then p.init_worker(pconf) end
   req = req or M.request()
   local ctx = opts.ctx or {}
-  local phases = opts.phases
-  if phases == nil then
-    phases = {}
-    for _, name in ipairs(PHASES) do
-      if p[name] then phases[#phases + 1] = name end
+  ctx.config = ctx.config or global
+  local wanted = {}
+  for _, name in ipairs(opts.phases or PHASES) do
+    if opts.phases and not p[name] then
+      error("plugin " .. p.name .. " has no " .. name .. " phase", 2)
+    end
+    wanted[name] = p[name] ~= nil
+  end
+
+  -- access, then upstream, in the request's lthread
+  local status, body, headers
+  local function chain()
+    if wanted.access then
+      local s, b, hd = p.access(pconf, ctx)
+      if s then return "answer", s, b, hd end
+    end
+    if wanted.upstream then
+      local up = opts.upstream or {}
+      up.headers = up.headers or {}
+      ctx.upstream = up
+      local s, b, hd = p.upstream(pconf, ctx)
+      if s then return "answer", s, b, hd end
+    end
+    return "pass"
+  end
+  local res = { core.run(req, chain) }
+  if res[1] == "error" then error(res[2], 0) end
+  if res[1] == "exit" then
+    status, body, headers = res[2], res[3], res[4]
+  elseif res[2] == "answer" then
+    status, body, headers = answer(res[3], res[4], res[5])
+  elseif opts.response then
+    local r = opts.response
+    status, body, headers = r.status or 200, r.body or "", header_lines(r.headers)
+  end
+
+  -- header_filter and body_filter on the answer, if there is one
+  if status and wanted.header_filter then
+    local resp = response._begin(ctx, "header_filter", status, headers)
+    local kind, err = core.call(req, p.header_filter, pconf, ctx)
+    response._finish()
+    if ctx._exit then
+      status, body, headers = ctx._exit[1], ctx._exit[2], ctx._exit[3]
+    elseif kind == "error" then
+      error(err, 0)
+    elseif resp.dirty then
+      status, headers = resp.status, response._serialize(resp)
     end
   end
-  ctx.config = ctx.config or global
-  return in_request(req, function()
-    local status, body, headers
-    for _, phase in ipairs(phases) do
-      local fn = p[phase]
-      if fn == nil then error("plugin " .. p.name .. " has no " .. phase .. " phase", 0) end
-      if phase == "log" then
-        ctx.status = status or opts.status or 200
-        fn(pconf, ctx)
-      elseif phase == "access" then
-        if status == nil then status, body, headers = fn(pconf, ctx) end
-      else
-        fn(pconf, ctx)
-      end
+  if status and wanted.body_filter then
+    local chunks = type(body) == "table" and body or { body }
+    local out = {}
+    for i, chunk in ipairs(chunks) do
+      response._begin(ctx, "body_filter")
+      local _, res1 = outcome(core.call(req, function()
+        return "ok", p.body_filter(pconf, ctx, chunk, i == #chunks)
+      end))
+      response._finish()
+      out[#out + 1] = res1 ~= nil and tostring(res1) or chunk
     end
-    return status, body, headers, ctx
-  end)
+    body = table.concat(out)
+  elseif type(body) == "table" then
+    body = table.concat(body)
+  end
+
+  if wanted.log then
+    ctx.status = status or 200
+    response._begin(ctx, "log")
+    local kind, err = core.call(req, p.log, pconf, ctx)
+    response._finish()
+    if kind == "error" then error(err, 0) end
+  end
+  return status, body, headers, ctx
 end
 
 function M.capture_log(fn, ...)
