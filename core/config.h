@@ -26,6 +26,9 @@ typedef struct {
   int workers;
   int log_level;
   int has_api_keys;
+  char *first_api_key;   /* for `aigw reload` to call the admin listener */
+  char *pid_file;        /* NULL: none */
+  int watch;             /* reload when conf/ or plugins/ change */
   size_t max_body_size;
   size_t max_header_size;
   int max_connections;
@@ -34,6 +37,8 @@ typedef struct {
   uint64_t keepalive_timeout_ms;
   uint64_t send_timeout_ms;
   uint64_t drain_timeout_ms;
+  uint64_t lua_time_limit_ms;   /* 0: no limit */
+  uint64_t lua_kill_after_ms;   /* 0: never abort */
   aigw_zone_conf_t *zones;
   int nzones;
 } aigw_config_t;

@@ -58,7 +58,26 @@ void aigw_lua_log_phase(aigw_req_t *r);
 /* Releases the request's coroutine and ctx. */
 void aigw_lua_request_release(aigw_req_t *r);
 
-/* lua_target.c: registers aigw_core.target() in the table on top of L. */
-void aigw__lua_register_target(lua_State *L);
+/* The later phases (see upstream.c's use). header_filter: 0 continue with
+ * status, lines and len (kept alive by the request's ctx), 1 a plugin called
+ * aigw.exit (send it with aigw_lua_respond_exit once the exchange is gone),
+ * -1 the phase failed (answer 500). body_filter: 0 with the replacement
+ * piece in out (valid until the next call), -1 on error. */
+int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_t *len);
+int aigw_lua_body_filter(aigw_req_t *r, const char *in, size_t len, int eof, const char **out,
+                         size_t *outlen);
+void aigw_lua_respond_exit(aigw_req_t *r);
+
+size_t aigw_gen_memory_kb(aigw_gen_t *g);
+
+/* Registration of the C parts of aigw_core (table on top of L). */
+void aigw__lua_register_target(lua_State *L);   /* lua_target.c */
+void aigw__lua_register_timer(lua_State *L);    /* lua_timer.c: sleep, timers */
+void aigw__lua_register_admin(lua_State *L);    /* reload.c: reload, status */
+
+/* lua_timer.c: cancels a generation's pending timers; stops the worker's
+ * callbacks in flight (shutdown). */
+void aigw__timers_cancel(aigw_gen_t *g);
+void aigw__timers_stop_runs(aigw_worker_t *w);
 
 #endif

@@ -51,6 +51,11 @@ local SERVER_DEFAULTS = {
   keepalive_timeout = 75,
   send_timeout = 30,
   drain_timeout = 10,
+  -- Lua that runs this long without returning to the loop is stopped
+  -- (interpreted code: an error in that request); past lua_kill_after the
+  -- process aborts (code that cannot be interrupted). 0 disables each.
+  lua_time_limit = 2,
+  lua_kill_after = 30,
 }
 local SERVER_SIZES = { max_body_size = true, max_header_size = true }
 
@@ -59,6 +64,7 @@ local PROVIDER_KINDS = { openai = true, ["openai-compatible"] = true, mock = tru
 local TOP_FIELDS = {
   listen = true, admin_listen = true, workers = true, log_level = true, api_keys = true,
   server = true, shared = true, plugins = true, providers = true, routes = true, models = true,
+  pid_file = true, watch = true,
 }
 
 local function check_listen(file, field, v)
@@ -249,6 +255,12 @@ function M.normalise(file, conf)
     out.api_keys[i] = k
   end
   out.server = check_server(file, conf.server)
+  if conf.pid_file ~= nil and (type(conf.pid_file) ~= "string" or conf.pid_file == "") then
+    fail(file, "pid_file", "a file path", conf.pid_file)
+  end
+  out.pid_file = conf.pid_file
+  if conf.watch ~= nil and type(conf.watch) ~= "boolean" then fail(file, "watch", "true or false", conf.watch) end
+  out.watch = conf.watch == true
   out.shared = {}
   if conf.shared ~= nil then
     if type(conf.shared) ~= "table" then fail(file, "shared", "a table of zone = size", conf.shared) end
