@@ -478,7 +478,10 @@ static void lost(aigw_redis_t *r, const redisAsyncContext *ac, int hiredis_frees
   char msg[200];
   const char *why = ac->c.errstr[0] ? ac->c.errstr : "the connection closed";
   snprintf(msg, sizeof msg, "redis connection lost: %s", why);
-  aigw_log_warn("redis %s:%u: %s", r->url.host, (unsigned)r->url.port, msg + 6);
+  /* Losing an idle connection is news; losing one with commands out, more. */
+  aigw_log_level_t level =
+      list_empty(&r->waiting) && list_empty(&r->sent) ? AIGW_LOG_INFO : AIGW_LOG_WARN;
+  aigw_log(level, "redis %s:%u: %s", r->url.host, (unsigned)r->url.port, msg + 6);
   drop(r, msg, hiredis_frees);
 }
 
