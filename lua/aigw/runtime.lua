@@ -188,6 +188,7 @@ end
 
 function M.init_worker(conf_path, worker_id)
   local conf = config.load(conf_path)
+  require("aigw.redis")._configure(conf.redis)
   local prefix = aigw_core.prefix
   local chain = plugins_loader.load(prefix, conf.plugins, conf)
   local providers = build_providers(conf)
