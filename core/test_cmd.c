@@ -26,6 +26,7 @@
 #include "config.h"
 #include "log.h"
 #include "lua_vm.h"
+#include "redis.h"
 #include "server.h"
 #include "shdict.h"
 #include "upstream.h"
@@ -131,6 +132,7 @@ static void env_teardown(test_env_t *e) {
      * loop runs until their handles have closed; then the VM. */
     if (w->gen) aigw__timers_cancel(w->gen);
     aigw__timers_stop_runs(w);
+    aigw_redis_worker_close(w);
     aigw_pool_free(w->pool);
     aigw_dns_free(w->dns);
     w->pool = NULL;

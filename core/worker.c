@@ -16,6 +16,7 @@
 #include "http_conn.h"
 #include "log.h"
 #include "lua_vm.h"
+#include "redis.h"
 #include "server.h"
 #include "shdict.h"
 #include "upstream.h"
@@ -107,6 +108,7 @@ static void finish(aigw_worker_t *w) {
     aigw_gen_retire(w->pending);
     w->pending = NULL;
   }
+  aigw_redis_worker_close(w);
   uv_close((uv_handle_t *)&w->wakeup, on_closed_nothing);
   uv_close((uv_handle_t *)&w->drain_timer, on_closed_nothing);
   aigw_pool_free(w->pool);
