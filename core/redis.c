@@ -316,6 +316,7 @@ static void ev_on_closed(uv_handle_t *h) { aigw_free(h->data); }
 
 static void ev_cleanup(void *p) {
   ev_t *e = p;
+  if (e->ac == NULL) return;   /* some hiredis versions call it twice */
   e->ac = NULL;
   uv_close((uv_handle_t *)&e->poll, ev_on_closed);
 }
