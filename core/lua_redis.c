@@ -354,7 +354,7 @@ static int core_redis_pipeline(lua_State *L) {
     for (int j = 1; j <= argc; j++) {
       lua_rawgeti(L, 3, j);
       int type = lua_type(L, -1);
-      if (type != LUA_TSTRING && type != LUA_TNUMBER) {
+      if (type != LUA_TSTRING && type != LUA_TNUMBER) {   /* to_arg raises: free first */
         aigw_free(lens);
         aigw_buf_free(&b);
       }
