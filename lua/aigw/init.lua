@@ -8,7 +8,7 @@
 
 local MODULES = {
   request = "aigw.request", shared = "aigw.shared", log = "aigw.log",
-  json = "cjson.safe", crypto = "aigw.crypto", errors = "aigw.errors",
+  json = "aigw.json", crypto = "aigw.crypto", errors = "aigw.errors",
 }
 
 local aigw = { version = aigw_core and aigw_core.version or "dev" }
