@@ -31,7 +31,7 @@ local byte, find, format, sub, gsub = string.byte, string.find, string.format, s
 local concat = table.concat
 local getmetatable, setmetatable, next, type, tonumber, tostring =
       getmetatable, setmetatable, next, type, tonumber, tostring
-local huge = math.huge
+local huge, floor, log10 = math.huge, math.floor, math.log10
 
 -- A private instance: its settings are ours and do not change `cjson`'s.
 local cj = cjson_safe.new()
@@ -74,7 +74,6 @@ end
 local SENT = "aigw" .. nonce()
 local SENT_ARRAY = '["' .. SENT .. '"]'    -- what a [] outside strings becomes
 local SENT_EMPTY = SENT .. "[]"            -- what an empty array is written as
-local SENT_PAT = '"' .. SENT .. '([^"]*)"' -- matches both kinds once encoded
 
 ---------------------------------------------------------------------------
 -- decode
@@ -96,18 +95,20 @@ local function mark_empty_arrays(s, c, e)
   local parts, np, n = {}, 0, 0
   local pos, last = 1, 1        -- pos is outside any string
   while c do
-    -- Step over the strings that start before the candidate.
+    -- Step over the strings that start before the candidate. A quote ends
+    -- the string unless an odd number of backslashes precedes it.
     while true do
       local q = find(s, '"', pos, true)
       if not q or q > c then break end
-      local i = q + 1
+      local j = q
       while true do
-        local j = find(s, '["\\]', i)
+        j = find(s, '"', j + 1, true)
         if not j then return nil end
-        if byte(s, j) == 34 then i = j + 1; break end
-        i = j + 2                -- an escape: skip the escaped byte
+        local k = j - 1
+        while byte(s, k) == 92 do k = k - 1 end
+        if (j - k) % 2 == 1 then break end
       end
-      pos = i
+      pos = j + 1
       if pos > c then break end  -- the candidate was inside that string
     end
     if pos <= c then
@@ -163,6 +164,28 @@ end
 ---------------------------------------------------------------------------
 -- encode
 
+local POW10 = {}
+for i = 0, 22 do POW10[i] = tonumber("1e" .. i) end   -- each exact as a double
+
+-- Whether cjson's %.14g writes v exactly, decided without formatting for
+-- the common cases: an integer below 1e14, or a number that some decimal of
+-- at most 14 significant digits reads back as. For the latter, r * 10^-p is
+-- such a decimal when r / 10^p == |v| (r and 10^p are exact, so the division
+-- rounds like strtod). %.14g then writes the nearest such decimal, which
+-- reads back as v too. Everything else (and a wrong guess of p) goes to the
+-- slow path, exact(), which formats.
+local function plain(v)
+  if v % 1 == 0 then return v > -1e14 and v < 1e14 end
+  local a = v < 0 and -v or v
+  if a >= 1e-9 and a < 1e14 then
+    local p = 13 - floor(log10(a))
+    local scale = POW10[p]
+    local r = floor(a * scale + 0.5)
+    return r < 1e14 and r / scale == a
+  end
+  return false
+end
+
 -- The text for a number that %.14g would not reproduce, or nil (NaN, Inf:
 -- cjson reports those). Integers are written in full, as JSON readers that
 -- parse into int64 expect.
@@ -202,7 +225,7 @@ local function prep(t, depth, u)
         return u
       end
     elseif tv == "number" then
-      if not (v % 1 == 0 and v > -1e14 and v < 1e14) then
+      if not plain(v) then
         local s = exact(v)
         if s then
           u = u or { n = 0 }
@@ -219,6 +242,22 @@ local function prep(t, depth, u)
     end
   end
   return u
+end
+
+-- The encoded text with each quoted sentinel replaced by what follows it
+-- up to the closing quote ("[]" or a number's digits).
+local function splice(s)
+  local parts, np, last = {}, 0, 1
+  local i = find(s, SENT, 1, true)
+  while i do
+    local e = find(s, '"', i, true)
+    parts[np + 1] = sub(s, last, i - 2)            -- up to the opening quote
+    parts[np + 2] = sub(s, i + #SENT, e - 1)
+    np, last = np + 2, e + 1
+    i = find(s, SENT, last, true)
+  end
+  parts[np + 1] = sub(s, last)
+  return concat(parts)
 end
 
 local function restore(u)
@@ -239,10 +278,11 @@ function M.encode(v)
     if not u then return cj_encode(v) end
     local s, err = cj_encode(v)
     restore(u)
-    if s and u.n > 0 then s = gsub(s, SENT_PAT, "%1") end
-    return s, err
+    if not s then return nil, err end
+    if u.n > 0 then s = splice(s) end
+    return s
   elseif tv == "number" then
-    if not (v % 1 == 0 and v > -1e14 and v < 1e14) then
+    if not plain(v) then
       local s = exact(v)
       if s then return s end
     end
