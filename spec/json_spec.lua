@@ -105,6 +105,13 @@ describe("aigw.json", function()
       assert.are.equal("{}", json.encode({}))
     end)
 
+    it("returns exactly one value on success", function()
+      assert.are.equal(1, select("#", json.encode({ a = 1 })))
+      assert.are.equal(1, select("#", json.encode({ a = json.empty_array, n = 2 ^ 60 })))
+      assert.are.equal(1, select("#", json.encode("x")))
+      assert.are.equal(1, select("#", json.decode("[]")))
+    end)
+
     it("returns nil and an error for values JSON cannot hold, never raising", function()
       local bad = { function() end, { f = print }, 0 / 0, math.huge, -math.huge, { x = 1 / 0 },
                     { [1] = 1, [100] = 2 }, coroutine.create(print) }
@@ -190,6 +197,17 @@ describe("aigw.json", function()
   end)
 
   describe("round trips", function()
+    it("reads back every number it writes, for numbers of 1 to 17 digits", function()
+      math.randomseed(7)
+      for digits = 1, 17 do
+        for _ = 1, 400 do
+          local x = tonumber(string.format("%." .. digits .. "g", math.random() * 10 ^ math.random(-12, 22)))
+          if math.random() < 0.5 then x = -x end
+          assert.are.equal(x, json.decode(json.encode({ x }))[1])
+        end
+      end
+    end)
+
     it("keeps empty arrays as arrays and empty objects as objects", function()
       assert.are.equal('{"tools":[]}', rt('{"tools":[]}'))
       assert.are.equal('{"tools":{}}', rt('{"tools":{}}'))

@@ -22,8 +22,9 @@
 --   with the fewest of 15-17 significant digits that read back exactly.
 --
 -- The sentinel holds a per-VM random nonce, so no client data can forge it.
--- When there is nothing to fix, the cost is one plain search for "[" per
--- "[" in the text on decode, and a walk over the tables on encode.
+-- When there is nothing to fix, decode costs a plain search for "[" and a
+-- look past each one for "]", and encode a walk over the tables (no
+-- formatting for integers below 1e14 and numbers of 14 digits or fewer).
 
 local cjson_safe = require "cjson.safe"
 
@@ -178,8 +179,8 @@ local function plain(v)
   if v % 1 == 0 then return v > -1e14 and v < 1e14 end
   local a = v < 0 and -v or v
   if a >= 1e-9 and a < 1e14 then
-    local p = 13 - floor(log10(a))
-    local scale = POW10[p]
+    local scale = POW10[13 - floor(log10(a))]
+    if not scale then return false end
     local r = floor(a * scale + 0.5)
     return r < 1e14 and r / scale == a
   end
