@@ -141,6 +141,7 @@ static void env_teardown(test_env_t *e) {
     aigw_lua_worker_close(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&w->loop) != 0) aigw_log_warn("aigw test: loop closed with handles open");
+    aigw__worker_free_lists(w);
     w->server = NULL;
   }
   aigw_shdict_thread_cleanup();

@@ -12,7 +12,7 @@ local C = ffi.C
 
 local MODULES = {
   request = "aigw.request", response = "aigw.response", shared = "aigw.shared",
-  log = "aigw.log", json = "cjson.safe", crypto = "aigw.crypto", errors = "aigw.errors",
+  log = "aigw.log", json = "aigw.json", crypto = "aigw.crypto", errors = "aigw.errors",
   timer = "aigw.timer", redis = "aigw.redis",
 }
 

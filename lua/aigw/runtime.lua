@@ -19,6 +19,7 @@ local request = require "aigw.request"
 local errors = require "aigw.errors"
 local cjson = require "cjson"
 local cjson_safe = require "cjson.safe"
+local aigw_json = require "aigw.json"
 local response = require "aigw.response"
 local log = require "aigw.log"
 
@@ -265,7 +266,7 @@ function M.init_worker(conf_path, worker_id)
         body = replace_model(request.get_body(), model, upstream_model)
         if not body then
           json.model = upstream_model
-          body = cjson.encode(json)
+          body = aigw_json.encode(json)
         end
       end
       ctx.provider, ctx.model = provider.name, upstream_model
