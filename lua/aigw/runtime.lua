@@ -178,11 +178,10 @@ end
 
 -- An answer from access or upstream: status, body (string or table), headers.
 local function answer(status, body, headers)
+  if type(headers) == "table" then headers = header_lines(headers, "response headers") end
   if type(body) == "table" then
     body = cjson.encode(body)
     headers = "Content-Type: application/json\r\n" .. (headers or "")
-  elseif type(headers) == "table" then
-    headers = header_lines(headers, "response headers")
   end
   return status, body or "", headers
 end
