@@ -92,6 +92,7 @@ local plugins = require "aigw.plugins"
 local response = require "aigw.response"
 local cjson = require "cjson"
 
+local aigw = require "aigw"
 local M = {}
 
 M.prefix = aigw_core.prefix
@@ -310,6 +311,43 @@ function M.mock_upstream(behavior)
     core.kill(pid)
   end
   return url, stop
+end
+
+-- A redis-server of its own for a spec: 127.0.0.1 on a free port, no
+-- persistence; aigw.redis is pointed at it. Returns its URL and a stop
+-- function, or nil and why (redis-server is not installed: specs make
+-- themselves pending). opts.password sets requirepass.
+function M.redis_server(opts)
+  opts = opts or {}
+  local f = io.open("/usr/bin/redis-server")
+  if not f then return nil, "redis-server is not installed" end
+  f:close()
+  for _ = 1, 5 do
+    local port = 20000 + math.floor(aigw.monotonic() * 1000003) % 40000
+    local argv = { "/usr/bin/redis-server", "--port", tostring(port), "--bind", "127.0.0.1",
+                   "--save", "", "--appendonly", "no", "--loglevel", "warning",
+                   "--enable-debug-command", "local" }
+    if opts.password then
+      argv[#argv + 1] = "--requirepass"
+      argv[#argv + 1] = opts.password
+    end
+    local pid = core.spawn(argv)
+    if pid then
+      local url = "redis://" .. (opts.password and (":" .. opts.password .. "@") or "") ..
+                  "127.0.0.1:" .. port .. "/0"
+      local redis = require "aigw.redis"
+      redis._configure({ url = url, connect_timeout = 1, timeout = 1 })
+      -- Ready when it answers; a port taken by someone else ends the child.
+      for _ = 1, 100 do
+        if redis.call("PING") == "PONG" then
+          return url, function() core.kill(pid); redis._configure(nil) end
+        end
+        aigw.sleep(0.05)
+      end
+      core.kill(pid)
+    end
+  end
+  return nil, "redis-server did not start"
 end
 
 return M
