@@ -42,6 +42,8 @@ typedef struct aigw_req_s {
   uint8_t in_header_field : 1;
   uint8_t has_date : 1;              /* the head being sent has its own Date */
   uint8_t logged : 1;                /* the log phase has run */
+  uint8_t filter_headers : 1;        /* run header_filter on the upstream's head */
+  uint8_t filter_body : 1;           /* run body_filter on the upstream's body */
   int status;
   aigw_buf_t body;
   const char *extra_headers;         /* static header lines for an error response */
