@@ -84,6 +84,8 @@ aigw_config_t *aigw_config_load(const char *path, const char *prefix, char *err,
   c->keepalive_timeout_ms = (uint64_t)(num_field(L, s, "keepalive_timeout") * 1000);
   c->send_timeout_ms = (uint64_t)(num_field(L, s, "send_timeout") * 1000);
   c->drain_timeout_ms = (uint64_t)(num_field(L, s, "drain_timeout") * 1000);
+  c->lua_time_limit_ms = (uint64_t)(num_field(L, s, "lua_time_limit") * 1000);
+  c->lua_kill_after_ms = (uint64_t)(num_field(L, s, "lua_kill_after") * 1000);
   lua_pop(L, 1);
 
   lua_getfield(L, t, "shared");

@@ -34,6 +34,8 @@ typedef struct {
   uint64_t keepalive_timeout_ms;
   uint64_t send_timeout_ms;
   uint64_t drain_timeout_ms;
+  uint64_t lua_time_limit_ms;   /* 0: no limit */
+  uint64_t lua_kill_after_ms;   /* 0: never abort */
   aigw_zone_conf_t *zones;
   int nzones;
 } aigw_config_t;

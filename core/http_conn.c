@@ -305,7 +305,7 @@ static aigw_req_t *request_new(aigw_conn_t *c) {
   r->body.data = body.data;
   r->body.cap = body.cap;
   r->conn = c;
-  r->co_ref = r->ctx_ref = -2;   /* LUA_NOREF */
+  r->ctx_ref = -2;   /* LUA_NOREF */
   r->start_ms = uv_now(&c->w->loop);
   return r;
 }

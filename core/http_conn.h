@@ -42,17 +42,16 @@ typedef struct aigw_req_s {
   uint8_t in_header_field : 1;
   uint8_t has_date : 1;              /* the head being sent has its own Date */
   uint8_t logged : 1;                /* the log phase has run */
-  uint8_t filter_headers : 1;        /* run header_filter on the upstream's head */
-  uint8_t filter_body : 1;           /* run body_filter on the upstream's body */
+  uint8_t filter_headers : 1;        /* run the header_filter phase on the response */
+  uint8_t filter_body : 1;           /* a plugin asked for the body_filter phase */
   int status;
   aigw_buf_t body;
   const char *extra_headers;         /* static header lines for an error response */
   uint64_t start_ms;
   char id[AIGW_REQUEST_ID_MAX + 1];
   uint8_t id_len;
-  int co_ref;                        /* the request's coroutine (registry) */
-  int ctx_ref;                       /* its ctx table, kept for the log phase */
-  lua_State *co;
+  struct aigw_lthread_s *lt;         /* the coroutine running its plugin chain */
+  int ctx_ref;                       /* its ctx table, for the phases after it */
   aigw_upstream_t *up;
   aigw_hdr_t hdrs[AIGW_MAX_HEADERS];
 } aigw_req_t;

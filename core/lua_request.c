@@ -4,9 +4,12 @@
  * coroutine's exdata and answers through an out-pointer, without allocating
  * or copying. A returned span points into the connection's buffers and is
  * valid while the request lives; Lua turns it into a string at once. */
+#include <lauxlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http_conn.h"
+#include "lua_vm.h"
 
 typedef struct {
   const char *p;
@@ -70,3 +73,19 @@ AIGW_EXPORT int aigw_ffi_req_is_anthropic(aigw_req_t *r) { return r->anthropic; 
 AIGW_EXPORT int aigw_ffi_req_is_admin(aigw_req_t *r) { return r->conn->admin; }
 
 AIGW_EXPORT double aigw_ffi_req_start_time(aigw_req_t *r) { return (double)r->start_ms / 1000.0; }
+
+/* aigw.response.filter_body(): this request's body goes through the
+ * body_filter phase (when the generation has one). */
+AIGW_EXPORT int aigw_ffi_req_filter_body(aigw_req_t *r) {
+  if (r->lt == NULL || r->lt->gen->body_filter_ref == LUA_NOREF) return 0;
+  r->filter_body = 1;
+  return 1;
+}
+
+AIGW_EXPORT double aigw_ffi_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+AIGW_EXPORT double aigw_ffi_monotonic(void) { return (double)uv_hrtime() / 1e9; }

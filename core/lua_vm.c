@@ -1,12 +1,14 @@
-/* lua_vm.c -- one LuaJIT VM per worker, and the single door through which a
- * request enters it.
+/* lua_vm.c -- VM generations, and the doors through which a request enters
+ * Lua: the plugin chain in its own lthread, and the phases that run after
+ * it (header_filter, body_filter, log) on the generation's sync thread.
  *
- * Each request runs in its own coroutine, whose exdata points at the request
- * so that the FFI accessors (lua_request.c) find it without a lookup. The
- * runtime's handler returns either a response (status, body, header lines)
- * or a proxy decision (target, path, body, header lines); every value the
- * core keeps pointing into stays on the coroutine's stack, referenced, until
- * the request is released. Errors become a 500 for that request only. */
+ * The chain returns either a response (status, body, headers) or a proxy
+ * decision (target, path, body, headers); every value the core keeps
+ * pointing into stays on the request coroutine's stack until the request is
+ * released. aigw.exit yields a marker instead, from wherever it is called.
+ * The later phases cannot wait (their thread is not an lthread), and each
+ * sees the request through exdata and its ctx through a registry reference.
+ * Errors become a 500 for that request only. */
 #include "lua_vm.h"
 
 #include <lauxlib.h>
@@ -14,15 +16,29 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "log.h"
+#include "server.h"
 #include "upstream.h"
+#include "watchdog.h"
 
 extern int luaopen_cjson(lua_State *L);
 extern int luaopen_cjson_safe(lua_State *L);
 
-static int core_worker_id(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)(intptr_t)lua_touserdata(L, lua_upvalueindex(1)));
-  return 1;
+/* The address of this is the marker aigw.exit yields. */
+static const char exit_marker;
+
+static int core_exit(lua_State *L) {
+  if (lua_getexdata(L) == NULL) return luaL_error(L, "aigw.exit: there is no request here");
+  aigw_lthread_t *t = aigw_lthread_current(L);
+  if (t == NULL) {
+    return luaL_error(L, "aigw.exit: cannot be called here (it answers from access or "
+                         "upstream, and not from inside a coroutine a plugin created)");
+  }
+  lua_settop(L, 3);
+  lua_pushlightuserdata(L, (void *)&exit_marker);
+  lua_insert(L, 1);
+  return lua_yield(L, 4);
 }
 
 lua_State *aigw_lua_new_state(const char *prefix) {
@@ -41,9 +57,14 @@ lua_State *aigw_lua_new_state(const char *prefix) {
   lua_pushstring(L, "");
   lua_setfield(L, -2, "cpath");
   lua_pop(L, 1);
-  /* aigw_core: the few C functions that are not hot enough for the FFI. */
+  /* aigw_core: the C functions that are not hot enough for the FFI, or
+   * that must yield (the FFI cannot). */
   lua_newtable(L);
   aigw__lua_register_target(L);
+  aigw__lua_register_timer(L);
+  aigw__lua_register_admin(L);
+  lua_pushcfunction(L, core_exit);
+  lua_setfield(L, -2, "exit");
   lua_pushstring(L, prefix);
   lua_setfield(L, -2, "prefix");
   lua_pushstring(L, AIGW_VERSION);
@@ -52,67 +73,162 @@ lua_State *aigw_lua_new_state(const char *prefix) {
   return L;
 }
 
+/* --- generations --- */
+
 static void copy_error(lua_State *L, char *err, size_t errlen) {
   const char *msg = lua_tostring(L, -1);
   snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
 }
 
-int aigw_lua_worker_init(aigw_worker_t *w, char *err, size_t errlen) {
-  lua_State *L = aigw_lua_new_state(w->conf->prefix);
-  if (L == NULL) {
-    snprintf(err, errlen, "cannot create a Lua state");
-    return -1;
+static aigw_gen_t *gen_alloc(aigw_worker_t *w, char *err, size_t errlen) {
+  aigw_gen_t *g = aigw_try_malloc(sizeof *g);
+  if (g == NULL) {
+    snprintf(err, errlen, "no memory for a Lua generation");
+    return NULL;
   }
-  w->L = L;
-  w->handler_ref = w->log_ref = LUA_NOREF;
+  memset(g, 0, sizeof *g);
+  g->w = w;
+  g->refs = 1;
+  g->handler_ref = g->header_filter_ref = g->body_filter_ref = g->log_ref = LUA_NOREF;
+  g->L = aigw_lua_new_state(w->conf->prefix);
+  if (g->L == NULL) {
+    aigw_free(g);
+    snprintf(err, errlen, "cannot create a Lua state");
+    return NULL;
+  }
+  lua_State *L = g->L;
+  lua_pushlightuserdata(L, w);
+  lua_setfield(L, LUA_REGISTRYINDEX, "aigw.worker");
+  lua_pushlightuserdata(L, g);
+  lua_setfield(L, LUA_REGISTRYINDEX, "aigw.gen");
   lua_getglobal(L, "aigw_core");
-  lua_pushlightuserdata(L, (void *)(intptr_t)w->id);
-  lua_pushcclosure(L, core_worker_id, 1);
+  lua_pushinteger(L, w->id);
   lua_setfield(L, -2, "worker_id");
+  lua_pushinteger(L, w->server ? w->server->nworkers : 1);
+  lua_setfield(L, -2, "worker_count");
   lua_pop(L, 1);
+  g->sync = lua_newthread(L);
+  g->sync_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return g;
+}
 
+static void gen_close(aigw_gen_t *g) {
+  aigw__timers_cancel(g);
+  if (g->L) lua_close(g->L);
+  aigw_free(g);
+}
+
+static int ref_field(lua_State *L, int idx, const char *name) {
+  lua_getfield(L, idx, name);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    return LUA_NOREF;
+  }
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+aigw_gen_t *aigw_gen_new(aigw_worker_t *w, char *err, size_t errlen) {
+  aigw_gen_t *g = gen_alloc(w, err, errlen);
+  if (g == NULL) return NULL;
+  lua_State *L = g->L;
+  aigw_lua_enter(w->server ? w : NULL, L);
   lua_getglobal(L, "require");
   lua_pushstring(L, "aigw.runtime");
-  if (lua_pcall(L, 1, 1, 0) != 0) {
+  int rc = lua_pcall(L, 1, 1, 0);
+  if (rc == 0) {
+    lua_getfield(L, -1, "init_worker");
+    lua_pushstring(L, w->conf->path);
+    lua_pushinteger(L, w->id);
+    rc = lua_pcall(L, 2, 1, 0);
+  }
+  aigw_lua_leave(w->server ? w : NULL);
+  if (rc != 0) {
     copy_error(L, err, errlen);
-    return -1;
+    gen_close(g);
+    return NULL;
   }
-  lua_getfield(L, -1, "init_worker");
-  lua_pushstring(L, w->conf->path);
-  lua_pushinteger(L, w->id);
-  if (lua_pcall(L, 2, 2, 0) != 0) {
-    copy_error(L, err, errlen);
-    return -1;
+  if (!lua_istable(L, -1)) {
+    snprintf(err, errlen, "aigw.runtime.init_worker returned no phases");
+    gen_close(g);
+    return NULL;
   }
-  if (!lua_isfunction(L, -2)) {
-    snprintf(err, errlen, "aigw.runtime.init_worker returned no handler");
-    return -1;
-  }
-  if (lua_isfunction(L, -1)) w->log_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  else lua_pop(L, 1);
-  w->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  g->handler_ref = ref_field(L, -1, "handler");
+  g->header_filter_ref = ref_field(L, -1, "header_filter");
+  g->body_filter_ref = ref_field(L, -1, "body_filter");
+  g->log_ref = ref_field(L, -1, "log");
   lua_settop(L, 0);
+  if (g->handler_ref == LUA_NOREF) {
+    snprintf(err, errlen, "aigw.runtime.init_worker returned no handler");
+    gen_close(g);
+    return NULL;
+  }
+  return g;
+}
+
+aigw_gen_t *aigw_gen_new_bare(aigw_worker_t *w, char *err, size_t errlen) {
+  return gen_alloc(w, err, errlen);
+}
+
+void aigw_gen_unref(aigw_gen_t *g) {
+  if (--g->refs > 0) return;
+  aigw_worker_t *w = g->w;
+  for (aigw_gen_t **p = &w->retired; *p; p = &(*p)->next) {
+    if (*p == g) {
+      *p = g->next;
+      break;
+    }
+  }
+  aigw_log_debug("generation %lu closed", g->id);
+  gen_close(g);
+  aigw__worker_note_lua(w);
+}
+
+void aigw_gen_retire(aigw_gen_t *g) {
+  g->retired = 1;
+  aigw__timers_cancel(g);
+  g->next = g->w->retired;
+  g->w->retired = g;
+  aigw_gen_unref(g);
+}
+
+size_t aigw_gen_memory_kb(aigw_gen_t *g) { return (size_t)lua_gc(g->L, LUA_GCCOUNT, 0); }
+
+int aigw_lua_worker_init(aigw_worker_t *w, char *err, size_t errlen) {
+  aigw_gen_t *g = aigw_gen_new(w, err, errlen);
+  if (g == NULL) return -1;
+  g->id = 1;
+  w->gen = g;
   return 0;
 }
 
 void aigw_lua_worker_close(aigw_worker_t *w) {
-  if (w->L) lua_close(w->L);
-  w->L = NULL;
+  aigw_gen_t *g = w->gen;
+  w->gen = NULL;
+  if (g) aigw_gen_retire(g);
+  /* Whatever is left is held by threads that never finished: close it. */
+  while (w->retired) {
+    g = w->retired;
+    w->retired = g->next;
+    gen_close(g);
+  }
 }
 
+/* --- the request's plugin chain --- */
+
 void aigw_lua_request_release(aigw_req_t *r) {
-  lua_State *L = r->conn->w->L;
-  if (r->co) {
-    lua_setexdata(r->co, NULL);
-    r->co = NULL;
-  }
-  if (r->co_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
-  if (r->ctx_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, r->ctx_ref);
-  r->co_ref = r->ctx_ref = LUA_NOREF;
+  aigw_lthread_t *t = r->lt;
+  if (t == NULL) return;
+  aigw_gen_t *g = t->gen;
+  if (r->ctx_ref != LUA_NOREF) luaL_unref(g->L, LUA_REGISTRYINDEX, r->ctx_ref);
+  r->ctx_ref = LUA_NOREF;
+  r->lt = NULL;
+  aigw_worker_t *w = t->w;
+  aigw_lthread_free(t);
+  aigw__worker_note_lua(w);
 }
 
 static void internal_error(aigw_req_t *r, lua_State *co, const char *what) {
-  lua_State *L = r->conn->w->L;
+  lua_State *L = r->lt->gen->L;
   const char *msg = lua_tostring(co, -1);
   /* The traceback of the failed coroutine, for the log only. */
   luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
@@ -121,29 +237,151 @@ static void internal_error(aigw_req_t *r, lua_State *co, const char *what) {
   aigw_respond_error(r, 500, "internal_error", "internal error in the gateway");
 }
 
-/* The handler's results: (status, body, headers) or ("proxy", target, path,
- * body, headers). */
-static void act(aigw_req_t *r, lua_State *co) {
-  int n = lua_gettop(co);
-  if (n >= 1 && lua_type(co, 1) == LUA_TNUMBER) {
-    int status = (int)lua_tointeger(co, 1);
+static void sync_error(aigw_req_t *r, lua_State *S, const char *phase) {
+  const char *msg = lua_tostring(S, -1);
+  aigw_log_error("request %s: %s: %s", r->id, phase, msg ? msg : "(error object is not a string)");
+  lua_settop(S, 0);
+}
+
+/* Calls a phase function on the generation's sync thread with the request
+ * in exdata and its ctx first. nargs more arguments are on top of S. */
+static int sync_call(aigw_req_t *r, int ref, int nargs, int nres) {
+  aigw_gen_t *g = r->lt->gen;
+  lua_State *S = g->sync;
+  lua_rawgeti(S, LUA_REGISTRYINDEX, ref);
+  lua_rawgeti(S, LUA_REGISTRYINDEX, r->ctx_ref);
+  lua_insert(S, -2 - nargs);
+  lua_insert(S, -2 - nargs);
+  lua_setexdata(S, r);
+  aigw_lua_enter(g->w, S);
+  int rc = lua_pcall(S, 1 + nargs, nres, 0);
+  aigw_lua_leave(g->w);
+  lua_setexdata(S, NULL);
+  return rc;
+}
+
+int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_t *len) {
+  aigw_gen_t *g = r->lt ? r->lt->gen : NULL;
+  if (g == NULL || g->header_filter_ref == LUA_NOREF || r->ctx_ref == LUA_NOREF) return 0;
+  lua_State *S = g->sync;
+  lua_pushinteger(S, *status);
+  lua_pushlstring(S, *lines ? *lines : "", *len);
+  if (sync_call(r, g->header_filter_ref, 2, 2) != 0) {
+    sync_error(r, S, "header_filter");
+    return -1;
+  }
+  if (lua_type(S, -2) != LUA_TNUMBER) {   /* aigw.exit: ctx._exit holds the answer */
+    lua_settop(S, 0);
+    return 1;
+  }
+  /* The runtime keeps the returned head in ctx, so the pointer outlives
+   * the stack slot. */
+  *status = (int)lua_tointeger(S, -2);
+  *lines = lua_tolstring(S, -1, len);
+  lua_settop(S, 0);
+  return 0;
+}
+
+int aigw_lua_body_filter(aigw_req_t *r, const char *in, size_t len, int eof, const char **out,
+                         size_t *outlen) {
+  aigw_gen_t *g = r->lt ? r->lt->gen : NULL;
+  if (g == NULL || g->body_filter_ref == LUA_NOREF || r->ctx_ref == LUA_NOREF) {
+    *out = in;
+    *outlen = len;
+    return 0;
+  }
+  lua_State *S = g->sync;
+  lua_pushlstring(S, in ? in : "", len);
+  lua_pushboolean(S, eof);
+  if (sync_call(r, g->body_filter_ref, 2, 1) != 0) {
+    sync_error(r, S, "body_filter");
+    return -1;
+  }
+  *out = lua_tolstring(S, -1, outlen);   /* kept in ctx by the runtime */
+  if (*out == NULL) {
+    *out = "";
+    *outlen = 0;
+  }
+  lua_settop(S, 0);
+  return 0;
+}
+
+/* The answer aigw.exit left in ctx.exit (status, body, header lines). */
+void aigw_lua_respond_exit(aigw_req_t *r) {
+  aigw_gen_t *g = r->lt->gen;
+  lua_State *S = g->sync;
+  lua_rawgeti(S, LUA_REGISTRYINDEX, r->ctx_ref);
+  lua_getfield(S, -1, "_exit");
+  if (!lua_istable(S, -1)) {
+    lua_settop(S, 0);
+    aigw_respond_error(r, 500, "internal_error", "internal error in the gateway");
+    return;
+  }
+  lua_rawgeti(S, -1, 1);
+  lua_rawgeti(S, -2, 2);
+  lua_rawgeti(S, -3, 3);
+  int status = (int)lua_tointeger(S, -3);
+  size_t blen = 0, hlen = 0;
+  const char *body = lua_tolstring(S, -2, &blen);
+  const char *hdrs = lua_tolstring(S, -1, &hlen);
+  r->filter_headers = r->filter_body = 0;
+  /* ctx, and so the strings, live until the request is released. */
+  lua_settop(S, 0);
+  aigw_respond(r, status, hdrs, hlen, body, blen);
+}
+
+/* A response made in Lua goes through the filters like an upstream one. */
+static void respond_lua(aigw_req_t *r, int status, const char *hdrs, size_t hlen,
+                        const char *body, size_t blen) {
+  if (r->filter_headers) {
+    int rc = aigw_lua_header_filter(r, &status, &hdrs, &hlen);
+    if (rc == 1) {
+      aigw_lua_respond_exit(r);
+      return;
+    }
+    if (rc < 0) {
+      aigw_respond_error(r, 500, "internal_error", "internal error in the gateway");
+      return;
+    }
+  }
+  if (r->filter_body) {
+    const char *out;
+    size_t olen;
+    if (aigw_lua_body_filter(r, body, blen, 1, &out, &olen) != 0) {
+      aigw_respond_error(r, 500, "internal_error", "internal error in the gateway");
+      return;
+    }
+    body = out;
+    blen = olen;
+  }
+  aigw_respond(r, status, hdrs, hlen, body, blen);
+}
+
+static int valid_status(int status) { return status >= 200 && status <= 599; }
+
+/* The chain's results: (status, body, headers) or ("proxy", target, path,
+ * body, headers); first at index base of co's stack. */
+static void act(aigw_req_t *r, lua_State *co, int base) {
+  int n = lua_gettop(co) - base + 1;
+  if (n >= 1 && lua_type(co, base) == LUA_TNUMBER) {
+    int status = (int)lua_tointeger(co, base);
     size_t blen = 0, hlen = 0;
-    const char *body = n >= 2 ? lua_tolstring(co, 2, &blen) : NULL;
-    const char *hdrs = n >= 3 ? lua_tolstring(co, 3, &hlen) : NULL;
-    if (status < 200 || status > 599) {
-      lua_pushfstring(co, "invalid status %d returned by the plugin chain", status);
+    const char *body = n >= 2 ? lua_tolstring(co, base + 1, &blen) : NULL;
+    const char *hdrs = n >= 3 ? lua_tolstring(co, base + 2, &hlen) : NULL;
+    if (!valid_status(status)) {
+      lua_pushfstring(co, "invalid status %d from the plugin chain", status);
       internal_error(r, co, "handler");
       return;
     }
-    aigw_respond(r, status, hdrs, hlen, body, blen);
+    respond_lua(r, status, hdrs, hlen, body, blen);
     return;
   }
-  if (n >= 3 && lua_type(co, 1) == LUA_TSTRING && strcmp(lua_tostring(co, 1), "proxy") == 0) {
-    aigw_target_t **tp = luaL_testudata(co, 2, "aigw.target");
+  if (n >= 3 && lua_type(co, base) == LUA_TSTRING && strcmp(lua_tostring(co, base), "proxy") == 0) {
+    aigw_target_t **tp = luaL_testudata(co, base + 1, "aigw.target");
     size_t plen = 0, blen = 0, elen = 0;
-    const char *path = lua_tolstring(co, 3, &plen);
-    const char *body = n >= 4 ? lua_tolstring(co, 4, &blen) : NULL;
-    const char *extra = n >= 5 ? lua_tolstring(co, 5, &elen) : NULL;
+    const char *path = lua_tolstring(co, base + 2, &plen);
+    const char *body = n >= 4 ? lua_tolstring(co, base + 3, &blen) : NULL;
+    const char *extra = n >= 5 ? lua_tolstring(co, base + 4, &elen) : NULL;
     if (tp == NULL || *tp == NULL || path == NULL) {
       lua_pushstring(co, "bad proxy decision from the plugin chain (target, path expected)");
       internal_error(r, co, "handler");
@@ -157,46 +395,54 @@ static void act(aigw_req_t *r, lua_State *co) {
   internal_error(r, co, "handler");
 }
 
-void aigw_lua_handle_request(aigw_req_t *r) {
-  aigw_worker_t *w = r->conn->w;
-  lua_State *L = w->L;
-  lua_State *co = lua_newthread(L);
-  r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  r->co = co;
-  lua_setexdata(co, r);
-  lua_rawgeti(co, LUA_REGISTRYINDEX, w->handler_ref);
-  /* ctx: the per-request table every phase of this request shares. */
-  lua_createtable(co, 0, 8);
-  if (w->log_ref != LUA_NOREF) {
-    lua_pushvalue(co, -1);
-    r->ctx_ref = luaL_ref(co, LUA_REGISTRYINDEX);
-  }
-  int rc = lua_resume(co, 1);
-  if (rc == 0) {
-    act(r, co);
-  } else if (rc == LUA_YIELD) {
-    lua_pushstring(co, "a plugin yielded, which is not supported in this phase");
+static void request_done(aigw_lthread_t *t, int status) {
+  aigw_req_t *r = t->owner;
+  lua_State *co = t->co;
+  if (status == 0) {
+    act(r, co, 1);
+  } else if (status == LUA_YIELD) {
+    if (lua_touserdata(co, 1) == (void *)&exit_marker) {
+      act(r, co, 2);
+      return;
+    }
+    lua_pushstring(co, "a plugin yielded outside the aigw API (coroutine.yield in the request's "
+                       "own coroutine)");
     internal_error(r, co, "handler");
   } else {
     internal_error(r, co, "plugin error");
   }
 }
 
-void aigw_lua_log_phase(aigw_req_t *r) {
+void aigw_lua_handle_request(aigw_req_t *r) {
   aigw_worker_t *w = r->conn->w;
-  if (w->log_ref == LUA_NOREF || r->ctx_ref == LUA_NOREF || r->logged) return;
-  r->logged = 1;
-  lua_State *L = w->L;
-  lua_State *co = lua_newthread(L);
-  lua_setexdata(co, r);
-  lua_rawgeti(co, LUA_REGISTRYINDEX, w->log_ref);
-  lua_rawgeti(co, LUA_REGISTRYINDEX, r->ctx_ref);
-  lua_pushinteger(co, r->status);
-  int rc = lua_resume(co, 2);
-  if (rc != 0) {
-    const char *msg = lua_tostring(co, -1);
-    aigw_log_error("request %s: log phase: %s", r->id, rc == LUA_YIELD ? "yield not allowed" : msg ? msg : "?");
+  aigw_gen_t *g = w->gen;
+  lua_State *L = g->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->handler_ref);
+  aigw_lthread_t *t = aigw_lthread_new(g, r, request_done);
+  if (t == NULL) {
+    aigw_respond_error(r, 503, "no_memory", "no memory");
+    return;
   }
-  lua_setexdata(co, NULL);
-  lua_pop(L, 1);
+  r->lt = t;
+  lua_State *co = t->co;
+  lua_setexdata(co, r);
+  /* ctx: the per-request table every phase of this request shares. */
+  lua_createtable(co, 0, 8);
+  if (g->log_ref != LUA_NOREF || g->header_filter_ref != LUA_NOREF ||
+      g->body_filter_ref != LUA_NOREF) {
+    lua_pushvalue(co, -1);
+    r->ctx_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    r->filter_headers = g->header_filter_ref != LUA_NOREF;
+  }
+  aigw_lthread_start(t, 1);
+}
+
+void aigw_lua_log_phase(aigw_req_t *r) {
+  if (r->lt == NULL || r->logged) return;
+  aigw_gen_t *g = r->lt->gen;
+  if (g->log_ref == LUA_NOREF || r->ctx_ref == LUA_NOREF) return;
+  r->logged = 1;
+  lua_pushinteger(g->sync, r->status);
+  if (sync_call(r, g->log_ref, 1, 0) != 0) sync_error(r, g->sync, "log phase");
+  lua_settop(g->sync, 0);
 }

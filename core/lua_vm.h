@@ -58,25 +58,27 @@ void aigw_lua_log_phase(aigw_req_t *r);
 /* Releases the request's coroutine and ctx. */
 void aigw_lua_request_release(aigw_req_t *r);
 
-/* lua_target.c: registers aigw_core.target() in the table on top of L. */
-void aigw__lua_register_target(lua_State *L);
-/* lua_http.c: registers aigw_core.http_* (behind aigw.http) in the table
- * on top of L, which must be the VM's main state. */
-void aigw__lua_register_http(lua_State *L);
-
-/* Response filters of the proxy path, called by upstream.c only when the
- * request's flag is set. */
-
-/* r->filter_headers set: runs the header_filter phase on an upstream response head.
- * In: *status and the header lines (lines, len: "Name: value\r\n"..., hop-by-hop already removed).
- * Returns 0: continue with *status, *lines, *len (valid until the request ends);
- *         1: a plugin answered instead (aigw.exit): the client already has that response;
- *            drop the upstream exchange (its connection is not reused) without touching the client;
- *        -1: the phase failed: the client must get a 500 (error envelope), as for any plugin error. */
+/* The later phases (see upstream.c's use). header_filter: 0 continue with
+ * status, lines and len (kept alive by the request's ctx), 1 a plugin called
+ * aigw.exit (send it with aigw_lua_respond_exit once the exchange is gone),
+ * -1 the phase failed (answer 500). body_filter: 0 with the replacement
+ * piece in out (valid until the next call), -1 on error. */
 int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_t *len);
-/* r->filter_body set: one de-chunked body piece (eof = 1 with the last call, possibly with len 0).
- * Returns 0 with the replacement piece in *out, *outlen (valid until the next call), -1 on error
- * (the response has started: the connection is closed). */
-int aigw_lua_body_filter(aigw_req_t *r, const char *in, size_t len, int eof, const char **out, size_t *outlen);
+int aigw_lua_body_filter(aigw_req_t *r, const char *in, size_t len, int eof, const char **out,
+                         size_t *outlen);
+void aigw_lua_respond_exit(aigw_req_t *r);
+
+size_t aigw_gen_memory_kb(aigw_gen_t *g);
+
+/* Registration of the C parts of aigw_core (table on top of L). */
+void aigw__lua_register_target(lua_State *L);   /* lua_target.c */
+void aigw__lua_register_timer(lua_State *L);    /* lua_timer.c: sleep, timers */
+void aigw__lua_register_admin(lua_State *L);    /* reload.c: reload, status */
+void aigw__lua_register_http(lua_State *L);     /* lua_http.c: aigw.http */
+
+/* lua_timer.c: cancels a generation's pending timers; stops the worker's
+ * callbacks in flight (shutdown). */
+void aigw__timers_cancel(aigw_gen_t *g);
+void aigw__timers_stop_runs(aigw_worker_t *w);
 
 #endif

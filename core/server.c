@@ -1,6 +1,7 @@
 /* server.c -- the process: it sets up the workers, hands each its thread,
  * and waits on signals in the main thread's own loop. SIGTERM and SIGINT
- * drain and stop; SIGHUP is reserved for reload. */
+ * drain and stop; SIGHUP reloads (reload.c). The main loop also runs the
+ * Lua watchdog (watchdog.h). */
 #include "server.h"
 
 #include <stdio.h>
@@ -9,6 +10,9 @@
 #include "alloc.h"
 #include "log.h"
 #include "shdict.h"
+#include "watchdog.h"
+
+void aigw__server_reload_step(aigw_server_t *srv);
 
 int aigw__worker_setup(aigw_worker_t *w, char *err, size_t errlen);
 
@@ -28,10 +32,25 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
   uv_unref((uv_handle_t *)&srv->sigterm);
   uv_unref((uv_handle_t *)&srv->sigint);
   uv_unref((uv_handle_t *)&srv->sighup);
+  uv_unref((uv_handle_t *)&srv->reload_async);
+  uv_unref((uv_handle_t *)&srv->watchdog);
+  /* Callers waiting on a reload get their answer now. */
+  aigw__server_reload_step(srv);
 }
 
 static void on_hup(uv_signal_t *s, int signum) {
-  aigw_log_warn("SIGHUP: reload is not available in this version; ignored");
+  (void)signum;
+  aigw_server_t *srv = s->data;
+  aigw_log_info("SIGHUP: reloading");
+  aigw_server_reload(srv);
+}
+
+static void on_reload_async(uv_async_t *a) { aigw__server_reload_step(a->data); }
+
+static void on_watchdog(uv_timer_t *t) {
+  aigw_server_t *srv = t->data;
+  aigw_watchdog_check(srv->workers, srv->nworkers, srv->conf->lua_time_limit_ms,
+                      srv->conf->lua_kill_after_ms);
 }
 
 static int create_zones(const aigw_config_t *c, char *err, size_t errlen) {
@@ -51,6 +70,8 @@ int aigw_server_run(aigw_config_t *conf) {
   memset(&srv, 0, sizeof srv);
   srv.conf = conf;
   srv.nworkers = conf->workers;
+  srv.generation = 1;
+  uv_mutex_init(&srv.mu);
   char err[1024];
   if (create_zones(conf, err, sizeof err) != 0) {
     fprintf(stderr, "aigw: %s\n", err);
@@ -83,6 +104,7 @@ int aigw_server_run(aigw_config_t *conf) {
     for (int i = 0; i < started; i++) aigw_worker_join(&srv.workers[i]);
     aigw_free(srv.workers);
     aigw_shdict_free_all();
+    uv_mutex_destroy(&srv.mu);
     return code;
   }
 
@@ -94,6 +116,16 @@ int aigw_server_run(aigw_config_t *conf) {
   uv_signal_start(&srv.sigterm, on_stop_signal, SIGTERM);
   uv_signal_start(&srv.sigint, on_stop_signal, SIGINT);
   uv_signal_start(&srv.sighup, on_hup, SIGHUP);
+  uv_async_init(&srv.loop, &srv.reload_async, on_reload_async);
+  srv.reload_async.data = &srv;
+  uv_timer_init(&srv.loop, &srv.watchdog);
+  srv.watchdog.data = &srv;
+  uint64_t limit = conf->lua_time_limit_ms ? conf->lua_time_limit_ms : conf->lua_kill_after_ms;
+  if (limit) {
+    aigw_watchdog_install();
+    uint64_t every = limit / 4 < 50 ? 50 : limit / 4;
+    uv_timer_start(&srv.watchdog, on_watchdog, every, every);
+  }
   for (int i = 0; i < srv.nworkers; i++) aigw_worker_start(&srv.workers[i]);
   aigw_log_info("aigw %s listening on %s%s%s with %d worker(s)", AIGW_VERSION, conf->listen[0],
                 conf->admin_listen ? ", admin on " : "", conf->admin_listen ? conf->admin_listen : "",
@@ -103,10 +135,13 @@ int aigw_server_run(aigw_config_t *conf) {
   uv_close((uv_handle_t *)&srv.sigterm, NULL);
   uv_close((uv_handle_t *)&srv.sigint, NULL);
   uv_close((uv_handle_t *)&srv.sighup, NULL);
+  uv_close((uv_handle_t *)&srv.reload_async, NULL);
+  uv_close((uv_handle_t *)&srv.watchdog, NULL);
   uv_run(&srv.loop, UV_RUN_DEFAULT);
   uv_loop_close(&srv.loop);
   aigw_free(srv.workers);
   aigw_shdict_free_all();
+  uv_mutex_destroy(&srv.mu);
   aigw_log_info("stopped");
   return 0;
 }

@@ -1,4 +1,5 @@
-/* server.h -- the process: workers, listeners, signals, graceful shutdown. */
+/* server.h -- the process: workers, listeners, signals, graceful shutdown,
+ * and reload coordination. */
 #ifndef AIGW_SERVER_H
 #define AIGW_SERVER_H
 
@@ -11,7 +12,21 @@ struct aigw_server_s {
   int nworkers;
   uv_loop_t loop;
   uv_signal_t sigterm, sigint, sighup;
+  uv_timer_t watchdog;
+  uv_async_t reload_async;     /* a reload was asked for, or a worker built */
   int stopping;
+  /* reload state, under mu: tickets are handed to whoever asks; a reload
+   * covers every ticket issued before it started. */
+  uv_mutex_t mu;
+  unsigned long reload_asked;  /* last ticket issued */
+  unsigned long reload_covers; /* tickets covered by the reload running */
+  unsigned long reload_done;   /* tickets answered */
+  unsigned long reload_seq;    /* reload number (for the workers' commands) */
+  unsigned long generation;    /* the generation serving (1 + reloads that took) */
+  int reload_running;
+  int reload_ok;
+  char reload_msg[1024];
+  struct aigw_watch_s *watch;  /* optional file watching */
 };
 
 /* Runs until SIGTERM/SIGINT and the drain that follows. Returns the process
@@ -20,5 +35,10 @@ int aigw_server_run(aigw_config_t *conf);
 
 /* Opens a listening socket with SO_REUSEPORT on the worker's loop. */
 int aigw__listener_open(aigw_worker_t *w, aigw_listener_t *l, const char *addr, int admin);
+
+/* Asks for a reload (any thread). Returns the ticket to wait for. */
+unsigned long aigw_server_reload(aigw_server_t *srv);
+/* Worker side: the main thread posted a command (called on wakeup). */
+void aigw__worker_reload_step(aigw_worker_t *w);
 
 #endif

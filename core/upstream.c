@@ -771,8 +771,10 @@ static int filtered_head(aigw_upstream_t *u, const llhttp_t *p, int *status,
     int rc = aigw_lua_header_filter(r, &st, lines, hlen);
     if (u->state == ST_DONE) return -1;   /* the request ended meanwhile */
     if (rc == 1) {
-      /* A plugin answered instead: the client has its response. */
+      /* A plugin answered instead (aigw.exit): that answer goes out once
+       * the exchange is gone. */
       destroy(u, 0);
+      aigw_lua_respond_exit(r);
       return -1;
     }
     if (rc != 0 || st < 200 || st > 599) {

@@ -88,9 +88,25 @@ const char *aigw__worker_date(aigw_worker_t *w) {
 
 static void on_closed_nothing(uv_handle_t *h) { (void)h; }
 
+void aigw__worker_note_lua(aigw_worker_t *w) {
+  if (w->gen) atomic_store_explicit(&w->stat_lua_kb, aigw_gen_memory_kb(w->gen), memory_order_relaxed);
+  int n = 0;
+  size_t kb = 0;
+  for (aigw_gen_t *g = w->retired; g; g = g->next, n++) kb += aigw_gen_memory_kb(g);
+  atomic_store_explicit(&w->stat_retired, n, memory_order_relaxed);
+  atomic_store_explicit(&w->stat_retired_kb, kb, memory_order_relaxed);
+}
+
 static void finish(aigw_worker_t *w) {
   if (w->draining == 2) return;
   w->draining = 2;
+  /* Timers and their callbacks would keep the loop alive: stop them. */
+  if (w->gen) aigw__timers_cancel(w->gen);
+  aigw__timers_stop_runs(w);
+  if (w->pending) {
+    aigw_gen_retire(w->pending);
+    w->pending = NULL;
+  }
   uv_close((uv_handle_t *)&w->wakeup, on_closed_nothing);
   uv_close((uv_handle_t *)&w->drain_timer, on_closed_nothing);
   aigw_pool_free(w->pool);
@@ -113,9 +129,7 @@ static void on_drain_timeout(uv_timer_t *t) {
   if (w->nconns == 0) finish(w);
 }
 
-static void on_wakeup(uv_async_t *a) {
-  aigw_worker_t *w = a->data;
-  if (w->draining) return;
+static void drain(aigw_worker_t *w) {
   w->draining = 1;
   for (int i = 0; i < w->nlisteners; i++) uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
   for (aigw_conn_t *c = w->conns, *next; c; c = next) {
@@ -127,6 +141,12 @@ static void on_wakeup(uv_async_t *a) {
     return;
   }
   uv_timer_start(&w->drain_timer, on_drain_timeout, w->conf->drain_timeout_ms, 0);
+}
+
+static void on_wakeup(uv_async_t *a) {
+  aigw_worker_t *w = a->data;
+  if (atomic_load(&w->stop_asked) && !w->draining) drain(w);
+  if (w->draining != 2 && w->server) aigw__worker_reload_step(w);
 }
 
 static void thread_main(void *arg) {
@@ -160,6 +180,8 @@ static int worker_setup(aigw_worker_t *w, char *err, size_t errlen) {
   w->max_conns = c->max_connections / w->server->nworkers;
   if (w->max_conns < 1) w->max_conns = 1;
   if (aigw_lua_worker_init(w, err, errlen) != 0) return -1;
+  atomic_store(&w->stat_gen, 1);
+  aigw__worker_note_lua(w);
   w->nlisteners = c->nlisten + (c->admin_listen ? 1 : 0);
   w->listeners = aigw_calloc((size_t)w->nlisteners, sizeof *w->listeners);
   for (int i = 0; i < w->nlisteners; i++) {
@@ -194,7 +216,10 @@ int aigw__worker_setup(aigw_worker_t *w, char *err, size_t errlen) {
 
 int aigw_worker_start(aigw_worker_t *w) { return uv_thread_create(&w->thread, thread_main, w); }
 
-void aigw_worker_stop(aigw_worker_t *w) { uv_async_send(&w->wakeup); }
+void aigw_worker_stop(aigw_worker_t *w) {
+  atomic_store(&w->stop_asked, 1);
+  uv_async_send(&w->wakeup);
+}
 
 void aigw_worker_join(aigw_worker_t *w) {
   uv_thread_join(&w->thread);

@@ -5,6 +5,7 @@
 #define AIGW_WORKER_H
 
 #include <lua.h>
+#include <stdatomic.h>
 #include <uv.h>
 
 #include "config.h"
@@ -28,9 +29,26 @@ typedef struct aigw_worker_s {
   uv_timer_t drain_timer;
   aigw_server_t *server;
   const aigw_config_t *conf;
-  lua_State *L;
-  int handler_ref;             /* the runtime's request handler (registry ref) */
-  int log_ref;                 /* the runtime's log phase, or LUA_NOREF */
+  struct aigw_gen_s *gen;      /* the generation new requests start on */
+  struct aigw_gen_s *retired;  /* replaced generations still in use */
+  _Atomic uint64_t lua_since;  /* loop ms + 1 when Lua was entered; 0: not in Lua */
+  uint64_t watch_signalled;    /* the lua_since the watchdog last signalled */
+  void *timer_runs;            /* aigw.timer callbacks in flight (lua_timer.c) */
+  int timer_ids;
+  /* reload: commands from the main thread and the answers (server->mu) */
+  unsigned long cmd_build;     /* build a generation for this reload number */
+  unsigned long cmd_decided;   /* the reload number decided */
+  int cmd_commit;              /* its decision: 1 commit, 0 discard */
+  unsigned long built;         /* the reload number last built */
+  int build_ok;
+  char build_err[512];
+  struct aigw_gen_s *pending;  /* built, waiting for the decision */
+  void *reload_waiters;        /* lthreads waiting on a reload's outcome */
+  /* read by the admin status of any worker */
+  _Atomic unsigned long stat_gen;
+  _Atomic size_t stat_lua_kb;
+  _Atomic int stat_retired;
+  _Atomic size_t stat_retired_kb;
   aigw_dns_t *dns;
   aigw_pool_t *pool;
   aigw_listener_t *listeners;
@@ -39,6 +57,7 @@ typedef struct aigw_worker_s {
   int nconns;
   int max_conns;
   int draining;
+  _Atomic int stop_asked;
   char date[40];               /* "Date: ...\r\n", refreshed once a second */
   uint64_t date_sec;
   /* read buffers of the standard size, kept for reuse */
@@ -72,6 +91,9 @@ int aigw_worker_start(aigw_worker_t *w);
 /* Asks the worker to drain and stop (thread-safe). */
 void aigw_worker_stop(aigw_worker_t *w);
 void aigw_worker_join(aigw_worker_t *w);
+
+/* Refreshes the worker's VM memory figures for the admin status. */
+void aigw__worker_note_lua(aigw_worker_t *w);
 
 /* Called by a connection when it closes, so draining can finish. */
 void aigw__worker_conn_closed(aigw_worker_t *w);

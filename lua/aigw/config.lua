@@ -51,6 +51,11 @@ local SERVER_DEFAULTS = {
   keepalive_timeout = 75,
   send_timeout = 30,
   drain_timeout = 10,
+  -- Lua that runs this long without returning to the loop is stopped
+  -- (interpreted code: an error in that request); past lua_kill_after the
+  -- process aborts (code that cannot be interrupted). 0 disables each.
+  lua_time_limit = 2,
+  lua_kill_after = 30,
 }
 local SERVER_SIZES = { max_body_size = true, max_header_size = true }
 

@@ -19,6 +19,9 @@ int aigw_ffi_req_is_loopback(aigw_req_t *r);
 int aigw_ffi_req_is_admin(aigw_req_t *r);
 int aigw_ffi_req_is_anthropic(aigw_req_t *r);
 double aigw_ffi_req_start_time(aigw_req_t *r);
+int aigw_ffi_req_filter_body(aigw_req_t *r);
+double aigw_ffi_now(void);
+double aigw_ffi_monotonic(void);
 
 void aigw_ffi_log(int level, const char *msg, size_t len);
 const char *aigw_strerror(int err);

@@ -2,8 +2,13 @@
 -- against their schema, and orders them by priority (higher first).
 --
 -- A plugin is plugins/<name>.lua returning { name, priority, schema?,
--- init?, access?, log? }. schema is a table of field = { type = "string" |
--- "number" | "boolean" | "table" | "array", required = bool, default = v }.
+-- init?, init_worker?, access?, upstream?, header_filter?, body_filter?,
+-- log? }. schema is a table of field = { type = "string" | "number" |
+-- "boolean" | "table" | "array", required = bool, default = v }.
+--
+-- Plugin files run with the JIT off for all their functions: interpreted
+-- code is where the watchdog's hook can stop a runaway loop (see
+-- core/watchdog.h). Library code under lua/ stays compiled.
 
 local M = {}
 
@@ -45,6 +50,7 @@ function M.load(prefix, list, global)
     -- A short chunk name, so errors and tracebacks name the file in full.
     local chunk, err = loadstring(src, "@plugins/" .. entry.name .. ".lua")
     if not chunk then error("plugin " .. entry.name .. ": " .. err, 0) end
+    if jit then jit.off(chunk, true) end
     local ok, plugin = pcall(chunk)
     if not ok then error("plugin " .. entry.name .. ": " .. tostring(plugin), 0) end
     if type(plugin) ~= "table" then error("plugin " .. entry.name .. ": must return a table", 0) end

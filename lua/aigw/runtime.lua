@@ -1,12 +1,17 @@
--- aigw.runtime -- what a worker VM runs: it loads the config, plugins and
--- providers once (init_worker), and hands the C core a request handler.
+-- aigw.runtime -- what a VM generation runs: it loads the config, plugins
+-- and providers once (init_worker), and hands the C core one function per
+-- phase.
 --
--- The handler runs in the request's own coroutine with the request's ctx
--- table. It calls every plugin's access phase in priority order (a plugin
--- answers early by returning status, body, headers), then routes: the
--- path picks an endpoint, the body's model (or the route) picks a provider,
--- and the provider either answers (mock) or returns a proxy decision that
--- the C core carries out. Nothing per request lives in this module.
+--   handler(ctx)                 the request's lthread: access plugins, then
+--                                routing, then upstream plugins; returns a
+--                                response or a proxy decision for the core
+--   header_filter(ctx, st, head) every response head (upstream's or made
+--                                in Lua) when some plugin has the phase
+--   body_filter(ctx, chunk, eof) body pieces, for requests that asked
+--   log(ctx, status)             after the response is complete
+--
+-- The last three run on the generation's sync thread and cannot wait.
+-- Nothing per request lives in this module: per-request state is ctx.
 
 local config = require "aigw.config"
 local plugins_loader = require "aigw.plugins"
@@ -14,6 +19,8 @@ local request = require "aigw.request"
 local errors = require "aigw.errors"
 local cjson = require "cjson"
 local cjson_safe = require "cjson.safe"
+local response = require "aigw.response"
+local log = require "aigw.log"
 
 local M = {}
 
@@ -99,12 +106,84 @@ local function pick_provider(providers, model)
 end
 
 -- The admin listener serves its own endpoints, never the API.
-local function admin(path)
-  if path == "/status" then
-    return 200, cjson.encode({ version = aigw_core.version, worker = aigw_core.worker_id() }),
-           "Content-Type: application/json\r\n"
+local JSON = "Content-Type: application/json\r\nCache-Control: no-store\r\n"
+
+local function admin(path, method)
+  if path == "/status" or path == "/admin/status" then
+    if method ~= "GET" and method ~= "HEAD" then
+      return errors.response(405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n")
+    end
+    local st = aigw_core.status()
+    st.version = aigw_core.version
+    st.worker = aigw_core.worker_id
+    return 200, cjson.encode(st) .. "\n", JSON
+  end
+  if path == "/admin/reload" or path == "/reload" then
+    if method ~= "POST" then
+      return errors.response(405, "method_not_allowed", "use POST", "Allow: POST\r\n")
+    end
+    local ok, msg = aigw_core.reload()
+    if not ok then
+      return errors.response(422, "reload_failed", "reload rejected: " .. tostring(msg))
+    end
+    return 200, cjson.encode({ reloaded = true, generation = tonumber(msg:match("%d+")) }) .. "\n", JSON
   end
   return errors.response(404, "not_found", "no such admin endpoint: " .. path)
+end
+
+-- Targets for URLs a plugin picks in the upstream phase, one per origin.
+local url_targets = {}
+
+local function target_for_url(url)
+  local origin, path = url:match("^(https?://[^/?#]+)(.*)$")
+  if not origin then error("ctx.upstream.url: expected an http:// or https:// URL, got " .. url, 0) end
+  local t = url_targets[origin]
+  if not t then
+    t = aigw_core.target { url = origin }
+    url_targets[origin] = t
+  end
+  if path == "" then path = "/" end
+  return t, path
+end
+
+local function header_lines(headers, what)
+  local out = {}
+  for name, value in pairs(headers) do
+    if type(name) ~= "string" or not name:match("^[%w!#$%%&'*+.^_`|~-]+$") then
+      error(what .. ": bad header name " .. tostring(name), 0)
+    end
+    value = tostring(value)
+    if value:find("[\r\n%z]") then error(what .. ": header " .. name .. " has CR, LF or NUL", 0) end
+    out[#out + 1] = name .. ": " .. value .. "\r\n"
+  end
+  return table.concat(out)
+end
+
+
+-- Splits the plugin chain by phase, keeping priority order.
+local PHASES = { "init_worker", "access", "upstream", "header_filter", "body_filter", "log" }
+
+local function by_phase(chain)
+  local out = {}
+  for _, ph in ipairs(PHASES) do
+    local list = {}
+    for _, p in ipairs(chain) do
+      if p.plugin[ph] then list[#list + 1] = { fn = p.plugin[ph], conf = p.conf, name = p.plugin.name } end
+    end
+    out[ph] = list
+  end
+  return out
+end
+
+-- An answer from access or upstream: status, body (string or table), headers.
+local function answer(status, body, headers)
+  if type(body) == "table" then
+    body = cjson.encode(body)
+    headers = "Content-Type: application/json\r\n" .. (headers or "")
+  elseif type(headers) == "table" then
+    headers = header_lines(headers, "response headers")
+  end
+  return status, body or "", headers
 end
 
 function M.init_worker(conf_path, worker_id)
@@ -119,34 +198,47 @@ function M.init_worker(conf_path, worker_id)
     routes[r.path] = { endpoint = r.endpoint, method = r.method, provider = providers[r.provider] }
   end
 
-  local access, log = {}, {}
-  for _, p in ipairs(chain) do
-    if p.plugin.access then access[#access + 1] = p end
-    if p.plugin.log then log[#log + 1] = p end
+  local phases = by_phase(chain)
+  for _, p in ipairs(phases.init_worker) do
+    local ok, err = pcall(p.fn, p.conf)
+    if not ok then error("plugin " .. p.name .. ": init_worker: " .. tostring(err), 0) end
   end
-  local naccess = #access
+  local access, upstream = phases.access, phases.upstream
+  local naccess, nupstream = #access, #upstream
+
+  -- The upstream phase: plugins see and may change ctx.upstream (target,
+  -- url, path, body, headers) before the core sends it.
+  local function run_upstream(ctx, decision, target, path, body, extra)
+    if decision ~= "proxy" or nupstream == 0 then return decision, target, path, body, extra end
+    local up = { provider = ctx.provider, target = target, path = path, body = body, headers = {} }
+    ctx.upstream = up
+    for i = 1, nupstream do
+      local p = upstream[i]
+      local status, rbody, rheaders = p.fn(p.conf, ctx)
+      if status then return answer(status, rbody, rheaders) end
+    end
+    local t, upath = up.target, up.path
+    if up.url then t, upath = target_for_url(up.url) end
+    local lines = header_lines(up.headers, "ctx.upstream.headers")
+    if extra then lines = extra .. lines end
+    return "proxy", t, upath, up.body, lines ~= "" and lines or nil
+  end
 
   local function handler(ctx)
     ctx.config = conf
     for i = 1, naccess do
       local p = access[i]
-      local status, body, headers = p.plugin.access(p.conf, ctx)
-      if status then
-        if type(body) == "table" then
-          body = cjson.encode(body)
-          headers = "Content-Type: application/json\r\n" .. (headers or "")
-        end
-        return status, body or "", headers
-      end
+      local status, body, headers = p.fn(p.conf, ctx)
+      if status then return answer(status, body, headers) end
     end
 
     local path = request.get_path()
-    if request.is_admin() then return admin(path) end
+    local method = request.get_method()
+    if request.is_admin() then return admin(path, method) end
     local route = routes[path]
     if not route then
       return errors.response(404, "not_found", "no such endpoint: " .. path)
     end
-    local method = request.get_method()
     if method ~= route.method then
       return errors.response(405, "method_not_allowed",
                              "method " .. method .. " is not allowed on " .. path,
@@ -181,20 +273,70 @@ function M.init_worker(conf_path, worker_id)
       json, err = request.get_json(ctx)
       if not json then return errors.response(400, "invalid_json", err) end
     end
-    return provider:serve(ctx, route.endpoint, body, json)
+    return run_upstream(ctx, provider:serve(ctx, route.endpoint, body, json))
   end
 
-  local log_handler
-  if #log > 0 then
-    log_handler = function(ctx, status)
-      ctx.status = status
-      for i = 1, #log do
-        local ok, err = pcall(log[i].plugin.log, log[i].conf, ctx)
-        if not ok then require("aigw.log").error("plugin ", log[i].plugin.name, " log: ", err) end
+  local out = { handler = handler }
+
+  local hf = phases.header_filter
+  if #hf > 0 then
+    out.header_filter = function(ctx, status, head)
+      local resp = response._begin(ctx, "header_filter", status, head)
+      for i = 1, #hf do
+        local p = hf[i]
+        local ok, err = pcall(p.fn, p.conf, ctx)
+        if ctx._exit then break end
+        if not ok then
+          response._finish()
+          error("plugin " .. p.name .. " header_filter: " .. tostring(err), 0)
+        end
       end
+      response._finish()
+      if ctx._exit then return false end
+      if resp.dirty then
+        head = response._serialize(resp)
+        ctx._head = head
+      end
+      return resp.status, head
     end
   end
-  return handler, log_handler
+
+  local bf = phases.body_filter
+  if #bf > 0 then
+    out.body_filter = function(ctx, chunk, eof)
+      response._begin(ctx, "body_filter")
+      for i = 1, #bf do
+        local p = bf[i]
+        local ok, res = pcall(p.fn, p.conf, ctx, chunk, eof)
+        if not ok then
+          response._finish()
+          error("plugin " .. p.name .. " body_filter: " .. tostring(res), 0)
+        end
+        if res ~= nil then chunk = tostring(res) end
+      end
+      response._finish()
+      ctx._chunk = chunk
+      return chunk
+    end
+  end
+
+  local lg = phases.log
+  if #lg > 0 then
+    out.log = function(ctx, status)
+      ctx.status = status
+      response._begin(ctx, "log")
+      for i = 1, #lg do
+        local ok, err = pcall(lg[i].fn, lg[i].conf, ctx)
+        if not ok then log.error("plugin ", lg[i].name, " log: ", err) end
+      end
+      response._finish()
+    end
+  end
+  return out
 end
+
+-- For specs.
+M._replace_model = replace_model
+M._header_lines = header_lines
 
 return M
