@@ -63,6 +63,7 @@ lua_State *aigw_lua_new_state(const char *prefix) {
   aigw__lua_register_target(L);
   aigw__lua_register_timer(L);
   aigw__lua_register_admin(L);
+  aigw__lua_register_http(L);
   lua_pushcfunction(L, core_exit);
   lua_setfield(L, -2, "exit");
   lua_pushstring(L, prefix);
