@@ -13,7 +13,7 @@ local C = ffi.C
 local MODULES = {
   request = "aigw.request", response = "aigw.response", shared = "aigw.shared",
   log = "aigw.log", json = "cjson.safe", crypto = "aigw.crypto", errors = "aigw.errors",
-  timer = "aigw.timer",
+  timer = "aigw.timer", http = "aigw.http",
 }
 
 local core = aigw_core or {}
