@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 CONF ?= conf/gateway.lua
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build run test unit integration asan test-asan bench clean
+.PHONY: all setup build run test unit spec integration asan test-asan bench clean
 
 all: build
 
@@ -18,7 +18,7 @@ build:
 run: setup build
 	$(BUILD)/aigw run $(CONF)
 
-# The whole suite: C unit tests, then integration tests against the real binary;
+# The whole suite: C unit tests, busted specs, then integration tests against the real binary;
 # in CI (CI=true) the same suite runs again under ASan + UBSan.
 test:
 	@scripts/setup.sh test
@@ -26,6 +26,10 @@ test:
 
 unit: build
 	@cd $(BUILD) && ctest --output-on-failure
+
+# busted specs inside the runtime: make spec, or make spec SPEC_ARGS="--filter=key spec/key_auth_spec.lua"
+spec: build
+	@$(BUILD)/aigw test $(SPEC_ARGS)
 
 integration: build
 	@AIGW_BIN=$(BUILD)/aigw scripts/integration.sh

@@ -26,6 +26,9 @@ typedef struct {
   int workers;
   int log_level;
   int has_api_keys;
+  char *first_api_key;   /* for `aigw reload` to call the admin listener */
+  char *pid_file;        /* NULL: none */
+  int watch;             /* reload when conf/ or plugins/ change */
   size_t max_body_size;
   size_t max_header_size;
   int max_connections;

@@ -4,6 +4,7 @@
  * coroutine's exdata and answers through an out-pointer, without allocating
  * or copying. A returned span points into the connection's buffers and is
  * valid while the request lives; Lua turns it into a string at once. */
+#include <arpa/inet.h>
 #include <lauxlib.h>
 #include <string.h>
 #include <time.h>
@@ -66,6 +67,20 @@ AIGW_EXPORT int aigw_ffi_req_id(aigw_req_t *r, aigw_str_t *out) {
 }
 
 AIGW_EXPORT int aigw_ffi_req_is_loopback(aigw_req_t *r) { return r->conn->loopback; }
+
+/* The client's address as text ("127.0.0.1", "::1") and its port. */
+AIGW_EXPORT int aigw_ffi_req_client_addr(aigw_req_t *r, char *buf, size_t len, int *port) {
+  const struct sockaddr *sa = (const struct sockaddr *)&r->conn->peer;
+  *port = 0;
+  if (sa->sa_family == AF_INET) {
+    *port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+  } else if (sa->sa_family == AF_INET6) {
+    *port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+  } else {
+    return 0;
+  }
+  return uv_ip_name(sa, buf, len) == 0;
+}
 
 /* 1 when errors for this request use Anthropic's envelope (/messages paths). */
 AIGW_EXPORT int aigw_ffi_req_is_anthropic(aigw_req_t *r) { return r->anthropic; }

@@ -57,6 +57,8 @@ static int core_sleep(lua_State *L) {
   op->t = t;
   uv_timer_init(&t->w->loop, &op->timer);
   op->timer.data = op;
+  /* The loop's clock is cached: Lua may have run a while since it was read. */
+  uv_update_time(&t->w->loop);
   uv_timer_start(&op->timer, on_sleep_done, (uint64_t)llround(s * 1000.0), 0);
   return aigw_lthread_wait(L, t, op, sleep_cancel);
 }

@@ -1,4 +1,4 @@
-/* main.c -- the aigw command line: run, check, version, help. */
+/* main.c -- the aigw command line: run, check, reload, test, version, help. */
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,11 +17,16 @@ static const char usage[] =
     "commands:\n"
     "  run [CONF]     run the gateway in the foreground (default conf/gateway.lua)\n"
     "  check CONF     validate the config and its plugins, then exit\n"
+    "  reload [CONF]  make the running gateway reload its config and plugins\n"
+    "  test [PATH...] run busted specs (default spec/) inside the runtime\n"
     "  version        print the version\n"
     "  help           print this text\n"
     "\n"
     "environment:\n"
     "  AIGW_PREFIX    where lua/ and plugins/ live (default: the source tree)\n";
+
+int aigw_cmd_reload(const aigw_config_t *c);
+int aigw_test_main(int argc, char **argv);   /* test_cmd.c */
 
 static const char *prefix(void) {
   const char *p = getenv("AIGW_PREFIX");
@@ -106,6 +111,18 @@ int main(int argc, char **argv) {
     }
     return cmd_check(argv[2]);
   }
+  if (strcmp(cmd, "reload") == 0) {
+    if (argc > 3) {
+      fputs(usage, stderr);
+      return 2;
+    }
+    aigw_config_t *c = load(argc == 3 ? argv[2] : "conf/gateway.lua");
+    if (c == NULL) return 1;
+    int rc = aigw_cmd_reload(c);
+    aigw_config_free(c);
+    return rc;
+  }
+  if (strcmp(cmd, "test") == 0) return aigw_test_main(argc - 2, argv + 2);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "-v") == 0) {
     printf("aigw %s\n", AIGW_VERSION);
     return 0;

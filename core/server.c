@@ -4,8 +4,10 @@
  * Lua watchdog (watchdog.h). */
 #include "server.h"
 
+#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "log.h"
@@ -13,6 +15,12 @@
 #include "watchdog.h"
 
 void aigw__server_reload_step(aigw_server_t *srv);
+
+/* Optional file watching: changes under conf/ or plugins/ reload. */
+struct aigw_watch_s {
+  uv_fs_event_t conf_dir, plugins_dir;
+  uv_timer_t settle;
+};
 
 int aigw__worker_setup(aigw_worker_t *w, char *err, size_t errlen);
 
@@ -34,6 +42,12 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
   uv_unref((uv_handle_t *)&srv->sighup);
   uv_unref((uv_handle_t *)&srv->reload_async);
   uv_unref((uv_handle_t *)&srv->watchdog);
+  if (srv->watch) {
+    uv_unref((uv_handle_t *)&srv->watch->conf_dir);
+    uv_unref((uv_handle_t *)&srv->watch->plugins_dir);
+    uv_timer_stop(&srv->watch->settle);
+    uv_unref((uv_handle_t *)&srv->watch->settle);
+  }
   /* Callers waiting on a reload get their answer now. */
   aigw__server_reload_step(srv);
 }
@@ -51,6 +65,65 @@ static void on_watchdog(uv_timer_t *t) {
   aigw_server_t *srv = t->data;
   aigw_watchdog_check(srv->workers, srv->nworkers, srv->conf->lua_time_limit_ms,
                       srv->conf->lua_kill_after_ms);
+}
+
+/* --- file watching --- */
+
+
+static void on_settled(uv_timer_t *t) {
+  aigw_server_t *srv = t->data;
+  aigw_log_info("files changed: reloading");
+  aigw_server_reload(srv);
+}
+
+static void on_fs_event(uv_fs_event_t *h, const char *name, int events, int status) {
+  (void)events;
+  aigw_server_t *srv = h->data;
+  if (status < 0 || srv->stopping) return;
+  /* Only Lua files matter (a log file may well share the config's
+   * directory). Editors write a file in several steps: reload a moment
+   * after the first change, once, for the whole burst. */
+  size_t n = name ? strlen(name) : 0;
+  if (n < 5 || name[0] == '.' || strcmp(name + n - 4, ".lua") != 0) return;
+  if (!uv_is_active((uv_handle_t *)&srv->watch->settle))
+    uv_timer_start(&srv->watch->settle, on_settled, 300, 0);
+}
+
+static void watch_start(aigw_server_t *srv) {
+  struct aigw_watch_s *wt = aigw_calloc(1, sizeof *wt);
+  srv->watch = wt;
+  uv_timer_init(&srv->loop, &wt->settle);
+  wt->settle.data = srv;
+  char conf_dir[4096], plugins_dir[4096];
+  snprintf(conf_dir, sizeof conf_dir, "%s", srv->conf->path);
+  snprintf(plugins_dir, sizeof plugins_dir, "%s/plugins", srv->conf->prefix);
+  const char *dirs[2] = {dirname(conf_dir), plugins_dir};
+  uv_fs_event_t *hs[2] = {&wt->conf_dir, &wt->plugins_dir};
+  for (int i = 0; i < 2; i++) {
+    uv_fs_event_init(&srv->loop, hs[i]);
+    hs[i]->data = srv;
+    int rc = uv_fs_event_start(hs[i], on_fs_event, dirs[i], 0);
+    if (rc < 0) aigw_log_warn("watch %s: %s", dirs[i], uv_strerror(rc));
+    else aigw_log_info("watching %s for changes", dirs[i]);
+  }
+}
+
+static void watch_stop(aigw_server_t *srv) {
+  if (srv->watch == NULL) return;
+  uv_close((uv_handle_t *)&srv->watch->conf_dir, NULL);
+  uv_close((uv_handle_t *)&srv->watch->plugins_dir, NULL);
+  uv_close((uv_handle_t *)&srv->watch->settle, NULL);
+}
+
+static void pid_file_write(const aigw_config_t *c) {
+  if (c->pid_file == NULL) return;
+  FILE *f = fopen(c->pid_file, "w");
+  if (f == NULL) {
+    aigw_log_warn("pid_file %s: cannot write it", c->pid_file);
+    return;
+  }
+  fprintf(f, "%ld\n", (long)getpid());
+  fclose(f);
 }
 
 static int create_zones(const aigw_config_t *c, char *err, size_t errlen) {
@@ -126,7 +199,9 @@ int aigw_server_run(aigw_config_t *conf) {
     uint64_t every = limit / 4 < 50 ? 50 : limit / 4;
     uv_timer_start(&srv.watchdog, on_watchdog, every, every);
   }
+  if (conf->watch) watch_start(&srv);
   for (int i = 0; i < srv.nworkers; i++) aigw_worker_start(&srv.workers[i]);
+  pid_file_write(conf);
   aigw_log_info("aigw %s listening on %s%s%s with %d worker(s)", AIGW_VERSION, conf->listen[0],
                 conf->admin_listen ? ", admin on " : "", conf->admin_listen ? conf->admin_listen : "",
                 srv.nworkers);
@@ -137,7 +212,10 @@ int aigw_server_run(aigw_config_t *conf) {
   uv_close((uv_handle_t *)&srv.sighup, NULL);
   uv_close((uv_handle_t *)&srv.reload_async, NULL);
   uv_close((uv_handle_t *)&srv.watchdog, NULL);
+  watch_stop(&srv);
   uv_run(&srv.loop, UV_RUN_DEFAULT);
+  aigw_free(srv.watch);
+  if (conf->pid_file) unlink(conf->pid_file);
   uv_loop_close(&srv.loop);
   aigw_free(srv.workers);
   aigw_shdict_free_all();

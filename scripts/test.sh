@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# test.sh -- the whole suite: build, C unit tests (ctest), integration tests
-# against the real binary. With CI=true or AIGW_SANITIZE=1 the same suite
-# runs again on an AddressSanitizer + UndefinedBehaviorSanitizer build.
+# test.sh -- the whole suite: build, C unit tests (ctest), busted specs
+# (aigw test), integration tests against the real binary. With CI=true or
+# AIGW_SANITIZE=1 the same suite runs again on an AddressSanitizer +
+# UndefinedBehaviorSanitizer build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ suite() {  # build-dir cmake-args...
   [ -x "$dir/aigw" ] || { echo "build failed" >&2; exit 1; }
   echo "== unit tests ($dir)"
   (cd "$dir" && ctest --output-on-failure --timeout 120)
+  echo "== specs ($dir)"
+  timeout --kill-after=10 300 "$dir/aigw" test -o plainTerminal spec/
   echo "== integration tests ($dir)"
   AIGW_BIN="$dir/aigw" scripts/integration.sh
 }

@@ -64,6 +64,7 @@ local PROVIDER_KINDS = { openai = true, ["openai-compatible"] = true, mock = tru
 local TOP_FIELDS = {
   listen = true, admin_listen = true, workers = true, log_level = true, api_keys = true,
   server = true, shared = true, plugins = true, providers = true, routes = true, models = true,
+  pid_file = true, watch = true,
 }
 
 local function check_listen(file, field, v)
@@ -254,6 +255,12 @@ function M.normalise(file, conf)
     out.api_keys[i] = k
   end
   out.server = check_server(file, conf.server)
+  if conf.pid_file ~= nil and (type(conf.pid_file) ~= "string" or conf.pid_file == "") then
+    fail(file, "pid_file", "a file path", conf.pid_file)
+  end
+  out.pid_file = conf.pid_file
+  if conf.watch ~= nil and type(conf.watch) ~= "boolean" then fail(file, "watch", "true or false", conf.watch) end
+  out.watch = conf.watch == true
   out.shared = {}
   if conf.shared ~= nil then
     if type(conf.shared) ~= "table" then fail(file, "shared", "a table of zone = size", conf.shared) end

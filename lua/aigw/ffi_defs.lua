@@ -16,6 +16,7 @@ int aigw_ffi_req_header_at(aigw_req_t *r, int i, aigw_str_t *name, aigw_str_t *v
 int aigw_ffi_req_body(aigw_req_t *r, aigw_str_t *out);
 int aigw_ffi_req_id(aigw_req_t *r, aigw_str_t *out);
 int aigw_ffi_req_is_loopback(aigw_req_t *r);
+int aigw_ffi_req_client_addr(aigw_req_t *r, char *buf, size_t len, int *port);
 int aigw_ffi_req_is_admin(aigw_req_t *r);
 int aigw_ffi_req_is_anthropic(aigw_req_t *r);
 double aigw_ffi_req_start_time(aigw_req_t *r);

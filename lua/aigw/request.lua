@@ -58,6 +58,42 @@ function M.get_headers()
   return out
 end
 
+-- The query string decoded into a table: ?a=1&b=x%20y&a=2&flag gives
+-- { a = { "1", "2" }, b = "x y", flag = true }. Empty table without a query.
+local function unescape(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+function M.get_query_args(max)
+  local q = M.get_query()
+  local out = {}
+  if not q then return out end
+  max = max or 100
+  local n = 0
+  for pair in q:gmatch("[^&]+") do
+    n = n + 1
+    if n > max then break end
+    local k, v = pair:match("^([^=]*)=(.*)$")
+    if k then v = unescape(v) else k, v = pair, true end
+    k = unescape(k)
+    local prev = out[k]
+    if prev == nil then out[k] = v
+    elseif type(prev) == "table" then prev[#prev + 1] = v
+    else out[k] = { prev, v } end
+  end
+  return out
+end
+
+local addr_buf = ffi.new("char[64]")
+local port_buf = ffi.new("int[1]")
+
+-- The client's address ("127.0.0.1", "::1") and port.
+function M.get_client_addr()
+  if C.aigw_ffi_req_client_addr(req(), addr_buf, 64, port_buf) == 0 then return nil end
+  return ffi_string(addr_buf), port_buf[0]
+end
+
 function M.get_body()
   C.aigw_ffi_req_body(req(), str)
   return ffi_string(str[0].p, str[0].n)
