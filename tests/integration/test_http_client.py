@@ -351,3 +351,17 @@ def test_client_gone_cancels_the_exchange(gw, upstream, behavior):
     res = one(gw, opts={"url": upstream.url + "/after"})
     assert res["status"] == 200
     assert gw.chat("echo", "still here").status == 200
+
+
+def test_shutdown_while_a_plugin_waits(gateway, upstream, tmp_path):
+    gw = gateway(upstream=upstream, plugins=["key-auth", "hc"], server={"drain_timeout": 1},
+                 env={"AIGW_PREFIX": str(hc_prefix(tmp_path))})
+    c = gw.connect()
+    c.send(spec_request({"opts": {"url": upstream.url + "/x",
+                                  "headers": {"x-mock-behavior": "delay-headers=30"}}}))
+    rec = upstream.wait_requests(1, 5)[0]
+    with Elapsed() as t:
+        assert gw.stop(timeout=10) == 0
+    assert t.seconds < 5
+    assert upstream.wait_conn_closed(rec.conn_id, 5)
+    c.close()
