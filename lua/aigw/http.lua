@@ -37,8 +37,10 @@ local RESERVED = {
   ["proxy-connection"] = true,
 }
 
+-- Misuse is raised as { message } and re-raised by request() at the
+-- plugin's call, so the error points at the plugin's line.
 local function fail(field, msg)
-  error("aigw.http.request: " .. field .. ": " .. msg, 3)
+  error({ "aigw.http.request: " .. field .. ": " .. msg }, 0)
 end
 
 -- Targets (and with them TLS contexts, whose CA store is costly to load)
@@ -153,10 +155,8 @@ local function opt_boolean(opts, field, default)
   return v
 end
 
-function M.request(opts)
-  if type(opts) ~= "table" then
-    error("bad argument #1 to 'request' (table expected, got " .. type(opts) .. ")", 2)
-  end
+-- The checked options.
+local function prepare(opts)
   for k in pairs(opts) do
     if not OPTIONS[k] then fail(tostring(k), "unknown option") end
   end
@@ -183,6 +183,20 @@ function M.request(opts)
   end
   local lines, has_host, has_ua = header_lines(opts.headers)
   if scheme == "http" then verify, ca_file = false, nil end
+  return scheme, hostport, path, method, body, on_chunk, timeout, max_body, verify, keepalive,
+         ca_file, lines, has_host, has_ua
+end
+
+function M.request(opts)
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'request' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  local ok, scheme, hostport, path, method, body, on_chunk, timeout, max_body, verify,
+        keepalive, ca_file, lines, has_host, has_ua = pcall(prepare, opts)
+  if not ok then
+    if type(scheme) == "table" then error(scheme[1], 2) end
+    error(scheme, 0)
+  end
 
   local target, terr = target_for(scheme, hostport, verify, ca_file)
   if not target then return nil, terr end
