@@ -183,7 +183,8 @@ static int http_request(lua_State *L) {
   lua_setfenv(L, 1);
   op->started = 1;
   op->sink.stream = (uint8_t)stream;
-  op->sink.max_body = max_body > (double)SIZE_MAX ? SIZE_MAX : (size_t)max_body;
+  op->sink.max_body = max_body >= (double)SIZE_MAX ? SIZE_MAX : (size_t)max_body;
+  if (timeout > 1e9) timeout = 1e9;
   f.timeout_ms = (uint64_t)llround(timeout * 1000.0);
   if (f.timeout_ms == 0) f.timeout_ms = 1;
   if (aigw_upstream_fetch(w, *tp, &f, &op->sink) != 0) return push_err(L, "no memory");
