@@ -42,6 +42,13 @@ return {
 
   plugins = { "key-auth" },
 
+  -- Redis for cluster-wide state (aigw.redis). Unset REDIS_URL: not used.
+  redis = {
+    url             = env("REDIS_URL"),
+    connect_timeout = 1,
+    timeout         = 1,
+  },
+
   providers = {
     openai = {
       kind     = "openai",

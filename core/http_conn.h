@@ -44,6 +44,7 @@ typedef struct aigw_req_s {
   uint8_t logged : 1;                /* the log phase has run */
   uint8_t filter_headers : 1;        /* run the header_filter phase on the response */
   uint8_t filter_body : 1;           /* a plugin asked for the body_filter phase */
+  uint8_t can_filter_body : 1;       /* detached (spec) requests: a body_filter exists */
   int status;
   aigw_buf_t body;
   const char *extra_headers;         /* static header lines for an error response */

@@ -68,7 +68,9 @@ aigw_worker_t *aigw_lua_worker(lua_State *L) {
 
 aigw_lthread_t *aigw_lthread_new(aigw_gen_t *gen, void *owner, aigw_lthread_done_fn done) {
   lua_State *L = gen->L;
-  aigw_lthread_t *t = aigw_try_malloc(sizeof *t);
+  aigw_worker_t *w = gen->w;
+  aigw_lthread_t *t = aigw__free_pop(&w->free_lts, &w->nfree_lts);
+  if (t == NULL) t = aigw_try_malloc(sizeof *t);
   if (t == NULL) {
     lua_pop(L, 1);
     return NULL;
@@ -96,6 +98,7 @@ void aigw_lthread_free(aigw_lthread_t *t) {
   lua_setexdata(t->co, NULL);
   aigw_gen_t *gen = t->gen;
   luaL_unref(gen->L, LUA_REGISTRYINDEX, t->ref);
-  aigw_free(t);
+  aigw_worker_t *w = t->w;
+  if (!aigw__free_push(&w->free_lts, &w->nfree_lts, t)) aigw_free(t);
   aigw_gen_unref(gen);
 }

@@ -92,7 +92,8 @@ AIGW_EXPORT double aigw_ffi_req_start_time(aigw_req_t *r) { return (double)r->st
 /* aigw.response.filter_body(): this request's body goes through the
  * body_filter phase (when the generation has one). */
 AIGW_EXPORT int aigw_ffi_req_filter_body(aigw_req_t *r) {
-  if (r->lt == NULL || r->lt->gen->body_filter_ref == LUA_NOREF) return 0;
+  /* A detached request (specs) has no generation: the spec helper says. */
+  if (r->lt ? r->lt->gen->body_filter_ref == LUA_NOREF : !r->can_filter_body) return 0;
   r->filter_body = 1;
   return 1;
 }

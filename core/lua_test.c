@@ -37,6 +37,7 @@
 #include "config.h"
 #include "http_conn.h"
 #include "lua_vm.h"
+#include "watchdog.h"
 #include "request_id.h"
 
 #define REQ_MT "aigw.test.request"
@@ -359,6 +360,16 @@ static void *request_arg(lua_State *L, int i) {
   return NULL;
 }
 
+/* core.body_filter(req, can?): whether the plugin under test has a
+ * body_filter (what a generation would know); returns whether a phase
+ * asked for it with aigw.response.filter_body(). */
+static int l_body_filter(lua_State *L) {
+  aigw_req_t *r = &check_req(L, 1)->req;
+  if (lua_gettop(L) >= 2) r->can_filter_body = lua_toboolean(L, 2);
+  lua_pushboolean(L, r->filter_body);
+  return 1;
+}
+
 static int l_run(lua_State *L) {
   void *req = request_arg(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -414,6 +425,7 @@ static int l_call(lua_State *L) {
   for (int i = 2; i <= nargs + 2; i++) lua_pushvalue(L, i);
   lua_xmove(L, S, nargs + 1);
   int rc = lua_pcall(S, nargs, LUA_MULTRET, 0);
+  if (aigw__lua_run.hooked) aigw__lua_unhook(S);   /* aigw.exit in a filter */
   lua_setexdata(S, NULL);
   int n = lua_gettop(S);
   if (!lua_checkstack(L, n + 2)) return luaL_error(L, "call: too many results");
@@ -607,6 +619,7 @@ int aigw__luaopen_test_core(lua_State *L) {
       {"exdata", l_exdata},
       {"run", l_run},
       {"call", l_call},
+      {"body_filter", l_body_filter},
       {"spawn", l_spawn},
       {"kill", l_kill},
       {"capture_start", l_capture_start},

@@ -199,6 +199,8 @@ static int add_timer(lua_State *L, int repeat) {
   tm->id = ++w->timer_ids;
   uint64_t ms = (uint64_t)llround(s * 1000.0);
   tm->interval_ms = repeat ? ms : 0;
+  /* From now, not from the loop's cached time (Lua may have run a while). */
+  uv_update_time(&w->loop);
   uv_timer_init(&w->loop, &tm->h);
   tm->h.data = tm;
   uv_timer_start(&tm->h, on_timer, ms, tm->interval_ms);

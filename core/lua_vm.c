@@ -18,6 +18,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "redis.h"
 #include "server.h"
 #include "upstream.h"
 #include "watchdog.h"
@@ -39,6 +40,30 @@ static int core_exit(lua_State *L) {
   lua_pushlightuserdata(L, (void *)&exit_marker);
   lua_insert(L, 1);
   return lua_yield(L, 4);
+}
+
+/* aigw.exit in header_filter, which runs where nothing may yield: the
+ * answer is already in ctx._exit; raise, and keep raising at every
+ * instruction until Lua returns to C (the hook goes in aigw_lua_leave), so
+ * neither a plugin's pcall nor the code after it can carry on. */
+static void exit_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_getfield(L, LUA_REGISTRYINDEX, "aigw.exit_error");
+  lua_error(L);
+}
+
+static int core_exit_sync(lua_State *L) {
+  lua_settop(L, 1);
+  /* Only on a thread the core called into (no lthread: the sync thread),
+   * which removes the hook when the call returns. A spec calling a phase
+   * runner directly from its own lthread gets a plain error. */
+  if (lua_getexdata2(L) == NULL) {
+    lua_pushvalue(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "aigw.exit_error");
+    aigw__lua_run.hooked = 1;
+    lua_sethook(L, exit_hook, LUA_MASKCOUNT, 1);
+  }
+  return lua_error(L);
 }
 
 lua_State *aigw_lua_new_state(const char *prefix) {
@@ -64,8 +89,11 @@ lua_State *aigw_lua_new_state(const char *prefix) {
   aigw__lua_register_timer(L);
   aigw__lua_register_admin(L);
   aigw__lua_register_http(L);
+  aigw__lua_register_redis(L);
   lua_pushcfunction(L, core_exit);
   lua_setfield(L, -2, "exit");
+  lua_pushcfunction(L, core_exit_sync);
+  lua_setfield(L, -2, "exit_sync");
   lua_pushstring(L, prefix);
   lua_setfield(L, -2, "prefix");
   lua_pushstring(L, AIGW_VERSION);
@@ -268,6 +296,14 @@ int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_
   lua_pushinteger(S, *status);
   lua_pushlstring(S, *lines ? *lines : "", *len);
   if (sync_call(r, g->header_filter_ref, 2, 2) != 0) {
+    lua_rawgeti(S, LUA_REGISTRYINDEX, r->ctx_ref);
+    lua_getfield(S, -1, "_exit");
+    int exited = lua_istable(S, -1);
+    lua_pop(S, 2);
+    if (exited) {
+      lua_settop(S, 0);
+      return 1;
+    }
     sync_error(r, S, "header_filter");
     return -1;
   }

@@ -26,6 +26,7 @@
 #include "config.h"
 #include "log.h"
 #include "lua_vm.h"
+#include "redis.h"
 #include "server.h"
 #include "shdict.h"
 #include "upstream.h"
@@ -131,6 +132,7 @@ static void env_teardown(test_env_t *e) {
      * loop runs until their handles have closed; then the VM. */
     if (w->gen) aigw__timers_cancel(w->gen);
     aigw__timers_stop_runs(w);
+    aigw_redis_worker_close(w);
     aigw_pool_free(w->pool);
     aigw_dns_free(w->dns);
     w->pool = NULL;
@@ -139,6 +141,7 @@ static void env_teardown(test_env_t *e) {
     aigw_lua_worker_close(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&w->loop) != 0) aigw_log_warn("aigw test: loop closed with handles open");
+    aigw__worker_free_lists(w);
     w->server = NULL;
   }
   aigw_shdict_thread_cleanup();

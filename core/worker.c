@@ -16,6 +16,7 @@
 #include "http_conn.h"
 #include "log.h"
 #include "lua_vm.h"
+#include "redis.h"
 #include "server.h"
 #include "shdict.h"
 #include "upstream.h"
@@ -107,6 +108,7 @@ static void finish(aigw_worker_t *w) {
     aigw_gen_retire(w->pending);
     w->pending = NULL;
   }
+  aigw_redis_worker_close(w);
   uv_close((uv_handle_t *)&w->wakeup, on_closed_nothing);
   uv_close((uv_handle_t *)&w->drain_timer, on_closed_nothing);
   aigw_pool_free(w->pool);
@@ -149,6 +151,18 @@ static void on_wakeup(uv_async_t *a) {
   if (w->draining != 2 && w->server) aigw__worker_reload_step(w);
 }
 
+void aigw__worker_free_lists(aigw_worker_t *w) {
+  void *obj;
+  while ((obj = aigw__free_pop(&w->free_reqs, &w->nfree_reqs)) != NULL) aigw__request_destroy(obj);
+  while ((obj = aigw__free_pop(&w->free_ups, &w->nfree_ups)) != NULL) aigw__upstream_destroy(obj);
+  while ((obj = aigw__free_pop(&w->free_lts, &w->nfree_lts)) != NULL) aigw_free(obj);
+  while (w->free_rbufs) {
+    free_rbuf_t *f = w->free_rbufs;
+    w->free_rbufs = f->next;
+    aigw_free(f);
+  }
+}
+
 static void thread_main(void *arg) {
   aigw_worker_t *w = arg;
   aigw_log_set_thread_id(w->id);
@@ -156,14 +170,7 @@ static void thread_main(void *arg) {
   aigw_lua_worker_close(w);
   /* Handles closed in finish() have had their callbacks; anything left is a bug. */
   if (uv_loop_close(&w->loop) != 0) aigw_log_warn("worker loop closed with handles open");
-  void *obj;
-  while ((obj = aigw__free_pop(&w->free_reqs, &w->nfree_reqs)) != NULL) aigw__request_destroy(obj);
-  while ((obj = aigw__free_pop(&w->free_ups, &w->nfree_ups)) != NULL) aigw__upstream_destroy(obj);
-  while (w->free_rbufs) {
-    free_rbuf_t *f = w->free_rbufs;
-    w->free_rbufs = f->next;
-    aigw_free(f);
-  }
+  aigw__worker_free_lists(w);
   aigw_shdict_thread_cleanup();
 }
 

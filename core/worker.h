@@ -51,6 +51,7 @@ typedef struct aigw_worker_s {
   _Atomic size_t stat_retired_kb;
   aigw_dns_t *dns;
   aigw_pool_t *pool;
+  struct aigw_redis_s *redis;  /* aigw.redis clients (redis.c) */
   aigw_listener_t *listeners;
   int nlisteners;
   aigw_conn_t *conns;          /* every open client connection */
@@ -68,6 +69,8 @@ typedef struct aigw_worker_s {
   int nfree_reqs;
   void *free_ups;
   int nfree_ups;
+  void *free_lts;
+  int nfree_lts;
 } aigw_worker_t;
 
 /* Cached "Date: <IMF-fixdate>\r\n" line for the current second (always
@@ -85,6 +88,8 @@ void aigw__rbuf_put(aigw_worker_t *w, char *buf);
 #define AIGW_MAX_FREE_OBJS 256
 void *aigw__free_pop(void **list, int *n);
 int aigw__free_push(void **list, int *n, void *obj);   /* 0: list full, caller frees */
+/* Frees everything parked on the worker's free lists (at its end). */
+void aigw__worker_free_lists(aigw_worker_t *w);
 
 /* Starts the worker thread; returns 0 or a negative code. */
 int aigw_worker_start(aigw_worker_t *w);

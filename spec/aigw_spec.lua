@@ -11,7 +11,7 @@ describe("aigw", function()
     assert.equal(require "aigw.crypto", aigw.crypto)
     assert.equal(require "aigw.errors", aigw.errors)
     assert.equal(require "aigw.timer", aigw.timer)
-    assert.equal(require "cjson.safe", aigw.json)
+    assert.equal(require "aigw.json", aigw.json)
   end)
 
   it("gives nil for anything else", function()

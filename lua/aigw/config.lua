@@ -64,7 +64,7 @@ local PROVIDER_KINDS = { openai = true, ["openai-compatible"] = true, mock = tru
 local TOP_FIELDS = {
   listen = true, admin_listen = true, workers = true, log_level = true, api_keys = true,
   server = true, shared = true, plugins = true, providers = true, routes = true, models = true,
-  pid_file = true, watch = true,
+  pid_file = true, watch = true, redis = true,
 }
 
 local function check_listen(file, field, v)
@@ -213,6 +213,51 @@ local function check_routes(file, routes, providers)
   return out
 end
 
+-- redis = { url = "redis://[[user]:password@]host[:port][/db]",
+--           connect_timeout = 1, timeout = 1 }; url nil or "": not configured.
+local REDIS_DEFAULTS = { connect_timeout = 1, timeout = 1 }
+
+-- A URL for messages, with any password hidden.
+local function redis_url_shown(url)
+  return (url:gsub("^(%a+://)[^@/]*@", "%1***@"))
+end
+
+-- What is wrong with a Redis URL, or nil. The C parser decides when it is
+-- there (worker VMs, aigw check); a plain Lua VM gets a shape check.
+local function redis_url_problem(url)
+  if aigw_core and aigw_core.redis_check_url then return aigw_core.redis_check_url(url) end
+  if not url:lower():match("^redis://[^/?#]*[^@/?#:]") then return "expected a redis:// URL" end
+  return nil
+end
+
+local function check_redis(file, r)
+  local out = { connect_timeout = REDIS_DEFAULTS.connect_timeout, timeout = REDIS_DEFAULTS.timeout }
+  if r == nil then return out end
+  if type(r) ~= "table" then fail(file, "redis", "a table { url = ..., timeout = ... }", r) end
+  for k in pairs(r) do
+    if k ~= "url" and REDIS_DEFAULTS[k] == nil then
+      fail(file, "redis." .. tostring(k), "one of url, connect_timeout, timeout", k)
+    end
+  end
+  if r.url ~= nil and r.url ~= "" then
+    if type(r.url) ~= "string" then fail(file, "redis.url", 'a URL like "redis://127.0.0.1:6379/0"', r.url) end
+    local why = redis_url_problem(r.url)
+    if why then
+      fail(file, "redis.url", "redis://[[user]:password@]host[:port][/db] (" .. why .. ")",
+           redis_url_shown(r.url))
+    end
+    out.url = r.url
+  end
+  for k in pairs(REDIS_DEFAULTS) do
+    if r[k] ~= nil then
+      local d = M.parse_duration(r[k])
+      if not d or d <= 0 then fail(file, "redis." .. k, "a duration in seconds, more than 0", r[k]) end
+      out[k] = d
+    end
+  end
+  return out
+end
+
 function M.normalise(file, conf)
   if type(conf) ~= "table" then
     error(string.format("%s: the config must return a table, got %s", file, type(conf)), 0)
@@ -282,6 +327,7 @@ function M.normalise(file, conf)
   if not out.providers.mock then out.providers.mock = { name = "mock", kind = "mock" } end
   out.routes = check_routes(file, conf.routes, out.providers)
   out.models = conf.models or {}
+  out.redis = check_redis(file, conf.redis)
   return out
 end
 

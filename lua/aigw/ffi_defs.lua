@@ -30,6 +30,42 @@ const char *aigw_error_type(int status, int anthropic);
 
 unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);
 int CRYPTO_memcmp(const void *a, const void *b, size_t len);
+
+typedef struct ossl_lib_ctx_st OSSL_LIB_CTX;
+typedef struct ossl_param_st {
+  const char *key; unsigned int data_type; void *data; size_t data_size; size_t return_size;
+} OSSL_PARAM;
+OSSL_PARAM OSSL_PARAM_construct_utf8_string(const char *key, char *buf, size_t bsize);
+OSSL_PARAM OSSL_PARAM_construct_end(void);
+
+typedef struct evp_md_st EVP_MD;
+typedef struct evp_md_ctx_st EVP_MD_CTX;
+EVP_MD *EVP_MD_fetch(OSSL_LIB_CTX *ctx, const char *algorithm, const char *properties);
+void EVP_MD_free(EVP_MD *md);
+EVP_MD_CTX *EVP_MD_CTX_new(void);
+void EVP_MD_CTX_free(EVP_MD_CTX *ctx);
+int EVP_DigestInit_ex2(EVP_MD_CTX *ctx, const EVP_MD *type, const OSSL_PARAM params[]);
+int EVP_DigestUpdate(EVP_MD_CTX *ctx, const void *d, size_t cnt);
+int EVP_DigestFinal_ex(EVP_MD_CTX *ctx, unsigned char *md, unsigned int *s);
+
+typedef struct evp_mac_st EVP_MAC;
+typedef struct evp_mac_ctx_st EVP_MAC_CTX;
+EVP_MAC *EVP_MAC_fetch(OSSL_LIB_CTX *libctx, const char *algorithm, const char *properties);
+void EVP_MAC_free(EVP_MAC *mac);
+EVP_MAC_CTX *EVP_MAC_CTX_new(EVP_MAC *mac);
+void EVP_MAC_CTX_free(EVP_MAC_CTX *ctx);
+int EVP_MAC_CTX_set_params(EVP_MAC_CTX *ctx, const OSSL_PARAM params[]);
+int EVP_MAC_init(EVP_MAC_CTX *ctx, const unsigned char *key, size_t keylen, const OSSL_PARAM params[]);
+int EVP_MAC_update(EVP_MAC_CTX *ctx, const unsigned char *data, size_t datalen);
+int EVP_MAC_final(EVP_MAC_CTX *ctx, unsigned char *out, size_t *outl, size_t outsize);
+
+typedef struct evp_rand_ctx_st EVP_RAND_CTX;
+EVP_RAND_CTX *RAND_get0_public(OSSL_LIB_CTX *ctx);
+int EVP_RAND_generate(EVP_RAND_CTX *ctx, unsigned char *out, size_t outlen, unsigned int strength,
+                      int prediction_resistance, const unsigned char *addin, size_t addin_len);
+int RAND_bytes(unsigned char *buf, int num);
+
+int EVP_EncodeBlock(unsigned char *t, const unsigned char *f, int n);
 ]]
 
 return true

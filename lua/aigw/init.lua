@@ -12,8 +12,8 @@ local C = ffi.C
 
 local MODULES = {
   request = "aigw.request", response = "aigw.response", shared = "aigw.shared",
-  log = "aigw.log", json = "cjson.safe", crypto = "aigw.crypto", errors = "aigw.errors",
-  timer = "aigw.timer", http = "aigw.http",
+  log = "aigw.log", json = "aigw.json", crypto = "aigw.crypto", errors = "aigw.errors",
+  timer = "aigw.timer", redis = "aigw.redis", http = "aigw.http",
 }
 
 local core = aigw_core or {}

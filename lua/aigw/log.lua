@@ -41,7 +41,7 @@ local function emit(level, ...)
     parts[n] = nil
     for i = 1, n - 1 do parts[i] = tostring(parts[i]) end
     local msg = concat(parts)
-    msg = msg == "" and f or (msg .. " " .. f)
+    if f ~= "" then msg = msg == "" and f or (msg .. " " .. f) end
     C.aigw_ffi_log(level, msg, #msg)
     return
   end

@@ -8,7 +8,7 @@
 local ffi = require "ffi"
 require "aigw.ffi_defs"
 local exdata = require "thread.exdata"
-local cjson = require "cjson.safe"
+local json = require "aigw.json"
 
 local C = ffi.C
 local str = ffi.new("aigw_str_t[1]")
@@ -112,7 +112,7 @@ function M.get_json(ctx)
     ctx._json, ctx._json_err = false, "the request body is empty"
     return nil, ctx._json_err
   end
-  local v, err = cjson.decode(body)
+  local v, err = json.decode(body)
   if v == nil or type(v) ~= "table" then
     ctx._json, ctx._json_err = false, "the request body is not valid JSON: " .. tostring(err or "expected an object")
     return nil, ctx._json_err

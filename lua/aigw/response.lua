@@ -19,11 +19,19 @@ local C = ffi.C
 local M = {}
 
 local cur          -- { status, headers = { {name, value}, ... }, dirty }
-local cur_ctx, cur_phase
+local cur_ctx, cur_phase, cur_co
+local running = coroutine.running
 local EXIT = setmetatable({}, { __tostring = function() return "aigw.exit" end })
 
+-- The phase state belongs to the thread that runs the phase: a phase cut
+-- short by aigw.exit never calls _finish, and must not leak into requests
+-- running elsewhere.
+local function in_phase()
+  return cur_phase ~= nil and cur_co == running()
+end
+
 function M._begin(ctx, phase, status, head)
-  cur_ctx, cur_phase = ctx, phase
+  cur_ctx, cur_phase, cur_co = ctx, phase, running()
   if phase ~= "header_filter" then return nil end
   local headers = {}
   for name, value in head:gmatch("([^:\r\n]+):[ \t]*([^\r\n]*)\r\n") do
@@ -34,7 +42,7 @@ function M._begin(ctx, phase, status, head)
 end
 
 function M._finish()
-  cur, cur_ctx, cur_phase = nil, nil, nil
+  cur, cur_ctx, cur_phase, cur_co = nil, nil, nil, nil
 end
 
 function M._serialize(resp)
@@ -44,7 +52,7 @@ function M._serialize(resp)
 end
 
 local function head(fn)
-  if not cur then
+  if not cur or not in_phase() then
     error("aigw.response." .. fn .. ": only in header_filter (the head is sent by then)", 3)
   end
   return cur
@@ -119,25 +127,33 @@ end
 function M.filter_body()
   local r = exdata()
   if r == nil then error("aigw.response.filter_body: no request here", 2) end
-  if cur_phase == "body_filter" or cur_phase == "log" then
+  if in_phase() and (cur_phase == "body_filter" or cur_phase == "log") then
     error("aigw.response.filter_body: too late in " .. cur_phase, 2)
   end
   return C.aigw_ffi_req_filter_body(ffi.cast("aigw_req_t *", r)) == 1
 end
 
+-- Errors point at exit's caller (level 3 from here).
 local function header_string(headers)
   if headers == nil then return "" end
   if type(headers) == "string" then
-    if headers ~= "" and (headers:sub(-2) ~= "\r\n" or headers:find("\r\n\r\n", 1, true)) then
-      error("aigw.exit: header lines must each end in \\r\\n", 3)
+    if headers ~= "" and (headers:sub(-2) ~= "\r\n" or headers:find("\r\n\r\n", 1, true)
+                          or headers:find("[\r\n][^\n]") and headers:find("\r[^\n]")) then
+      error("bad argument #3 to 'exit' (header lines must each end in \\r\\n)", 3)
     end
     return headers
   end
   if type(headers) ~= "table" then error("bad argument #3 to 'exit' (table or string expected)", 3) end
   local out = {}
   for name, value in pairs(headers) do
-    check_name(name, "exit")
-    out[#out + 1] = name .. ": " .. check_value(value, "exit") .. "\r\n"
+    if type(name) ~= "string" or not name:match("^[%w!#$%%&'*+.^_`|~-]+$") then
+      error("bad argument #3 to 'exit' (bad header name " .. tostring(name) .. ")", 3)
+    end
+    value = tostring(value)
+    if value:find("[\r\n%z]") then
+      error("bad argument #3 to 'exit' (CR, LF or NUL in header " .. name .. ")", 3)
+    end
+    out[#out + 1] = name .. ": " .. value .. "\r\n"
   end
   return table.concat(out)
 end
@@ -157,12 +173,12 @@ function M.exit(status, body, headers)
   elseif type(body) ~= "string" then
     error("bad argument #2 to 'exit' (string or table expected)", 2)
   end
-  if cur_phase then
+  if in_phase() then
     if cur_phase ~= "header_filter" then
       error("aigw.exit: the response has already started (" .. cur_phase .. ")", 2)
     end
     cur_ctx._exit = { status, body, lines }
-    error(EXIT, 0)
+    aigw_core.exit_sync(EXIT)   -- raises until Lua is back in C
   end
   aigw_core.exit(status, body, lines)
   error("aigw.exit: the request went on after exit", 2)

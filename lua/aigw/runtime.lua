@@ -19,6 +19,7 @@ local request = require "aigw.request"
 local errors = require "aigw.errors"
 local cjson = require "cjson"
 local cjson_safe = require "cjson.safe"
+local aigw_json = require "aigw.json"
 local response = require "aigw.response"
 local log = require "aigw.log"
 
@@ -177,17 +178,17 @@ end
 
 -- An answer from access or upstream: status, body (string or table), headers.
 local function answer(status, body, headers)
+  if type(headers) == "table" then headers = header_lines(headers, "response headers") end
   if type(body) == "table" then
     body = cjson.encode(body)
     headers = "Content-Type: application/json\r\n" .. (headers or "")
-  elseif type(headers) == "table" then
-    headers = header_lines(headers, "response headers")
   end
   return status, body or "", headers
 end
 
 function M.init_worker(conf_path, worker_id)
   local conf = config.load(conf_path)
+  require("aigw.redis")._configure(conf.redis)
   local prefix = aigw_core.prefix
   local chain = plugins_loader.load(prefix, conf.plugins, conf)
   local providers = build_providers(conf)
@@ -264,7 +265,7 @@ function M.init_worker(conf_path, worker_id)
         body = replace_model(request.get_body(), model, upstream_model)
         if not body then
           json.model = upstream_model
-          body = cjson.encode(json)
+          body = aigw_json.encode(json)
         end
       end
       ctx.provider, ctx.model = provider.name, upstream_model

@@ -42,6 +42,7 @@ function P.access(conf, ctx)
     error("not reached: a plugin's pcall cannot catch aigw.exit")
   end
   if act == "error" then error("boom from probe") end
+  if act == "return-tables" then return 201, { ok = true }, { ["x-r"] = "1" } end
   if act == "loop" then local n = 0 while true do n = n + 1 end end
   if act == "pcall-loop" then while true do pcall(function() while true do end end) end end
   if act == "jit-loop" then loadstring("local n = 0 while true do n = n + 1 end")() end
@@ -145,6 +146,13 @@ def test_exit_cannot_be_swallowed_by_pcall(gateway, tmp_path):
     assert json.loads(r.body) == {"exited": True}
     assert r.header("x-exit") == "yes"
     assert r.header("x-probe-tag") == "v1"       # header_filter ran on it too
+
+
+def test_access_returns_table_body_and_headers(gateway, tmp_path):
+    gw = start(gateway, tmp_path)
+    r = probe(gw, "return-tables")
+    assert r.status == 201 and json.loads(r.body) == {"ok": True}
+    assert r.header("x-r") == "1" and r.header("content-type") == "application/json"
 
 
 def test_sleep_yields_to_other_requests(gateway, tmp_path):

@@ -176,6 +176,7 @@ function M.run(plugin, conf, req, opts)
   local p, pconf = M.load(plugin, conf, global)
   if p.init_worker then p.init_worker(pconf) end
   req = req or M.request()
+  core.body_filter(req, p.body_filter ~= nil)
   local ctx = opts.ctx or {}
   ctx.config = ctx.config or global
   local wanted = {}
@@ -215,9 +216,14 @@ function M.run(plugin, conf, req, opts)
 
   -- header_filter and body_filter on the answer, if there is one
   if status and wanted.header_filter then
-    local resp = response._begin(ctx, "header_filter", status, headers)
-    local kind, err = core.call(req, p.header_filter, pconf, ctx)
-    response._finish()
+    -- The phase state belongs to the thread that runs the phase.
+    local resp
+    local kind, err = core.call(req, function()
+      resp = response._begin(ctx, "header_filter", status, headers)
+      local ok, e = pcall(p.header_filter, pconf, ctx)
+      response._finish()
+      if not ok then error(e, 0) end
+    end)
     if ctx._exit then
       status, body, headers = ctx._exit[1], ctx._exit[2], ctx._exit[3]
     elseif kind == "error" then
@@ -226,15 +232,18 @@ function M.run(plugin, conf, req, opts)
       status, headers = resp.status, response._serialize(resp)
     end
   end
-  if status and wanted.body_filter then
+  -- body_filter runs, as in the gateway, only if a phase asked for it.
+  if status and wanted.body_filter and core.body_filter(req) then
     local chunks = type(body) == "table" and body or { body }
     local out = {}
     for i, chunk in ipairs(chunks) do
-      response._begin(ctx, "body_filter")
       local _, res1 = outcome(core.call(req, function()
-        return "ok", p.body_filter(pconf, ctx, chunk, i == #chunks)
+        response._begin(ctx, "body_filter")
+        local ok, r1 = pcall(p.body_filter, pconf, ctx, chunk, i == #chunks)
+        response._finish()
+        if not ok then error(r1, 0) end
+        return "ok", r1
       end))
-      response._finish()
       out[#out + 1] = res1 ~= nil and tostring(res1) or chunk
     end
     body = table.concat(out)
@@ -244,9 +253,12 @@ function M.run(plugin, conf, req, opts)
 
   if wanted.log then
     ctx.status = status or 200
-    response._begin(ctx, "log")
-    local kind, err = core.call(req, p.log, pconf, ctx)
-    response._finish()
+    local kind, err = core.call(req, function()
+      response._begin(ctx, "log")
+      local ok, e = pcall(p.log, pconf, ctx)
+      response._finish()
+      if not ok then error(e, 0) end
+    end)
     if kind == "error" then error(err, 0) end
   end
   return status, body, headers, ctx
