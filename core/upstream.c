@@ -42,6 +42,10 @@
 
 #define CLIENT_HIGH_WATER (1024 * 1024)
 
+/* Paths the proxy without filters never takes: kept out of line, so that
+ * the hot callbacks stay small (tail calls, no extra stack frame). */
+#define SLOW_PATH __attribute__((noinline, cold))
+
 enum { ST_RESOLVE, ST_CONNECT, ST_HANDSHAKE, ST_WAIT, ST_BODY, ST_DONE };
 
 /* u->method for a method llhttp has no number for (a caller's sink only). */
@@ -211,7 +215,7 @@ static void fail(aigw_upstream_t *u, int status, const char *code, const char *m
 /* A response filter failed (the phase has logged why): a 500 in the
  * request's envelope, or, once the response has started, a closed
  * connection. */
-static void filter_failed(aigw_upstream_t *u) {
+SLOW_PATH static void filter_failed(aigw_upstream_t *u) {
   aigw_req_t *r = u->req;
   destroy(u, 0);
   if (!r->responded) aigw_respond_error(r, 500, "internal_error", "internal error in the gateway");
@@ -405,13 +409,17 @@ static void start_connect(aigw_upstream_t *u) {
 
 /* --- reading the response --- */
 
-static void finish_ok(aigw_upstream_t *u, int reuse) {
+SLOW_PATH static void sink_finish(aigw_upstream_t *u, int reuse) {
   aigw_upstream_sink_t *s = u->sink;
-  if (s) {
-    destroy(u, reuse && !u->no_reuse);
-    s->eof = 1;
-    s->paused = 0;
-    s->notify(s);
+  destroy(u, reuse && !u->no_reuse);
+  s->eof = 1;
+  s->paused = 0;
+  s->notify(s);
+}
+
+static void finish_ok(aigw_upstream_t *u, int reuse) {
+  if (u->sink) {
+    sink_finish(u, reuse);
     return;
   }
   aigw_req_t *r = u->req;
@@ -423,7 +431,7 @@ static void finish_ok(aigw_upstream_t *u, int reuse) {
 
 /* A read for a caller's sink was parsed: with streaming, hand over what it
  * brought and stop reading until the owner has taken it. */
-static void sink_after_read(aigw_upstream_t *u) {
+SLOW_PATH static void sink_after_read(aigw_upstream_t *u) {
   if (!u->ready) {
     arm(u, u->read_ms);
     return;
@@ -437,7 +445,7 @@ static void sink_after_read(aigw_upstream_t *u) {
   s->notify(s);
 }
 
-static void parse_failed(aigw_upstream_t *u, llhttp_errno_t err) {
+SLOW_PATH static void parse_failed(aigw_upstream_t *u, llhttp_errno_t err) {
   if (u->too_big) {
     fail(u, 502, "bad_gateway", "upstream response too large", "response body too large");
     return;
@@ -736,7 +744,7 @@ static int lines_have(const char *lines, size_t len, const char *name, size_t nl
 }
 
 /* The head for a caller's sink: it takes the header lines. */
-static int sink_head(aigw_upstream_t *u, const llhttp_t *p, int status, int no_body) {
+SLOW_PATH static int sink_head(aigw_upstream_t *u, const llhttp_t *p, int status, int no_body) {
   aigw_upstream_sink_t *s = u->sink;
   aigw_buf_t lines = u->rhead;
   u->rhead = s->head;
@@ -762,7 +770,7 @@ static int sink_head(aigw_upstream_t *u, const llhttp_t *p, int status, int no_b
 /* The proxy's head when a filter runs: the header filter may change the
  * status and the lines; a body filter makes the response chunked. Returns
  * -1 when the exchange has ended (or must). */
-static int filtered_head(aigw_upstream_t *u, const llhttp_t *p, int *status,
+SLOW_PATH static int filtered_head(aigw_upstream_t *u, const llhttp_t *p, int *status,
                          const char **reason, size_t *rlen, const char **lines, size_t *hlen,
                          int64_t *cl) {
   aigw_req_t *r = u->req;
@@ -838,7 +846,7 @@ static int on_resp_headers_complete(llhttp_t *p) {
 
 /* Body pieces that do not go straight to the client: to a caller's sink,
  * through the body filter, or nowhere (the filtered status has no body). */
-static int slow_body(aigw_upstream_t *u, const char *at, size_t len) {
+SLOW_PATH static int slow_body(aigw_upstream_t *u, const char *at, size_t len) {
   aigw_upstream_sink_t *s = u->sink;
   if (s) {
     if (!s->stream && s->body.len + len > s->max_body) {
@@ -871,22 +879,24 @@ static int on_resp_body(llhttp_t *p, const char *at, size_t len) {
   return aigw_respond_body(u->req, &u->out, at, len) ? -1 : 0;
 }
 
+/* The body filter's last call (eof), possibly with nothing new. */
+SLOW_PATH static int filter_eof(aigw_upstream_t *u) {
+  aigw_req_t *r = u->req;
+  const char *out;
+  size_t olen;
+  int rc = aigw_lua_body_filter(r, "", 0, 1, &out, &olen);
+  if (u->state == ST_DONE) return -1;
+  if (rc != 0) {
+    filter_failed(u);
+    return -1;
+  }
+  return aigw_respond_body(r, &u->out, out, olen) ? -1 : 0;
+}
+
 static int on_resp_message_complete(llhttp_t *p) {
   aigw_upstream_t *u = p->data;
   if (u->state != ST_BODY) return 0;   /* an interim 1xx ended */
-  if (u->filtering) {
-    /* The body filter's last call (eof), possibly with nothing new. */
-    aigw_req_t *r = u->req;
-    const char *out;
-    size_t olen;
-    int rc = aigw_lua_body_filter(r, "", 0, 1, &out, &olen);
-    if (u->state == ST_DONE) return -1;
-    if (rc != 0) {
-      filter_failed(u);
-      return -1;
-    }
-    if (aigw_respond_body(r, &u->out, out, olen)) return -1;
-  }
+  if (u->filtering && filter_eof(u) != 0) return -1;
   u->complete = 1;
   return HPE_PAUSED;
 }
@@ -988,7 +998,7 @@ static int build_fetch_head(aigw_upstream_t *u, const aigw_fetch_t *f) {
 }
 
 /* A cleared exchange, recycled (keeping its buffers) or new. */
-static aigw_upstream_t *exchange_new(aigw_worker_t *w) {
+static inline __attribute__((always_inline)) aigw_upstream_t *exchange_new(aigw_worker_t *w) {
   aigw_upstream_t *u = aigw__free_pop(&w->free_ups, &w->nfree_ups);
   if (u) {
     /* Recycled: keep the buffers (emptied when parked), clear the rest. */
@@ -1009,7 +1019,8 @@ static aigw_upstream_t *exchange_new(aigw_worker_t *w) {
   return u;
 }
 
-static void exchange_init(aigw_upstream_t *u, uint64_t total_ms) {
+static inline __attribute__((always_inline)) void exchange_init(aigw_upstream_t *u,
+                                                                uint64_t total_ms) {
   aigw_worker_t *w = u->w;
   uv_timer_init(&w->loop, &u->timer);
   u->timer.data = u;
@@ -1020,7 +1031,7 @@ static void exchange_init(aigw_upstream_t *u, uint64_t total_ms) {
 }
 
 /* Sends on an idle pooled connection for the target, or connects. */
-static void exchange_go(aigw_upstream_t *u, int pooled) {
+static inline __attribute__((always_inline)) void exchange_go(aigw_upstream_t *u, int pooled) {
   aigw_upconn_t *uc = pooled ? aigw_pool_acquire(u->w->pool, u->t->pool_key) : NULL;
   if (uc) {
     u->uc = uc;
