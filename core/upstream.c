@@ -26,9 +26,10 @@
  * s->up = NULL). It is freed in the close callback of its timer. libuv
  * requests (connect, write) are heap-allocated and point at the connection,
  * never at the exchange, so an aborted exchange can be freed while they are
- * still queued. An exchange with a sink does not touch its target once it
- * has handed something over: from then on only the sink's owner keeps the
- * target alive, and it may abort the exchange at any time. */
+ * still queued. The target of an exchange with a sink is kept alive by the
+ * sink's owner; while a streamed exchange waits for its owner to take a
+ * piece, only its timer can fire, and that path (fail) does not touch the
+ * target, so an owner being collected may free the two in either order. */
 #include "upstream.h"
 
 #include <stdio.h>
