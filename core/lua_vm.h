@@ -74,6 +74,7 @@ size_t aigw_gen_memory_kb(aigw_gen_t *g);
 void aigw__lua_register_target(lua_State *L);   /* lua_target.c */
 void aigw__lua_register_timer(lua_State *L);    /* lua_timer.c: sleep, timers */
 void aigw__lua_register_admin(lua_State *L);    /* reload.c: reload, status */
+void aigw__lua_register_http(lua_State *L);     /* lua_http.c: aigw.http */
 
 /* lua_timer.c: cancels a generation's pending timers; stops the worker's
  * callbacks in flight (shutdown). */

@@ -1,17 +1,35 @@
-/* upstream.c -- one proxied exchange: DNS, connect (or a pooled connection),
- * TLS, the request, and the response streamed back to the client.
+/* upstream.c -- one upstream exchange: DNS, connect (or a pooled
+ * connection), TLS, the request, and the response, delivered to one of two
+ * sinks.
  *
  * The response is parsed with llhttp; headers are filtered (hop-by-hop ones
- * dropped, RFC 9110 section 7.6.1) and each read's worth of body is framed
- * for the client and queued as one write. When the client's write queue
- * grows past a high-water mark the upstream is not read until it drains, so
- * a slow client slows the upstream instead of filling memory.
+ * dropped, RFC 9110 section 7.6.1).
+ *
+ * Proxy sink (u->req): each read's worth of body is framed for the client
+ * and queued as one write. When the client's write queue grows past a
+ * high-water mark the upstream is not read until it drains, so a slow
+ * client slows the upstream instead of filling memory. When the request
+ * asks for it (r->filter_headers, r->filter_body) the head and each body
+ * piece go through the Lua filters first; otherwise no Lua runs.
+ *
+ * Caller's sink (u->sink, aigw.http.request): the head and the body are
+ * collected into the sink. Without streaming the owner hears once, at the
+ * end. With streaming it hears when the head is in and after every read
+ * that brought body bytes; reading then stops until it has taken them
+ * (aigw_upstream_sink_more), so a busy consumer slows the upstream.
+ *
+ * The body path is chosen by one flag (slow_body): the proxy without
+ * filters frames the bytes directly, with no indirect call per read.
  *
  * Lifetime: the exchange (aigw_upstream_t) is owned by its client request
- * until it completes or fails, which detaches it (r->up = NULL). It is freed
- * in the close callback of its timer. libuv requests (connect, write) are
- * heap-allocated and point at the connection, never at the exchange, so an
- * aborted exchange can be freed while they are still queued. */
+ * or its sink until it completes or fails, which detaches it (r->up = NULL,
+ * s->up = NULL). It is freed in the close callback of its timer. libuv
+ * requests (connect, write) are heap-allocated and point at the connection,
+ * never at the exchange, so an aborted exchange can be freed while they are
+ * still queued. The target of an exchange with a sink is kept alive by the
+ * sink's owner; while a streamed exchange waits for its owner to take a
+ * piece, only its timer can fire, and that path (fail) does not touch the
+ * target, so an owner being collected may free the two in either order. */
 #include "upstream.h"
 
 #include <stdio.h>
@@ -21,13 +39,22 @@
 #include "alloc.h"
 #include "errors.h"
 #include "log.h"
+#include "lua_vm.h"
 
 #define CLIENT_HIGH_WATER (1024 * 1024)
 
+/* Paths the proxy without filters never takes: kept out of line, so that
+ * the hot callbacks stay small (tail calls, no extra stack frame). */
+#define SLOW_PATH __attribute__((noinline, cold))
+
 enum { ST_RESOLVE, ST_CONNECT, ST_HANDSHAKE, ST_WAIT, ST_BODY, ST_DONE };
 
+/* u->method for a method llhttp has no number for (a caller's sink only). */
+#define METHOD_OTHER 255
+
 struct aigw_upstream_s {
-  aigw_req_t *req;              /* NULL once detached */
+  aigw_req_t *req;              /* proxy sink: the client request; NULL once detached */
+  aigw_upstream_sink_t *sink;   /* caller's sink; NULL for the proxy, or once detached */
   aigw_worker_t *w;
   aigw_target_t *t;
   aigw_upconn_t *uc;
@@ -45,7 +72,9 @@ struct aigw_upstream_s {
   uint64_t deadline;            /* the total timeout */
   uint64_t wait_until;          /* the current connect/read wait */
   uint64_t timer_due;
+  uint64_t connect_ms, read_ms; /* 0: only the total deadline */
   int state;
+  uint8_t method;               /* llhttp_method_t, or METHOD_OTHER */
   uint8_t reused : 1;
   uint8_t retried : 1;
   uint8_t got_bytes : 1;
@@ -54,6 +83,13 @@ struct aigw_upstream_s {
   uint8_t has_date : 1;
   uint8_t in_value : 1;
   uint8_t no_body : 1;
+  uint8_t slow_body : 1;        /* body pieces go through slow_body() */
+  uint8_t filtering : 1;        /* proxy: the body filter runs */
+  uint8_t discard_body : 1;     /* proxy: the filtered status has no body */
+  uint8_t no_reuse : 1;         /* sink: keepalive off */
+  uint8_t ready : 1;            /* sink, stream: this read brought the head or body */
+  uint8_t too_big : 1;          /* sink: the body is past max_body */
+  uint8_t nomem : 1;
 };
 
 typedef struct {
@@ -121,6 +157,8 @@ static void on_timer_closed(uv_handle_t *h) {
 static void destroy(aigw_upstream_t *u, int reuse) {
   if (u->req) u->req->up = NULL;
   u->req = NULL;
+  if (u->sink) u->sink->up = NULL;
+  u->sink = NULL;
   if (u->dnsq) {
     aigw_dns_cancel(u->dnsq);
     u->dnsq = NULL;
@@ -147,10 +185,21 @@ void aigw_upstream_abort(aigw_upstream_t *u) {
   destroy(u, 0);
 }
 
-/* The exchange failed: the client gets an error response, or, if its
- * response already started, its connection is closed (a truncated body must
- * not look complete). */
-static void fail(aigw_upstream_t *u, int status, const char *code, const char *msg) {
+/* The exchange failed. Proxy: the client gets an error response (status,
+ * code, msg), or, if its response already started, its connection is
+ * closed (a truncated body must not look complete). Sink: err is `why`. */
+static void fail(aigw_upstream_t *u, int status, const char *code, const char *msg,
+                 const char *why) {
+  aigw_upstream_sink_t *s = u->sink;
+  if (s) {
+    aigw_log_debug("aigw.http: %s", why);
+    snprintf(s->errbuf, sizeof s->errbuf, "%s", why);
+    s->err = s->errbuf;
+    s->paused = 0;
+    destroy(u, 0);
+    s->notify(s);
+    return;
+  }
   aigw_req_t *r = u->req;
   if (r) {
     aigw_log_warn("request %s: upstream %s:%u: %s", r->id, u->t->host, u->t->port, msg);
@@ -164,6 +213,16 @@ static void fail(aigw_upstream_t *u, int status, const char *code, const char *m
   }
 }
 
+/* A response filter failed (the phase has logged why): a 500 in the
+ * request's envelope, or, once the response has started, a closed
+ * connection. */
+SLOW_PATH static void filter_failed(aigw_upstream_t *u) {
+  aigw_req_t *r = u->req;
+  destroy(u, 0);
+  if (!r->responded) aigw_respond_error(r, 500, "internal_error", "internal error in the gateway");
+  else aigw_conn_close(r->conn);
+}
+
 /* --- timers --- */
 
 static void on_timeout(uv_timer_t *t) {
@@ -175,9 +234,10 @@ static void on_timeout(uv_timer_t *t) {
     u->timer_due = u->wait_until;
     return;
   }
-  if (now >= u->deadline) fail(u, 504, "upstream_timeout", "upstream timeout (total)");
-  else if (u->state <= ST_HANDSHAKE) fail(u, 504, "upstream_timeout", "upstream connect timeout");
-  else fail(u, 504, "upstream_timeout", "upstream read timeout");
+  if (now >= u->deadline) fail(u, 504, "upstream_timeout", "upstream timeout (total)", "timeout");
+  else if (u->state <= ST_HANDSHAKE)
+    fail(u, 504, "upstream_timeout", "upstream connect timeout", "timeout");
+  else fail(u, 504, "upstream_timeout", "upstream read timeout", "timeout");
 }
 
 /* Waits at most ms (0: only the total deadline) for the next event. The
@@ -204,7 +264,7 @@ static void on_up_write(uv_write_t *wr, int status) {
   if (status < 0 && uc->user) {
     aigw_upstream_t *u = uc->user;
     if (!u->got_bytes && u->reused && !u->retried && safe_to_retry(u)) return;   /* the read side retries */
-    fail(u, 502, "bad_gateway", "upstream write failed");
+    fail(u, 502, "bad_gateway", "upstream write failed", "write failed");
   }
 }
 
@@ -251,11 +311,11 @@ static void send_request(aigw_upstream_t *u) {
     rc = up_write(u, b, u->blen ? 2 : 1, NULL);
   }
   if (rc < 0) {
-    fail(u, 502, "bad_gateway", "upstream write failed");
+    fail(u, 502, "bad_gateway", "upstream write failed", "write failed");
     return;
   }
   u->uc->requests++;
-  arm(u, u->t->read_ms);
+  arm(u, u->read_ms);
 }
 
 /* --- connecting --- */
@@ -280,12 +340,13 @@ static void tls_start(aigw_upstream_t *u) {
   u->state = ST_HANDSHAKE;
   u->uc->tls = aigw_tls_client_new(u->t->tls_ctx, u->t->host, "http/1.1");
   if (u->uc->tls == NULL) {
-    fail(u, 502, "bad_gateway", "tls: cannot create a connection");
+    fail(u, 502, "bad_gateway", "tls: cannot create a connection",
+         "tls: cannot create a connection");
     return;
   }
   int rc = aigw_tls_handshake(u->uc->tls);
   if (rc < 0 || tls_flush(u) < 0) {
-    fail(u, 502, "bad_gateway", "tls handshake failed");
+    fail(u, 502, "bad_gateway", "tls handshake failed", "tls: handshake failed");
     return;
   }
 }
@@ -299,7 +360,7 @@ static void on_connect(uv_connect_t *req, int status) {
   if (status < 0) {
     char msg[160];
     snprintf(msg, sizeof msg, "upstream connect failed: %s", uv_strerror(status));
-    fail(u, 502, "upstream_connect_failed", msg);
+    fail(u, 502, "upstream_connect_failed", msg, msg + 9);
     return;
   }
   aigw__pool_note_connect(uc->pool);
@@ -313,9 +374,10 @@ static void on_resolved(void *data, int status, const struct sockaddr *addr) {
   aigw_upstream_t *u = data;
   u->dnsq = NULL;
   if (status < 0) {
-    char msg[300];
+    char msg[300], why[300];
     snprintf(msg, sizeof msg, "cannot resolve upstream host %s", u->t->host);
-    fail(u, 502, "upstream_dns_failed", msg);
+    snprintf(why, sizeof why, "dns: cannot resolve %s", u->t->host);
+    fail(u, 502, "upstream_dns_failed", msg, why);
     return;
   }
   u->state = ST_CONNECT;
@@ -323,7 +385,7 @@ static void on_resolved(void *data, int status, const struct sockaddr *addr) {
   u->uc->user = u;
   up_connect_t *cr = aigw_try_malloc(sizeof *cr);
   if (cr == NULL) {
-    fail(u, 503, "no_memory", "no memory");
+    fail(u, 503, "no_memory", "no memory", "no memory");
     return;
   }
   cr->uc = u->uc;
@@ -332,23 +394,35 @@ static void on_resolved(void *data, int status, const struct sockaddr *addr) {
     aigw_free(cr);
     char msg[160];
     snprintf(msg, sizeof msg, "upstream connect failed: %s", uv_strerror(rc));
-    fail(u, 502, "upstream_connect_failed", msg);
+    fail(u, 502, "upstream_connect_failed", msg, msg + 9);
     return;
   }
-  arm(u, u->t->connect_ms);
+  arm(u, u->connect_ms);
 }
 
 static void start_connect(aigw_upstream_t *u) {
   u->state = ST_RESOLVE;
   u->reused = 0;
-  arm(u, u->t->connect_ms);
+  arm(u, u->connect_ms);
   /* May call on_resolved before returning (IP literal, cache hit). */
   u->dnsq = aigw_dns_resolve(u->w->dns, u->t->host, u->t->port, on_resolved, u);
 }
 
 /* --- reading the response --- */
 
+SLOW_PATH static void sink_finish(aigw_upstream_t *u, int reuse) {
+  aigw_upstream_sink_t *s = u->sink;
+  destroy(u, reuse && !u->no_reuse);
+  s->eof = 1;
+  s->paused = 0;
+  s->notify(s);
+}
+
 static void finish_ok(aigw_upstream_t *u, int reuse) {
+  if (u->sink) {
+    sink_finish(u, reuse);
+    return;
+  }
   aigw_req_t *r = u->req;
   aigw_wbuf_t *out = u->out;
   u->out = NULL;
@@ -356,10 +430,40 @@ static void finish_ok(aigw_upstream_t *u, int reuse) {
   aigw_respond_end(r, &out);
 }
 
+/* A read for a caller's sink was parsed: with streaming, hand over what it
+ * brought and stop reading until the owner has taken it. */
+SLOW_PATH static void sink_after_read(aigw_upstream_t *u) {
+  if (!u->ready) {
+    arm(u, u->read_ms);
+    return;
+  }
+  aigw_upstream_sink_t *s = u->sink;
+  u->ready = 0;
+  stop_read(u->uc);
+  u->paused = 1;
+  s->paused = 1;
+  arm(u, 0);   /* only the total deadline runs while the owner is busy */
+  s->notify(s);
+}
+
+SLOW_PATH static void parse_failed(aigw_upstream_t *u, llhttp_errno_t err) {
+  if (u->too_big) {
+    fail(u, 502, "bad_gateway", "upstream response too large", "response body too large");
+    return;
+  }
+  if (u->nomem) {
+    fail(u, 503, "no_memory", "no memory", "no memory");
+    return;
+  }
+  aigw_log_debug("upstream response: %s (%s)", llhttp_errno_name(err),
+                 llhttp_get_error_reason(&u->parser));
+  fail(u, 502, "bad_gateway", "bad upstream response", "bad response");
+}
+
 static void process(aigw_upstream_t *u, const char *data, size_t len) {
   u->got_bytes = 1;
   llhttp_errno_t err = llhttp_execute(&u->parser, data, len);
-  if (u->req == NULL) return;
+  if (u->state == ST_DONE) return;   /* ended inside a callback (a filter, the client) */
   if (err == HPE_PAUSED && u->complete) {
     /* Bytes after the response mean the connection is out of step. */
     int extra = llhttp_get_error_pos(&u->parser) != data + len;
@@ -367,22 +471,24 @@ static void process(aigw_upstream_t *u, const char *data, size_t len) {
     return;
   }
   if (err != HPE_OK) {
-    aigw_log_debug("upstream response: %s (%s)", llhttp_errno_name(err),
-                   llhttp_get_error_reason(&u->parser));
-    fail(u, 502, "bad_gateway", "bad upstream response");
+    parse_failed(u, err);
+    return;
+  }
+  if (u->sink) {
+    sink_after_read(u);
     return;
   }
   if (u->out) {
     aigw_wbuf_send(u->out);
     u->out = NULL;
-    if (u->req == NULL) return;
+    if (u->state == ST_DONE) return;
   }
   if (aigw_conn_write_queue(u->req->conn) > CLIENT_HIGH_WATER) {
     stop_read(u->uc);
     u->paused = 1;
     arm(u, 0);   /* only the total deadline runs while the client catches up */
   } else {
-    arm(u, u->t->read_ms);
+    arm(u, u->read_ms);
   }
 }
 
@@ -390,7 +496,7 @@ static void process(aigw_upstream_t *u, const char *data, size_t len) {
  * may be sent again: always for idempotent methods; otherwise only if part
  * of it never left us, so the server cannot have acted on all of it. */
 static int safe_to_retry(aigw_upstream_t *u) {
-  int m = u->req->method;
+  int m = u->method;
   if (m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_PUT || m == HTTP_DELETE)
     return 1;
   return uv_stream_get_write_queue_size((uv_stream_t *)&u->uc->tcp) > 0;
@@ -400,7 +506,9 @@ static void on_eof(aigw_upstream_t *u, int status) {
   if (!u->got_bytes && u->reused && !u->retried && u->state == ST_WAIT && safe_to_retry(u)) {
     /* A pooled connection the server had already closed: retry once on a
      * fresh one. */
-    aigw_log_debug("request %s: pooled upstream connection was closed, reconnecting", u->req->id);
+    if (u->req)
+      aigw_log_debug("request %s: pooled upstream connection was closed, reconnecting",
+                     u->req->id);
     aigw_upconn_t *uc = u->uc;
     u->uc = NULL;
     uc->user = NULL;
@@ -414,25 +522,26 @@ static void on_eof(aigw_upstream_t *u, int status) {
   if (status == UV_EOF && u->state == ST_BODY) {
     /* A close-delimited body ends here; a framed one is truncated. */
     llhttp_errno_t err = llhttp_finish(&u->parser);
-    if (err == HPE_OK && u->complete) {
+    if (u->state == ST_DONE) return;   /* the body filter failed */
+    if ((err == HPE_OK || err == HPE_PAUSED) && u->complete) {
       finish_ok(u, 0);
       return;
     }
-    if (err == HPE_PAUSED && u->complete) {
-      finish_ok(u, 0);
-      return;
-    }
-    fail(u, 502, "bad_gateway", "upstream closed the connection mid-response");
+    fail(u, 502, "bad_gateway", "upstream closed the connection mid-response",
+         "closed mid-response");
     return;
   }
   if (u->state == ST_HANDSHAKE) {
-    fail(u, 502, "bad_gateway", "upstream closed the connection during the tls handshake");
+    fail(u, 502, "bad_gateway", "upstream closed the connection during the tls handshake",
+         "tls: closed during the handshake");
     return;
   }
-  char msg[160];
+  char msg[160], why[160];
   snprintf(msg, sizeof msg, "upstream closed the connection%s%s",
            status == UV_EOF ? "" : ": ", status == UV_EOF ? "" : uv_strerror(status));
-  fail(u, 502, "bad_gateway", msg);
+  snprintf(why, sizeof why, "closed%s%s", status == UV_EOF ? "" : ": ",
+           status == UV_EOF ? "" : uv_strerror(status));
+  fail(u, 502, "bad_gateway", msg, why);
 }
 
 static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -452,20 +561,22 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (aigw_tls_feed(uc->tls, buf->base, (size_t)nread) < 0) {
-    fail(u, 503, "no_memory", "no memory");
+    fail(u, 503, "no_memory", "no memory", "no memory");
     return;
   }
   if (!aigw_tls_handshake_done(uc->tls)) {
     int rc = aigw_tls_handshake(uc->tls);
     if (tls_flush(u) < 0) {
-      fail(u, 502, "bad_gateway", "upstream write failed");
+      fail(u, 502, "bad_gateway", "upstream write failed", "write failed");
       return;
     }
     if (rc < 0) {
-      char msg[300];
+      char msg[300], why[300];
       snprintf(msg, sizeof msg, "tls handshake with upstream failed: %s",
                aigw_tls_last_error(uc->tls));
-      fail(u, 502, rc == AIGW_ETLS_VERIFY ? "upstream_tls_verify_failed" : "bad_gateway", msg);
+      snprintf(why, sizeof why, "tls: %s", aigw_tls_last_error(uc->tls));
+      fail(u, 502, rc == AIGW_ETLS_VERIFY ? "upstream_tls_verify_failed" : "bad_gateway", msg,
+           why);
       return;
     }
     if (rc == AIGW_TLS_WANT_IO) return;
@@ -476,14 +587,14 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 /* Decrypts and processes what OpenSSL holds, until it runs dry, the
- * exchange ends, or the client asks us to pause. */
+ * exchange ends, or the client (or the sink's owner) asks us to pause. */
 static void tls_pump(aigw_upstream_t *u) {
   aigw_upconn_t *uc = u->uc;
   if (u->rbuf == NULL) u->rbuf = aigw__rbuf_get(u->w);
   for (;;) {
     int n = aigw_tls_read(uc->tls, u->rbuf, AIGW_RBUF_SIZE);
     if (tls_flush(u) < 0) {
-      fail(u, 502, "bad_gateway", "upstream write failed");
+      fail(u, 502, "bad_gateway", "upstream write failed", "write failed");
       return;
     }
     if (n == 0) break;
@@ -492,7 +603,7 @@ static void tls_pump(aigw_upstream_t *u) {
       return;
     }
     if (n < 0) {
-      fail(u, 502, "bad_gateway", "tls error reading from upstream");
+      fail(u, 502, "bad_gateway", "tls error reading from upstream", "tls: read error");
       return;
     }
     process(u, u->rbuf, (size_t)n);
@@ -500,13 +611,20 @@ static void tls_pump(aigw_upstream_t *u) {
   }
 }
 
-void aigw_upstream_client_drained(aigw_upstream_t *u) {
+static inline void resume_reading(aigw_upstream_t *u) {
   if (!u->paused || u->uc == NULL) return;
   u->paused = 0;
   start_read(u->uc);
-  arm(u, u->t->read_ms);
+  arm(u, u->read_ms);
   /* Records decrypted before the pause may still wait inside OpenSSL. */
   if (u->uc->tls) tls_pump(u);
+}
+
+void aigw_upstream_client_drained(aigw_upstream_t *u) { resume_reading(u); }
+
+void aigw_upstream_sink_more(aigw_upstream_t *u) {
+  if (u->sink) u->sink->paused = 0;
+  resume_reading(u);
 }
 
 /* --- response parsing callbacks --- */
@@ -556,10 +674,12 @@ static int on_resp_header_value_complete(llhttp_t *p) {
   if (nl == 10 && strncasecmp(n, "connection", 10) == 0) {
     rc |= aigw_buf_append(&u->conn_tokens, u->hval.data ? u->hval.data : "", u->hval.len);
     rc |= aigw_buf_append(&u->conn_tokens, ",", 1);
-  } else if (is_hop_by_hop(n, nl) || (nl == 14 && strncasecmp(n, "content-length", 14) == 0)) {
-    /* dropped: framing is ours */
+  } else if (is_hop_by_hop(n, nl) ||
+             (nl == 14 && u->sink == NULL && strncasecmp(n, "content-length", 14) == 0)) {
+    /* dropped: framing is ours (a sink keeps Content-Length: the body it
+     * gets is the one announced) */
   } else {
-    if (nl == 12 && strncasecmp(n, "x-request-id", 12) == 0) {
+    if (nl == 12 && u->sink == NULL && strncasecmp(n, "x-request-id", 12) == 0) {
       rc |= aigw_buf_append(&u->rhead, "x-upstream-request-id", 21);
     } else {
       if (nl == 4 && strncasecmp(n, "date", 4) == 0) u->has_date = 1;
@@ -612,9 +732,86 @@ static void drop_connection_tokens(aigw_upstream_t *u) {
   }
 }
 
+/* 1 when the header lines have a line named name (lower-case). */
+static int lines_have(const char *lines, size_t len, const char *name, size_t nl) {
+  const char *p = lines, *end = lines + len;
+  while (p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (eol == NULL) eol = end;
+    if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) return 1;
+    p = eol + 1;
+  }
+  return 0;
+}
+
+/* The head for a caller's sink: it takes the header lines. */
+SLOW_PATH static int sink_head(aigw_upstream_t *u, const llhttp_t *p, int status, int no_body) {
+  aigw_upstream_sink_t *s = u->sink;
+  aigw_buf_t lines = u->rhead;
+  u->rhead = s->head;
+  u->rhead.len = 0;
+  s->head = lines;
+  s->status = status;
+  s->head_done = 1;
+  u->slow_body = 1;
+  if (!no_body && (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED) && !s->stream) {
+    if (p->content_length > s->max_body) {
+      u->too_big = 1;
+      return -1;
+    }
+    if (aigw_buf_reserve(&s->body, (size_t)p->content_length)) {
+      u->nomem = 1;
+      return -1;
+    }
+  }
+  if (s->stream) u->ready = 1;
+  return no_body ? 1 : 0;
+}
+
+/* The proxy's head when a filter runs: the header filter may change the
+ * status and the lines; a body filter makes the response chunked. Returns
+ * -1 when the exchange has ended (or must). */
+SLOW_PATH static int filtered_head(aigw_upstream_t *u, const llhttp_t *p, int *status,
+                         const char **reason, size_t *rlen, const char **lines, size_t *hlen,
+                         int64_t *cl) {
+  aigw_req_t *r = u->req;
+  if (r->filter_headers) {
+    int st = *status;
+    int rc = aigw_lua_header_filter(r, &st, lines, hlen);
+    if (u->state == ST_DONE) return -1;   /* the request ended meanwhile */
+    if (rc == 1) {
+      /* A plugin answered instead (aigw.exit): that answer goes out once
+       * the exchange is gone. */
+      destroy(u, 0);
+      aigw_lua_respond_exit(r);
+      return -1;
+    }
+    if (rc != 0 || st < 200 || st > 599) {
+      filter_failed(u);
+      return -1;
+    }
+    if (st != *status) {
+      *status = st;
+      *reason = NULL;
+      *rlen = 0;
+    }
+    u->has_date = lines_have(*lines, *hlen, "date", 4);
+  }
+  int st = *status;
+  int known = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED);
+  int client_no_body = u->method == HTTP_HEAD || st == 204 || st == 304;
+  if (st == 204 || st == 304) *cl = -2;
+  else if (u->method == HTTP_HEAD) *cl = known && !r->filter_body ? (int64_t)p->content_length : -2;
+  else if (u->no_body) *cl = 0;   /* the upstream's 204 or 304 became another status */
+  else if (r->filter_body || !known) *cl = -1;
+  else *cl = (int64_t)p->content_length;
+  if (client_no_body && !u->no_body) u->discard_body = u->slow_body = 1;
+  else if (r->filter_body && !u->no_body) u->filtering = u->slow_body = 1;
+  return 0;
+}
+
 static int on_resp_headers_complete(llhttp_t *p) {
   aigw_upstream_t *u = p->data;
-  aigw_req_t *r = u->req;
   int status = p->status_code;
   if (status < 200) {
     /* Interim responses (103 Early Hints) are not relayed. */
@@ -623,31 +820,84 @@ static int on_resp_headers_complete(llhttp_t *p) {
   }
   drop_connection_tokens(u);
   u->state = ST_BODY;
+  u->no_body = u->method == HTTP_HEAD || status == 204 || status == 304;
+  if (u->sink) return sink_head(u, p, status, u->no_body);
+  aigw_req_t *r = u->req;
+  const char *lines = u->rhead.data, *reason = u->reason.data;
+  size_t hlen = u->rhead.len, rlen = u->reason.len;
   int64_t cl = -1;
-  u->no_body = r->method == HTTP_HEAD || status == 204 || status == 304;
-  if (status == 204 || status == 304) cl = -2;
-  else if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)) cl = (int64_t)p->content_length;
-  else if (u->no_body) cl = -2;
+  if (__builtin_expect(r->filter_headers || r->filter_body, 0)) {
+    if (filtered_head(u, p, &status, &reason, &rlen, &lines, &hlen, &cl) != 0) return -1;
+  } else if (status == 204 || status == 304) {
+    cl = -2;
+  } else if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)) {
+    cl = (int64_t)p->content_length;
+  } else if (u->no_body) {
+    cl = -2;
+  }
   r->has_date = u->has_date;
   if (u->out == NULL) {
     /* One write for head and body when the body is small and its size known. */
     size_t body = cl > 0 && cl <= AIGW_RBUF_SIZE ? (size_t)cl : 0;
-    u->out = aigw_wbuf_new(r->conn, 512 + u->rhead.len + body);
+    u->out = aigw_wbuf_new(r->conn, 512 + hlen + body);
   }
-  if (aigw_respond_head(r, &u->out, status, u->reason.data, u->reason.len, u->rhead.data,
-                        u->rhead.len, cl) != 0)
-    return -1;
+  if (aigw_respond_head(r, &u->out, status, reason, rlen, lines, hlen, cl) != 0) return -1;
   return u->no_body ? 1 : 0;
+}
+
+/* Body pieces that do not go straight to the client: to a caller's sink,
+ * through the body filter, or nowhere (the filtered status has no body). */
+SLOW_PATH static int slow_body(aigw_upstream_t *u, const char *at, size_t len) {
+  aigw_upstream_sink_t *s = u->sink;
+  if (s) {
+    if (!s->stream && s->body.len + len > s->max_body) {
+      u->too_big = 1;
+      return -1;
+    }
+    if (aigw_buf_append(&s->body, at, len)) {
+      u->nomem = 1;
+      return -1;
+    }
+    u->ready = s->stream;
+    return 0;
+  }
+  if (u->discard_body) return 0;
+  aigw_req_t *r = u->req;
+  const char *out;
+  size_t olen;
+  int rc = aigw_lua_body_filter(r, at, len, 0, &out, &olen);
+  if (u->state == ST_DONE) return -1;
+  if (rc != 0) {
+    filter_failed(u);
+    return -1;
+  }
+  return aigw_respond_body(r, &u->out, out, olen) ? -1 : 0;
 }
 
 static int on_resp_body(llhttp_t *p, const char *at, size_t len) {
   aigw_upstream_t *u = p->data;
+  if (u->slow_body) return slow_body(u, at, len);
   return aigw_respond_body(u->req, &u->out, at, len) ? -1 : 0;
+}
+
+/* The body filter's last call (eof), possibly with nothing new. */
+SLOW_PATH static int filter_eof(aigw_upstream_t *u) {
+  aigw_req_t *r = u->req;
+  const char *out;
+  size_t olen;
+  int rc = aigw_lua_body_filter(r, "", 0, 1, &out, &olen);
+  if (u->state == ST_DONE) return -1;
+  if (rc != 0) {
+    filter_failed(u);
+    return -1;
+  }
+  return aigw_respond_body(r, &u->out, out, olen) ? -1 : 0;
 }
 
 static int on_resp_message_complete(llhttp_t *p) {
   aigw_upstream_t *u = p->data;
   if (u->state != ST_BODY) return 0;   /* an interim 1xx ended */
+  if (u->filtering && filter_eof(u) != 0) return -1;
   u->complete = 1;
   return HPE_PAUSED;
 }
@@ -724,9 +974,32 @@ static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const c
   return rc;
 }
 
-void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen,
-                         const char *body, size_t blen, const char *extra, size_t elen) {
-  aigw_worker_t *w = r->conn->w;
+/* The request head for a caller's sink: method and path as given, the
+ * target's Host and User-Agent unless the caller sends its own, the
+ * caller's lines, then framing. */
+static int build_fetch_head(aigw_upstream_t *u, const aigw_fetch_t *f) {
+  aigw_buf_t *h = &u->head;
+  int rc = aigw_buf_reserve(h, 256 + f->plen + f->hlen);
+  rc |= aigw_buf_append_str(h, f->method);
+  rc |= aigw_buf_append(h, " ", 1);
+  rc |= aigw_buf_append(h, f->path, f->plen);
+  rc |= aigw_buf_append_str(h, " HTTP/1.1\r\n");
+  if (f->add_host) rc |= aigw_buf_append_str(h, u->t->host_header);
+  if (f->add_user_agent) rc |= aigw_buf_append_str(h, "User-Agent: aigw/" AIGW_VERSION "\r\n");
+  if (f->hlen) rc |= aigw_buf_append(h, f->headers, f->hlen);
+  if (!f->keepalive) rc |= aigw_buf_append_str(h, "Connection: close\r\n");
+  if (u->blen || u->method == HTTP_POST || u->method == HTTP_PUT || u->method == HTTP_PATCH) {
+    char num[24];
+    rc |= aigw_buf_append(h, "Content-Length: ", 16);
+    rc |= aigw_buf_append(h, num, aigw_u64toa(u->blen, num));
+    rc |= aigw_buf_append(h, "\r\n", 2);
+  }
+  rc |= aigw_buf_append(h, "\r\n", 2);
+  return rc;
+}
+
+/* A cleared exchange, recycled (keeping its buffers) or new. */
+static inline __attribute__((always_inline)) aigw_upstream_t *exchange_new(aigw_worker_t *w) {
   aigw_upstream_t *u = aigw__free_pop(&w->free_ups, &w->nfree_ups);
   if (u) {
     /* Recycled: keep the buffers (emptied when parked), clear the rest. */
@@ -740,29 +1013,27 @@ void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size
     u->conn_tokens = keep[5];
   } else {
     u = aigw_try_malloc(sizeof *u);
-    if (u == NULL) {
-      aigw_respond_error(r, 503, "no_memory", "no memory");
-      return;
-    }
+    if (u == NULL) return NULL;
     memset(u, 0, sizeof *u);
   }
-  u->req = r;
   u->w = w;
-  u->t = t;
-  u->body = body ? body : r->body.data;
-  u->blen = body ? blen : r->body.len;
-  r->up = u;
+  return u;
+}
+
+static inline __attribute__((always_inline)) void exchange_init(aigw_upstream_t *u,
+                                                                uint64_t total_ms) {
+  aigw_worker_t *w = u->w;
   uv_timer_init(&w->loop, &u->timer);
   u->timer.data = u;
   llhttp_init(&u->parser, HTTP_RESPONSE, response_settings());
   u->parser.data = u;
-  u->deadline = uv_now(&w->loop) + (t->total_ms ? t->total_ms : UINT32_MAX);
+  u->deadline = uv_now(&w->loop) + (total_ms ? total_ms : UINT32_MAX);
   aigw_buf_reserve(&u->rhead, 768);
-  if (build_head(u, path, plen, extra, elen) != 0) {
-    fail(u, 503, "no_memory", "no memory");
-    return;
-  }
-  aigw_upconn_t *uc = aigw_pool_acquire(w->pool, t->pool_key);
+}
+
+/* Sends on an idle pooled connection for the target, or connects. */
+static inline __attribute__((always_inline)) void exchange_go(aigw_upstream_t *u, int pooled) {
+  aigw_upconn_t *uc = pooled ? aigw_pool_acquire(u->w->pool, u->t->pool_key) : NULL;
   if (uc) {
     u->uc = uc;
     uc->user = u;
@@ -772,4 +1043,59 @@ void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size
     return;
   }
   start_connect(u);
+}
+
+void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen,
+                         const char *body, size_t blen, const char *extra, size_t elen) {
+  aigw_upstream_t *u = exchange_new(r->conn->w);
+  if (u == NULL) {
+    aigw_respond_error(r, 503, "no_memory", "no memory");
+    return;
+  }
+  u->req = r;
+  u->t = t;
+  u->method = r->method;
+  u->connect_ms = t->connect_ms;
+  u->read_ms = t->read_ms;
+  u->body = body ? body : r->body.data;
+  u->blen = body ? blen : r->body.len;
+  r->up = u;
+  exchange_init(u, t->total_ms);
+  if (build_head(u, path, plen, extra, elen) != 0) {
+    fail(u, 503, "no_memory", "no memory", "no memory");
+    return;
+  }
+  exchange_go(u, 1);
+}
+
+static uint8_t method_number(const char *m) {
+  static const struct {
+    const char *name;
+    uint8_t num;
+  } known[] = {{"GET", HTTP_GET},         {"POST", HTTP_POST},       {"HEAD", HTTP_HEAD},
+               {"PUT", HTTP_PUT},         {"DELETE", HTTP_DELETE},   {"PATCH", HTTP_PATCH},
+               {"OPTIONS", HTTP_OPTIONS}};
+  for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+    if (strcmp(m, known[i].name) == 0) return known[i].num;
+  return METHOD_OTHER;
+}
+
+int aigw_upstream_fetch(aigw_worker_t *w, aigw_target_t *t, const aigw_fetch_t *f,
+                        aigw_upstream_sink_t *s) {
+  aigw_upstream_t *u = exchange_new(w);
+  if (u == NULL) return AIGW_ENOMEM_REQ;
+  u->sink = s;
+  s->up = u;
+  u->t = t;
+  u->method = method_number(f->method);
+  u->no_reuse = !f->keepalive;
+  u->body = f->body;
+  u->blen = f->body ? f->blen : 0;
+  exchange_init(u, f->timeout_ms);
+  if (build_fetch_head(u, f) != 0) {
+    fail(u, 503, "no_memory", "no memory", "no memory");
+    return 0;
+  }
+  exchange_go(u, f->keepalive);
+  return 0;
 }

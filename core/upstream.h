@@ -1,11 +1,17 @@
-/* upstream.h -- proxying a client request to an upstream HTTP/1.1 server
- * (plain or TLS), streaming the answer back as it arrives.
+/* upstream.h -- HTTP/1.1 exchanges with upstream servers (plain or TLS).
  *
  * A target is what a provider resolves to: scheme, host, port, base path,
  * TLS settings, timeouts, keep-alive limits and fixed header edits. Targets
- * are made from Lua (lua_target.c) once per provider per VM generation.
- * An upstream exchange belongs to the client request that started it: it
- * ends by finishing that request's response, or is aborted by it. */
+ * are made from Lua (lua_target.c) once per provider per VM generation, and
+ * by aigw.http (cached per VM, lua_http.c).
+ *
+ * An exchange has one of two sinks:
+ *  - the proxy sink: it belongs to the client request that started it
+ *    (aigw_upstream_start) and streams the answer to that client, ending by
+ *    finishing the request's response, or it is aborted by the request;
+ *  - a caller's sink (aigw_upstream_fetch): the answer is collected into an
+ *    aigw_upstream_sink_t the caller owns (aigw.http.request), which is told
+ *    when there is something to take. */
 #ifndef AIGW_UPSTREAM_H
 #define AIGW_UPSTREAM_H
 
@@ -39,12 +45,60 @@ typedef struct aigw_target_s {
 void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen,
                          const char *body, size_t blen, const char *extra, size_t elen);
 
-/* The client went away or the request is being torn down: close the
- * upstream connection now (it is not reused) and free the exchange. */
+/* The client went away, the request is being torn down, or the caller of
+ * a fetch gave up: close the upstream connection now (it is not reused)
+ * and free the exchange. A sink is not notified. */
 void aigw_upstream_abort(aigw_upstream_t *u);
 
 /* The client's write queue has drained: resume reading the upstream. */
 void aigw_upstream_client_drained(aigw_upstream_t *u);
+
+/* --- exchanges for a caller in C (aigw.http.request) --- */
+
+typedef struct aigw_upstream_sink_s aigw_upstream_sink_t;
+
+/* The caller sets notify, max_body and stream, zeroes the rest, and keeps
+ * the struct in place until `up` is NULL (or it aborts the exchange). */
+struct aigw_upstream_sink_s {
+  /* Called when the head is in (stream only), when body bytes wait
+   * (stream only), at the end (eof) and on failure (err). May be called
+   * before aigw_upstream_fetch returns, and never again once up is NULL. */
+  void (*notify)(aigw_upstream_sink_t *s);
+  size_t max_body;           /* without stream: a longer body fails */
+  uint8_t stream;            /* hand body bytes over as they arrive */
+  /* filled by the exchange */
+  aigw_upstream_t *up;       /* NULL once the exchange has ended */
+  int status;
+  aigw_buf_t head;           /* header lines "Name: value\r\n", hop-by-hop removed */
+  aigw_buf_t body;           /* body bytes (de-chunked) not yet taken */
+  const char *err;           /* NULL, or why it failed ("timeout", "dns: ...") */
+  uint8_t head_done;
+  uint8_t eof;               /* the whole response is in */
+  uint8_t paused;            /* stream: reading waits for aigw_upstream_sink_more */
+  char errbuf[256];
+};
+
+typedef struct {
+  const char *method;        /* a token, e.g. "GET" */
+  const char *path;          /* origin form: "/path?query" */
+  size_t plen;
+  const char *headers;       /* "Name: value\r\n"..., checked by the caller */
+  size_t hlen;
+  const char *body;          /* may be NULL */
+  size_t blen;
+  uint64_t timeout_ms;       /* the whole exchange, connect included */
+  uint8_t keepalive;         /* 0: Connection: close, never pooled */
+  uint8_t add_host;          /* send the target's Host line */
+  uint8_t add_user_agent;    /* send User-Agent: aigw/<version> */
+} aigw_fetch_t;
+
+/* Starts an exchange with target t for f, answering into s. The target
+ * and every pointer in f must stay valid until s->up is NULL. Returns 0
+ * (under way, or already failed: see s->err) or AIGW_ENOMEM_REQ. */
+int aigw_upstream_fetch(aigw_worker_t *w, aigw_target_t *t, const aigw_fetch_t *f,
+                        aigw_upstream_sink_t *s);
+/* Stream: the caller took s->body; read on (may notify before returning). */
+void aigw_upstream_sink_more(aigw_upstream_t *u);
 
 /* --- per-worker connection pool (pool.c) --- */
 

@@ -48,6 +48,7 @@ modifiers
   hop-headers           add hop-by-hop response headers the gateway must strip
   close-after=SECS      keep-alive response, then close the idle connection SECS later
                         without notice (a server dropping an idle keep-alive connection)
+  dup-headers           add repeated response headers: two Set-Cookie and two X-Multi
 
 Connections are keep-alive by default (HTTP/1.1), closed after a request that
 asks for it (`Connection: close`, or HTTP/1.0 without keep-alive).
@@ -618,6 +619,9 @@ class MockUpstream:
                       ("X-End-To-End-Response", "kept")]
         elif not keep:
             extra.append(("Connection", "close"))
+        if "dup-headers" in mods:
+            extra += [("Set-Cookie", "a=1; Path=/"), ("X-Multi", "one"), ("Set-Cookie", "b=2"),
+                      ("X-Multi", "two")]
         extra.append(("X-Mock-Conn", str(conn.rec.id)))
 
         def head(status, headers):
