@@ -83,8 +83,8 @@ function P.header_filter(conf, ctx)
   if ctx.act == "hf-exit" then aigw.exit(451, "replaced by header_filter\n") end
   if ctx.act == "hf-status" then
     aigw.response.set_status(299)
-    aigw.response.set_header("content-type", nil)
     aigw.response.add_header("x-seen-type", tostring(aigw.response.get_header("Content-Type")))
+    aigw.response.set_header("content-type", nil)
   end
   if ctx.act == "hf-error" then error("header_filter boom") end
 end
