@@ -108,6 +108,10 @@ describe("aigw.config", function()
       { { routes = { { path = "nope" } } }, 'f.lua: routes[1].path: expected a path starting with /' },
       { { routes = { { path = "/x", provider = "ghost" } } }, 'f.lua: routes[1].provider: expected the name of a configured provider, got "ghost"' },
       { { routes = { { path = "/x", method = "P O" } } }, 'f.lua: routes[1].method: expected an HTTP method' },
+      { { server = { plugin_jit = "yes" } }, 'f.lua: server.plugin_jit: expected true or false' },
+      { { server = { lua_time_limit = "soon" } }, 'f.lua: server.lua_time_limit: expected a duration in seconds' },
+      { { pid_file = 3 }, 'f.lua: pid_file: expected a file path' },
+      { { watch = "yes" }, 'f.lua: watch: expected true or false' },
     }
     for _, case in ipairs(cases) do
       it("names the field: " .. case[2]:match("^f%.lua: ([^:]+)"), function()

@@ -56,6 +56,10 @@ local SERVER_DEFAULTS = {
   -- process aborts (code that cannot be interrupted). 0 disables each.
   lua_time_limit = 2,
   lua_kill_after = 30,
+  -- Plugin files run interpreted (so the limit above can stop their loops)
+  -- unless this is true: compiled plugin code is faster, but a runaway loop
+  -- in it is only bounded by lua_kill_after.
+  plugin_jit = false,
 }
 local SERVER_SIZES = { max_body_size = true, max_header_size = true }
 
@@ -91,6 +95,9 @@ local function check_server(file, s)
       out[k] = default
     elseif SERVER_SIZES[k] then
       out[k] = M.parse_size(v) or fail(file, "server." .. k, 'a size like "10m"', v)
+    elseif k == "plugin_jit" then
+      if type(v) ~= "boolean" then fail(file, "server." .. k, "true or false", v) end
+      out[k] = v
     elseif k == "max_connections" then
       if type(v) ~= "number" or v < 1 or v ~= math.floor(v) then
         fail(file, "server." .. k, "a whole number >= 1", v)

@@ -6,9 +6,10 @@
 -- log? }. schema is a table of field = { type = "string" | "number" |
 -- "boolean" | "table" | "array", required = bool, default = v }.
 --
--- Plugin files run with the JIT off for all their functions: interpreted
--- code is where the watchdog's hook can stop a runaway loop (see
--- core/watchdog.h). Library code under lua/ stays compiled.
+-- Plugin files run with the JIT off for all their functions (unless
+-- server.plugin_jit): interpreted code is where the watchdog's hook can
+-- stop a runaway loop (see core/watchdog.h). Library code under lua/ stays
+-- compiled.
 
 local M = {}
 
@@ -51,7 +52,7 @@ function M.load(prefix, list, global)
     -- A short chunk name, so errors and tracebacks name the file in full.
     local chunk, err = loadstring(src, "@plugins/" .. entry.name .. ".lua")
     if not chunk then error("plugin " .. entry.name .. ": " .. err, 0) end
-    if jit then jit.off(chunk, true) end
+    if jit and not (global and global.server and global.server.plugin_jit) then jit.off(chunk, true) end
     local ok, plugin = pcall(chunk)
     if not ok then error("plugin " .. entry.name .. ": " .. tostring(plugin), 0) end
     if type(plugin) ~= "table" then error("plugin " .. entry.name .. ": must return a table", 0) end

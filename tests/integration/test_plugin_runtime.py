@@ -316,13 +316,16 @@ def test_runaway_loop_is_stopped(gateway, tmp_path, act):
         assert probe(gw, "tag").status == 200
 
 
-def test_runaway_compiled_loop_aborts_the_process(gateway, tmp_path):
-    """Code compiled by the JIT never sees the hook: past lua_kill_after the
+@pytest.mark.parametrize("act,plugin_jit", [("jit-loop", False), ("loop", True)])
+def test_runaway_compiled_loop_aborts_the_process(gateway, tmp_path, act, plugin_jit):
+    """Code compiled by the JIT never sees the hook (code a plugin loads
+    itself, or plugin files with server.plugin_jit): past lua_kill_after the
     process aborts rather than serve on with a wedged worker."""
     gw = start(gateway, tmp_path, expect_errors=True,
-               server={"drain_timeout": 5, "lua_time_limit": 0.2, "lua_kill_after": 1})
+               server={"drain_timeout": 5, "lua_time_limit": 0.2, "lua_kill_after": 1,
+                       "plugin_jit": plugin_jit})
     c = gw.connect()
-    c.send(httpc.build_request("POST", "/v1/chat/completions", [("x-probe", "jit-loop")],
+    c.send(httpc.build_request("POST", "/v1/chat/completions", [("x-probe", act)],
                                httpc.chat_body("echo", "hi", False)))
     assert gw.wait_exit(15) == -6      # SIGABRT
     assert "aborting the process" in gw.log()
