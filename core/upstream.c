@@ -917,8 +917,21 @@ static const llhttp_settings_t *response_settings(void) { return &response_parse
 
 /* --- the request head --- */
 
+/* Whether header lines ("Name: value\r\n"...) contain one named n. */
+static int named_in_lines(const char *lines, size_t len, const char *n, size_t nl) {
+  const char *p = lines, *end = lines + len;
+  while (p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (eol == NULL) eol = end;
+    if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, n, nl) == 0) return 1;
+    p = eol + 1;
+  }
+  return 0;
+}
+
 static int client_header_dropped(const aigw_req_t *r, const aigw_target_t *t, const char *n,
-                                 size_t nl, const char *ctoks, size_t ctl) {
+                                 size_t nl, const char *ctoks, size_t ctl, const char *extra,
+                                 size_t elen) {
   static const name_t always[] = {NAME("host"), NAME("content-length"), NAME("expect"),
                                   NAME("x-request-id")};
   if (name_in(always, sizeof always / sizeof *always, n, nl) || is_hop_by_hop(n, nl)) return 1;
@@ -929,7 +942,8 @@ static int client_header_dropped(const aigw_req_t *r, const aigw_target_t *t, co
   size_t tl;
   while (ctoks && next_token(&ctoks, end, &a, &tl))
     if (tl == nl && strncasecmp(a, n, nl) == 0) return 1;
-  return 0;
+  /* Headers the plugins set for this request replace the client's. */
+  return elen && named_in_lines(extra, elen, n, nl);
 }
 
 static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const char *extra,
@@ -953,7 +967,7 @@ static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const c
   for (int i = 0; i < r->nhdrs; i++) {
     const aigw_hdr_t *hd = &r->hdrs[i];
     const char *n = c->rbuf + hd->name;
-    if (client_header_dropped(r, t, n, hd->name_len, ctoks, ctl)) continue;
+    if (client_header_dropped(r, t, n, hd->name_len, ctoks, ctl, extra, elen)) continue;
     rc |= aigw_buf_append(h, n, hd->name_len);
     rc |= aigw_buf_append(h, ": ", 2);
     rc |= aigw_buf_append(h, c->rbuf + hd->value, hd->value_len);
