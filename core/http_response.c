@@ -9,6 +9,7 @@
 
 #include "alloc.h"
 #include "http_conn.h"
+#include "lua_vm.h"
 #include "log.h"
 #include "upstream.h"
 
@@ -253,7 +254,26 @@ void aigw_respond_error(aigw_req_t *r, int status, const char *code, const char 
     aigw_conn_close(r->conn);
     return;
   }
-  aigw_respond(r, status, hdrs, (size_t)hlen, o.data, o.len);
+  /* An error made here after the plugin chain ran (an upstream failure, a
+   * plugin error) goes through header_filter too, so that plugins adding
+   * headers to every response (CORS) see it. */
+  const char *h = hdrs;
+  size_t hl = (size_t)hlen;
+  int st = status;
+  if (r->filter_headers && r->lt) {
+    int rc = aigw_lua_header_filter(r, &st, &h, &hl);
+    if (rc == 1) {
+      aigw_buf_free(&o);
+      aigw_lua_respond_exit(r);
+      return;
+    }
+    if (rc < 0) {
+      st = status;
+      h = hdrs;
+      hl = (size_t)hlen;
+    }
+  }
+  aigw_respond(r, st, h, hl, o.data, o.len);
   aigw_buf_free(&o);
 }
 

@@ -292,6 +292,9 @@ static int sync_call(aigw_req_t *r, int ref, int nargs, int nres) {
 int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_t *len) {
   aigw_gen_t *g = r->lt ? r->lt->gen : NULL;
   if (g == NULL || g->header_filter_ref == LUA_NOREF || r->ctx_ref == LUA_NOREF) return 0;
+  /* Once per request: the error response a failed filter leads to is not
+   * filtered again. */
+  r->filter_headers = 0;
   lua_State *S = g->sync;
   lua_pushinteger(S, *status);
   lua_pushlstring(S, *lines ? *lines : "", *len);

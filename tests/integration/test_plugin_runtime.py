@@ -253,6 +253,20 @@ def test_header_filter_on_upstream_and_lua_responses(gateway, upstream, tmp_path
     assert r.header("x-seen-type") == "application/json"
 
 
+def test_header_filter_sees_errors_made_by_the_core(gateway, upstream, tmp_path):
+    gw = start(gateway, tmp_path, upstream=upstream, expect_errors=True)
+    r = probe(gw, "plain", model="gpt-test", headers=[("x-mock-behavior", "close")])
+    assert r.status == 502
+    assert r.header("x-probe-tag") == "v1"
+    assert json.loads(r.body)["error"]["type"] == "server_error"
+    r = probe(gw, "error")          # a plugin error's 500
+    assert r.status == 500 and r.header("x-probe-tag") == "v1"
+    # A failing header_filter runs once; its 500 is sent unfiltered.
+    r = probe(gw, "hf-error", model="gpt-test")
+    assert r.status == 500 and r.header("x-probe-tag") is None
+    assert gw.log().count("header_filter boom") == 1
+
+
 def test_header_filter_exit_replaces_the_response(gateway, upstream, tmp_path):
     gw = start(gateway, tmp_path, upstream=upstream)
     for model in ("echo", "gpt-test"):
