@@ -47,9 +47,14 @@ static int cmd_check(const char *path) {
   aigw_worker_t w;
   memset(&w, 0, sizeof w);
   w.conf = c;
+  /* A loop for what init_worker may set up (timers), closed unrun. */
+  uv_loop_init(&w.loop);
   char err[2048];
   int rc = aigw_lua_worker_init(&w, err, sizeof err);
   aigw_lua_worker_close(&w);
+  uv_run(&w.loop, UV_RUN_DEFAULT);
+  uv_loop_close(&w.loop);
+  aigw__worker_free_lists(&w);
   aigw_config_free(c);
   if (rc != 0) {
     fprintf(stderr, "aigw: %s\n", err);

@@ -371,3 +371,15 @@ def test_admin_status_reports_generations_and_vm_memory(gateway, tmp_path):
         assert w["generation"] == 1
         assert 50 < w["lua_memory_kb"] < 100000
     assert admin(gw, "POST", "/admin/status").status == 405
+
+
+def test_check_runs_init_worker_with_timers(tmp_path):
+    """aigw check builds a worker VM: a plugin's init_worker may start timers."""
+    from harness import run_cli
+    prefix = make_prefix(tmp_path)
+    conf = tmp_path / "check.lua"
+    conf.write_text('return { listen = "127.0.0.1:1", admin_listen = false, workers = 1, '
+                    'plugins = { "key-auth", "probe" }, shared = { cache = "1m" } }')
+    r = run_cli(["check", str(conf)], env={"AIGW_PREFIX": str(prefix)})
+    assert r.returncode == 0, r.stderr
+    assert "configuration ok" in r.stdout
