@@ -216,6 +216,22 @@ local CHOICE_MODES = { auto = "AUTO", none = "NONE", required = "ANY" }
 
 local THINKING_BUDGETS = { minimal = 0, none = 0, low = 1024, medium = 8192, high = 24576 }
 
+-- Thought signatures travel as Google's own OpenAI-compatible endpoint
+-- carries them: tool_calls[i].extra_content.google.thought_signature.
+local SKIP_SIGNATURE = "skip_thought_signature_validator"
+
+local function signature_of(tc)
+  local ec = tc.extra_content
+  local g = type(ec) == "table" and ec.google
+  local sig = type(g) == "table" and g.thought_signature
+  return type(sig) == "string" and sig ~= "" and sig or nil
+end
+
+local function needs_signature(model)
+  local major = tonumber(model:match("^gemini%-(%d+)"))
+  return major ~= nil and major >= 3
+end
+
 function M.request_to_gemini(req, opts)
   opts = opts or {}
   if type(req) ~= "table" then return nil, "the request must be an object" end
@@ -253,6 +269,7 @@ function M.request_to_gemini(req, opts)
     elseif role == "assistant" then
       local parts, err = content_parts(m.content)
       if not parts then return nil, "messages[" .. i .. "]: " .. err end
+      local first_call
       if type(m.tool_calls) == "table" then
         for _, tc in ipairs(m.tool_calls) do
           local fn = type(tc) == "table" and tc["function"]
@@ -271,8 +288,17 @@ function M.request_to_gemini(req, opts)
             args = a
           end
           if tc.id ~= nil then names[tc.id] = fn.name end
-          parts[#parts + 1] = { functionCall = { name = fn.name, args = args } }
+          local part = { functionCall = { name = fn.name, args = args } }
+          local sig = signature_of(tc)
+          if sig then part.thoughtSignature = sig end
+          if first_call == nil then first_call = part end
+          parts[#parts + 1] = part
         end
+      end
+      -- Gemini 3 rejects a replayed turn whose first function call has no
+      -- signature; Google's documented placeholder lets it through.
+      if first_call and not first_call.thoughtSignature and needs_signature(model) then
+        first_call.thoughtSignature = SKIP_SIGNATURE
       end
       push("model", parts)
     elseif role == "tool" or role == "function" then
@@ -430,8 +456,12 @@ local function read_parts(parts, make_id)
         if type(id) ~= "string" or not id:match(ID_PATTERN) then id = make_id() end
         local args = fc.args
         if type(args) ~= "table" then args = {} end
-        calls[#calls + 1] = { id = id, type = "function",
+        local call = { id = id, type = "function",
           ["function"] = { name = fc.name, arguments = json.encode(args) or "{}" } }
+        if type(p.thoughtSignature) == "string" then
+          call.extra_content = { google = { thought_signature = p.thoughtSignature } }
+        end
+        calls[#calls + 1] = call
       end
     end
   end
