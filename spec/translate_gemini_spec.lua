@@ -1,0 +1,170 @@
+-- Golden-file specs for aigw.translate.gemini.
+--
+-- Each case is spec/golden/gemini/<name>.input.json, with the expected
+-- output in <name>.expected.json. Outputs are encoded with aigw.json and
+-- decoded again before comparing, and every empty array must be [] on both
+-- sides. GEMINI_GOLDEN_UPDATE=1 rewrites the expected files.
+
+local json = require "aigw.json"
+local gemini = require "aigw.translate.gemini"
+local util = require "luassert.util"
+
+local DIR = "spec/golden/gemini/"
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function cases()
+  local names = {}
+  local p = assert(io.popen("ls " .. DIR))
+  for line in p:lines() do
+    local name = line:match("^(.-)%.input%.json$")
+    if name then names[#names + 1] = name end
+  end
+  p:close()
+  table.sort(names)
+  return names
+end
+
+-- Empty arrays become the string "[]" so that [] and {} differ. Tool-call
+-- arguments are compared decoded: key order in JSON text is not kept.
+local function normalize(v)
+  if type(v) ~= "table" then return v end
+  if next(v) == nil and getmetatable(v) == json.array_mt then return "[]" end
+  local out = {}
+  for k, x in pairs(v) do
+    if k == "arguments" and type(x) == "string" then
+      out[k] = { decoded = normalize(assert(json.decode(x))) }
+    else
+      out[k] = normalize(x)
+    end
+  end
+  return out
+end
+
+local function ids()
+  local n = 0
+  return function() n = n + 1; return "call_" .. n end
+end
+
+local function run(case)
+  local opts = { id = "chatcmpl-test", created = 1700000000, make_id = ids() }
+  if case.opts then for k, v in pairs(case.opts) do opts[k] = v end end
+  if case.kind == "request" then
+    local out, err = gemini.request_to_gemini(case.input, case.opts)
+    return out or { error = err }
+  elseif case.kind == "response" then
+    local out, err = gemini.response_from_gemini(case.input, case.model, opts)
+    return out or { error = err }
+  elseif case.kind == "stream" then
+    local st = gemini.stream_from_gemini(case.model, opts)
+    local chunks, errors = setmetatable({}, json.array_mt), {}
+    for _, ev in ipairs(case.input) do
+      -- each event goes through its SSE text, as the upstream sends it
+      local data = assert(json.decode(assert(json.encode(ev))))
+      local list, err = st:event(data)
+      for _, c in ipairs(list) do chunks[#chunks + 1] = c end
+      if err then errors[#errors + 1] = err end
+    end
+    for _, c in ipairs(st:finish()) do chunks[#chunks + 1] = c end
+    local out = { chunks = chunks, usage = st:usage() }
+    if #errors > 0 then out.errors = errors end
+    return out
+  elseif case.kind == "error" then
+    return gemini.error_from_gemini(case.status, case.input)
+  end
+  error("unknown kind " .. tostring(case.kind))
+end
+
+describe("aigw.translate.gemini golden files", function()
+  for _, name in ipairs(cases()) do
+    it(name, function()
+      local case = assert(json.decode(read(DIR .. name .. ".input.json")))
+      local text = assert(json.encode(run(case)))
+      local got = assert(json.decode(text))
+      local path = DIR .. name .. ".expected.json"
+      if os.getenv("GEMINI_GOLDEN_UPDATE") == "1" then
+        local f = io.open(path, "rb")
+        local old = f and json.decode(f:read("*a"))
+        if f then f:close() end
+        if not (old and util.deepcompare(normalize(old), normalize(got))) then
+          f = assert(io.open(path, "wb"))
+          f:write(text, "\n")
+          f:close()
+        end
+      end
+      local want = assert(json.decode(read(path)))
+      assert.same(normalize(want), normalize(got))
+    end)
+  end
+end)
+
+describe("aigw.translate.gemini", function()
+  it("maps a made-up tool-call id back to its name on the next turn", function()
+    local resp = assert(gemini.response_from_gemini({
+      candidates = { { content = { parts = { { functionCall = { name = "lookup", args = { q = "x" } } } } },
+                       finishReason = "STOP" } },
+    }, "gemini-2.0-flash"))
+    local msg = resp.choices[1].message
+    local id = msg.tool_calls[1].id
+    assert.matches("^call_[a-zA-Z0-9_-]+$", id)
+    assert.equal("tool_calls", resp.choices[1].finish_reason)
+    assert.equal('{"q":"x"}', msg.tool_calls[1]["function"].arguments)
+    -- the client sends the conversation back, through JSON
+    local req = assert(json.decode(assert(json.encode({
+      model = "gemini-2.0-flash",
+      messages = { { role = "user", content = "find x" }, msg,
+                   { role = "tool", tool_call_id = id, content = "found" } },
+    }))))
+    local up = assert(gemini.request_to_gemini(req))
+    local c = up.body.contents
+    assert.equal("model", c[2].role)
+    assert.same({ name = "lookup", args = { q = "x" } }, c[2].parts[1].functionCall)
+    assert.equal("user", c[3].role)
+    assert.same({ name = "lookup", response = { content = "found" } }, c[3].parts[1].functionResponse)
+  end)
+
+  it("makes ids that differ", function()
+    local a, b = gemini.new_tool_call_id(), gemini.new_tool_call_id()
+    assert.matches("^call_[a-zA-Z0-9]+$", a)
+    assert.not_equal(a, b)
+  end)
+
+  it("rejects a tool result whose id no tool call had", function()
+    local out, err = gemini.request_to_gemini({ model = "m", messages = {
+      { role = "tool", tool_call_id = "call_nope", content = "x" } } })
+    assert.is_nil(out)
+    assert.matches("call_nope", err)
+  end)
+
+  it("keeps [] in arguments and writes choices = [] in the usage chunk", function()
+    local st = gemini.stream_from_gemini("m", { include_usage = true, id = "x", created = 1 })
+    st:event({ candidates = { { content = { parts = { { functionCall = { name = "f", args = { a = json.decode("[]") } } } } },
+                                finishReason = "STOP" } } })
+    local list = st:finish()
+    local text = assert(json.encode(list[#list]))
+    assert.matches('"choices":%[%]', text)
+    local up = assert(gemini.request_to_gemini(assert(json.decode(
+      '{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\\"a\\":[]}"}}]}]}'))))
+    assert.matches('"a":%[%]', assert(json.encode(up.body)))
+  end)
+
+  it("takes usage from the last usageMetadata, not a sum", function()
+    local st = gemini.stream_from_gemini("m", {})
+    st:event({ usageMetadata = { promptTokenCount = 5, candidatesTokenCount = 1, totalTokenCount = 6 } })
+    st:event({ usageMetadata = { promptTokenCount = 5, candidatesTokenCount = 4, totalTokenCount = 9 } })
+    assert.same({ prompt_tokens = 5, completion_tokens = 4, total_tokens = 9 }, st:usage())
+  end)
+
+  it("reads retryDelay with fractions as whole seconds, rounded up", function()
+    local e = gemini.error_from_gemini(429, { error = { code = 429, message = "slow down",
+      details = { { ["@type"] = "type.googleapis.com/google.rpc.RetryInfo", retryDelay = "1.2s" } } } })
+    assert.equal(2, e.retry_after)
+    assert.equal("rate_limit_error", e.type)
+    assert.is_nil(gemini.error_from_gemini(500, nil).retry_after)
+  end)
+end)
