@@ -191,7 +191,8 @@ function Parser:finish()
     if self.dispatch_incomplete then
       process_line(self, line, out)
     end
-    incomplete = true
+    -- an unterminated comment loses nothing
+    if byte(line, 1) ~= 58 then incomplete = true end
   end
   if self._pending then
     incomplete = true
