@@ -1,0 +1,296 @@
+-- aigw.usage: token usage from each provider's own usage object, usage
+-- accumulated over a stream, and its cost in USD.
+--
+-- Normalised usage (OpenAI's meaning of each count):
+--   prompt_tokens      every input token, cached ones included
+--   completion_tokens  every output token, reasoning ("thinking") ones included
+--   total_tokens       as the provider reported it, else the sum of the two
+--   cached_tokens      input tokens read from a prompt cache (absent when not reported)
+--   cache_creation_tokens  input tokens written to a prompt cache (Anthropic only)
+--   reasoning_tokens   output tokens spent on reasoning (absent when not reported)
+
+local type, error, pairs = type, error, pairs
+local sub, find = string.sub, string.find
+
+local _M = {}
+
+local function num(v)
+  if type(v) == "number" then return v end
+  return nil
+end
+
+local function argcheck(fname, n, v, want, optional)
+  local t = type(v)
+  if t ~= want and not (optional and v == nil) then
+    error("bad argument #" .. n .. " to '" .. fname .. "' (" .. want .. " expected, got " .. t .. ")", 3)
+  end
+end
+
+--- OpenAI Chat Completions / Responses usage.
+function _M.from_openai(u)
+  argcheck("from_openai", 1, u, "table", true)
+  if u == nil then return nil end
+  -- Chat Completions names, or the Responses API's input/output names
+  local prompt = num(u.prompt_tokens) or num(u.input_tokens) or 0
+  local completion = num(u.completion_tokens) or num(u.output_tokens) or 0
+  local r = {
+    prompt_tokens = prompt,
+    completion_tokens = completion,
+    total_tokens = num(u.total_tokens) or prompt + completion,
+  }
+  local pd = u.prompt_tokens_details
+  if type(pd) ~= "table" then pd = u.input_tokens_details end
+  if type(pd) == "table" then r.cached_tokens = num(pd.cached_tokens) end
+  local cd = u.completion_tokens_details
+  if type(cd) ~= "table" then cd = u.output_tokens_details end
+  if type(cd) == "table" then r.reasoning_tokens = num(cd.reasoning_tokens) end
+  return r
+end
+
+--- Anthropic Messages usage. Anthropic's input_tokens counts only the input
+--- after the last cache breakpoint: prompt_tokens here is input_tokens +
+--- cache_read_input_tokens + cache_creation_input_tokens, so that it means
+--- what OpenAI's prompt_tokens means (all input); cached_tokens is
+--- cache_read_input_tokens and cache_creation_tokens is
+--- cache_creation_input_tokens.
+function _M.from_anthropic(u)
+  argcheck("from_anthropic", 1, u, "table", true)
+  if u == nil then return nil end
+  local input = num(u.input_tokens) or 0
+  local read = num(u.cache_read_input_tokens)
+  local created = num(u.cache_creation_input_tokens)
+  local prompt = input + (read or 0) + (created or 0)
+  local completion = num(u.output_tokens) or 0
+  return {
+    prompt_tokens = prompt,
+    completion_tokens = completion,
+    total_tokens = prompt + completion,
+    cached_tokens = read,
+    cache_creation_tokens = created,
+  }
+end
+
+--- Gemini usageMetadata. promptTokenCount already includes
+--- cachedContentTokenCount. candidatesTokenCount leaves out the thinking
+--- tokens (thoughtsTokenCount), which are billed as output: completion_tokens
+--- is candidatesTokenCount + thoughtsTokenCount, and reasoning_tokens is
+--- thoughtsTokenCount. toolUsePromptTokenCount is added to prompt_tokens.
+function _M.from_gemini(m)
+  argcheck("from_gemini", 1, m, "table", true)
+  if m == nil then return nil end
+  local thoughts = num(m.thoughtsTokenCount)
+  local prompt = (num(m.promptTokenCount) or 0) + (num(m.toolUsePromptTokenCount) or 0)
+  local completion = (num(m.candidatesTokenCount) or 0) + (thoughts or 0)
+  return {
+    prompt_tokens = prompt,
+    completion_tokens = completion,
+    total_tokens = num(m.totalTokenCount) or prompt + completion,
+    cached_tokens = num(m.cachedContentTokenCount),
+    reasoning_tokens = thoughts,
+  }
+end
+
+-- Stream accumulators ------------------------------------------------------
+
+local Stream = {}
+Stream.__index = Stream
+
+local function copy_numbers(dst, src)
+  for k, v in pairs(src) do
+    if type(v) == "number" then dst[k] = v end
+  end
+end
+
+local seen = {
+  -- OpenAI: usage arrives in one chunk (with stream_options.include_usage),
+  -- normally the last before [DONE]; other chunks carry "usage": null.
+  openai = function(self, ev)
+    local u = ev.usage
+    if type(u) == "table" then self._raw = u end
+  end,
+  -- Anthropic: message_start carries message.usage (input tokens, and an
+  -- output_tokens of 1 or so); message_delta carries cumulative totals for
+  -- the fields it names. A field in message_delta replaces the same field
+  -- from message_start: the counts are totals, never added up.
+  anthropic = function(self, ev)
+    local t = ev.type
+    local u
+    if t == "message_start" then
+      u = type(ev.message) == "table" and ev.message.usage
+    elseif t == "message_delta" then
+      u = ev.usage
+    else
+      return
+    end
+    if type(u) ~= "table" then return end
+    local raw = self._raw
+    if not raw then raw = {}; self._raw = raw end
+    copy_numbers(raw, u)
+  end,
+  -- Gemini: every chunk may carry usageMetadata; the last one is the
+  -- whole count (the earlier ones are running figures), never summed.
+  gemini = function(self, ev)
+    local m = ev.usageMetadata
+    if type(m) == "table" then self._raw = m end
+  end,
+}
+
+local convert = { openai = _M.from_openai, anthropic = _M.from_anthropic, gemini = _M.from_gemini }
+
+--- Feed one decoded event (the JSON of an SSE event's data, as a table).
+--- Strings are decoded first; "[DONE]" and text that is not JSON are ignored.
+function Stream:event(ev)
+  if type(ev) == "string" then
+    if ev == "[DONE]" then return end
+    ev = require("aigw.json").decode(ev)
+    if type(ev) ~= "table" then return end
+  elseif type(ev) ~= "table" then
+    error("bad argument #1 to 'event' (table or string expected, got " .. type(ev) .. ")", 2)
+  end
+  seen[self.kind](self, ev)
+end
+
+--- Normalised usage seen so far, or nil when the stream carried none.
+function Stream:result()
+  local raw = self._raw
+  if not raw then return nil end
+  return convert[self.kind](raw)
+end
+
+--- The provider's own usage object as last seen (for Anthropic, the fields of
+--- message_start's usage updated by message_delta's), or nil.
+function Stream:raw()
+  return self._raw
+end
+
+function _M.stream(kind)
+  argcheck("stream", 1, kind, "string")
+  if not seen[kind] then
+    error("bad argument #1 to 'stream' (\"openai\", \"anthropic\" or \"gemini\" expected, got \"" ..
+          kind .. "\")", 2)
+  end
+  return setmetatable({ kind = kind, _raw = nil }, Stream)
+end
+
+-- Prices -------------------------------------------------------------------
+
+-- USD per million tokens: input, output, cached_input (prompt-cache reads,
+-- where it differs from input) and cache_write (Anthropic prompt-cache
+-- writes, 5-minute TTL).
+--
+-- PRICES CHANGE. These are the providers' published list prices for
+-- standard (not batch, not priority) requests at the time of writing, for
+-- Gemini the tier for prompts of up to 200k tokens. They are a default,
+-- not a source of truth: pass `overrides` to usage.cost, or assign
+-- entries of usage.prices (e.g. from the gateway's config in init).
+_M.prices = {
+  -- OpenAI
+  ["gpt-5"]               = { input = 1.25,  output = 10.00, cached_input = 0.125 },
+  ["gpt-5-mini"]          = { input = 0.25,  output = 2.00,  cached_input = 0.025 },
+  ["gpt-5-nano"]          = { input = 0.05,  output = 0.40,  cached_input = 0.005 },
+  ["gpt-4.1"]             = { input = 2.00,  output = 8.00,  cached_input = 0.50 },
+  ["gpt-4.1-mini"]        = { input = 0.40,  output = 1.60,  cached_input = 0.10 },
+  ["gpt-4.1-nano"]        = { input = 0.10,  output = 0.40,  cached_input = 0.025 },
+  ["gpt-4o"]              = { input = 2.50,  output = 10.00, cached_input = 1.25 },
+  ["gpt-4o-mini"]         = { input = 0.15,  output = 0.60,  cached_input = 0.075 },
+  ["gpt-4-turbo"]         = { input = 10.00, output = 30.00 },
+  ["gpt-3.5-turbo"]       = { input = 0.50,  output = 1.50 },
+  ["o1"]                  = { input = 15.00, output = 60.00, cached_input = 7.50 },
+  ["o1-mini"]             = { input = 1.10,  output = 4.40,  cached_input = 0.55 },
+  ["o3"]                  = { input = 2.00,  output = 8.00,  cached_input = 0.50 },
+  ["o3-pro"]              = { input = 20.00, output = 80.00 },
+  ["o3-mini"]             = { input = 1.10,  output = 4.40,  cached_input = 0.55 },
+  ["o4-mini"]             = { input = 1.10,  output = 4.40,  cached_input = 0.275 },
+  ["text-embedding-3-small"] = { input = 0.02, output = 0 },
+  ["text-embedding-3-large"] = { input = 0.13, output = 0 },
+  ["text-embedding-ada-002"] = { input = 0.10, output = 0 },
+
+  -- Anthropic (cache reads 0.1x input, cache writes 1.25x input)
+  ["claude-opus-4-1"]     = { input = 15.00, output = 75.00, cached_input = 1.50, cache_write = 18.75 },
+  ["claude-opus-4"]       = { input = 15.00, output = 75.00, cached_input = 1.50, cache_write = 18.75 },
+  ["claude-sonnet-4-5"]   = { input = 3.00,  output = 15.00, cached_input = 0.30, cache_write = 3.75 },
+  ["claude-sonnet-4"]     = { input = 3.00,  output = 15.00, cached_input = 0.30, cache_write = 3.75 },
+  ["claude-3-7-sonnet"]   = { input = 3.00,  output = 15.00, cached_input = 0.30, cache_write = 3.75 },
+  ["claude-3-5-sonnet"]   = { input = 3.00,  output = 15.00, cached_input = 0.30, cache_write = 3.75 },
+  ["claude-haiku-4-5"]    = { input = 1.00,  output = 5.00,  cached_input = 0.10, cache_write = 1.25 },
+  ["claude-3-5-haiku"]    = { input = 0.80,  output = 4.00,  cached_input = 0.08, cache_write = 1.00 },
+  ["claude-3-haiku"]      = { input = 0.25,  output = 1.25,  cached_input = 0.03, cache_write = 0.30 },
+  ["claude-3-opus"]       = { input = 15.00, output = 75.00, cached_input = 1.50, cache_write = 18.75 },
+
+  -- Gemini (prompts up to 200k tokens; thinking tokens are billed as output)
+  ["gemini-2.5-pro"]        = { input = 1.25,  output = 10.00, cached_input = 0.31 },
+  ["gemini-2.5-flash"]      = { input = 0.30,  output = 2.50,  cached_input = 0.075 },
+  ["gemini-2.5-flash-lite"] = { input = 0.10,  output = 0.40,  cached_input = 0.025 },
+  ["gemini-2.0-flash"]      = { input = 0.10,  output = 0.40,  cached_input = 0.025 },
+  ["gemini-2.0-flash-lite"] = { input = 0.075, output = 0.30 },
+  ["gemini-1.5-pro"]        = { input = 1.25,  output = 5.00,  cached_input = 0.3125 },
+  ["gemini-1.5-flash"]      = { input = 0.075, output = 0.30,  cached_input = 0.01875 },
+}
+
+-- Does `key` name `model`: the same, or a prefix followed by "-" or "@"
+-- (dated snapshots "gpt-4o-2024-08-06", aliases "claude-3-5-haiku-latest",
+-- Vertex's "claude-3-5-sonnet@20240620").
+local function prefix_of(key, model)
+  local n = #key
+  if #model <= n or sub(model, 1, n) ~= key then return false end
+  local c = sub(model, n + 1, n + 1)
+  return c == "-" or c == "@"
+end
+
+local function lookup(tbl, model, best_key, best)
+  if not tbl then return best_key, best end
+  for key, p in pairs(tbl) do
+    if type(key) == "string" and prefix_of(key, model) and (not best_key or #key > #best_key) then
+      best_key, best = key, p
+    end
+  end
+  return best_key, best
+end
+
+--- The price entry for `model` and the key it was found under, or nil.
+function _M.price(model, overrides)
+  argcheck("price", 1, model, "string")
+  argcheck("price", 2, overrides, "table", true)
+  local p = overrides and overrides[model]
+  if p then return p, model end
+  p = _M.prices[model]
+  if p then return p, model end
+  -- an explicit "provider/model": price the model part
+  local slash = find(model, "/[^/]*$")
+  if slash then
+    local bare = sub(model, slash + 1)
+    p = overrides and overrides[bare] or _M.prices[bare]
+    if p then return p, bare end
+    model = bare
+  end
+  local key, best = lookup(overrides, model)
+  local okey, obest = key, best
+  key, best = lookup(_M.prices, model, key, best)
+  -- the longest prefix wins; on equal keys the override's entry
+  if okey and key == okey then best = obest end
+  if not key then return nil end
+  return best, key
+end
+
+--- Cost in USD of normalised usage `u` on `model`, or nil when the model
+--- has no price.
+function _M.cost(model, u, overrides)
+  argcheck("cost", 1, model, "string")
+  argcheck("cost", 2, u, "table")
+  argcheck("cost", 3, overrides, "table", true)
+  local p = _M.price(model, overrides)
+  if not p then return nil end
+  local input, output = p.input or 0, p.output or 0
+  local prompt = num(u.prompt_tokens) or 0
+  local cached = num(u.cached_tokens) or 0
+  local created = num(u.cache_creation_tokens) or 0
+  local plain = prompt - cached - created
+  if plain < 0 then plain = 0 end
+  local usd = plain * input
+            + cached * (p.cached_input or input)
+            + created * (p.cache_write or input)
+            + (num(u.completion_tokens) or 0) * output
+  return usd / 1e6
+end
+
+return _M
