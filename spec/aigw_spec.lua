@@ -12,6 +12,8 @@ describe("aigw", function()
     assert.equal(require "aigw.errors", aigw.errors)
     assert.equal(require "aigw.timer", aigw.timer)
     assert.equal(require "aigw.json", aigw.json)
+    assert.equal(require "aigw.sse", aigw.sse)
+    assert.equal(require "aigw.usage", aigw.usage)
   end)
 
   it("gives nil for anything else", function()

@@ -13,7 +13,7 @@ local C = ffi.C
 local MODULES = {
   request = "aigw.request", response = "aigw.response", shared = "aigw.shared",
   log = "aigw.log", json = "aigw.json", crypto = "aigw.crypto", errors = "aigw.errors",
-  timer = "aigw.timer", redis = "aigw.redis", http = "aigw.http",
+  timer = "aigw.timer", sse = "aigw.sse", usage = "aigw.usage", redis = "aigw.redis", http = "aigw.http",
 }
 
 local core = aigw_core or {}
