@@ -10,8 +10,9 @@
 -- Actual values are written with aigw.json and read back before comparing, so
 -- the comparison is of what goes on the wire: [] and {} are told apart.
 --
--- AIGW_GOLDEN_WRITE=1 build/aigw test spec/translate_anthropic_spec.lua rewrites
--- the "expected" of every case from the current code (review the diff).
+-- AIGW_GOLDEN_WRITE=1 build/aigw test spec/translate_anthropic_spec.lua fills in
+-- the "expected" of the cases that have none from the current code; =all
+-- rewrites every case's. Review what it wrote before committing it.
 
 local json = require "aigw.json"
 local A = require "aigw.translate.anthropic"
@@ -26,6 +27,7 @@ local CASES = {
   "req_from_anthropic", "req_from_tool_choice_auto", "req_from_tool_choice_tool",
   "req_from_tool_choice_none",
   "resp_to_anthropic_text", "resp_to_anthropic_tools", "resp_to_anthropic_length",
+  "resp_to_anthropic_tools_stop", "stream_to_tools_stop",
   "stream_to_text", "stream_to_tools", "stream_to_no_finish", "stream_to_error",
 }
 
@@ -96,13 +98,16 @@ local function wire(v)
   return assert(json.decode(s)), s
 end
 
-if os.getenv("AIGW_GOLDEN_WRITE") == "1" then
+local golden_write = os.getenv("AIGW_GOLDEN_WRITE")
+if golden_write == "1" or golden_write == "all" then
   for _, name in ipairs(CASES) do
     local case = load_case(name)
+    if case.expected ~= nil and golden_write ~= "all" then goto continue end
     case.expected = wire(run(case))
     local f = assert(io.open(DIR .. name .. ".json", "wb"))
     f:write(assert(json.encode(case)), "\n")
     f:close()
+    ::continue::
   end
 end
 

@@ -646,11 +646,17 @@ function M.response_to_anthropic(resp, model)
                                 input = (parse_args(fn.arguments)) }
     end
   end
+  local reason = stop_reason(choice.finish_reason)
+  -- Some OpenAI-compatible servers say "stop" after tool calls: a turn that
+  -- calls tools ends with tool_use, as Anthropic clients expect.
+  if #content > 0 and content[#content].type == "tool_use" and (reason == "end_turn" or reason == null) then
+    reason = "tool_use"
+  end
   return {
     id = message_id(resp.id), type = "message", role = "assistant",
     model = model or resp.model,
     content = arr(content),
-    stop_reason = stop_reason(choice.finish_reason),
+    stop_reason = reason,
     stop_sequence = null,
     usage = usage_to_anthropic(resp.usage),
   }
@@ -696,6 +702,7 @@ function ToAnthropic:open(out, kind, block)
   local idx = self.nblocks
   self.nblocks = idx + 1
   self.cur = { kind = kind, index = idx }
+  self.last_kind = kind
   out[#out + 1] = { "content_block_start",
                     { type = "content_block_start", index = idx, content_block = block } }
   return self.cur
@@ -707,10 +714,11 @@ function ToAnthropic:finish_events(out)
   self:close(out)
   self.ended = true
   local usage = usage_to_anthropic(self.u)
+  local reason = self.fr and stop_reason(self.fr) or "end_turn"
+  if self.last_kind == "tool" and reason == "end_turn" then reason = "tool_use" end
   out[#out + 1] = { "message_delta", {
     type = "message_delta",
-    delta = { stop_reason = self.fr and stop_reason(self.fr) or "end_turn",
-              stop_sequence = null },
+    delta = { stop_reason = reason, stop_sequence = null },
     usage = usage,
   } }
   out[#out + 1] = { "message_stop", { type = "message_stop" } }
