@@ -27,7 +27,8 @@ local CASES = {
   "req_from_anthropic", "req_from_tool_choice_auto", "req_from_tool_choice_tool",
   "req_from_tool_choice_none",
   "resp_to_anthropic_text", "resp_to_anthropic_tools", "resp_to_anthropic_length",
-  "resp_to_anthropic_tools_stop", "stream_to_tools_stop",
+  "resp_to_anthropic_tools_stop", "stream_to_tools_stop", "stream_to_tools_same_index",
+  "req_from_tool_error",
   "stream_to_text", "stream_to_tools", "stream_to_no_finish", "stream_to_error",
 }
 

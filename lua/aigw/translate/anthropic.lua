@@ -751,8 +751,11 @@ function ToAnthropic:chunk(c)
         local key = tonumber(tc.index) or (pos - 1)
         local fn = type(tc["function"]) == "table" and tc["function"] or {}
         local blk = self.tools[key]
-        if not blk or (type(tc.id) == "string" and tc.id ~= blk.id) then
-          local id = sanitize_id(is_null(tc.id) and ("toolu_" .. key) or tc.id)
+        local has_id = type(tc.id) == "string" and tc.id ~= ""
+        -- A new call: a new index, or (from servers that number every call
+        -- 0) a new id. Servers that repeat the id on every piece are fine.
+        if not blk or (has_id and tc.id ~= blk.id) then
+          local id = sanitize_id(has_id and tc.id or ("toolu_" .. key))
           blk = self:open(out, "tool", { type = "tool_use", id = id, name = fn.name or "", input = {} })
           blk.id = tc.id
           self.tools[key] = blk
