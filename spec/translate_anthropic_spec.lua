@@ -2,7 +2,7 @@
 --
 -- Each file is one case: {"fn": NAME, "args": [...], ...inputs, "expected": {...}}.
 --   request_*     expected = { result, notes }
---   response_*    expected = { result }
+--   response_*, error_*  expected = { result }
 --   stream_from_anthropic: "events" [[name, data], ...]; expected = { result = every chunk
 --                 returned, in order, usage = t:usage() }
 --   stream_to_anthropic:   "chunks" [...], "finish" (call t:finish() at the end);
@@ -29,6 +29,7 @@ local CASES = {
   "resp_to_anthropic_text", "resp_to_anthropic_tools", "resp_to_anthropic_length",
   "resp_to_anthropic_tools_stop", "stream_to_tools_stop", "stream_to_tools_same_index",
   "req_from_tool_error",
+  "error_from_anthropic", "error_from_anthropic_empty", "error_to_anthropic", "error_to_anthropic_5xx",
   "stream_to_text", "stream_to_tools", "stream_to_no_finish", "stream_to_error",
 }
 
@@ -51,7 +52,8 @@ local function run(case)
   if fn == "request_to_anthropic" or fn == "request_from_anthropic" then
     local result, notes = A[fn](args[1], args[2])
     return { result = result, notes = setmetatable(notes, json.array_mt) }
-  elseif fn == "response_from_anthropic" or fn == "response_to_anthropic" then
+  elseif fn == "response_from_anthropic" or fn == "response_to_anthropic"
+         or fn == "error_from_anthropic" or fn == "error_to_anthropic" then
     return { result = A[fn](args[1], args[2], args[3]) }
   elseif fn == "stream_from_anthropic" then
     local t = A.stream_from_anthropic(args[1], args[2])

@@ -13,6 +13,8 @@
 --   local msg = A.response_to_anthropic(openai_resp, model)
 --   local t = A.stream_to_anthropic(model)
 --   for _, ev in ipairs(t:chunk(openai_chunk)) do send(ev[1], ev[2]) end ; t:finish()
+--
+--   A.error_from_anthropic(body, status) ; A.error_to_anthropic(body, status)
 
 local json = require "aigw.json"
 
@@ -440,9 +442,7 @@ function FromAnthropic:event(name, data)
       out[1] = c
     end
   elseif name == "error" then
-    local e = type(data.error) == "table" and data.error or {}
-    out[1] = { error = { message = e.message or "upstream stream error",
-                         type = e.type or "api_error", code = e.type or null, param = null } }
+    out[1] = M.error_from_anthropic(data)
   end
   -- ping, content_block_stop and unknown events give nothing.
   return out
@@ -792,6 +792,48 @@ end
 
 function ToAnthropic:usage()
   return self.u and usage_to_anthropic(self.u) or nil
+end
+
+---------------------------------------------------------------------------
+-- Error bodies
+
+-- Anthropic's error types by HTTP status, for errors that come without one.
+local ANTHROPIC_ERROR_TYPE = {
+  [400] = "invalid_request_error", [401] = "authentication_error", [403] = "permission_error",
+  [404] = "not_found_error", [413] = "request_too_large", [429] = "rate_limit_error",
+  [500] = "api_error", [502] = "api_error", [503] = "overloaded_error", [504] = "api_error",
+  [529] = "overloaded_error",
+}
+-- OpenAI's error types by Anthropic's.
+local OPENAI_ERROR_TYPE = {
+  invalid_request_error = "invalid_request_error", authentication_error = "authentication_error",
+  permission_error = "permission_error", not_found_error = "not_found_error",
+  request_too_large = "invalid_request_error", rate_limit_error = "rate_limit_error",
+  api_error = "server_error", overloaded_error = "server_error",
+}
+
+-- An Anthropic error body ({"type":"error","error":{type,message}}) as
+-- OpenAI's envelope, keeping the provider's message. `status` is the HTTP
+-- status, used when the body says nothing.
+function M.error_from_anthropic(body, status)
+  local e = type(body) == "table" and type(body.error) == "table" and body.error or {}
+  local atype = type(e.type) == "string" and e.type or ANTHROPIC_ERROR_TYPE[status] or "api_error"
+  return { error = {
+    message = type(e.message) == "string" and e.message or ("upstream error" .. (status and (" " .. status) or "")),
+    type = OPENAI_ERROR_TYPE[atype] or atype,
+    code = atype,
+    param = null,
+  } }
+end
+
+-- An OpenAI error body ({"error":{message,type,code,param}}) as Anthropic's.
+function M.error_to_anthropic(body, status)
+  local e = type(body) == "table" and type(body.error) == "table" and body.error or {}
+  return { type = "error", error = {
+    type = ANTHROPIC_ERROR_TYPE[status] or (status and status >= 500 and "api_error")
+           or (status and status >= 400 and "invalid_request_error") or "api_error",
+    message = type(e.message) == "string" and e.message or ("upstream error" .. (status and (" " .. status) or "")),
+  } }
 end
 
 return M
