@@ -180,6 +180,19 @@ describe("aigw.translate.anthropic on the wire", function()
     assert.matches("^[a-zA-Z0-9_-]+$", use.id)
   end)
 
+  it("notes only the dropped fields that would change the answer", function()
+    local _, notes = A.request_to_anthropic({ model = "m", n = 1, logprobs = false, seed = 3,
+                                              messages = { { role = "user", content = "x" } } })
+    assert.same({ "field seed dropped" }, notes)
+  end)
+
+  it("gives a missing or null tool id a valid one", function()
+    assert.equal("toolu_", A.sanitize_id(json.null))
+    assert.equal("toolu_", A.sanitize_id(nil))
+    assert.equal("12", A.sanitize_id(12))
+    assert.equal("call_abc-1", A.sanitize_id("call_abc-1"))
+  end)
+
   it("uses opts.default_max_tokens, then its own default, when max_tokens is absent", function()
     local req = { model = "m", messages = { { role = "user", content = "x" } } }
     assert.equal(77, A.request_to_anthropic(req, { default_max_tokens = 77 }).max_tokens)

@@ -35,8 +35,8 @@ local function arr(t) return setmetatable(t or {}, array_mt) end
 -- character becomes "_"; the same function is applied to every id in both
 -- directions, so a call and its result keep matching.
 function M.sanitize_id(id)
-  if type(id) ~= "string" or id == "" then id = tostring(id or "") end
-  if id == "" then return "toolu_" end
+  if type(id) == "number" then id = tostring(id) end
+  if type(id) ~= "string" or id == "" then return "toolu_" end
   return (gsub(id, "[^%w_%-]", "_"))
 end
 local sanitize_id = M.sanitize_id
@@ -285,7 +285,10 @@ function M.request_to_anthropic(req, opts)
   if choice then out.tool_choice = choice end
 
   for _, k in ipairs(DROPPED_REQUEST_FIELDS) do
-    if not is_null(req[k]) then notes[#notes + 1] = "field " .. k .. " dropped" end
+    local v = req[k]
+    if not is_null(v) and v ~= false and not (k == "n" and v == 1) then
+      notes[#notes + 1] = "field " .. k .. " dropped"
+    end
   end
   return out, notes
 end
