@@ -112,6 +112,9 @@ describe("aigw.config", function()
       { { server = { lua_time_limit = "soon" } }, 'f.lua: server.lua_time_limit: expected a duration in seconds' },
       { { pid_file = 3 }, 'f.lua: pid_file: expected a file path' },
       { { watch = "yes" }, 'f.lua: watch: expected true or false' },
+      { { api_prefix = "api" }, 'f.lua: api_prefix: expected a path prefix like "/api" (no trailing slash)' },
+      { { api_prefix = "/api/" }, 'f.lua: api_prefix: expected a path prefix like "/api" (no trailing slash)' },
+      { { api_prefix = "/a//b" }, 'f.lua: api_prefix: expected a path prefix like "/api" (no trailing slash)' },
     }
     for _, case in ipairs(cases) do
       it("names the field: " .. case[2]:match("^f%.lua: ([^:]+)"), function()
@@ -119,6 +122,10 @@ describe("aigw.config", function()
         assert.equal(case[2], err:sub(1, #case[2]))
       end)
     end
+
+    it("accepts an api_prefix", function()
+      assert.equal("/api/v2", config.normalise("f.lua", { api_prefix = "/api/v2" }).api_prefix)
+    end)
 
     it("rejects a config that is not a table", function()
       assert.equal("f.lua: the config must return a table, got string",

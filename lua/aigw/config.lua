@@ -68,7 +68,7 @@ local PROVIDER_KINDS = { openai = true, ["openai-compatible"] = true, mock = tru
 local TOP_FIELDS = {
   listen = true, admin_listen = true, workers = true, log_level = true, api_keys = true,
   server = true, shared = true, plugins = true, providers = true, routes = true, models = true,
-  pid_file = true, watch = true, redis = true,
+  pid_file = true, watch = true, redis = true, api_prefix = true,
 }
 
 local function check_listen(file, field, v)
@@ -313,6 +313,13 @@ function M.normalise(file, conf)
   out.pid_file = conf.pid_file
   if conf.watch ~= nil and type(conf.watch) ~= "boolean" then fail(file, "watch", "true or false", conf.watch) end
   out.watch = conf.watch == true
+  if conf.api_prefix ~= nil then
+    local p = conf.api_prefix
+    if type(p) ~= "string" or not p:match("^/[%w%._~/%-]*[%w%._~%-]$") or p:find("//", 1, true) then
+      fail(file, "api_prefix", 'a path prefix like "/api" (no trailing slash)', p)
+    end
+    out.api_prefix = p
+  end
   out.shared = {}
   if conf.shared ~= nil then
     if type(conf.shared) ~= "table" then fail(file, "shared", "a table of zone = size", conf.shared) end

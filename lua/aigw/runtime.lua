@@ -27,11 +27,14 @@ local M = {}
 
 -- Inbound endpoints served by default, by path: the provider endpoint
 -- they map to and the method they take.
+-- Each is served with and without the /v1 prefix, and again under the
+-- config's api_prefix when there is one.
 local DEFAULT_ROUTES = {
   ["/v1/chat/completions"] = { endpoint = "chat/completions", method = "POST" },
-  ["/chat/completions"]    = { endpoint = "chat/completions", method = "POST" },
+  ["/v1/completions"]      = { endpoint = "completions", method = "POST" },
+  ["/v1/embeddings"]       = { endpoint = "embeddings", method = "POST" },
+  ["/v1/responses"]        = { endpoint = "responses", method = "POST" },
   ["/v1/models"]           = { models = true, method = "GET" },
-  ["/models"]              = { models = true, method = "GET" },
 }
 
 local function build_providers(conf)
@@ -194,7 +197,14 @@ function M.init_worker(conf_path, worker_id)
   local providers = build_providers(conf)
 
   local routes = {}
-  for path, r in pairs(DEFAULT_ROUTES) do routes[path] = r end
+  local prefixes = { "" }
+  if conf.api_prefix then prefixes[2] = conf.api_prefix end
+  for _, pre in ipairs(prefixes) do
+    for path, r in pairs(DEFAULT_ROUTES) do
+      routes[pre .. path] = r
+      routes[pre .. path:sub(4)] = r          -- without /v1
+    end
+  end
   for _, r in ipairs(conf.routes) do
     routes[r.path] = { endpoint = r.endpoint, method = r.method, provider = providers[r.provider] }
   end

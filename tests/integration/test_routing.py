@@ -73,3 +73,34 @@ def test_route_method_is_case_insensitive(gateway, upstream):
     assert r.status == 405, r
     assert r.header("allow") == "POST", r
     assert len(upstream.request_list()) == 1
+
+
+@pytest.mark.parametrize("path,upstream_path", [
+    ("/v1/embeddings", "/v1/embeddings"),
+    ("/embeddings", "/v1/embeddings"),
+    ("/v1/completions", "/v1/completions"),
+    ("/v1/responses", "/v1/responses"),
+    ("/responses", "/v1/responses"),
+])
+def test_openai_endpoints_routed_by_model(gateway, upstream, path, upstream_path):
+    gw = gateway(upstream=upstream)
+    body = b'{"model":"text-embedding-3-small","input":"hi"}'
+    r = post(gw, body, path)
+    assert r.status == 200, r
+    rec = upstream.last_request()
+    assert rec.path == upstream_path
+    assert rec.body == body
+
+
+@pytest.mark.parametrize("path", ["/api/v1/chat/completions", "/api/chat/completions"])
+def test_api_prefix(gateway, upstream, path):
+    gw = gateway(upstream=upstream, api_prefix="/api", api_keys=["k-prefix"])
+    r = gw.request("POST", path, [CT_JSON, ("x-api-key", "k-prefix")],
+                   b'{"model":"echo","messages":[{"role":"user","content":"hello"}]}')
+    assert r.status == 200, r
+    assert r.json()["choices"][0]["message"]["content"] == "hello"
+    r = gw.request("GET", "/api/v1/models", [("x-api-key", "k-prefix")])
+    assert r.status == 200 and r.json()["object"] == "list"
+    # The unprefixed paths still work; others under the prefix do not exist.
+    assert gw.request("GET", "/v1/models", [("x-api-key", "k-prefix")]).status == 200
+    assert gw.request("GET", "/api/nope", [("x-api-key", "k-prefix")]).status == 404
