@@ -132,13 +132,22 @@ local function check_provider(file, name, p)
     fail(file, field .. ".kind", "one of openai, openai-compatible, mock", p.kind)
   end
   local known = { kind = true, base_url = true, api_key = true, ca_file = true, tls_verify = true,
-                  timeouts = true, keepalive = true, headers = true }
+                  timeouts = true, keepalive = true, headers = true, models = true }
   for k in pairs(p) do
     if not known[k] then
-      fail(file, field .. "." .. tostring(k), "one of kind, base_url, api_key, ca_file, tls_verify, timeouts, keepalive, headers", k)
+      fail(file, field .. "." .. tostring(k), "one of kind, base_url, api_key, ca_file, tls_verify, timeouts, keepalive, headers, models", k)
     end
   end
   local out = { name = name, kind = p.kind }
+  if p.models ~= nil then
+    -- An allow-list: the models this provider may be asked for.
+    if type(p.models) ~= "table" then fail(file, field .. ".models", "a list of model names", p.models) end
+    out.models = {}
+    for i, m in ipairs(p.models) do
+      if type(m) ~= "string" or m == "" then fail(file, field .. ".models[" .. i .. "]", "a model name", m) end
+      out.models[i] = m
+    end
+  end
   if p.kind ~= "mock" then
     if type(p.base_url) ~= "string" or not p.base_url:match("^https?://[^/]") then
       fail(file, field .. ".base_url", "an http:// or https:// URL", p.base_url)
@@ -340,7 +349,21 @@ function M.normalise(file, conf)
   for name, p in pairs(conf.providers or {}) do out.providers[name] = check_provider(file, name, p) end
   if not out.providers.mock then out.providers.mock = { name = "mock", kind = "mock" } end
   out.routes = check_routes(file, conf.routes, out.providers)
-  out.models = conf.models or {}
+  -- Aliases: a name clients send, standing for a provider and a model.
+  out.models = {}
+  if conf.models ~= nil then
+    if type(conf.models) ~= "table" then fail(file, "models", "a table of alias = { provider, model }", conf.models) end
+    for alias, m in pairs(conf.models) do
+      local f = "models." .. tostring(alias)
+      if type(alias) ~= "string" or alias == "" then fail(file, "models", "alias names that are strings", alias) end
+      if type(m) ~= "table" then fail(file, f, "a table { provider = ..., model = ... }", m) end
+      if not out.providers[m.provider] then
+        fail(file, f .. ".provider", "the name of a configured provider", m.provider)
+      end
+      if type(m.model) ~= "string" or m.model == "" then fail(file, f .. ".model", "a model name", m.model) end
+      out.models[alias] = { provider = m.provider, model = m.model }
+    end
+  end
   out.redis = check_redis(file, conf.redis)
   return out
 end

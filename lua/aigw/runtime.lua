@@ -46,9 +46,29 @@ local function build_providers(conf)
   return out
 end
 
-local function models_list(providers)
-  local data = { { id = "echo", object = "model", created = 0, owned_by = "aigw" } }
-  return 200, cjson.encode({ object = "list", data = data }), "Content-Type: application/json\r\n"
+-- The model ids a client can send, in OpenAI's list format: echo, the
+-- aliases, and each provider's allow-listed models (bare for the provider
+-- named openai, which bare names reach; provider/model for the others).
+local function model_index(conf)
+  local list = { { id = "echo", object = "model", created = 0, owned_by = "aigw" } }
+  local names = {}
+  for alias in pairs(conf.models) do names[#names + 1] = alias end
+  table.sort(names)
+  for _, alias in ipairs(names) do
+    list[#list + 1] = { id = alias, object = "model", created = 0, owned_by = conf.models[alias].provider }
+  end
+  local pnames = {}
+  for name, p in pairs(conf.providers) do if p.models then pnames[#pnames + 1] = name end end
+  table.sort(pnames)
+  for _, name in ipairs(pnames) do
+    for _, m in ipairs(conf.providers[name].models) do
+      list[#list + 1] = { id = name == "openai" and m or (name .. "/" .. m), object = "model",
+                          created = 0, owned_by = name }
+    end
+  end
+  local by_id = {}
+  for _, e in ipairs(list) do by_id[e.id] = e end
+  return list, by_id
 end
 
 -- Replaces the top-level "model" value in the raw body, leaving every other
@@ -100,13 +120,31 @@ local function replace_model(body, model, new)
   return sub(body, 1, vs - 1) .. cjson.encode(new) .. sub(body, ve + 1)
 end
 
--- Picks the provider for a model name: `echo`, `provider/model`, or the
--- default OpenAI provider. Returns provider, model name to send upstream.
-local function pick_provider(providers, model)
+-- Picks the provider for a model name: `echo`, an alias, `provider/model`,
+-- a bare name by the providers' naming (claude-* to a provider named
+-- anthropic, gemini-* to one named gemini, when configured), else the
+-- provider named openai. A provider with an allow-list serves only those
+-- models. Returns provider, model name to send upstream; nil when none.
+local function allowed(conf, name, model)
+  local list = conf.providers[name] and conf.providers[name].models
+  if not list then return true end
+  for _, m in ipairs(list) do if m == model then return true end end
+  return false
+end
+
+local function pick_provider(conf, providers, model)
   if model == "echo" then return providers.mock, model end
+  local alias = conf.models[model]
+  if alias then return providers[alias.provider], alias.model end
   local prefix, rest = model:match("^([^/]+)/(.+)$")
-  if prefix and providers[prefix] then return providers[prefix], rest end
-  return providers.openai, model
+  if prefix and providers[prefix] then
+    if not allowed(conf, prefix, rest) then return nil end
+    return providers[prefix], rest
+  end
+  local by_name = (model:find("^claude%-") and "anthropic") or (model:find("^gemini%-") and "gemini") or nil
+  local name = by_name and providers[by_name] and by_name or "openai"
+  if not providers[name] or not allowed(conf, name, model) then return nil end
+  return providers[name], model
 end
 
 -- The admin listener serves its own endpoints, never the API.
@@ -209,6 +247,21 @@ function M.init_worker(conf_path, worker_id)
     routes[r.path] = { endpoint = r.endpoint, method = r.method, provider = providers[r.provider] }
   end
 
+  local models, models_by_id = model_index(conf)
+  -- GET .../models/{id}: the model ids may hold '/', so the rest of the path
+  -- after a models route is the id (percent-decoded).
+  local model_prefixes = {}
+  for path, r in pairs(routes) do
+    if r.models then model_prefixes[#model_prefixes + 1] = path .. "/" end
+  end
+  local function model_path(path)
+    for _, pre in ipairs(model_prefixes) do
+      if path:sub(1, #pre) == pre and #path > #pre then
+        return (path:sub(#pre + 1):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+      end
+    end
+  end
+
   local phases = by_phase(chain)
   for _, p in ipairs(phases.init_worker) do
     local ok, err = pcall(p.fn, p.conf)
@@ -248,6 +301,16 @@ function M.init_worker(conf_path, worker_id)
     if request.is_admin() then return admin(path, method) end
     local route = routes[path]
     if not route then
+      local id = model_path(path)
+      if id then
+        if method ~= "GET" and method ~= "HEAD" then
+          return errors.response(405, "method_not_allowed", "method " .. method .. " is not allowed on " .. path,
+                                 "Allow: GET, HEAD\r\n")
+        end
+        local m = models_by_id[id]
+        if not m then return errors.response(404, "model_not_found", "model '" .. id .. "' is not configured") end
+        return 200, cjson.encode(m) .. "\n", "Content-Type: application/json\r\n"
+      end
       return errors.response(404, "not_found", "no such endpoint: " .. path)
     end
     if method ~= route.method then
@@ -255,7 +318,9 @@ function M.init_worker(conf_path, worker_id)
                              "method " .. method .. " is not allowed on " .. path,
                              "Allow: " .. route.method .. "\r\n")
     end
-    if route.models then return models_list(providers) end
+    if route.models then
+      return 200, cjson.encode({ object = "list", data = models }) .. "\n", "Content-Type: application/json\r\n"
+    end
 
     local provider, body, json = route.provider, nil, nil
     if not provider then
@@ -267,7 +332,7 @@ function M.init_worker(conf_path, worker_id)
         return errors.response(400, "missing_model", "the request body has no 'model'")
       end
       local upstream_model
-      provider, upstream_model = pick_provider(providers, model)
+      provider, upstream_model = pick_provider(conf, providers, model)
       if not provider then
         return errors.response(404, "model_not_found", "model '" .. model .. "' is not configured")
       end

@@ -104,3 +104,58 @@ def test_api_prefix(gateway, upstream, path):
     # The unprefixed paths still work; others under the prefix do not exist.
     assert gw.request("GET", "/v1/models", [("x-api-key", "k-prefix")]).status == 200
     assert gw.request("GET", "/api/nope", [("x-api-key", "k-prefix")]).status == 404
+
+
+def models_config(upstream):
+    return dict(
+        providers={
+            "openai": {"kind": "openai", "base_url": upstream.base_url, "api_key": "k",
+                       "models": ["gpt-4o", "gpt-4o-mini"]},
+            "anthropic": {"kind": "openai-compatible", "base_url": upstream.base_url, "api_key": "k"},
+            "local": {"kind": "openai-compatible", "base_url": upstream.base_url, "models": ["llama-3"]},
+        },
+        models={"fast": {"provider": "local", "model": "llama-3"}},
+    )
+
+
+def test_aliases_allow_lists_and_naming(gateway, upstream):
+    gw = gateway(upstream=upstream, **models_config(upstream))
+    # An alias: its provider, and the model rewritten in the body.
+    r = post(gw, b'{"model":"fast","messages":[]}')
+    assert r.status == 200, r
+    assert upstream.last_request().body == b'{"model":"llama-3","messages":[]}'
+    # claude-* goes to the provider named anthropic (no allow-list there).
+    assert post(gw, b'{"model":"claude-3-5-haiku-latest","messages":[]}').status == 200
+    assert upstream.last_request().body == b'{"model":"claude-3-5-haiku-latest","messages":[]}'
+    # The openai provider serves only its allow-list.
+    assert post(gw, b'{"model":"gpt-4o-mini","messages":[]}').status == 200
+    r = post(gw, b'{"model":"gpt-3.5-turbo","messages":[]}')
+    assert r.status == 404 and r.json()["error"]["code"] == "model_not_found"
+    r = post(gw, b'{"model":"local/other","messages":[]}')
+    assert r.status == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+def test_models_list_and_lookup(gateway, upstream):
+    gw = gateway(upstream=upstream, **models_config(upstream))
+    r = gw.request("GET", "/v1/models")
+    assert r.status == 200
+    ids = [m["id"] for m in r.json()["data"]]
+    assert ids == ["echo", "fast", "local/llama-3", "gpt-4o", "gpt-4o-mini"]
+    r = gw.request("GET", "/v1/models/local/llama-3")
+    assert r.status == 200 and r.json() == {"id": "local/llama-3", "object": "model", "created": 0,
+                                            "owned_by": "local"}
+    assert gw.request("GET", "/models/fast").json()["owned_by"] == "local"
+    r = gw.request("GET", "/v1/models/nope")
+    assert r.status == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert gw.request("POST", "/v1/models/fast").status == 405
+
+
+def test_bad_alias_is_a_config_error(gateway, upstream, tmp_path):
+    from harness import run_cli, render_config, base_config, free_port
+    cfg = base_config(free_port(), upstream.base_url)
+    cfg["models"] = {"fast": {"provider": "ghost", "model": "x"}}
+    conf = tmp_path / "bad.lua"
+    conf.write_text(render_config(cfg))
+    r = run_cli(["check", str(conf)])
+    assert r.returncode == 1
+    assert "models.fast.provider: expected the name of a configured provider" in r.stderr
