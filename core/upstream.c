@@ -732,7 +732,8 @@ static void drop_connection_tokens(aigw_upstream_t *u) {
   }
 }
 
-/* 1 when the header lines have a line named name (lower-case). */
+/* 1 when the header lines ("Name: value\r\n"...) have one named name
+ * (compared case-insensitively). */
 static int lines_have(const char *lines, size_t len, const char *name, size_t nl) {
   const char *p = lines, *end = lines + len;
   while (p < end) {
@@ -917,18 +918,6 @@ static const llhttp_settings_t *response_settings(void) { return &response_parse
 
 /* --- the request head --- */
 
-/* Whether header lines ("Name: value\r\n"...) contain one named n. */
-static int named_in_lines(const char *lines, size_t len, const char *n, size_t nl) {
-  const char *p = lines, *end = lines + len;
-  while (p < end) {
-    const char *eol = memchr(p, '\n', (size_t)(end - p));
-    if (eol == NULL) eol = end;
-    if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, n, nl) == 0) return 1;
-    p = eol + 1;
-  }
-  return 0;
-}
-
 static int client_header_dropped(const aigw_req_t *r, const aigw_target_t *t, const char *n,
                                  size_t nl, const char *ctoks, size_t ctl, const char *extra,
                                  size_t elen) {
@@ -943,7 +932,7 @@ static int client_header_dropped(const aigw_req_t *r, const aigw_target_t *t, co
   while (ctoks && next_token(&ctoks, end, &a, &tl))
     if (tl == nl && strncasecmp(a, n, nl) == 0) return 1;
   /* Headers the plugins set for this request replace the client's. */
-  return elen && named_in_lines(extra, elen, n, nl);
+  return elen && lines_have(extra, elen, n, nl);
 }
 
 static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const char *extra,

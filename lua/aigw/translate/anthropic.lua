@@ -61,17 +61,7 @@ local function as_object(v)
 end
 
 -- Text of an OpenAI content value (string or parts), parts other than text ignored.
-local function openai_text(content)
-  if type(content) == "string" then return content end
-  if type(content) ~= "table" then return "" end
-  local out = {}
-  for _, p in ipairs(content) do
-    if type(p) == "table" and p.type == "text" and type(p.text) == "string" then
-      out[#out + 1] = p.text
-    end
-  end
-  return concat(out)
-end
+local openai_text = require("aigw.translate.openai").text
 
 ---------------------------------------------------------------------------
 -- OpenAI request -> Anthropic request

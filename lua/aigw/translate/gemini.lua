@@ -198,17 +198,7 @@ local function content_parts(content)
   return parts
 end
 
-local function content_text(content)
-  if type(content) == "string" then return content end
-  if type(content) ~= "table" then return "" end
-  local out = {}
-  for _, p in ipairs(content) do
-    if type(p) == "table" and p.type == "text" and type(p.text) == "string" then
-      out[#out + 1] = p.text
-    end
-  end
-  return concat(out)
-end
+local content_text = require("aigw.translate.openai").text
 
 local FINISH_MAP -- defined below
 
