@@ -22,6 +22,8 @@
 #include "lua_vm.h"
 #include "server.h"
 
+enum { RELOAD_BUILDING = 1, RELOAD_APPLYING = 2 };
+
 typedef struct waiter_s {
   aigw_lthread_t *t;
   unsigned long ticket;
@@ -36,12 +38,14 @@ unsigned long aigw_server_reload(aigw_server_t *srv) {
   return ticket;
 }
 
-/* Main thread: starts a reload when one is asked for and none runs, and
- * decides one whose builds have all been reported. */
+/* Main thread: starts a reload when one is asked for and none runs;
+ * decides one whose builds have all been reported; and answers it once
+ * every worker has applied the decision, so that a caller told "reloaded"
+ * is served by the new generation on every worker from then on. */
 void aigw__server_reload_step(aigw_server_t *srv) {
   int wake = 0;
   uv_mutex_lock(&srv->mu);
-  if (srv->reload_running) {
+  if (srv->reload_running == RELOAD_BUILDING) {
     int reported = 0, ok = 1;
     const char *first_err = NULL;
     int err_worker = 0;
@@ -70,6 +74,16 @@ void aigw__server_reload_step(aigw_server_t *srv) {
         srv->workers[i].cmd_decided = srv->reload_seq;
         srv->workers[i].cmd_commit = ok;
       }
+      srv->reload_running = RELOAD_APPLYING;
+      wake = 1;
+    }
+  }
+  if (srv->reload_running == RELOAD_APPLYING) {
+    int applied = 0;
+    for (int i = 0; i < srv->nworkers; i++)
+      if (srv->workers[i].applied == srv->reload_seq) applied++;
+    /* A stopping server answers now: its workers may never apply. */
+    if (applied == srv->nworkers || srv->stopping) {
       srv->reload_done = srv->reload_covers;
       srv->reload_running = 0;
       wake = 1;
@@ -81,7 +95,7 @@ void aigw__server_reload_step(aigw_server_t *srv) {
       srv->reload_ok = 0;
       srv->reload_done = srv->reload_covers = srv->reload_asked;
     } else {
-      srv->reload_running = 1;
+      srv->reload_running = RELOAD_BUILDING;
       srv->reload_covers = srv->reload_asked;
       srv->reload_seq++;
       for (int i = 0; i < srv->nworkers; i++) srv->workers[i].cmd_build = srv->reload_seq;
@@ -137,19 +151,23 @@ void aigw__worker_reload_step(aigw_worker_t *w) {
     uv_async_send(&srv->reload_async);
     return;   /* the decision comes with a later wakeup */
   }
-  if (w->pending && decided == w->built) {
+  if (decided == w->built && decided > w->applied) {
     aigw_gen_t *g = w->pending;
     w->pending = NULL;
-    if (commit) {
+    if (g && commit) {
       g->id = generation;
       aigw_gen_t *old = w->gen;
       w->gen = g;
       if (old) aigw_gen_retire(old);
       atomic_store(&w->stat_gen, generation);
-    } else {
+    } else if (g) {
       aigw_gen_retire(g);
     }
     aigw__worker_note_lua(w);
+    uv_mutex_lock(&srv->mu);
+    w->applied = decided;
+    uv_mutex_unlock(&srv->mu);
+    uv_async_send(&srv->reload_async);
   }
   if (w->reload_waiters) {
     uv_mutex_lock(&srv->mu);

@@ -23,7 +23,7 @@ struct aigw_server_s {
   unsigned long reload_done;   /* tickets answered */
   unsigned long reload_seq;    /* reload number (for the workers' commands) */
   unsigned long generation;    /* the generation serving (1 + reloads that took) */
-  int reload_running;
+  int reload_running;          /* 0, or building, or applying the decision */
   int reload_ok;
   char reload_msg[1024];
   struct aigw_watch_s *watch;  /* optional file watching */

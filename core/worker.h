@@ -40,6 +40,7 @@ typedef struct aigw_worker_s {
   unsigned long cmd_decided;   /* the reload number decided */
   int cmd_commit;              /* its decision: 1 commit, 0 discard */
   unsigned long built;         /* the reload number last built */
+  unsigned long applied;       /* the reload number whose decision is applied */
   int build_ok;
   char build_err[512];
   struct aigw_gen_s *pending;  /* built, waiting for the decision */

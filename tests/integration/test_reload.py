@@ -36,8 +36,9 @@ def test_sighup_reloads_every_worker(gateway, tmp_path):
     assert tag(gw) == "v1"
     write_probe(gw, probe_source("v2"))
     gw.send_signal(signal.SIGHUP)
-    wait_until(lambda: generation(gw) == 2, 10, "generation 2")
-    st = json.loads(admin(gw, "GET", "/admin/status").body)
+    # `reloading` stays true until every worker has switched.
+    st = wait_until(lambda: (lambda s: s if s["generation"] == 2 and not s["reloading"] else None)(
+        json.loads(admin(gw, "GET", "/admin/status").body)), 10, "generation 2 applied")
     assert all(w["generation"] == 2 for w in st["workers"])
     # Both workers serve the new code (connections spread over them).
     assert {tag(gw) for _ in range(20)} == {"v2"}
@@ -59,7 +60,10 @@ def test_admin_reload_reports_a_broken_plugin_and_keeps_the_old_one(gateway, tmp
     write_probe(gw, probe_source("v3"))
     r = admin(gw, "POST", "/admin/reload")
     assert r.status == 200 and json.loads(r.body) == {"reloaded": True, "generation": 2}
-    assert tag(gw) == "v3"
+    # Once the reload has answered, every worker serves the new generation.
+    st = json.loads(admin(gw, "GET", "/admin/status").body)
+    assert [w["generation"] for w in st["workers"]] == [2, 2]
+    assert {tag(gw) for _ in range(10)} == {"v3"}
 
 
 def test_a_broken_config_file_is_rejected(gateway, tmp_path):
