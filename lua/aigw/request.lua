@@ -60,9 +60,13 @@ end
 
 -- The query string decoded into a table: ?a=1&b=x%20y&a=2&flag gives
 -- { a = { "1", "2" }, b = "x y", flag = true }. Empty table without a query.
-local function unescape(s)
-  s = s:gsub("+", " ")
+-- %XX sequences decoded (nothing else changes).
+function M.unescape_uri(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function unescape(s)
+  return M.unescape_uri((s:gsub("+", " ")))
 end
 
 function M.get_query_args(max)

@@ -70,8 +70,24 @@ function M.set_status(status)
   h.status, h.dirty = status, true
 end
 
+-- An HTTP token (RFC 9110 5.6.2): what a header name may be.
+local TOKEN = "^[%w!#$%%&'*+.^_`|~-]+$"
+
+-- A header table as "Name: value\r\n" lines; on bad input nil, then
+-- "name" or "value", and the header's name, for the caller's message.
+function M._header_lines(headers)
+  local out = {}
+  for name, value in pairs(headers) do
+    if type(name) ~= "string" or not name:match(TOKEN) then return nil, "name", name end
+    value = tostring(value)
+    if value:find("[\r\n%z]") then return nil, "value", name end
+    out[#out + 1] = name .. ": " .. value .. "\r\n"
+  end
+  return table.concat(out)
+end
+
 local function check_name(name, fn)
-  if type(name) ~= "string" or not name:match("^[%w!#$%%&'*+.^_`|~-]+$") then
+  if type(name) ~= "string" or not name:match(TOKEN) then
     error("bad argument #1 to '" .. fn .. "' (a header name expected)", 3)
   end
 end
@@ -144,18 +160,10 @@ local function header_string(headers)
     return headers
   end
   if type(headers) ~= "table" then error("bad argument #3 to 'exit' (table or string expected)", 3) end
-  local out = {}
-  for name, value in pairs(headers) do
-    if type(name) ~= "string" or not name:match("^[%w!#$%%&'*+.^_`|~-]+$") then
-      error("bad argument #3 to 'exit' (bad header name " .. tostring(name) .. ")", 3)
-    end
-    value = tostring(value)
-    if value:find("[\r\n%z]") then
-      error("bad argument #3 to 'exit' (CR, LF or NUL in header " .. name .. ")", 3)
-    end
-    out[#out + 1] = name .. ": " .. value .. "\r\n"
-  end
-  return table.concat(out)
+  local lines, bad, name = M._header_lines(headers)
+  if lines then return lines end
+  if bad == "name" then error("bad argument #3 to 'exit' (bad header name " .. tostring(name) .. ")", 3) end
+  error("bad argument #3 to 'exit' (CR, LF or NUL in header " .. name .. ")", 3)
 end
 
 -- Ends the request with this answer. body: a string, or a table sent as

@@ -189,16 +189,10 @@ local function target_for_url(url)
 end
 
 local function header_lines(headers, what)
-  local out = {}
-  for name, value in pairs(headers) do
-    if type(name) ~= "string" or not name:match("^[%w!#$%%&'*+.^_`|~-]+$") then
-      error(what .. ": bad header name " .. tostring(name), 0)
-    end
-    value = tostring(value)
-    if value:find("[\r\n%z]") then error(what .. ": header " .. name .. " has CR, LF or NUL", 0) end
-    out[#out + 1] = name .. ": " .. value .. "\r\n"
-  end
-  return table.concat(out)
+  local lines, bad, name = response._header_lines(headers)
+  if lines then return lines end
+  if bad == "name" then error(what .. ": bad header name " .. tostring(name), 0) end
+  error(what .. ": header " .. name .. " has CR, LF or NUL", 0)
 end
 
 
@@ -257,7 +251,7 @@ function M.init_worker(conf_path, worker_id)
   local function model_path(path)
     for _, pre in ipairs(model_prefixes) do
       if path:sub(1, #pre) == pre and #path > #pre then
-        return (path:sub(#pre + 1):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+        return request.unescape_uri(path:sub(#pre + 1))
       end
     end
   end
