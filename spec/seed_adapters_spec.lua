@@ -292,4 +292,45 @@ describe("route adapters in the runtime", function()
       assert.equal(6, ctx.usage.total_tokens)
     end
   end)
+
+  describe("an adapter without stream functions", function()
+    local function worker(adapter)
+      package.loaded["spec_plain_adapter"] = nil
+      package.preload["spec_plain_adapter"] = function() return adapter end
+      local p = os.tmpname()
+      local f = assert(io.open(p, "wb"))
+      f:write('return { plugins = {}, routes = { { path = "/plain", adapter = "spec_plain_adapter" } } }')
+      f:close()
+      local ok, res = pcall(runtime.init_worker, p, 1)
+      os.remove(p)
+      package.preload["spec_plain_adapter"] = nil
+      package.loaded["spec_plain_adapter"] = nil
+      return ok, res
+    end
+    local plain = {
+      request = function(b) return { model = "echo", stream = b.stream,
+                                     messages = { { role = "user", content = "a" } } } end,
+      response = function(hub) return { text = hub.choices[1].message.content } end,
+    }
+
+    it("answers whole requests, and 400 to a stream request", function()
+      local ok, ph = worker(plain)
+      assert.is_true(ok, ph)
+      local status, body = h.with_request(h.request{ method = "POST", path = "/plain", body = "{}" },
+                                          ph.handler, {})
+      assert.equal(200, status)
+      assert.same({ text = "a" }, cjson.decode(body))
+      status, body = h.with_request(h.request{ method = "POST", path = "/plain", body = '{"stream":true}' },
+                                    ph.handler, {})
+      assert.equal(400, status)
+      assert.equal("streaming is not supported on /plain", cjson.decode(body).error.message)
+    end)
+
+    it("is refused at load with only part of the stream functions", function()
+      local partial = { request = plain.request, response = plain.response, chunk = function() end }
+      local ok, err = worker(partial)
+      assert.is_false(ok)
+      assert.matches("needs chunk, finish and error_event", err, 1, true)
+    end)
+  end)
 end)
