@@ -392,3 +392,26 @@ def test_example_config_checks(repo_root, aigw_path):
     import harness
     r = harness.run_cli(["check", str(repo_root / "conf/examples/seed-endpoints.lua")])
     assert r.returncode == 0, r
+
+
+def test_stream_cut_off_mid_body(gateway, upstream):
+    """The upstream closes mid-stream: the pieces so far, then the error event."""
+    gw = start(gateway, upstream)
+    r = gw.request("POST", CHAT, [CT_JSON, ("x-mock-behavior", "close-mid-stream")],
+                   json.dumps({"message": "x", "model_preference": "gpt-4o-mini",
+                               "stream": True}).encode())
+    assert r.status == 200, r
+    evs = [json.loads(e) for e in events(r)]
+    assert "error" in evs[-1], evs
+    assert all("delta" in e for e in evs[:-1]), evs
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_processing_time_counts_the_upstream(gateway, upstream, stream):
+    gw = start(gateway, upstream)
+    r = gw.request("POST", TEXTGEN, [CT_JSON, ("x-mock-behavior", "delay-headers=0.3" +
+                                               (",stream" if stream else ""))],
+                   json.dumps({"model": "gpt-4o-mini", "prompt": "p", "stream": stream}).encode())
+    assert r.status == 200, r
+    d = final_event(r)[1] if stream else r.json()
+    assert 300 <= d["processing_time_ms"] < 10000, d
