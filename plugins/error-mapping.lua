@@ -92,7 +92,8 @@ function plugin.header_filter(conf, ctx)
     status, ecode = 502, "upstream_auth_failed"
     msg = who .. " refused the gateway's credentials (" .. up .. "): " .. msg
   else
-    ecode = type(code) == "string" and code:lower() or client_code(up)
+    -- Azure's codes can be the status itself ("404", "429"): no code to keep.
+    ecode = type(code) == "string" and not code:match("^%d+$") and code:lower() or client_code(up)
   end
   local retry_after
   if status == 429 then
