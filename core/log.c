@@ -47,6 +47,12 @@ void aigw_log(aigw_log_level_t level, const char *fmt, ...) {
   (void)w;
 }
 
+/* Whether a line of this level would be written (so that Lua skips making
+ * one that would not). */
+__attribute__((visibility("default"), used)) int aigw_ffi_log_enabled(int level) {
+  return level >= (int)aigw_log_level;
+}
+
 /* For lua/aigw/log.lua through the FFI: one message of len bytes. */
 __attribute__((visibility("default"), used))
 void aigw_ffi_log(int level, const char *msg, size_t len) {

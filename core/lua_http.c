@@ -4,7 +4,8 @@
  *
  *   local op = aigw_core.http_op()
  *   status, headers, body = aigw_core.http_request(op, target, method, path, lines,
- *       body, timeout, max_body, stream, keepalive, add_host, add_user_agent)
+ *       body, timeout, max_body, stream, keepalive, add_host, add_user_agent,
+ *       target_timeouts)   -- the last: the target's connect/read timeouts too
  *   piece = aigw_core.http_read(op)     -- stream: the next piece, nil at the end
  *   aigw_core.http_close(op)            -- abandons the exchange
  *
@@ -167,6 +168,7 @@ static int http_request(lua_State *L) {
   f.keepalive = (uint8_t)lua_toboolean(L, 10);
   f.add_host = (uint8_t)lua_toboolean(L, 11);
   f.add_user_agent = (uint8_t)lua_toboolean(L, 12);
+  f.target_timeouts = (uint8_t)lua_toboolean(L, 13);
   if (*tp == NULL) return luaL_error(L, "aigw.http: the target was freed");
   if (op->started) return luaL_error(L, "aigw.http: this request was already sent");
   if (!(timeout > 0) || !(max_body >= 0))

@@ -1158,6 +1158,10 @@ int aigw_upstream_fetch(aigw_worker_t *w, aigw_target_t *t, const aigw_fetch_t *
   u->t = t;
   u->method = method_number(f->method);
   u->no_reuse = !f->keepalive;
+  if (f->target_timeouts) {
+    u->connect_ms = t->connect_ms;
+    u->read_ms = t->read_ms;
+  }
   u->body = f->body;
   u->blen = f->body ? f->blen : 0;
   exchange_init(u, f->timeout_ms);

@@ -90,6 +90,7 @@ typedef struct {
   uint8_t keepalive;         /* 0: Connection: close, never pooled */
   uint8_t add_host;          /* send the target's Host line */
   uint8_t add_user_agent;    /* send User-Agent: aigw/<version> */
+  uint8_t target_timeouts;   /* also the target's connect and read timeouts */
 } aigw_fetch_t;
 
 /* Starts an exchange with target t for f, answering into s. The target

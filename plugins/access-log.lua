@@ -25,6 +25,7 @@ local USAGE_FIELDS = { "prompt_tokens", "completion_tokens", "total_tokens", "ca
                        "reasoning_tokens", "cache_creation_tokens" }
 
 function plugin.log(conf, ctx)
+  if not aigw.log.enabled("info") then return end
   local req = aigw.request
   local f = {
     request_id = req.id(),

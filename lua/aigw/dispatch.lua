@@ -142,7 +142,7 @@ local function fetch(ctx, provider, path, body)
   local lines = provider.fetch_lines .. client_lines(provider) .. "x-request-id: " .. request.id() .. "\r\n"
   local status, headers, rbody = aigw_core.http_request(op, provider.target, "POST",
     provider.base_path .. path, lines, body, provider.timeouts.total, MAX_ANSWER,
-    false, true, true, true)
+    false, true, true, true, true)
   if not status then
     local err = tostring(headers)
     if find(err, "timeout", 1, true) then

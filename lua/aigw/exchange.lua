@@ -269,32 +269,42 @@ end
 -- Reads the top-level usage object of a whole JSON answer: the last
 -- "usage" key of the text (providers write it last; a key of that name in
 -- the content would be inside an escaped string or before it), decoded
--- alone, so the answer itself is never decoded.
+-- alone, so the answer itself is never decoded. Plain searches only: this
+-- runs on every answer that passes through.
+local cjson_decode = require("cjson.safe").decode
+
 function X:read_usage(body)
   local at, last = 1, nil
   while true do
-    local s, e = find(body, '"usage"%s*:%s*{', at)
+    local s = find(body, '"usage"', at, true)
     if not s then break end
-    last, at = e, e + 1
+    last, at = s, s + 7
   end
   if not last then return end
-  local depth, i, n = 0, last, #body
+  -- Byte loops (which LuaJIT compiles) rather than patterns (which it
+  -- does not): ':' and '{' after the key, then the object's end, braces
+  -- counted and strings skipped.
+  local n, i = #body, last + 7
+  local c = byte(body, i)
+  while c == 32 or c == 9 or c == 10 or c == 13 do i = i + 1; c = byte(body, i) end
+  if c ~= 58 then return end
+  i = i + 1
+  c = byte(body, i)
+  while c == 32 or c == 9 or c == 10 or c == 13 do i = i + 1; c = byte(body, i) end
+  if c ~= 123 then return end
+  local open, depth, instr = i, 0, false
   while i <= n do
-    local s = find(body, '[{}"]', i)
-    if not s then return end
-    local c = byte(body, s)
-    if c == 34 then
-      local j = s + 1
-      while true do
-        local q = find(body, '["\\]', j)
-        if not q then return end
-        if byte(body, q) == 92 then j = q + 2 else i = q + 1; break end
-      end
-    else
-      depth = depth + (c == 123 and 1 or -1)
-      i = s + 1
+    c = byte(body, i)
+    if instr then
+      if c == 92 then i = i + 1 elseif c == 34 then instr = false end
+    elseif c == 34 then
+      instr = true
+    elseif c == 123 then
+      depth = depth + 1
+    elseif c == 125 then
+      depth = depth - 1
       if depth == 0 then
-        local u = decode(sub(body, last, s))
+        local u = cjson_decode(sub(body, open, i))
         if type(u) == "table" then
           if self.upstream == "anthropic" then self.acc:event({ type = "message_delta", usage = u })
           else self.acc:event({ usage = u }) end
@@ -302,6 +312,7 @@ function X:read_usage(body)
         return
       end
     end
+    i = i + 1
   end
 end
 

@@ -26,6 +26,7 @@ double aigw_ffi_now(void);
 double aigw_ffi_monotonic(void);
 
 void aigw_ffi_log(int level, const char *msg, size_t len);
+int aigw_ffi_log_enabled(int level);
 const char *aigw_strerror(int err);
 const char *aigw_error_type(int status, int anthropic);
 

@@ -33,7 +33,10 @@ local function fields(t)
   return concat(out, " ")
 end
 
+local enabled = C.aigw_ffi_log_enabled
+
 local function emit(level, ...)
+  if enabled(level) == 0 then return end   -- nothing is formatted for a line not written
   local n = select("#", ...)
   if n > 0 and type((select(n, ...))) == "table" then
     local parts = { ... }
@@ -54,6 +57,13 @@ local function emit(level, ...)
     msg = concat(parts)
   end
   C.aigw_ffi_log(level, msg, #msg)
+end
+
+-- Whether lines of a level ("debug", "info", "warn", "error") are written:
+-- for callers that would do work to make one.
+local LEVELS = { debug = 0, info = 1, warn = 2, error = 3 }
+function M.enabled(level)
+  return enabled(LEVELS[level] or level) ~= 0
 end
 
 function M.debug(...) emit(0, ...) end
