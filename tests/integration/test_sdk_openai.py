@@ -13,54 +13,13 @@ import json
 import pytest
 
 import sdk
+from sdk import KINDS
 
 KEY = "gw-key"
 
-# How each provider kind is configured on the mock, the model name a client
-# sends to reach it, and what the gateway must send upstream.
-KINDS = {
-    "openai": dict(model="gpt-4o-mini", path="/v1/chat/completions",
-                   stream_path="/v1/chat/completions",
-                   auth=("authorization", "Bearer sk-upstream-test")),
-    "anthropic": dict(model="claude-3-5-haiku-latest", path="/v1/messages",
-                      stream_path="/v1/messages", auth=("x-api-key", "sk-ant-upstream")),
-    "gemini": dict(model="gemini-2.0-flash",
-                   path="/v1beta/models/gemini-2.0-flash:generateContent",
-                   stream_path="/v1beta/models/gemini-2.0-flash:streamGenerateContent",
-                   auth=("x-goog-api-key", "gm-upstream")),
-    "azure": dict(model="az/gpt-4o", path="/openai/deployments/my-deployment/chat/completions",
-                  stream_path="/openai/deployments/my-deployment/chat/completions",
-                  auth=("api-key", "az-upstream")),
-}
 
-TIMEOUTS = {"connect": 5, "read": 30, "total": 60}
-
-
-def provider_config(kind: str, upstream, **timeouts) -> dict:
-    """The `providers` override that adds the provider of this kind on the mock."""
-    t = dict(TIMEOUTS, **timeouts)
-    if kind == "openai":
-        return {"openai": {"base_url": upstream.base_url, "timeouts": t}}
-    if kind == "anthropic":
-        return {"anthropic": {"kind": "anthropic", "base_url": upstream.url,
-                              "api_key": "sk-ant-upstream", "version": "2023-06-01",
-                              "max_tokens": 1024, "timeouts": t}}
-    if kind == "gemini":
-        return {"gemini": {"kind": "gemini", "base_url": upstream.url, "api_key": "gm-upstream",
-                           "timeouts": t}}
-    if kind == "azure":
-        return {"az": {"kind": "azure-openai", "base_url": upstream.url, "api_key": "az-upstream",
-                       "api_version": "2024-10-21", "deployments": {"gpt-4o": "my-deployment"},
-                       "timeouts": t}}
-    raise ValueError(kind)
-
-
-def start(gateway, upstream=None, kind="openai", expect_errors=False, timeouts=None, **kw):
-    providers = kw.pop("providers", {})
-    if upstream is not None:
-        providers = dict(provider_config(kind, upstream, **(timeouts or {})), **providers)
-    return gateway(upstream=upstream, api_keys=[KEY], providers=providers,
-                   expect_errors=expect_errors, **kw)
+def start(gateway, upstream=None, kind="openai", **kw):
+    return sdk.start_gateway(gateway, upstream, kind, KEY, **kw)
 
 
 def run(gw, plan, key=KEY, timeout=30.0):
