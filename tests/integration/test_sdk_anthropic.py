@@ -194,15 +194,20 @@ def test_tools_two_turns(gateway, upstream, kind):
         assert fr["name"] == "get_weather" and isinstance(fr["response"], dict)
 
 
-def test_count_tokens_anthropic_provider(gateway, upstream):
-    k = KINDS["anthropic"]
-    gw = start(gateway, upstream, "anthropic")
+COUNT_PATHS = {"anthropic": "/v1/messages/count_tokens",
+               "gemini": "/v1beta/models/gemini-2.0-flash:countTokens"}
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in COUNT_PATHS])
+def test_count_tokens(gateway, upstream, kind):
+    k = KINDS[kind]
+    gw = start(gateway, upstream, kind)
     r = sdk.ok(run(gw, [{"op": "count_tokens", "model": k["model"], "system": "Be brief.",
                          "content": "hi"}])[0])
     assert isinstance(r["input_tokens"], int) and r["input_tokens"] > 0, r
     rec = upstream.last_request()
-    assert rec.path == "/v1/messages/count_tokens"
-    assert rec.header("x-api-key") == "sk-ant-upstream"
+    assert rec.path == COUNT_PATHS[kind], rec.target
+    assert rec.header(k["auth"][0]) == k["auth"][1]
 
 
 # ---------------------------------------------------------------------------
