@@ -29,10 +29,29 @@ def node() -> Optional[str]:
     return shutil.which("node") or shutil.which("nodejs")
 
 
+MIN_NODE = 18
+_node_major = None
+
+
+def node_major() -> int:
+    global _node_major
+    if _node_major is None:
+        try:
+            v = subprocess.run([node(), "--version"], capture_output=True, timeout=10).stdout
+            _node_major = int(v.decode().strip().lstrip("v").split(".")[0])
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            _node_major = 0
+    return _node_major
+
+
 def require(runner: str):
     """Skip the calling test unless node and the runner's SDK package are installed."""
     if node() is None:
         pytest.skip("node not found: run scripts/setup.sh test (Debian packages nodejs npm)")
+    major = node_major()
+    if major < MIN_NODE:
+        pytest.skip("node %d is too old for the SDKs in tests/sdk (need %d or newer)"
+                    % (major, MIN_NODE))
     pkg = SDK_DIR / "node_modules" / PACKAGES[runner] / "package.json"
     if not pkg.is_file():
         pytest.skip("%s not installed in tests/sdk/node_modules: run scripts/setup.sh test "
