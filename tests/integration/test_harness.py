@@ -51,8 +51,12 @@ def test_mock_stream_one_event_per_chunk(upstream):
     assert r.header("content-type") == "text/event-stream"
     assert r.chunks == sse_events("gpt-test")
     assert r.body.endswith(b"data: [DONE]\n\n")
-    assert b'"usage"' in r.chunks[-2]
+    assert b'"usage"' not in r.body       # only asked for (or `usage-always`)
     assert upstream.last_request().sent_body == r.body
+    with post(upstream, "stream,usage-always") as c:
+        r = c.read_response(5)
+    assert r.chunks == sse_events("gpt-test", usage_always=True)
+    assert b'"usage"' in r.chunks[-2]
 
 
 def test_mock_hold_waits_for_release(upstream):

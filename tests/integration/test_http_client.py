@@ -96,7 +96,7 @@ def one(gw, **spec):
 
 
 def test_get_with_headers_both_ways(gw, upstream):
-    res = one(gw, opts={"url": upstream.url + "/v1/models?x=1&y=2",
+    res = one(gw, opts={"url": upstream.url + "/v1/things?x=1&y=2",
                         "headers": {"X-Custom": "abc", "X-Num": 7, "X-List": ["a", "b"],
                                     "x-mock-behavior": "json,dup-headers"}})
     assert res["status"] == 200, res
@@ -108,7 +108,7 @@ def test_get_with_headers_both_ways(gw, upstream):
     assert h["set-cookie"] == ["a=1; Path=/", "b=2"]
     assert all(k == k.lower() for k in h)
     rec = upstream.last_request()
-    assert rec.method == "GET" and rec.target == "/v1/models?x=1&y=2"
+    assert rec.method == "GET" and rec.target == "/v1/things?x=1&y=2"
     assert rec.header("x-custom") == "abc" and rec.header("x-num") == "7"
     assert rec.header_all("x-list") == ["a", "b"]
     assert rec.header("host") == "127.0.0.1:%d" % upstream.port
