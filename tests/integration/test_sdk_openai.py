@@ -298,6 +298,7 @@ def test_error_from_provider(gateway, upstream, kind, behavior, cls, status):
     for r in (plain, streamed):
         e = sdk.err(r)
         assert_error(e, cls, status)
+        assert "mock upstream error %s" % behavior[7:] in e["body"]["message"], e
         if status == 429:
             assert e["headers"].get("retry-after") == "7", e["headers"]
     assert len(upstream.request_list()) == 2
