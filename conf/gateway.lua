@@ -40,7 +40,9 @@ return {
     cache  = "32m",
   },
 
-  plugins = { "key-auth" },
+  -- key-auth: gateway keys; error-mapping: provider errors in the client's
+  -- envelope; access-log: one line per request with tokens and cost.
+  plugins = { "key-auth", "error-mapping", "access-log" },
 
   -- Redis for cluster-wide state (aigw.redis). Unset REDIS_URL: not used.
   redis = {
@@ -49,11 +51,24 @@ return {
     timeout         = 1,
   },
 
+  -- Bare model names go by the providers' naming: claude-* to anthropic,
+  -- gemini-* to gemini, any other to openai; "provider/model" picks one.
+  -- Base URLs follow each SDK's convention (OpenAI's includes /v1).
   providers = {
     openai = {
       kind     = "openai",
       base_url = env("OPENAI_BASE_URL") or "https://api.openai.com/v1",
       api_key  = env("OPENAI_API_KEY"),
+    },
+    anthropic = {
+      kind     = "anthropic",
+      base_url = env("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
+      api_key  = env("ANTHROPIC_API_KEY"),
+    },
+    gemini = {
+      kind     = "gemini",
+      base_url = env("GEMINI_BASE_URL") or "https://generativelanguage.googleapis.com",
+      api_key  = env("GEMINI_API_KEY"),
     },
     mock = { kind = "mock" },
   },

@@ -45,6 +45,9 @@ typedef struct aigw_req_s {
   uint8_t filter_headers : 1;        /* run the header_filter phase on the response */
   uint8_t filter_body : 1;           /* a plugin asked for the body_filter phase */
   uint8_t can_filter_body : 1;       /* detached (spec) requests: a body_filter exists */
+  uint8_t observe_body : 1;          /* body_filter sees the body; the original bytes go out */
+  uint8_t plugin_body : 1;           /* a plugin called filter_body(): plugin body filters run */
+  uint8_t filter_errors : 1;         /* run header_filter on upstream error statuses (>= 400) */
   int status;
   aigw_buf_t body;
   const char *extra_headers;         /* static header lines for an error response */

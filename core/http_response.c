@@ -261,7 +261,7 @@ void aigw_respond_error(aigw_req_t *r, int status, const char *code, const char 
   size_t hl = (size_t)hlen;
   int st = status;
   if (r->filter_headers && r->lt) {
-    int rc = aigw_lua_header_filter(r, &st, &h, &hl);
+    int rc = aigw_lua_header_filter(r, &st, &h, &hl, 0, NULL, 0);
     if (rc == 1) {
       aigw_buf_free(&o);
       aigw_lua_respond_exit(r);

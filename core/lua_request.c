@@ -94,7 +94,35 @@ AIGW_EXPORT double aigw_ffi_req_start_time(aigw_req_t *r) { return (double)r->st
 AIGW_EXPORT int aigw_ffi_req_filter_body(aigw_req_t *r) {
   /* A detached request (specs) has no generation: the spec helper says. */
   if (r->lt ? r->lt->gen->body_filter_ref == LUA_NOREF : !r->can_filter_body) return 0;
-  r->filter_body = 1;
+  r->filter_body = r->plugin_body = 1;
+  r->observe_body = 0;
+  return 1;
+}
+
+/* The runtime's own filters for this request (format translation, usage):
+ * AIGW_FILTER_HEADERS runs header_filter on the response head;
+ * AIGW_FILTER_BODY the body through body_filter; AIGW_FILTER_OBSERVE lets
+ * body_filter see the body while the original bytes (and framing) go out,
+ * unless a plugin asks for filter_body() too; AIGW_FILTER_ERRORS runs
+ * header_filter on the answer about to be made when some plugin filters
+ * upstream errors (an upstream error the runtime fetched itself). Returns 0
+ * when the generation has no such phase. */
+enum { AIGW_FILTER_HEADERS = 1, AIGW_FILTER_BODY = 2, AIGW_FILTER_OBSERVE = 4,
+       AIGW_FILTER_ERRORS = 8 };
+
+AIGW_EXPORT int aigw_ffi_req_filter(aigw_req_t *r, int what) {
+  if (r->lt == NULL) return 0;
+  const aigw_gen_t *g = r->lt->gen;
+  if ((what & AIGW_FILTER_HEADERS) && g->header_filter_ref == LUA_NOREF) return 0;
+  if ((what & (AIGW_FILTER_BODY | AIGW_FILTER_OBSERVE)) && g->body_filter_ref == LUA_NOREF) return 0;
+  if (what & AIGW_FILTER_HEADERS) r->filter_headers = 1;
+  if ((what & AIGW_FILTER_ERRORS) && r->filter_errors) r->filter_headers = 1;
+  if (what & AIGW_FILTER_BODY) {
+    r->filter_body = 1;
+    r->observe_body = 0;
+  } else if ((what & AIGW_FILTER_OBSERVE) && !r->filter_body) {
+    r->filter_body = r->observe_body = 1;
+  }
   return 1;
 }
 

@@ -185,6 +185,10 @@ aigw_gen_t *aigw_gen_new(aigw_worker_t *w, char *err, size_t errlen) {
   g->header_filter_ref = ref_field(L, -1, "header_filter");
   g->body_filter_ref = ref_field(L, -1, "body_filter");
   g->log_ref = ref_field(L, -1, "log");
+  lua_getfield(L, -1, "filter_all");
+  g->filter_all = (uint8_t)lua_toboolean(L, -1);
+  lua_getfield(L, -2, "filter_errors");
+  g->filter_errors = (uint8_t)lua_toboolean(L, -1);
   lua_settop(L, 0);
   if (g->handler_ref == LUA_NOREF) {
     snprintf(err, errlen, "aigw.runtime.init_worker returned no handler");
@@ -289,7 +293,8 @@ static int sync_call(aigw_req_t *r, int ref, int nargs, int nres) {
   return rc;
 }
 
-int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_t *len) {
+int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_t *len,
+                           int from_upstream, const char *body, size_t blen) {
   aigw_gen_t *g = r->lt ? r->lt->gen : NULL;
   if (g == NULL || g->header_filter_ref == LUA_NOREF || r->ctx_ref == LUA_NOREF) return 0;
   /* Once per request: the error response a failed filter leads to is not
@@ -298,7 +303,13 @@ int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_
   lua_State *S = g->sync;
   lua_pushinteger(S, *status);
   lua_pushlstring(S, *lines ? *lines : "", *len);
-  if (sync_call(r, g->header_filter_ref, 2, 2) != 0) {
+  lua_pushboolean(S, from_upstream);
+  int nargs = 3;
+  if (body) {
+    lua_pushlstring(S, body, blen);
+    nargs = 4;
+  }
+  if (sync_call(r, g->header_filter_ref, nargs, 2) != 0) {
     lua_rawgeti(S, LUA_REGISTRYINDEX, r->ctx_ref);
     lua_getfield(S, -1, "_exit");
     int exited = lua_istable(S, -1);
@@ -322,8 +333,8 @@ int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_
   return 0;
 }
 
-int aigw_lua_body_filter(aigw_req_t *r, const char *in, size_t len, int eof, const char **out,
-                         size_t *outlen) {
+int aigw_lua_body_filter(aigw_req_t *r, const char *in, size_t len, int eof, const char *err,
+                         const char **out, size_t *outlen) {
   aigw_gen_t *g = r->lt ? r->lt->gen : NULL;
   if (g == NULL || g->body_filter_ref == LUA_NOREF || r->ctx_ref == LUA_NOREF) {
     *out = in;
@@ -333,7 +344,10 @@ int aigw_lua_body_filter(aigw_req_t *r, const char *in, size_t len, int eof, con
   lua_State *S = g->sync;
   lua_pushlstring(S, in ? in : "", len);
   lua_pushboolean(S, eof);
-  if (sync_call(r, g->body_filter_ref, 2, 1) != 0) {
+  if (err) lua_pushstring(S, err);
+  else lua_pushnil(S);
+  lua_pushboolean(S, r->plugin_body);
+  if (sync_call(r, g->body_filter_ref, 4, 1) != 0) {
     sync_error(r, S, "body_filter");
     return -1;
   }
@@ -370,11 +384,14 @@ void aigw_lua_respond_exit(aigw_req_t *r) {
   aigw_respond(r, status, hdrs, hlen, body, blen);
 }
 
-/* A response made in Lua goes through the filters like an upstream one. */
-static void respond_lua(aigw_req_t *r, int status, const char *hdrs, size_t hlen,
-                        const char *body, size_t blen) {
+/* A response made in Lua goes through the filters like an upstream one;
+ * so does an upstream's error answer held whole (from_upstream: the
+ * header_filter phase gets its body too). */
+static void respond_filtered(aigw_req_t *r, int status, const char *hdrs, size_t hlen,
+                             const char *body, size_t blen, int from_upstream) {
   if (r->filter_headers) {
-    int rc = aigw_lua_header_filter(r, &status, &hdrs, &hlen);
+    int rc = aigw_lua_header_filter(r, &status, &hdrs, &hlen, from_upstream,
+                                    from_upstream ? body : NULL, blen);
     if (rc == 1) {
       aigw_lua_respond_exit(r);
       return;
@@ -387,14 +404,30 @@ static void respond_lua(aigw_req_t *r, int status, const char *hdrs, size_t hlen
   if (r->filter_body) {
     const char *out;
     size_t olen;
-    if (aigw_lua_body_filter(r, body, blen, 1, &out, &olen) != 0) {
+    if (aigw_lua_body_filter(r, body, blen, 1, NULL, &out, &olen) != 0) {
       aigw_respond_error(r, 500, "internal_error", "internal error in the gateway");
       return;
     }
-    body = out;
-    blen = olen;
+    if (!r->observe_body) {
+      body = out;
+      blen = olen;
+    }
   }
   aigw_respond(r, status, hdrs, hlen, body, blen);
+}
+
+static void respond_lua(aigw_req_t *r, int status, const char *hdrs, size_t hlen,
+                        const char *body, size_t blen) {
+  respond_filtered(r, status, hdrs, hlen, body, blen, 0);
+}
+
+void aigw_lua_respond_upstream(aigw_req_t *r, int status, const char *lines, size_t hlen,
+                               const char *body, size_t blen) {
+  if (r->lt == NULL) {
+    aigw_respond(r, status, lines, hlen, body, blen);
+    return;
+  }
+  respond_filtered(r, status, lines, hlen, body, blen, 1);
 }
 
 static int valid_status(int status) { return status >= 200 && status <= 599; }
@@ -472,7 +505,8 @@ void aigw_lua_handle_request(aigw_req_t *r) {
       g->body_filter_ref != LUA_NOREF) {
     lua_pushvalue(co, -1);
     r->ctx_ref = luaL_ref(co, LUA_REGISTRYINDEX);
-    r->filter_headers = g->header_filter_ref != LUA_NOREF;
+    r->filter_headers = g->header_filter_ref != LUA_NOREF && g->filter_all;
+    r->filter_errors = g->header_filter_ref != LUA_NOREF && g->filter_errors;
   }
   aigw_lthread_start(t, 1);
 }

@@ -23,6 +23,8 @@ struct aigw_gen_s {
   int header_filter_ref;     /* header_filter(ctx, status, lines) */
   int body_filter_ref;       /* body_filter(ctx, chunk, eof) */
   int log_ref;               /* log(ctx, status) */
+  uint8_t filter_all;        /* header_filter runs on every response (else on request) */
+  uint8_t filter_errors;     /* header_filter runs on upstream errors (>= 400) */
   lua_State *sync;           /* thread for the phases that cannot wait */
   int sync_ref;
   struct aigw_timer_s *timers;   /* aigw.timer timers not yet fired */
@@ -62,11 +64,18 @@ void aigw_lua_request_release(aigw_req_t *r);
  * status, lines and len (kept alive by the request's ctx), 1 a plugin called
  * aigw.exit (send it with aigw_lua_respond_exit once the exchange is gone),
  * -1 the phase failed (answer 500). body_filter: 0 with the replacement
- * piece in out (valid until the next call), -1 on error. */
-int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_t *len);
-int aigw_lua_body_filter(aigw_req_t *r, const char *in, size_t len, int eof, const char **out,
-                         size_t *outlen);
+ * piece in out (valid until the next call), -1 on error; err non-NULL says
+ * the upstream failed mid-body (eof is then 1): what the filter returns is
+ * the response's last words (an error event), nothing means cut it off. */
+int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_t *len,
+                           int from_upstream, const char *body, size_t blen);
+int aigw_lua_body_filter(aigw_req_t *r, const char *in, size_t len, int eof, const char *err,
+                         const char **out, size_t *outlen);
 void aigw_lua_respond_exit(aigw_req_t *r);
+/* An upstream's error answer held whole (status >= 400, a plugin filters
+ * errors): answered through the filters, which see its body at once. */
+void aigw_lua_respond_upstream(aigw_req_t *r, int status, const char *lines, size_t hlen,
+                               const char *body, size_t blen);
 
 size_t aigw_gen_memory_kb(aigw_gen_t *g);
 

@@ -66,6 +66,8 @@ struct aigw_upstream_s {
   size_t blen;
   aigw_buf_t rhead;             /* response header lines for the client */
   aigw_buf_t hname, hval, reason, conn_tokens;
+  aigw_buf_t held;              /* hold_error: the answer's body */
+  int held_status;
   aigw_wbuf_t *out;             /* what this read sends to the client */
   char *rbuf;                   /* read buffer (plaintext for TLS) */
   char *cbuf;                   /* ciphertext read buffer (TLS only) */
@@ -90,6 +92,7 @@ struct aigw_upstream_s {
   uint8_t ready : 1;            /* sink, stream: this read brought the head or body */
   uint8_t too_big : 1;          /* sink: the body is past max_body */
   uint8_t nomem : 1;
+  uint8_t hold_error : 1;       /* proxy: an error answer kept whole for the filters */
 };
 
 typedef struct {
@@ -125,6 +128,8 @@ static void stop_read(aigw_upconn_t *uc) {
 
 /* Buffers up to this size stay with a recycled exchange. */
 #define KEEP_BUF_CAP 8192
+/* An error answer held for the filters larger than this is a bad answer. */
+#define HELD_ERROR_MAX (1024 * 1024)
 
 void aigw__upstream_destroy(void *p) {
   aigw_upstream_t *u = p;
@@ -142,6 +147,7 @@ static void on_timer_closed(uv_handle_t *h) {
   aigw_worker_t *w = u->w;
   if (u->out) aigw_wbuf_discard(u->out);
   u->out = NULL;
+  aigw_buf_free(&u->held);
   if (u->rbuf) aigw__rbuf_put(w, u->rbuf);
   if (u->cbuf) aigw__rbuf_put(w, u->cbuf);
   aigw_buf_t *bufs[] = {&u->head, &u->rhead, &u->hname, &u->hval, &u->reason, &u->conn_tokens};
@@ -185,6 +191,19 @@ void aigw_upstream_abort(aigw_upstream_t *u) {
   destroy(u, 0);
 }
 
+/* The upstream failed after the response began, with a body filter on a
+ * chunked response: the filter may end the body with its own last words
+ * (an error event in the client's stream format). 0 when it did and the
+ * response is complete; -1 when the connection must be cut instead. */
+SLOW_PATH static int end_with_filter(aigw_req_t *r, aigw_wbuf_t **out, const char *msg) {
+  const char *p;
+  size_t n;
+  if (aigw_lua_body_filter(r, "", 0, 1, msg, &p, &n) != 0 || n == 0) return -1;
+  if (r->conn->closing || aigw_respond_body(r, out, p, n) != 0) return -1;
+  aigw_respond_end(r, out);
+  return 0;
+}
+
 /* The exchange failed. Proxy: the client gets an error response (status,
  * code, msg), or, if its response already started, its connection is
  * closed (a truncated body must not look complete). Sink: err is `why`. */
@@ -204,11 +223,19 @@ static void fail(aigw_upstream_t *u, int status, const char *code, const char *m
   if (r) {
     aigw_log_warn("request %s: upstream %s:%u: %s", r->id, u->t->host, u->t->port, msg);
   }
+  int filtering = u->filtering;
+  aigw_wbuf_t *out = u->out;
+  u->out = NULL;
   destroy(u, 0);
-  if (r == NULL) return;
+  if (r == NULL) {
+    if (out) aigw_wbuf_discard(out);
+    return;
+  }
   if (!r->responded) {
+    if (out) aigw_wbuf_discard(out);
     aigw_respond_error(r, status, code, msg);
-  } else {
+  } else if (!filtering || !r->chunked_out || end_with_filter(r, &out, msg) != 0) {
+    if (out) aigw_wbuf_discard(out);
     aigw_conn_close(r->conn);
   }
 }
@@ -418,9 +445,22 @@ SLOW_PATH static void sink_finish(aigw_upstream_t *u, int reuse) {
   s->notify(s);
 }
 
+/* A held error answer is complete: it goes out through the filters. The
+ * exchange's buffers stay valid until its timer has closed. */
+SLOW_PATH static void respond_held(aigw_upstream_t *u, int reuse) {
+  aigw_req_t *r = u->req;
+  destroy(u, reuse);
+  aigw_lua_respond_upstream(r, u->held_status, u->rhead.data ? u->rhead.data : "", u->rhead.len,
+                            u->held.data ? u->held.data : "", u->held.len);
+}
+
 static void finish_ok(aigw_upstream_t *u, int reuse) {
   if (u->sink) {
     sink_finish(u, reuse);
+    return;
+  }
+  if (u->hold_error) {
+    respond_held(u, reuse);
     return;
   }
   aigw_req_t *r = u->req;
@@ -778,7 +818,7 @@ SLOW_PATH static int filtered_head(aigw_upstream_t *u, const llhttp_t *p, int *s
   aigw_req_t *r = u->req;
   if (r->filter_headers) {
     int st = *status;
-    int rc = aigw_lua_header_filter(r, &st, lines, hlen);
+    int rc = aigw_lua_header_filter(r, &st, lines, hlen, 1, NULL, 0);
     if (u->state == ST_DONE) return -1;   /* the request ended meanwhile */
     if (rc == 1) {
       /* A plugin answered instead (aigw.exit): that answer goes out once
@@ -801,10 +841,12 @@ SLOW_PATH static int filtered_head(aigw_upstream_t *u, const llhttp_t *p, int *s
   int st = *status;
   int known = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED);
   int client_no_body = u->method == HTTP_HEAD || st == 204 || st == 304;
+  /* A body filter that only observes leaves the framing as it was. */
+  int rewrites = r->filter_body && !r->observe_body;
   if (st == 204 || st == 304) *cl = -2;
-  else if (u->method == HTTP_HEAD) *cl = known && !r->filter_body ? (int64_t)p->content_length : -2;
+  else if (u->method == HTTP_HEAD) *cl = known && !rewrites ? (int64_t)p->content_length : -2;
   else if (u->no_body) *cl = 0;   /* the upstream's 204 or 304 became another status */
-  else if (r->filter_body || !known) *cl = -1;
+  else if (rewrites || !known) *cl = -1;
   else *cl = (int64_t)p->content_length;
   if (client_no_body && !u->no_body) u->discard_body = u->slow_body = 1;
   else if (r->filter_body && !u->no_body) u->filtering = u->slow_body = 1;
@@ -827,6 +869,14 @@ static int on_resp_headers_complete(llhttp_t *p) {
   const char *lines = u->rhead.data, *reason = u->reason.data;
   size_t hlen = u->rhead.len, rlen = u->reason.len;
   int64_t cl = -1;
+  if (__builtin_expect(status >= 400 && r->filter_errors, 0) && !u->no_body) {
+    /* A plugin reshapes error answers (the error-mapping plugin): small,
+     * so kept whole and handed over with their body. */
+    u->hold_error = u->slow_body = 1;
+    u->held_status = status;
+    r->filter_headers = 1;
+    return 0;
+  }
   if (__builtin_expect(r->filter_headers || r->filter_body, 0)) {
     if (filtered_head(u, p, &status, &reason, &rlen, &lines, &hlen, &cl) != 0) return -1;
   } else if (status == 204 || status == 304) {
@@ -863,14 +913,29 @@ SLOW_PATH static int slow_body(aigw_upstream_t *u, const char *at, size_t len) {
     return 0;
   }
   if (u->discard_body) return 0;
+  if (u->hold_error) {
+    if (u->held.len + len > HELD_ERROR_MAX) {
+      u->too_big = 1;
+      return -1;
+    }
+    if (aigw_buf_append(&u->held, at, len)) {
+      u->nomem = 1;
+      return -1;
+    }
+    return 0;
+  }
   aigw_req_t *r = u->req;
   const char *out;
   size_t olen;
-  int rc = aigw_lua_body_filter(r, at, len, 0, &out, &olen);
+  int rc = aigw_lua_body_filter(r, at, len, 0, NULL, &out, &olen);
   if (u->state == ST_DONE) return -1;
   if (rc != 0) {
     filter_failed(u);
     return -1;
+  }
+  if (r->observe_body) {
+    out = at;
+    olen = len;
   }
   return aigw_respond_body(r, &u->out, out, olen) ? -1 : 0;
 }
@@ -886,12 +951,13 @@ SLOW_PATH static int filter_eof(aigw_upstream_t *u) {
   aigw_req_t *r = u->req;
   const char *out;
   size_t olen;
-  int rc = aigw_lua_body_filter(r, "", 0, 1, &out, &olen);
+  int rc = aigw_lua_body_filter(r, "", 0, 1, NULL, &out, &olen);
   if (u->state == ST_DONE) return -1;
   if (rc != 0) {
     filter_failed(u);
     return -1;
   }
+  if (r->observe_body) return 0;
   return aigw_respond_body(r, &u->out, out, olen) ? -1 : 0;
 }
 

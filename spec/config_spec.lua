@@ -96,7 +96,7 @@ describe("aigw.config", function()
       { { plugins = { 42 } }, 'f.lua: plugins[1]: expected a plugin name or { name = ..., config = { ... } }' },
       { { plugins = { "ok", "../evil" } }, 'f.lua: plugins[2]: expected a plugin name, got "../evil"' },
       { { plugins = { { name = "p", config = "x" } } }, 'f.lua: plugins[1].config: expected a table' },
-      { { providers = { up = { kind = "magic" } } }, 'f.lua: providers.up.kind: expected one of openai, openai-compatible, mock, got "magic"' },
+      { { providers = { up = { kind = "magic" } } }, 'f.lua: providers.up.kind: expected one of openai, openai-compatible, azure-openai, anthropic, gemini, mock, got "magic"' },
       { { providers = { up = { kind = "openai" } } }, 'f.lua: providers.up.base_url: expected an http:// or https:// URL, got nil' },
       { { providers = { up = { kind = "openai", base_url = "http://h", api_key = 1 } } }, 'f.lua: providers.up.api_key: expected a string' },
       { { providers = { up = { kind = "openai", base_url = "http://h", tls_verify = "no" } } }, 'f.lua: providers.up.tls_verify: expected true or false' },

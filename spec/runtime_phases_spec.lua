@@ -294,17 +294,17 @@ describe("the runtime's phases", function()
     describe("body_filter", function()
       it("chains the plugins in priority order", function()
         local ctx = {}
-        assert.equal("ab[first][second][third]", phases.body_filter(ctx, "ab", false))
-        assert.equal("[first$][second$][third$]", phases.body_filter(ctx, "", true))
+        assert.equal("ab[first][second][third]", phases.body_filter(ctx, "ab", false, nil, true))
+        assert.equal("[first$][second$][third$]", phases.body_filter(ctx, "", true, nil, true))
         assert.same({ "first:body_filter", "second:body_filter", "third:body_filter",
                       "first:body_filter", "second:body_filter", "third:body_filter" }, ctx.trace)
       end)
 
       it("keeps the chunk when a plugin returns nil", function()
         local ctx = { bf_keep = "second" }
-        assert.equal("ab[first][third]", phases.body_filter(ctx, "ab", false))
+        assert.equal("ab[first][third]", phases.body_filter(ctx, "ab", false, nil, true))
         ctx.bf_keep = "first"
-        assert.equal("ab[second][third]", phases.body_filter(ctx, "ab", false))
+        assert.equal("ab[second][third]", phases.body_filter(ctx, "ab", false, nil, true))
       end)
     end)
 
@@ -325,12 +325,22 @@ describe("the runtime's phases", function()
     end)
   end)
 
-  it("has no filter or log phases when no plugin has them", function()
+  it("asks for no plugin filtering or log phase when no plugin has them", function()
     local phases = build("return { plugins = { 'quiet' }, " .. PROVIDERS .. "}")
     assert.is_function(phases.handler)
-    assert.is_nil(phases.header_filter)
-    assert.is_nil(phases.body_filter)
+    -- the runtime's own filters are there for the requests that ask
+    assert.is_function(phases.header_filter)
+    assert.is_function(phases.body_filter)
+    assert.is_nil(phases.filter_all)
+    assert.is_nil(phases.filter_errors)
     assert.is_nil(phases.log)
+    assert.equal("ab", phases.body_filter({}, "ab", false, nil, true))
+  end)
+
+  it("runs plugin body filters only for requests where a plugin asked", function()
+    local phases = build("return { plugins = { 'first', 'second', 'third' }, " .. PROVIDERS .. "}")
+    assert.is_true(phases.filter_all)
+    assert.equal("ab", phases.body_filter({}, "ab", false, nil, false))
   end)
 
   it("names the plugin whose init_worker raised", function()

@@ -63,12 +63,41 @@ local SERVER_DEFAULTS = {
 }
 local SERVER_SIZES = { max_body_size = true, max_header_size = true }
 
-local PROVIDER_KINDS = { openai = true, ["openai-compatible"] = true, mock = true }
+local PROVIDER_KINDS = { openai = true, ["openai-compatible"] = true, ["azure-openai"] = true,
+                         anthropic = true, gemini = true, mock = true }
+local KINDS_TEXT = "one of openai, openai-compatible, azure-openai, anthropic, gemini, mock"
+
+-- Fields only some kinds take, with their checks.
+local KIND_FIELDS = {
+  anthropic = {
+    -- the anthropic-version header
+    version = function(v) return type(v) == "string" and v:match("^[%w.-]+$") and v, "a version like \"2023-06-01\"" end,
+    -- max_tokens for requests that have none (Anthropic requires it)
+    max_tokens = function(v) return type(v) == "number" and v >= 1 and v == math.floor(v) and v, "a whole number >= 1" end,
+  },
+  ["azure-openai"] = {
+    api_version = function(v) return type(v) == "string" and v:match("^[%w.-]+$") and v, "an api-version like \"2024-10-21\"" end,
+    -- model name -> deployment name (a model not listed is its own deployment)
+    deployments = function(v)
+      if type(v) ~= "table" then return nil, "a table of model = deployment" end
+      for k, d in pairs(v) do
+        if type(k) ~= "string" or type(d) ~= "string" or not d:match("^[%w._-]+$") then
+          return nil, "a table of model = deployment (letters, digits, '.', '_', '-')"
+        end
+      end
+      return v
+    end,
+  },
+}
+local KIND_DEFAULTS = {
+  anthropic = { version = "2023-06-01", max_tokens = 4096 },
+  ["azure-openai"] = { api_version = "2024-10-21", deployments = {} },
+}
 
 local TOP_FIELDS = {
   listen = true, admin_listen = true, workers = true, log_level = true, api_keys = true,
   server = true, shared = true, plugins = true, providers = true, routes = true, models = true,
-  pid_file = true, watch = true, redis = true, api_prefix = true,
+  pid_file = true, watch = true, redis = true, api_prefix = true, prices = true,
 }
 
 local function check_listen(file, field, v)
@@ -128,17 +157,27 @@ local function check_provider(file, name, p)
     fail(file, field, "a provider name of letters, digits, '_', '.' or '-'", name)
   end
   if type(p) ~= "table" then fail(file, field, "a table", p) end
-  if not PROVIDER_KINDS[p.kind] then
-    fail(file, field .. ".kind", "one of openai, openai-compatible, mock", p.kind)
-  end
+  if not PROVIDER_KINDS[p.kind] then fail(file, field .. ".kind", KINDS_TEXT, p.kind) end
   local known = { kind = true, base_url = true, api_key = true, ca_file = true, tls_verify = true,
                   timeouts = true, keepalive = true, headers = true, models = true }
+  local extra = KIND_FIELDS[p.kind] or {}
   for k in pairs(p) do
-    if not known[k] then
-      fail(file, field .. "." .. tostring(k), "one of kind, base_url, api_key, ca_file, tls_verify, timeouts, keepalive, headers, models", k)
+    if not known[k] and not extra[k] then
+      local names = { "kind", "base_url", "api_key", "ca_file", "tls_verify", "timeouts", "keepalive",
+                      "headers", "models" }
+      for e in pairs(extra) do names[#names + 1] = e end
+      fail(file, field .. "." .. tostring(k), "one of " .. table.concat(names, ", "), k)
     end
   end
   local out = { name = name, kind = p.kind }
+  for k, def in pairs(KIND_DEFAULTS[p.kind] or {}) do out[k] = def end
+  for k, check in pairs(extra) do
+    if p[k] ~= nil then
+      local v, want = check(p[k])
+      if not v then fail(file, field .. "." .. k, want, p[k]) end
+      out[k] = v
+    end
+  end
   if p.models ~= nil then
     -- An allow-list: the models this provider may be asked for.
     if type(p.models) ~= "table" then fail(file, field .. ".models", "a list of model names", p.models) end
@@ -223,8 +262,14 @@ local function check_routes(file, routes, providers)
     if r.method ~= nil and (type(r.method) ~= "string" or not r.method:match("^%a+$")) then
       fail(file, field .. ".method", "an HTTP method", r.method)
     end
+    -- adapter: a Lua module that turns the route's own request and answer
+    -- formats into chat completions (see conf/examples/).
+    if r.adapter ~= nil and (type(r.adapter) ~= "string" or not r.adapter:match("^[%w_.-]+$")) then
+      fail(file, field .. ".adapter", "a Lua module name", r.adapter)
+    end
+    if r.adapter and r.provider then fail(file, field, "either adapter or provider, not both", r.provider) end
     out[i] = { path = r.path, provider = r.provider, endpoint = r.endpoint or "chat/completions",
-               method = (r.method or "POST"):upper() }
+               method = (r.method or "POST"):upper(), adapter = r.adapter }
   end
   return out
 end
@@ -365,6 +410,22 @@ function M.normalise(file, conf)
     end
   end
   out.redis = check_redis(file, conf.redis)
+  -- Prices in USD per million tokens, over aigw.usage's defaults.
+  out.prices = {}
+  if conf.prices ~= nil then
+    if type(conf.prices) ~= "table" then fail(file, "prices", "a table of model = { input = ..., output = ... }", conf.prices) end
+    for model, pr in pairs(conf.prices) do
+      local f = "prices." .. tostring(model)
+      if type(model) ~= "string" or type(pr) ~= "table" then fail(file, f, "{ input = ..., output = ... }", pr) end
+      for k, v in pairs(pr) do
+        if not (k == "input" or k == "output" or k == "cached_input" or k == "cache_write") then
+          fail(file, f .. "." .. tostring(k), "one of input, output, cached_input, cache_write", k)
+        end
+        if type(v) ~= "number" or v < 0 then fail(file, f .. "." .. k, "a price >= 0 (USD per million tokens)", v) end
+      end
+      out.prices[model] = pr
+    end
+  end
   return out
 end
 

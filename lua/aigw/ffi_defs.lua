@@ -21,6 +21,7 @@ int aigw_ffi_req_is_admin(aigw_req_t *r);
 int aigw_ffi_req_is_anthropic(aigw_req_t *r);
 double aigw_ffi_req_start_time(aigw_req_t *r);
 int aigw_ffi_req_filter_body(aigw_req_t *r);
+int aigw_ffi_req_filter(aigw_req_t *r, int what);
 double aigw_ffi_now(void);
 double aigw_ffi_monotonic(void);
 

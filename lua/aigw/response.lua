@@ -149,6 +149,17 @@ function M.filter_body()
   return C.aigw_ffi_req_filter_body(ffi.cast("aigw_req_t *", r)) == 1
 end
 
+-- The runtime's own filters for this request (translation, usage): what is
+-- a sum of 1 (header_filter), 2 (body_filter), 4 (body_filter watching
+-- only: the original bytes go out), 8 (header_filter when some plugin
+-- filters upstream errors). See aigw_ffi_req_filter.
+function M._filter(what)
+  local r = exdata()
+  if r ~= nil then C.aigw_ffi_req_filter(ffi.cast("aigw_req_t *", r), what) end
+end
+
+function M._filter_errors() M._filter(8) end
+
 -- Errors point at exit's caller (level 3 from here).
 local function header_string(headers)
   if headers == nil then return "" end

@@ -18,22 +18,23 @@ local plugins_loader = require "aigw.plugins"
 local request = require "aigw.request"
 local errors = require "aigw.errors"
 local cjson = require "cjson"
-local cjson_safe = require "cjson.safe"
-local aigw_json = require "aigw.json"
+local dispatch = require "aigw.dispatch"
 local response = require "aigw.response"
 local log = require "aigw.log"
 
 local M = {}
 
--- Inbound endpoints served by default, by path: the provider endpoint
--- they map to and the method they take.
+-- Inbound endpoints served by default, by path: the client's format, the
+-- provider operation they map to and the method they take.
 -- Each is served with and without the /v1 prefix, and again under the
 -- config's api_prefix when there is one.
 local DEFAULT_ROUTES = {
-  ["/v1/chat/completions"] = { endpoint = "chat/completions", method = "POST" },
-  ["/v1/completions"]      = { endpoint = "completions", method = "POST" },
-  ["/v1/embeddings"]       = { endpoint = "embeddings", method = "POST" },
-  ["/v1/responses"]        = { endpoint = "responses", method = "POST" },
+  ["/v1/chat/completions"] = { client = "openai", endpoint = "chat/completions", method = "POST" },
+  ["/v1/completions"]      = { client = "openai", endpoint = "completions", method = "POST" },
+  ["/v1/embeddings"]       = { client = "openai", endpoint = "embeddings", method = "POST" },
+  ["/v1/responses"]        = { client = "openai", endpoint = "responses", method = "POST" },
+  ["/v1/messages"]         = { client = "anthropic", endpoint = "messages", method = "POST" },
+  ["/v1/messages/count_tokens"] = { client = "anthropic", endpoint = "messages/count_tokens", method = "POST" },
   ["/v1/models"]           = { models = true, method = "GET" },
 }
 
@@ -44,6 +45,18 @@ local function build_providers(conf)
     out[name] = require("aigw.providers." .. kind).new(name, p)
   end
   return out
+end
+
+-- A route adapter module: request(body, ctx) -> chat request or nil, err;
+-- response(chat_answer, ctx) -> table or string; chunk(self, c) and
+-- finish(self) -> wire text of a stream; error_event(self, msg, type).
+local function load_adapter(name)
+  local ok, a = pcall(require, name)
+  if not ok then error("route adapter " .. name .. ": " .. tostring(a), 0) end
+  if type(a) ~= "table" or type(a.request) ~= "function" or type(a.response) ~= "function" then
+    error("route adapter " .. name .. ": must return a table with request and response functions", 0)
+  end
+  return a
 end
 
 -- The model ids a client can send, in OpenAI's list format: echo, the
@@ -69,55 +82,6 @@ local function model_index(conf)
   local by_id = {}
   for _, e in ipairs(list) do by_id[e.id] = e end
   return list, by_id
-end
-
--- Replaces the top-level "model" value in the raw body, leaving every other
--- byte as the client sent it: a decode/encode round trip through lua-cjson
--- would turn [] into {} and cut numbers to 14 digits. A small scanner walks
--- the JSON text (strings skipped, depth counted) to find the key at depth 1,
--- so a "model" inside metadata or a tool schema is never touched. Returns
--- nil when there is no such string value (the caller then re-encodes).
-local byte, find, sub = string.byte, string.find, string.sub
-
-local function top_level_model(body)
-  local depth, i = 0, 1
-  while true do
-    local s = find(body, '[{}%[%]"]', i)
-    if not s then return nil end
-    local c = byte(body, s)
-    if c == 34 then                      -- a string: find its end
-      local j = s + 1
-      local q
-      while true do
-        q = find(body, '["\\]', j)
-        if not q then return nil end
-        if byte(body, q) == 92 then j = q + 2 else break end
-      end
-      if depth == 1 and q - s == 6 and sub(body, s + 1, q - 1) == "model" then
-        local _, colon = find(body, "^%s*:%s*", q + 1)
-        if colon then                    -- it is the key: its value follows
-          local vs = colon + 1
-          if byte(body, vs) ~= 34 then return nil end
-          local k = vs + 1
-          while true do
-            local e = find(body, '["\\]', k)
-            if not e then return nil end
-            if byte(body, e) == 92 then k = e + 2 else return vs, e end
-          end
-        end
-      end
-      i = q + 1
-    else
-      depth = depth + ((c == 123 or c == 91) and 1 or -1)
-      i = s + 1
-    end
-  end
-end
-
-local function replace_model(body, model, new)
-  local vs, ve = top_level_model(body)
-  if not vs or cjson_safe.decode(sub(body, vs, ve)) ~= model then return nil end
-  return sub(body, 1, vs - 1) .. cjson.encode(new) .. sub(body, ve + 1)
 end
 
 -- Picks the provider for a model name: `echo`, an alias, `provider/model`,
@@ -204,7 +168,9 @@ local function by_phase(chain)
   for _, ph in ipairs(PHASES) do
     local list = {}
     for _, p in ipairs(chain) do
-      if p.plugin[ph] then list[#list + 1] = { fn = p.plugin[ph], conf = p.conf, name = p.plugin.name } end
+      if p.plugin[ph] then
+        list[#list + 1] = { fn = p.plugin[ph], conf = p.conf, name = p.plugin.name, plugin = p.plugin }
+      end
     end
     out[ph] = list
   end
@@ -238,7 +204,11 @@ function M.init_worker(conf_path, worker_id)
     end
   end
   for _, r in ipairs(conf.routes) do
-    routes[r.path] = { endpoint = r.endpoint, method = r.method, provider = providers[r.provider] }
+    if r.adapter then
+      routes[r.path] = { client = load_adapter(r.adapter), endpoint = "chat/completions", method = r.method }
+    else
+      routes[r.path] = { endpoint = r.endpoint, method = r.method, provider = providers[r.provider] }
+    end
   end
 
   local models, models_by_id = model_index(conf)
@@ -316,68 +286,88 @@ function M.init_worker(conf_path, worker_id)
       return 200, cjson.encode({ object = "list", data = models }) .. "\n", "Content-Type: application/json\r\n"
     end
 
-    local provider, body, json = route.provider, nil, nil
-    if not provider then
-      local err
-      json, err = request.get_json(ctx)
-      if not json then return errors.response(400, "invalid_json", err) end
-      local model = json.model
-      if type(model) ~= "string" or model == "" then
-        return errors.response(400, "missing_model", "the request body has no 'model'")
+    local provider = route.provider
+    if provider then
+      -- A configured route to one provider: the client's bytes as they are.
+      if provider.kind == "mock" then
+        local json, err = request.get_json(ctx)
+        if not json then return errors.response(400, "invalid_json", err) end
+        return provider:serve(ctx, route.endpoint, nil, json)
       end
-      local upstream_model
-      provider, upstream_model = pick_provider(conf, providers, model)
-      if not provider then
-        return errors.response(404, "model_not_found", "model '" .. model .. "' is not configured")
-      end
-      if upstream_model ~= model then
-        body = replace_model(request.get_body(), model, upstream_model)
-        if not body then
-          json.model = upstream_model
-          body = aigw_json.encode(json)
-        end
-      end
-      ctx.provider, ctx.model = provider.name, upstream_model
-    elseif provider.kind == "mock" then
-      local err
-      json, err = request.get_json(ctx)
-      if not json then return errors.response(400, "invalid_json", err) end
+      ctx.provider = provider.name
+      return run_upstream(ctx, "proxy", provider.target, provider:path(route.endpoint), nil, nil)
     end
-    return run_upstream(ctx, provider:serve(ctx, route.endpoint, body, json))
+    local json, err = request.get_json(ctx)
+    if not json then return errors.response(400, "invalid_json", err) end
+    if type(json) ~= "table" or json[1] ~= nil then
+      return errors.response(400, "invalid_request", "the request body must be a JSON object")
+    end
+    if type(route.client) == "table" then
+      -- A route adapter's format: its request becomes a chat request here.
+      local oreq
+      oreq, err = route.client.request(json, ctx)
+      if not oreq then return errors.response(400, "invalid_request", tostring(err)) end
+      json = oreq
+    end
+    local model = json.model
+    if type(model) ~= "string" or model == "" then
+      return errors.response(400, "missing_model", "the request body has no 'model'")
+    end
+    local upstream_model
+    provider, upstream_model = pick_provider(conf, providers, model)
+    if not provider then
+      return errors.response(404, "model_not_found", "model '" .. model .. "' is not configured")
+    end
+    ctx.provider, ctx.model = provider.name, upstream_model
+    if provider.kind == "mock" then return dispatch.mock(ctx, route, provider, json) end
+    return run_upstream(ctx, dispatch.serve(ctx, route, provider, json, model, upstream_model, conf))
   end
 
   local out = { handler = handler }
 
+  -- header_filter and body_filter are always there: the runtime's own
+  -- (translation, usage; asked per request) run before the plugins'.
+  -- filter_all: some plugin wants every response head; filter_errors: some
+  -- plugin (error-mapping) wants upstream error answers, whole.
   local hf = phases.header_filter
-  if #hf > 0 then
-    out.header_filter = function(ctx, status, head)
-      local resp = response._begin(ctx, "header_filter", status, head)
-      for i = 1, #hf do
-        local p = hf[i]
-        local ok, err = pcall(p.fn, p.conf, ctx)
-        if ctx._exit then break end
-        if not ok then
-          response._finish()
-          error("plugin " .. p.name .. " header_filter: " .. tostring(err), 0)
-        end
+  for _, p in ipairs(hf) do
+    if p.plugin.filter_errors then out.filter_errors = true else out.filter_all = true end
+  end
+  out.header_filter = function(ctx, status, head, from_upstream, body)
+    if from_upstream then ctx.upstream_status, ctx.upstream_body = status, body end
+    local x = ctx.exchange
+    if x and from_upstream then status, head = x:head(status, head) end
+    if #hf == 0 then return status, head end
+    local resp = response._begin(ctx, "header_filter", status, head)
+    for i = 1, #hf do
+      local p = hf[i]
+      local ok, err = pcall(p.fn, p.conf, ctx)
+      if ctx._exit then break end
+      if not ok then
+        response._finish()
+        error("plugin " .. p.name .. " header_filter: " .. tostring(err), 0)
       end
-      response._finish()
-      if ctx._exit then return false end
-      if resp.dirty then
-        head = response._serialize(resp)
-        ctx._head = head
-      end
-      return resp.status, head
     end
+    response._finish()
+    if ctx._exit then return false end
+    if resp.dirty then
+      head = response._serialize(resp)
+      ctx._head = head
+    end
+    return resp.status, head
   end
 
+  -- err: the upstream failed mid-body (eof is true); plugins: some plugin
+  -- asked for filter_body() (else only the runtime's filter runs).
   local bf = phases.body_filter
-  if #bf > 0 then
-    out.body_filter = function(ctx, chunk, eof)
+  out.body_filter = function(ctx, chunk, eof, err, plugins)
+    local x = ctx.exchange
+    if x then chunk = x:body(chunk, eof, err) end
+    if plugins and #bf > 0 then
       response._begin(ctx, "body_filter")
       for i = 1, #bf do
         local p = bf[i]
-        local ok, res = pcall(p.fn, p.conf, ctx, chunk, eof)
+        local ok, res = pcall(p.fn, p.conf, ctx, chunk, eof, err)
         if not ok then
           response._finish()
           error("plugin " .. p.name .. " body_filter: " .. tostring(res), 0)
@@ -385,15 +375,17 @@ function M.init_worker(conf_path, worker_id)
         if res ~= nil then chunk = tostring(res) end
       end
       response._finish()
-      ctx._chunk = chunk
-      return chunk
     end
+    ctx._chunk = chunk
+    return chunk
   end
 
   local lg = phases.log
   if #lg > 0 then
     out.log = function(ctx, status)
       ctx.status = status
+      -- A stream cut short: the usage reported until then.
+      if ctx.exchange then ctx.exchange:finish(false) end
       response._begin(ctx, "log")
       for i = 1, #lg do
         local ok, err = pcall(lg[i].fn, lg[i].conf, ctx)
@@ -406,7 +398,7 @@ function M.init_worker(conf_path, worker_id)
 end
 
 -- For specs.
-M._replace_model = replace_model
+M._replace_model = dispatch.replace_model
 M._header_lines = header_lines
 
 return M

@@ -1,11 +1,15 @@
 -- aigw.providers.mock -- the built-in `echo` model: answers with the last
 -- user message, with no network and no secrets. Token counts are words.
+-- It speaks OpenAI's chat format; aigw.dispatch.mock serves the other
+-- inbound formats through the translators.
 
 local cjson = require "cjson"
 local request = require "aigw.request"
 
 local M = {}
 M.__index = M
+
+M.format = "openai"
 
 function M.new(name)
   return setmetatable({ name = name, kind = "mock" }, M)
@@ -45,6 +49,11 @@ local function prompt_words(messages)
   return n
 end
 
+-- The number of words of a chat request's messages (its "prompt tokens").
+function M.prompt_words(json)
+  return prompt_words(type(json.messages) == "table" and json.messages or {})
+end
+
 function M:serve(ctx, endpoint, body, json)
   if endpoint ~= "chat/completions" then
     return require("aigw.errors").response(404, "not_found", "the echo model only serves chat completions")
@@ -56,6 +65,8 @@ function M:serve(ctx, endpoint, body, json)
   local prompt_tokens, completion_tokens = prompt_words(messages), words(reply)
   local usage = { prompt_tokens = prompt_tokens, completion_tokens = completion_tokens,
                   total_tokens = prompt_tokens + completion_tokens }
+  ctx.usage, ctx.cost = { prompt_tokens = prompt_tokens, completion_tokens = completion_tokens,
+                          total_tokens = prompt_tokens + completion_tokens }, 0
   if json.stream ~= true then
     return 200, cjson.encode({
       id = id, object = "chat.completion", created = created, model = "echo",

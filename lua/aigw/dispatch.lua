@@ -1,0 +1,323 @@
+-- aigw.dispatch -- one API request to the provider the router picked.
+--
+-- Same wire format on both sides (an OpenAI client to an OpenAI-kind
+-- provider, an Anthropic client to Anthropic): the client's bytes go up
+-- (only "model" rewritten, and an OpenAI stream asked for its usage), the
+-- answer streams back as it came, and aigw.exchange reads its usage.
+-- Different formats: the request is translated through OpenAI's chat
+-- format (the hub); a stream is proxied and translated event by event on
+-- its way back; a whole answer is fetched, translated and answered here,
+-- so that a malformed one can still become a 502.
+--
+-- Returns what the runtime's handler returns: status, body, headers, or
+-- "proxy", target, path, body, header lines.
+
+local json = require "aigw.json"
+local cjson_safe = require "cjson.safe"
+local errors = require "aigw.errors"
+local request = require "aigw.request"
+local response = require "aigw.response"
+local exchange = require "aigw.exchange"
+local usage = require "aigw.usage"
+local anthropic = require "aigw.translate.anthropic"
+local gemini = require "aigw.translate.gemini"
+
+local type, tostring, ipairs = type, tostring, ipairs
+local byte, find, sub = string.byte, string.find, string.sub
+
+local M = {}
+
+-- Endpoints any OpenAI-kind provider serves as they are.
+local OPENAI_ONLY = { completions = "/v1/completions", embeddings = "/v1/embeddings",
+                      responses = "/v1/responses" }
+
+local JSON_HEADERS = "Content-Type: application/json\r\n"
+
+---------------------------------------------------------------------------
+-- the request body
+
+-- Replaces the top-level "model" value in the raw body, leaving every other
+-- byte as the client sent it: a decode/encode round trip through lua-cjson
+-- would turn [] into {} and cut numbers to 14 digits. A small scanner walks
+-- the JSON text (strings skipped, depth counted) to find the key at depth 1,
+-- so a "model" inside metadata or a tool schema is never touched. Returns
+-- nil when there is no such string value (the caller then re-encodes).
+local function top_level_model(body)
+  local depth, i = 0, 1
+  while true do
+    local s = find(body, '[{}%[%]"]', i)
+    if not s then return nil end
+    local c = byte(body, s)
+    if c == 34 then                      -- a string: find its end
+      local j = s + 1
+      local q
+      while true do
+        q = find(body, '["\\]', j)
+        if not q then return nil end
+        if byte(body, q) == 92 then j = q + 2 else break end
+      end
+      if depth == 1 and q - s == 6 and sub(body, s + 1, q - 1) == "model" then
+        local _, colon = find(body, "^%s*:%s*", q + 1)
+        if colon then                    -- it is the key: its value follows
+          local vs = colon + 1
+          if byte(body, vs) ~= 34 then return nil end
+          local k = vs + 1
+          while true do
+            local e = find(body, '["\\]', k)
+            if not e then return nil end
+            if byte(body, e) == 92 then k = e + 2 else return vs, e end
+          end
+        end
+      end
+      i = q + 1
+    else
+      depth = depth + ((c == 123 or c == 91) and 1 or -1)
+      i = s + 1
+    end
+  end
+end
+
+local function replace_model(body, model, new)
+  local vs, ve = top_level_model(body)
+  if not vs or cjson_safe.decode(sub(body, vs, ve)) ~= model then return nil end
+  return sub(body, 1, vs - 1) .. cjson_safe.encode(new) .. sub(body, ve + 1)
+end
+M.replace_model = replace_model
+
+-- The client's body for the provider: untouched, or with the upstream
+-- model name; nil means "the client's bytes as they are".
+local function passthrough_body(json_body, model, upstream_model)
+  if upstream_model == model then return nil end
+  local body = replace_model(request.get_body(), model, upstream_model)
+  if body then return body end
+  json_body.model = upstream_model
+  return json.encode(json_body)
+end
+
+-- An OpenAI chat stream asks for its usage chunk (so that tokens are
+-- counted even when the client did not ask). Returns the body (nil: as it
+-- was) and whether the client itself asked.
+local function with_stream_usage(body, j)
+  local so = j.stream_options
+  if type(so) == "table" and so.include_usage == true then return body, true end
+  if so == nil then
+    local raw = body or request.get_body()
+    local at = find(raw, "{", 1, true)
+    return sub(raw, 1, at) .. '"stream_options":{"include_usage":true},' .. sub(raw, at + 1), false
+  end
+  if type(so) ~= "table" then so = {}; j.stream_options = so end
+  so.include_usage = true
+  return json.encode(j), false
+end
+
+---------------------------------------------------------------------------
+-- fetching a whole answer
+
+local MAX_ANSWER = 64 * 1024 * 1024
+
+-- The client's headers that travel with a fetched request, as the proxy
+-- forwards them: not framing, hop-by-hop, credentials, or what the
+-- provider's own lines set.
+local NOT_FORWARDED = {
+  host = true, ["content-length"] = true, ["transfer-encoding"] = true, connection = true,
+  ["keep-alive"] = true, te = true, trailer = true, upgrade = true, ["proxy-connection"] = true,
+  expect = true, ["proxy-authorization"] = true, ["x-request-id"] = true,
+  authorization = true, ["x-api-key"] = true, ["x-goog-api-key"] = true, ["api-key"] = true,
+  ["accept-encoding"] = true, ["content-type"] = true, ["anthropic-version"] = true,
+}
+
+local function client_lines(provider)
+  local out = {}
+  for _, kv in ipairs(request.get_headers()) do
+    local name = kv[1]:lower()
+    if not NOT_FORWARDED[name] and not provider.sets[name] then
+      out[#out + 1] = kv[1] .. ": " .. kv[2] .. "\r\n"
+    end
+  end
+  return table.concat(out)
+end
+
+local function fetch(ctx, provider, path, body)
+  local op = aigw_core.http_op()
+  local lines = provider.fetch_lines .. client_lines(provider) .. "x-request-id: " .. request.id() .. "\r\n"
+  local status, headers, rbody = aigw_core.http_request(op, provider.target, "POST",
+    provider.base_path .. path, lines, body, provider.timeouts.total, MAX_ANSWER,
+    false, true, true, true)
+  if not status then
+    local err = tostring(headers)
+    if find(err, "timeout", 1, true) then
+      return nil, errors.response(504, "upstream_timeout", "upstream timeout (" .. provider.name .. ")")
+    end
+    return nil, errors.response(502, "bad_gateway", "upstream " .. provider.name .. ": " .. err)
+  end
+  return status, headers, rbody
+end
+
+-- An upstream error answer, handed on for the error-mapping plugin (which
+-- sees ctx.upstream_status and ctx.upstream_body) to reshape.
+local function upstream_error(ctx, status, headers, body)
+  ctx.upstream_status, ctx.upstream_body = status, body
+  response._filter_errors()
+  local lines = "Content-Type: " .. (headers["content-type"] or "application/json") .. "\r\n"
+  if headers["retry-after"] then lines = lines .. "Retry-After: " .. headers["retry-after"] .. "\r\n" end
+  return status, body, lines
+end
+
+-- Provider answer -> hub (OpenAI) answer and its usage, or nil, status, message.
+local FROM = {
+  openai = function(d)
+    if type(d.choices) ~= "table" then return nil, 502, "the provider's answer has no choices" end
+    return d, usage.from_openai(type(d.usage) == "table" and d.usage or nil)
+  end,
+  anthropic = function(d, model)
+    if type(d.content) ~= "table" then return nil, 502, "the provider's answer has no content" end
+    return anthropic.response_from_anthropic(d, model),
+           usage.from_anthropic(type(d.usage) == "table" and d.usage or nil)
+  end,
+  gemini = function(d, model)
+    local r, err = gemini.response_from_gemini(d, model)
+    if not r then return nil, err.status or 502, err.message end
+    return r, usage.from_gemini(type(d.usageMetadata) == "table" and d.usageMetadata or nil)
+  end,
+}
+
+-- Hub answer -> the client's.
+local TO = {
+  openai = function(r) return r end,
+  anthropic = function(r, model) return anthropic.response_to_anthropic(r, model) end,
+}
+
+local function answer_whole(ctx, client, provider, path, body, model, x)
+  local status, headers, rbody, lines = fetch(ctx, provider, path, body)
+  if not status then return headers, rbody, lines end
+  if status >= 400 then return upstream_error(ctx, status, headers, rbody) end
+  local d = json.decode(rbody)
+  if type(d) ~= "table" then
+    return errors.response(502, "bad_gateway", "malformed answer from " .. provider.name .. " (not JSON)")
+  end
+  local hub, u, msg = FROM[provider.format](d, model)
+  if not hub then return errors.response(u, u == 502 and "bad_gateway" or "upstream_error", msg) end
+  x:set_usage(u)
+  local out
+  if type(client) == "table" then
+    out = client.response(hub, ctx)
+  else
+    out = TO[client](hub, model)
+  end
+  if type(out) ~= "string" then out = json.encode(out) end
+  return 200, out, JSON_HEADERS
+end
+
+---------------------------------------------------------------------------
+
+-- The built-in echo model speaks OpenAI chat; other inbound formats are
+-- translated to it and its answer back, a stream in one go.
+function M.mock(ctx, route, provider, j)
+  local client, endpoint = route.client, route.endpoint
+  if endpoint == "messages/count_tokens" then
+    return 200, json.encode({ input_tokens = provider.prompt_words(anthropic.request_from_anthropic(j)) }),
+           JSON_HEADERS
+  end
+  if endpoint ~= "chat/completions" and endpoint ~= "messages" then
+    return provider:serve(ctx, endpoint, nil, j)
+  end
+  if client == "openai" then return provider:serve(ctx, endpoint, nil, j) end
+  local oreq = client == "anthropic" and anthropic.request_from_anthropic(j) or j
+  local status, body, headers = provider:serve(ctx, "chat/completions", nil, oreq)
+  if status ~= 200 then return status, body, headers end
+  if oreq.stream == true then
+    local x = exchange.new(ctx, { client = client, upstream = "openai", stream = true, model = "echo",
+                                  include_usage = false })
+    local u, cost = ctx.usage, ctx.cost
+    x:head(200, headers)
+    body = x:body(body, true)
+    ctx.usage, ctx.cost = u, cost
+    return 200, body, headers
+  end
+  local hub = json.decode(body)
+  local out = type(client) == "table" and client.response(hub, ctx) or TO[client](hub, "echo")
+  if type(out) ~= "string" then out = json.encode(out) end
+  return 200, out, JSON_HEADERS
+end
+
+local FILTER_HEADERS, FILTER_BODY, FILTER_OBSERVE = 1, 2, 4
+
+local function proxy_through(ctx, provider, path, body, what)
+  response._filter(what)
+  return "proxy", provider.target, path, body
+end
+
+-- route.client: "openai", "anthropic", or a route adapter (its request
+-- already made a chat request of the body); route.endpoint: the
+-- provider-side operation. j: the decoded body; model: what the client
+-- sent; upstream_model: what the provider gets.
+function M.serve(ctx, route, provider, j, model, upstream_model, conf)
+  local fmt, client, endpoint = provider.format, route.client, route.endpoint
+  local stream = j.stream == true
+
+  if OPENAI_ONLY[endpoint] then
+    if fmt ~= "openai" then
+      return errors.response(400, "unsupported_endpoint", "provider '" .. provider.name .. "' (" ..
+        provider.kind .. ") does not serve " .. OPENAI_ONLY[endpoint])
+    end
+    exchange.new(ctx, { client = fmt, upstream = fmt, stream = stream, model = upstream_model,
+                        include_usage = true, prices = conf.prices })
+    return proxy_through(ctx, provider, provider:path(endpoint, upstream_model),
+                         passthrough_body(j, model, upstream_model), FILTER_OBSERVE)
+  end
+
+  if endpoint == "messages/count_tokens" then
+    if fmt ~= "anthropic" then
+      return errors.response(400, "unsupported_endpoint", "provider '" .. provider.name .. "' (" ..
+        provider.kind .. ") does not count tokens; count_tokens needs an anthropic provider")
+    end
+    return "proxy", provider.target, provider:path(endpoint), passthrough_body(j, model, upstream_model)
+  end
+
+  -- chat: Chat Completions, Messages, or a route adapter's format
+  if client == fmt then
+    local body, what, asked = passthrough_body(j, model, upstream_model), FILTER_OBSERVE, true
+    if fmt == "openai" and stream then
+      body, asked = with_stream_usage(body, j)
+      -- Rewritten (the usage chunk left out): the head says whether the
+      -- body is a stream or an error to leave alone.
+      if not asked then what = FILTER_HEADERS + FILTER_BODY end
+    elseif fmt == "anthropic" and j.max_tokens == nil then
+      j.max_tokens, j.model = provider.max_tokens, upstream_model
+      body = json.encode(j)
+    end
+    exchange.new(ctx, { client = fmt, upstream = fmt, stream = stream, model = upstream_model,
+                        include_usage = asked, injected_usage = not asked, prices = conf.prices })
+    return proxy_through(ctx, provider, provider:path(endpoint, upstream_model), body, what)
+  end
+
+  local oreq, err = j, nil
+  if client == "anthropic" then
+    oreq = anthropic.request_from_anthropic(j)
+  end
+  oreq.model = upstream_model
+  local asked = client ~= "openai" or (type(j.stream_options) == "table" and j.stream_options.include_usage == true)
+  local ubody
+  if fmt == "anthropic" then
+    ubody = anthropic.request_to_anthropic(oreq, { default_max_tokens = provider.max_tokens })
+  elseif fmt == "gemini" then
+    local g
+    g, err = gemini.request_to_gemini(oreq)
+    if not g then return errors.response(400, "invalid_request", err) end
+    ubody = g.body
+  else
+    ubody = oreq
+    if stream then
+      oreq.stream_options = type(oreq.stream_options) == "table" and oreq.stream_options or {}
+      oreq.stream_options.include_usage = true
+    end
+  end
+  local body = json.encode(ubody)
+  local path = provider:path("chat/completions", upstream_model, stream)
+  local x = exchange.new(ctx, { client = client, upstream = fmt, stream = stream, model = upstream_model,
+                                include_usage = asked, prices = conf.prices })
+  if stream then return proxy_through(ctx, provider, path, body, FILTER_HEADERS + FILTER_BODY) end
+  return answer_whole(ctx, client, provider, path, body, upstream_model, x)
+end
+
+return M
