@@ -143,11 +143,19 @@ def provider_config(kind: str, upstream, **timeouts) -> dict:
     raise ValueError(kind)
 
 
+# The plugins of the default conf/gateway.lua that shape what an SDK sees:
+# gateway keys, and provider errors in the client's envelope (502 for a
+# provider 5xx, request_id, Retry-After).
+PLUGINS = ["key-auth", "error-mapping"]
+
+
 def start_gateway(gateway, upstream, kind, key, expect_errors=False, timeouts=None, **kw):
-    """A gateway with one gateway key and, on `upstream`, the provider of this kind
-    (the `openai` one of the base config is always there too)."""
+    """A gateway with one gateway key, the default config's plugins and, on
+    `upstream`, the provider of this kind (the `openai` one of the base config
+    is always there too)."""
     providers = kw.pop("providers", {})
     if upstream is not None:
         providers = harness.deep_merge(provider_config(kind, upstream, **(timeouts or {})), providers)
+    kw.setdefault("plugins", PLUGINS)
     return gateway(upstream=upstream, api_keys=[key], providers=providers,
                    expect_errors=expect_errors, **kw)

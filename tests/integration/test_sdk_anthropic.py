@@ -198,7 +198,13 @@ COUNT_PATHS = {"anthropic": "/v1/messages/count_tokens",
                "gemini": "/v1beta/models/gemini-2.0-flash:countTokens"}
 
 
-@pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in COUNT_PATHS])
+@pytest.mark.parametrize("kind", [
+    pytest.param("anthropic", id="anthropic"),
+    pytest.param("gemini", id="gemini", marks=pytest.mark.xfail(
+        reason="aigw answers 400 'provider 'gemini' (gemini) does not count tokens; "
+               "count_tokens needs an anthropic provider' though Gemini has :countTokens",
+        strict=False)),
+])
 def test_count_tokens(gateway, upstream, kind):
     k = KINDS[kind]
     gw = start(gateway, upstream, kind)
@@ -208,6 +214,14 @@ def test_count_tokens(gateway, upstream, kind):
     rec = upstream.last_request()
     assert rec.path == COUNT_PATHS[kind], rec.target
     assert rec.header(k["auth"][0]) == k["auth"][1]
+
+
+def test_count_tokens_without_a_counter(gateway, upstream):
+    """A provider with no token counter (OpenAI): a clean BadRequestError."""
+    gw = start(gateway, upstream, "openai")
+    e = sdk.err(run(gw, [{"op": "count_tokens", "model": "gpt-4o-mini", "content": "hi"}])[0])
+    assert_error(e, "BadRequestError", 400, "invalid_request_error")
+    assert upstream.request_list() == []
 
 
 # ---------------------------------------------------------------------------
@@ -263,3 +277,27 @@ def test_error_from_provider(gateway, upstream, kind, behavior, cls, status, ety
         if status == 429:
             assert e["headers"].get("retry-after") == "7", e["headers"]
     assert len(upstream.request_list()) == 2
+
+
+# Translated answers that are not streamed are fetched whole by the runtime,
+# which gives that fetch only `timeouts.total`: a provider slower than
+# `timeouts.read` is waited for (200 after 3 s here, not 504 after 1 s).
+READ_TIMEOUT_IGNORED = pytest.mark.xfail(
+    reason="non-stream translated requests (dispatch.fetch) ignore timeouts.read: "
+           "only timeouts.total bounds them", strict=False)
+
+
+@pytest.mark.parametrize("kind,stream", [
+    pytest.param(kind, stream, id="%s-%s" % (kind, "stream" if stream else "plain"),
+                 marks=[READ_TIMEOUT_IGNORED] if kind in ("openai", "gemini") and not stream
+                 else [])
+    for kind in ("openai", "anthropic", "gemini") for stream in (False, True)])
+def test_error_upstream_timeout(gateway, upstream, kind, stream):
+    k = KINDS[kind]
+    gw = start(gateway, upstream, kind, expect_errors=True, timeouts={"read": 1})
+    behavior = "stream,delay-headers=3" if stream else "delay-headers=3"
+    r = run(gw, [{"op": "stream_events" if stream else "create", "model": k["model"],
+                  "headers": {"x-mock-behavior": behavior}}])[0]
+    e = sdk.err(r)
+    assert_error(e, "GatewayTimeoutError", 504, "timeout_error")
+    assert 700 <= r["ms"] <= 4000, r["ms"]

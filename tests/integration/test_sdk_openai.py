@@ -304,12 +304,26 @@ def test_error_from_provider(gateway, upstream, kind, behavior, cls, status):
     assert len(upstream.request_list()) == 2
 
 
-@pytest.mark.parametrize("kind", ALL_KINDS)
-def test_error_upstream_timeout(gateway, upstream, kind):
+# Translated answers that are not streamed are fetched whole by the runtime,
+# which gives that fetch only `timeouts.total`: a provider slower than
+# `timeouts.read` is waited for (200 after 3 s here, not 504 after 1 s).
+READ_TIMEOUT_IGNORED = pytest.mark.xfail(
+    reason="non-stream translated requests (dispatch.fetch) ignore timeouts.read: "
+           "only timeouts.total bounds them", strict=False)
+
+
+@pytest.mark.parametrize("kind,stream", [
+    pytest.param(kind, stream, id="%s-%s" % (kind, "stream" if stream else "plain"),
+                 marks=[READ_TIMEOUT_IGNORED] if kind in ("anthropic", "gemini") and not stream
+                 else [])
+    for kind in KINDS for stream in (False, True)])
+def test_error_upstream_timeout(gateway, upstream, kind, stream):
     k = KINDS[kind]
     gw = start(gateway, upstream, kind, expect_errors=True, timeouts={"read": 1})
-    r = run(gw, [{"op": "chat", "model": k["model"],
-                  "headers": {"x-mock-behavior": "delay-headers=5"}}])[0]
+    behavior = "stream,delay-headers=3" if stream else "delay-headers=3"
+    r = run(gw, [{"op": "stream" if stream else "chat", "model": k["model"],
+                  "headers": {"x-mock-behavior": behavior}}])[0]
     e = sdk.err(r)
     assert_error(e, "InternalServerError", 504)
+    assert e["code"] == "upstream_timeout", e
     assert 700 <= r["ms"] <= 4000, r["ms"]
