@@ -159,3 +159,31 @@ def start_gateway(gateway, upstream, kind, key, expect_errors=False, timeouts=No
     kw.setdefault("plugins", PLUGINS)
     return gateway(upstream=upstream, api_keys=[key], providers=providers,
                    expect_errors=expect_errors, **kw)
+
+
+def upstream_usage(kind: str, rec) -> tuple:
+    """(input tokens, output tokens) as the mock reported them in its answer to
+    `rec` (a MockRequest), JSON or stream: what the client must be told."""
+    body = rec.sent_body.decode("utf-8")
+    if body.lstrip().startswith("{"):
+        docs = [json.loads(body)]
+    else:
+        docs = [json.loads(l[5:]) for l in body.splitlines()
+                if l.startswith("data:") and l[5:].strip() not in ("", "[DONE]")]
+    inp = out = None
+    for d in docs:
+        if kind == "anthropic":
+            u = (d.get("message") or {}).get("usage") if d.get("type") == "message_start" \
+                else d.get("usage")
+            if u:
+                inp = u.get("input_tokens", inp)
+                out = u.get("output_tokens", out)
+        elif kind == "gemini":
+            u = d.get("usageMetadata")
+            if u:
+                inp, out = u.get("promptTokenCount"), u.get("candidatesTokenCount")
+        else:
+            u = d.get("usage")
+            if u:
+                inp, out = u.get("prompt_tokens"), u.get("completion_tokens")
+    return inp, out

@@ -92,6 +92,7 @@ def test_messages_create(gateway, upstream, kind):
 
     rec = upstream.last_request()
     assert rec.path == k["path"], rec.target
+    assert (m["usage"]["input_tokens"], m["usage"]["output_tokens"]) == sdk.upstream_usage(kind, rec)
     assert rec.header(k["auth"][0]) == k["auth"][1]
     assert KEY not in rec.raw_head.decode("latin-1")
     body = rec.json()
@@ -132,6 +133,13 @@ def test_messages_stream(gateway, upstream, kind):
 
     reqs = upstream.request_list()
     assert [r.path for r in reqs] == [k["stream_path"]] * 2, [r.target for r in reqs]
+    # Usage is exactly what the provider reported: message_delta's input_tokens
+    # when it has them, else message_start's.
+    got = f["usage"]
+    assert (got["input_tokens"], got["output_tokens"]) == sdk.upstream_usage(kind, reqs[0]), got
+    d = s["delta_usage"]
+    inp = d["input_tokens"] if d.get("input_tokens") is not None else s["start_usage"]["input_tokens"]
+    assert (inp, d["output_tokens"]) == sdk.upstream_usage(kind, reqs[1]), s
     if kind == "openai":
         assert s["text"] == MOCK_STREAM_TEXT == f["text"]
         # OpenAI reports usage only at the end of a stream: message_start says 0 and

@@ -180,6 +180,10 @@ def test_chat_and_stream_by_kind(gateway, upstream, kind):
 
     first, second = upstream.request_list()[:2]
     assert first.path == k["path"] and second.path == k["stream_path"], (first.target, second.target)
+    # Usage is exactly what the provider reported, streams included.
+    for got, rec in ((c["usage"], first), (s["last_chunk_usage"], second)):
+        want = sdk.upstream_usage("openai" if kind == "azure" else kind, rec)
+        assert (got["prompt_tokens"], got["completion_tokens"]) == want, (got, want)
     assert first.header(k["auth"][0]) == k["auth"][1]
     assert KEY not in first.raw_head.decode("latin-1")
     body = first.json()
