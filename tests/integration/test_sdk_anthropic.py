@@ -270,10 +270,13 @@ def test_error_unknown_model(gateway, upstream):
 @pytest.mark.parametrize("behavior,cls,status,etype", [
     ("status=429", "RateLimitError", 429, "rate_limit_error"),
     ("status=500", "InternalServerError", 502, "api_error"),
-], ids=["429", "500"])
+    ("status=400", "BadRequestError", 400, "invalid_request_error"),
+    # The provider refused the gateway's own key: never the client's 401.
+    ("status=401", "InternalServerError", 502, "api_error"),
+], ids=["429", "500", "400", "401"])
 def test_error_from_provider(gateway, upstream, kind, behavior, cls, status, etype):
     k = KINDS[kind]
-    gw = start(gateway, upstream, kind, expect_errors=True)
+    gw = start(gateway, upstream, kind)
     plain, streamed = run(gw, [
         {"op": "create", "model": k["model"], "headers": {"x-mock-behavior": behavior}},
         {"op": "stream_events", "model": k["model"], "headers": {"x-mock-behavior": behavior}},
@@ -285,6 +288,30 @@ def test_error_from_provider(gateway, upstream, kind, behavior, cls, status, ety
         if status == 429:
             assert e["headers"].get("retry-after") == "7", e["headers"]
     assert len(upstream.request_list()) == 2
+
+
+STREAM_ERROR = {"openai": ("api_error", "mock stream-error"),
+                "anthropic": ("overloaded_error", "Overloaded"),
+                "gemini": ("api_error", "overloaded")}
+
+
+@pytest.mark.parametrize("kind", SERVED_BY)
+def test_error_mid_stream(gateway, upstream, kind):
+    """A provider error after the stream started: an `error` event, which the
+    SDK's iterator throws as an APIError with the provider's message, after
+    the text that came before it."""
+    k = KINDS[kind]
+    gw = start(gateway, upstream, kind)
+    s = sdk.ok(run(gw, [{"op": "stream_events", "model": k["model"], "catch_stream_error": True,
+                         "headers": {"x-mock-behavior": "stream-error"}}])[0])
+    assert s["status"] == 200 and s["text"] == "Hello " and s["stop_reason"] is None, s
+    assert s["events"][:2] == ["message_start", "content_block_start"], s
+    assert "message_stop" not in s["events"], s
+    e = s["stream_error"]
+    assert e and e["class"] == "APIError" and e["status"] is None, s
+    etype, msg = STREAM_ERROR[kind]
+    assert e["body"]["type"] == "error" and e["body"]["error"]["type"] == etype, e
+    assert msg in e["body"]["error"]["message"], e
 
 
 # Translated answers that are not streamed are fetched whole by the runtime,

@@ -291,10 +291,12 @@ def test_error_unknown_model(gateway, upstream):
     ("status=429", "RateLimitError", 429),
     ("status=500", "InternalServerError", 502),
     ("status=400", "BadRequestError", 400),
-], ids=["429", "500", "400"])
+    # The provider refused the gateway's own key: never the client's 401.
+    ("status=401", "InternalServerError", 502),
+], ids=["429", "500", "400", "401"])
 def test_error_from_provider(gateway, upstream, kind, behavior, cls, status):
     k = KINDS[kind]
-    gw = start(gateway, upstream, kind, expect_errors=True)
+    gw = start(gateway, upstream, kind)
     plain, streamed = run(gw, [
         {"op": "chat", "model": k["model"], "headers": {"x-mock-behavior": behavior}},
         {"op": "stream", "model": k["model"], "headers": {"x-mock-behavior": behavior}},
@@ -306,6 +308,26 @@ def test_error_from_provider(gateway, upstream, kind, behavior, cls, status):
         if status == 429:
             assert e["headers"].get("retry-after") == "7", e["headers"]
     assert len(upstream.request_list()) == 2
+
+
+# What each provider's in-stream error says (the mock's `stream-error`).
+STREAM_ERROR_MESSAGE = {"openai": "mock stream-error", "azure": "mock stream-error",
+                        "anthropic": "Overloaded", "gemini": "overloaded"}
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_error_mid_stream(gateway, upstream, kind):
+    """A provider error after the stream started: the SDK's iterator throws an
+    APIError (no status: the answer was a 200) with the provider's message,
+    after the text that came before it."""
+    k = KINDS[kind]
+    gw = start(gateway, upstream, kind)
+    s = sdk.ok(run(gw, [{"op": "stream", "model": k["model"], "catch_stream_error": True,
+                         "headers": {"x-mock-behavior": "stream-error"}}])[0])
+    assert s["status"] == 200 and s["text"] == "Hello " and s["finish_reason"] is None, s
+    e = s["stream_error"]
+    assert e and e["class"] == "APIError" and e["status"] is None, s
+    assert STREAM_ERROR_MESSAGE[kind] in e["message"], e
 
 
 # Translated answers that are not streamed are fetched whole by the runtime,

@@ -3,7 +3,7 @@
 // root, without /v1) and apiKey (sent as x-api-key) point at the gateway.
 // Steps and output: see common.mjs. Run by tests/integration/test_sdk_anthropic.py.
 import Anthropic from '@anthropic-ai/sdk';
-import { env, headersOf, runPlan } from './common.mjs';
+import { describeError, env, headersOf, runPlan } from './common.mjs';
 
 function client(step) {
   return new Anthropic({
@@ -58,6 +58,26 @@ function summarizeMessage(m) {
   };
 }
 
+// One event of a raw Messages stream into the summary stream_events returns.
+function readEvent(out, ev) {
+  out.events.push(ev.type);
+  if (ev.type === 'message_start') {
+    out.start_usage = ev.message.usage ?? null;
+    out.start_message = { id: ev.message.id, role: ev.message.role, model: ev.message.model,
+                          content: ev.message.content, type: ev.message.type };
+  } else if (ev.type === 'content_block_start') {
+    out.block_types.push(ev.content_block.type);
+    out.block_indexes.push(ev.index);
+  } else if (ev.type === 'content_block_delta') {
+    out.delta_types.push(ev.delta.type);
+    if (ev.delta.type === 'text_delta') out.text += ev.delta.text;
+    if (ev.delta.type === 'input_json_delta') out.partial_json += ev.delta.partial_json;
+  } else if (ev.type === 'message_delta') {
+    out.delta_usage = ev.usage ?? null;
+    out.stop_reason = ev.delta.stop_reason ?? null;
+  }
+}
+
 const ops = {
   async create(step) {
     const { data, response } = await client(step).messages
@@ -75,7 +95,8 @@ const ops = {
     return { deltas, ...summarizeMessage(final) };
   },
 
-  // The raw event sequence of `stream: true`.
+  // The raw event sequence of `stream: true`. step.catch_stream_error: an error
+  // thrown mid-stream is returned as stream_error, with what arrived before it.
   async stream_events(step) {
     const { data, response } = await client(step).messages
       .create({ ...params(step), stream: true }, requestOptions(step)).withResponse();
@@ -86,25 +107,13 @@ const ops = {
       request_id: h['x-request-id'] ?? null,
       events: [], delta_types: [], block_types: [], text: '', partial_json: '',
       start_usage: null, start_message: null, delta_usage: null, stop_reason: null,
-      block_indexes: [],
+      block_indexes: [], stream_error: null,
     };
-    for await (const ev of data) {
-      out.events.push(ev.type);
-      if (ev.type === 'message_start') {
-        out.start_usage = ev.message.usage ?? null;
-        out.start_message = { id: ev.message.id, role: ev.message.role, model: ev.message.model,
-                              content: ev.message.content, type: ev.message.type };
-      } else if (ev.type === 'content_block_start') {
-        out.block_types.push(ev.content_block.type);
-        out.block_indexes.push(ev.index);
-      } else if (ev.type === 'content_block_delta') {
-        out.delta_types.push(ev.delta.type);
-        if (ev.delta.type === 'text_delta') out.text += ev.delta.text;
-        if (ev.delta.type === 'input_json_delta') out.partial_json += ev.delta.partial_json;
-      } else if (ev.type === 'message_delta') {
-        out.delta_usage = ev.usage ?? null;
-        out.stop_reason = ev.delta.stop_reason ?? null;
-      }
+    try {
+      for await (const ev of data) readEvent(out, ev);
+    } catch (e) {
+      if (!step.catch_stream_error) throw e;
+      out.stream_error = describeError(e);
     }
     return out;
   },

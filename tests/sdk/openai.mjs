@@ -2,7 +2,7 @@
 // would: only baseURL and apiKey point at the gateway. Steps and output: see
 // common.mjs. Run by tests/integration/test_sdk_openai.py.
 import OpenAI from 'openai';
-import { env, headersOf, runPlan } from './common.mjs';
+import { describeError, env, headersOf, runPlan } from './common.mjs';
 
 function client(step) {
   return new OpenAI({
@@ -55,38 +55,47 @@ function summarizeCompletion(c) {
   };
 }
 
-async function readStream(stream) {
+// catchError: an error thrown mid-stream is returned as stream_error, with
+// what arrived before it, instead of failing the step.
+async function readStream(stream, catchError) {
   const out = {
     chunks: 0, objects: [], ids: [], text: '', role: null, finish_reason: null,
     usage_chunks: 0, last_usage: null, last_chunk_usage: null, last_has_choices: null,
-    tool_calls: {},
+    tool_calls: {}, stream_error: null,
   };
-  for await (const chunk of stream) {
-    out.chunks += 1;
-    if (!out.objects.includes(chunk.object)) out.objects.push(chunk.object);
-    if (!out.ids.includes(chunk.id)) out.ids.push(chunk.id);
-    if (chunk.usage) {
-      out.usage_chunks += 1;
-      out.last_usage = chunk.usage;
-    }
-    out.last_chunk_usage = chunk.usage ?? null;
-    out.last_has_choices = (chunk.choices || []).length > 0;
-    for (const ch of chunk.choices || []) {
-      const d = ch.delta || {};
-      if (d.role) out.role = d.role;
-      if (d.content) out.text += d.content;
-      if (ch.finish_reason) out.finish_reason = ch.finish_reason;
-      for (const tc of d.tool_calls || []) {
-        const slot = out.tool_calls[tc.index] ??= { id: null, type: null, name: '', arguments: '' };
-        if (tc.id) slot.id = tc.id;
-        if (tc.type) slot.type = tc.type;
-        if (tc.function?.name) slot.name += tc.function.name;
-        if (tc.function?.arguments) slot.arguments += tc.function.arguments;
-      }
-    }
+  try {
+    for await (const chunk of stream) readChunk(out, chunk);
+  } catch (e) {
+    if (!catchError) throw e;
+    out.stream_error = describeError(e);
   }
   out.tool_calls = Object.values(out.tool_calls);
   return out;
+}
+
+function readChunk(out, chunk) {
+  out.chunks += 1;
+  if (!out.objects.includes(chunk.object)) out.objects.push(chunk.object);
+  if (!out.ids.includes(chunk.id)) out.ids.push(chunk.id);
+  if (chunk.usage) {
+    out.usage_chunks += 1;
+    out.last_usage = chunk.usage;
+  }
+  out.last_chunk_usage = chunk.usage ?? null;
+  out.last_has_choices = (chunk.choices || []).length > 0;
+  for (const ch of chunk.choices || []) {
+    const d = ch.delta || {};
+    if (d.role) out.role = d.role;
+    if (d.content) out.text += d.content;
+    if (ch.finish_reason) out.finish_reason = ch.finish_reason;
+    for (const tc of d.tool_calls || []) {
+      const slot = out.tool_calls[tc.index] ??= { id: null, type: null, name: '', arguments: '' };
+      if (tc.id) slot.id = tc.id;
+      if (tc.type) slot.type = tc.type;
+      if (tc.function?.name) slot.name += tc.function.name;
+      if (tc.function?.arguments) slot.arguments += tc.function.arguments;
+    }
+  }
 }
 
 const ops = {
@@ -107,7 +116,7 @@ const ops = {
       .create(body, requestOptions(step)).withResponse();
     const h = headersOf(response);
     return {
-      ...(await readStream(data)),
+      ...(await readStream(data, step.catch_stream_error)),
       status: response.status,
       content_type: h['content-type'] ?? null,
       request_id: h['x-request-id'] ?? null,
