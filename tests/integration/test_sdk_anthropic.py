@@ -202,6 +202,25 @@ def test_tools_two_turns(gateway, upstream, kind):
         assert fr["name"] == "get_weather" and isinstance(fr["response"], dict)
 
 
+def test_alias_and_provider_prefix(gateway, upstream):
+    """An alias and provider/model on /v1/messages reach the provider they name."""
+    gw = start(gateway, upstream, "gemini",
+               models={"smart": {"provider": "gemini", "model": "gemini-2.0-flash"}})
+    results = run(gw, [
+        {"op": "create", "model": "smart"},
+        {"op": "create", "model": "openai/gpt-4o"},
+        {"op": "stream_final", "model": "gemini/gemini-1.5-pro",
+         "headers": {"x-mock-behavior": "stream"}},
+    ])
+    for r in results:
+        assert sdk.ok(r)["text"] and r["stop_reason"] == "end_turn", r
+    reqs = upstream.request_list()
+    assert [r.path for r in reqs] == ["/v1beta/models/gemini-2.0-flash:generateContent",
+                                      "/v1/chat/completions",
+                                      "/v1beta/models/gemini-1.5-pro:streamGenerateContent"]
+    assert reqs[1].json()["model"] == "gpt-4o"
+
+
 COUNT_PATHS = {"anthropic": "/v1/messages/count_tokens",
                "gemini": "/v1beta/models/gemini-2.0-flash:countTokens"}
 

@@ -247,6 +247,35 @@ def test_tools_by_kind(gateway, upstream, kind):
         assert any(m["role"] == "tool" for m in turn2["messages"]), turn2
 
 
+ALIASES = {"fast": {"provider": "anthropic", "model": "claude-3-5-haiku-latest"},
+           "smart": {"provider": "gemini", "model": "gemini-2.0-flash"}}
+
+
+def test_aliases_and_provider_prefix(gateway, upstream):
+    """Model names the application already uses, aliases and provider/model,
+    each reaching its provider in that provider's format."""
+    gw = start(gateway, upstream, "anthropic", models=ALIASES,
+               providers=sdk.provider_config("gemini", upstream))
+    results = run(gw, [
+        {"op": "chat", "model": "fast"},
+        {"op": "chat", "model": "smart"},
+        {"op": "chat", "model": "anthropic/claude-3-opus-latest"},
+        {"op": "stream", "model": "gemini/gemini-1.5-pro", "headers": {"x-mock-behavior": "stream"}},
+        {"op": "models_list"},
+    ])
+    for r in results[:4]:
+        assert sdk.ok(r)["text" if r["op"] == "stream" else "content"], r
+    assert {"fast", "smart", "echo"} <= set(sdk.ok(results[4])["ids"]), results[4]
+    reqs = upstream.request_list()
+    assert [(r.path, (r.json().get("model") if r.path == "/v1/messages" else None))
+            for r in reqs] == [
+        ("/v1/messages", "claude-3-5-haiku-latest"),
+        ("/v1beta/models/gemini-2.0-flash:generateContent", None),
+        ("/v1/messages", "claude-3-opus-latest"),
+        ("/v1beta/models/gemini-1.5-pro:streamGenerateContent", None),
+    ]
+
+
 # ---------------------------------------------------------------------------
 # Errors: each status arrives as the SDK's typed error, with the request id
 
