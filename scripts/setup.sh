@@ -45,6 +45,11 @@ sdk_install() {
     exit 1
   fi
   touch "$dir/node_modules"
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if [ "$major" -lt 20 ]; then
+    echo "setup: node $major is older than the SDKs support (20+): the SDK tests will be skipped" >&2
+  fi
 }
 
 if [ ${#missing[@]} -eq 0 ]; then
