@@ -59,6 +59,7 @@ def test_echo_chat_stream_and_helper(gateway):
     assert s["objects"] == ["chat.completion.chunk"] and len(s["ids"]) == 1
     assert "stream me" in s["text"] and s["finish_reason"] == "stop"
     assert_usage(s["last_chunk_usage"])
+    assert s["usage_chunks"] == 1 and s["last_has_choices"] is False, s
     assert s["request_id"]
 
     h = sdk.ok(helper)
@@ -103,6 +104,7 @@ def test_openai_provider_stream(gateway, upstream):
     s = sdk.ok(s)
     assert s["text"] == MOCK_STREAM_TEXT and s["finish_reason"] == "stop" and s["role"] == "assistant"
     assert s["last_chunk_usage"] == {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}
+    assert s["usage_chunks"] == 1 and s["last_has_choices"] is False, s
     assert s["request_id"]
     sent = upstream.request_list()[0].json()
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
@@ -151,21 +153,19 @@ def test_embeddings(gateway, upstream):
 # Any provider kind: chat, stream, tools (translated for anthropic and gemini)
 
 
-def translated(kind):
-    return pytest.param(kind, id=kind)
-
-
-ALL_KINDS = [translated(k) for k in KINDS]
+ALL_KINDS = [pytest.param(k, id=k) for k in KINDS]
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_chat_and_stream_by_kind(gateway, upstream, kind):
     k = KINDS[kind]
     gw = start(gateway, upstream, kind)
-    chat, stream = run(gw, [
+    chat, stream, no_usage = run(gw, [
         {"op": "chat", "model": k["model"], "system": "Be brief.", "content": "hi",
          "max_tokens": 64},
         {"op": "stream", "model": k["model"], "content": "hi", "include_usage": True,
+         "headers": {"x-mock-behavior": "stream"}},
+        {"op": "stream", "model": k["model"], "content": "hi",
          "headers": {"x-mock-behavior": "stream"}},
     ])
     c = sdk.ok(chat)
@@ -176,7 +176,13 @@ def test_chat_and_stream_by_kind(gateway, upstream, kind):
     s = sdk.ok(stream)
     assert s["objects"] == ["chat.completion.chunk"], s
     assert s["text"] and s["finish_reason"] == "stop" and s["role"] == "assistant", s
+    # include_usage: one last chunk with the usage and no choices, as OpenAI sends it.
     assert_usage(s["last_chunk_usage"])
+    assert s["usage_chunks"] == 1 and s["last_has_choices"] is False, s
+    # Not asked for: no usage chunk, whatever the gateway needed for itself.
+    n = sdk.ok(no_usage)
+    assert n["text"] == s["text"] and n["finish_reason"] == "stop", n
+    assert n["usage_chunks"] == 0 and n["last_has_choices"] is True, n
 
     first, second = upstream.request_list()[:2]
     assert first.path == k["path"] and second.path == k["stream_path"], (first.target, second.target)
