@@ -159,10 +159,12 @@ def test_messages_stream(gateway, upstream, kind):
 def test_tools_two_turns(gateway, upstream, kind):
     k = KINDS[kind]
     gw = start(gateway, upstream, kind)
-    plain, streamed = run(gw, [
+    plain, streamed, events = run(gw, [
         {"op": "tools", "model": k["model"], "second_turn": True},
         {"op": "tools", "model": k["model"], "stream": True,
          "headers": {"x-mock-behavior": "stream"}},
+        {"op": "stream_events", "model": k["model"], "tools": True,
+         "content": "What is the weather in Paris?", "headers": {"x-mock-behavior": "stream"}},
     ])
     t = sdk.ok(plain)
     first = t["first"]
@@ -177,6 +179,11 @@ def test_tools_two_turns(gateway, upstream, kind):
     assert st["stop_reason"] == "tool_use", st
     assert st["tool_uses"] and st["tool_uses"][0]["name"] == "get_weather", st
     assert TOOL_ID.match(st["tool_uses"][0]["id"]) and isinstance(st["tool_uses"][0]["input"], dict)
+    # Arguments cross unchanged (the mock always calls with {"city": "Paris"}).
+    assert use["input"] == st["tool_uses"][0]["input"] == {"city": "Paris"}
+    ev = sdk.ok(events)
+    assert_event_sequence(ev, block="tool_use", delta="input_json_delta")
+    assert json.loads(ev["partial_json"]) == {"city": "Paris"} and ev["stop_reason"] == "tool_use"
 
     # The first turn offered the tool, the second carried its result, in the
     # provider's own format.

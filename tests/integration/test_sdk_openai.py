@@ -222,13 +222,14 @@ def test_tools_by_kind(gateway, upstream, kind):
     calls = first["tool_calls"]
     assert calls and calls[0]["type"] == "function", first
     assert calls[0]["function"]["name"] == "get_weather" and calls[0]["id"]
-    assert isinstance(json.loads(calls[0]["function"]["arguments"]), dict)
+    # Arguments cross unchanged (the mock always calls with {"city": "Paris"}).
+    assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}
     second = t["second"]
     assert second["finish_reason"] in ("stop", "tool_calls"), second
     s = sdk.ok(streamed)
     assert s["finish_reason"] == "tool_calls", s
     assert s["tool_calls"] and s["tool_calls"][0]["name"] == "get_weather", s
-    assert s["tool_calls"][0]["id"] and isinstance(json.loads(s["tool_calls"][0]["arguments"]), dict)
+    assert s["tool_calls"][0]["id"] and json.loads(s["tool_calls"][0]["arguments"]) == {"city": "Paris"}
 
     # The second turn carried the tool result back in the provider's own format.
     reqs = upstream.request_list()
@@ -294,6 +295,23 @@ def assert_error(e, cls, status):
     body = e["body"] or {}
     assert body.get("request_id") == e["request_id"], e
     assert body.get("message"), e
+
+
+def test_client_request_id(gateway, upstream):
+    """The client's x-request-id is the one it gets back, the provider sees, and
+    an error carries."""
+    gw = start(gateway, upstream)
+    good, bad = run(gw, [
+        {"op": "chat", "model": "gpt-4o-mini", "headers": {"x-request-id": "app-req-1"}},
+        {"op": "chat", "model": "gpt-4o-mini", "api_key": "wrong-key",
+         "headers": {"x-request-id": "app-req-2"}},
+    ])
+    assert sdk.ok(good)["request_id"] == "app-req-1"
+    assert upstream.last_request().header("x-request-id") == "app-req-1"
+    e = sdk.err(bad)
+    assert e["status"] == 401 and e["request_id"] == "app-req-2", e
+    assert e["body"]["request_id"] == "app-req-2", e
+    assert len(upstream.request_list()) == 1
 
 
 def test_error_wrong_gateway_key(gateway, upstream):
