@@ -36,8 +36,8 @@ local function read_body(body)
   local d = json.decode(body or "")
   if type(d) == "table" and d.error == nil and type(d[1]) == "table" then d = d[1] end
   if type(d) ~= "table" then
-    local text = tostring(body or ""):gsub("%s+", " "):sub(1, 200)
-    return text ~= " " and text ~= "" and text or nil
+    local text = tostring(body or ""):gsub("%s+", " "):match("^ ?(.-) ?$"):sub(1, 200)
+    return text ~= "" and text or nil
   end
   local e = type(d.error) == "table" and d.error or d
   local msg = type(e.message) == "string" and e.message or nil
@@ -92,7 +92,8 @@ function plugin.header_filter(conf, ctx)
     status, ecode = 502, "upstream_auth_failed"
     msg = who .. " refused the gateway's credentials (" .. up .. "): " .. msg
   else
-    ecode = type(code) == "string" and code:lower() or client_code(up)
+    -- Azure's codes can be the status itself ("404", "429"): no code to keep.
+    ecode = type(code) == "string" and not code:match("^%d+$") and code:lower() or client_code(up)
   end
   local retry_after
   if status == 429 then

@@ -153,13 +153,20 @@ local function fetch(ctx, provider, path, body)
   return status, headers, rbody
 end
 
+-- What error-mapping reads to tell a client when to retry.
+local KEPT_ERROR_HEADERS = { { "retry-after", "Retry-After" },
+                             { "x-ratelimit-reset-requests", "x-ratelimit-reset-requests" },
+                             { "x-ratelimit-reset-tokens", "x-ratelimit-reset-tokens" } }
+
 -- An upstream error answer, handed on for the error-mapping plugin (which
 -- sees ctx.upstream_status and ctx.upstream_body) to reshape.
 local function upstream_error(ctx, status, headers, body)
   ctx.upstream_status, ctx.upstream_body = status, body
   response._filter_errors()
   local lines = "Content-Type: " .. (headers["content-type"] or "application/json") .. "\r\n"
-  if headers["retry-after"] then lines = lines .. "Retry-After: " .. headers["retry-after"] .. "\r\n" end
+  for _, h in ipairs(KEPT_ERROR_HEADERS) do
+    if headers[h[1]] then lines = lines .. h[2] .. ": " .. headers[h[1]] .. "\r\n" end
+  end
   return status, body, lines
 end
 
@@ -228,10 +235,12 @@ function M.mock(ctx, route, provider, j)
   if oreq.stream == true then
     local x = exchange.new(ctx, { client = client, upstream = "openai", stream = true, model = "echo",
                                   include_usage = false })
-    local u, cost = ctx.usage, ctx.cost
+    -- The echo model set ctx.usage and ctx.cost already: the exchange must
+    -- not count them again (from a usage chunk the request asked for, at a
+    -- price echo does not have) before the client's writer reports them.
+    x.done = true
     x:head(200, headers)
     body = x:body(body, true)
-    ctx.usage, ctx.cost = u, cost
     return 200, body, headers
   end
   local hub = json.decode(body)

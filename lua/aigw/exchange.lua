@@ -337,10 +337,12 @@ function X:translate(chunk, eof, err)
       local s = w.chunk(self, c)
       if s then out[#out + 1] = s end
     end
-    local s = w.finish(self)
-    if s then out[#out + 1] = s end
+    -- ctx.usage and ctx.cost first: a writer's last words may report them
+    -- (a route adapter's final event does).
     self.ended = true
     self:finish(true)
+    local s = w.finish(self)
+    if s then out[#out + 1] = s end
   end
   return concat(out)
 end

@@ -48,15 +48,30 @@ local function build_providers(conf)
 end
 
 -- A route adapter module: request(body, ctx) -> chat request or nil, err;
--- response(chat_answer, ctx) -> table or string; chunk(self, c) and
--- finish(self) -> wire text of a stream; error_event(self, msg, type).
+-- response(chat_answer, ctx) -> table or string; for streams, chunk(self, c)
+-- and finish(self) -> wire text, error_event(self, msg, type), start(self)
+-- optional. An adapter without chunk and finish does not stream.
+local STREAM_FUNCTIONS = { "chunk", "finish", "error_event" }
+
 local function load_adapter(name)
   local ok, a = pcall(require, name)
   if not ok then error("route adapter " .. name .. ": " .. tostring(a), 0) end
   if type(a) ~= "table" or type(a.request) ~= "function" or type(a.response) ~= "function" then
     error("route adapter " .. name .. ": must return a table with request and response functions", 0)
   end
-  return a
+  local streams = a.chunk ~= nil or a.finish ~= nil or a.error_event ~= nil or a.start ~= nil
+  if streams then
+    for _, f in ipairs(STREAM_FUNCTIONS) do
+      if type(a[f]) ~= "function" then
+        error("route adapter " .. name .. ": a streaming adapter needs chunk, finish and error_event functions ("
+              .. f .. " is " .. type(a[f]) .. ")", 0)
+      end
+    end
+    if a.start ~= nil and type(a.start) ~= "function" then
+      error("route adapter " .. name .. ": start must be a function", 0)
+    end
+  end
+  return a, streams
 end
 
 -- The model ids a client can send, in OpenAI's list format: echo, the
@@ -205,7 +220,8 @@ function M.init_worker(conf_path, worker_id)
   end
   for _, r in ipairs(conf.routes) do
     if r.adapter then
-      routes[r.path] = { client = load_adapter(r.adapter), endpoint = "chat/completions", method = r.method }
+      local a, streams = load_adapter(r.adapter)
+      routes[r.path] = { client = a, streams = streams, endpoint = "chat/completions", method = r.method }
     else
       routes[r.path] = { endpoint = r.endpoint, method = r.method, provider = providers[r.provider] }
     end
@@ -307,6 +323,12 @@ function M.init_worker(conf_path, worker_id)
       local oreq
       oreq, err = route.client.request(json, ctx)
       if not oreq then return errors.response(400, "invalid_request", tostring(err)) end
+      if type(oreq) ~= "table" then
+        error("route adapter for " .. path .. ": request() returned a " .. type(oreq) .. ", not a table", 0)
+      end
+      if oreq.stream == true and not route.streams then
+        return errors.response(400, "invalid_request", "streaming is not supported on " .. path)
+      end
       json = oreq
     end
     local model = json.model
