@@ -8,8 +8,9 @@ build_pkgs=(build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev node-
 test_pkgs=(lua-busted redis-server python3 python3-pytest python3-pytest-timeout curl openssl)
 bench_pkgs=(nginx-light libnginx-mod-http-echo wrk)
 
+mode="${1:-build}"
 want=("${build_pkgs[@]}")
-case "${1:-build}" in
+case "$mode" in
   build) ;;
   test)  want+=("${test_pkgs[@]}") ;;
   bench) want+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
@@ -20,7 +21,41 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The SDK tests (tests/sdk) need node and npm. Any node on PATH will do (a
+# NodeSource nodejs bundles npm and conflicts with Debian's npm package), so
+# Debian's packages are added only for a command that is missing.
+if [ "$mode" != build ]; then
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
+
+# The official client SDKs used by tests/integration/test_sdk_*.py, at the
+# versions pinned in tests/sdk/package-lock.json: installed when node_modules
+# is missing or older than the lock file. Only here, never at build time.
+sdk_install() {
+  [ "$mode" = build ] && return 0
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/sdk"
+  if [ -d "$dir/node_modules" ] && [ ! "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    return 0
+  fi
+  echo "setup: npm ci in tests/sdk" >&2
+  if ! (cd "$dir" && npm ci --no-audit --no-fund >&2); then
+    echo "setup: npm ci failed in $dir; the SDK tests will be skipped until it succeeds" >&2
+    exit 1
+  fi
+  touch "$dir/node_modules"
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if [ "$major" -lt 20 ]; then
+    echo "setup: node $major is older than the SDKs support (20+): the SDK tests will be skipped" >&2
+  fi
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+  sdk_install
+  exit 0
+fi
 
 echo "setup: installing ${missing[*]}" >&2
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -43,3 +78,4 @@ if ! $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/n
     exit 1
   fi
 fi
+sdk_install
