@@ -247,8 +247,12 @@ void aigw_respond_error(aigw_req_t *r, int status, const char *code, const char 
   aigw_buf_append(&o, r->id, r->id_len);
   aigw_buf_append_str(&o, r->anthropic ? "\"}\n" : "\"}}\n");
   static const char ct[] = "Content-Type: application/json\r\n";
-  char hdrs[256];
-  int hlen = snprintf(hdrs, sizeof hdrs, "%s%s", ct, r->extra_headers ? r->extra_headers : "");
+  char hdrs[256 + AIGW_REQUEST_ID_MAX];
+  /* Anthropic's SDKs read the id from request-id. */
+  int hlen = r->anthropic
+                 ? snprintf(hdrs, sizeof hdrs, "%srequest-id: %.*s\r\n%s", ct, (int)r->id_len, r->id,
+                            r->extra_headers ? r->extra_headers : "")
+                 : snprintf(hdrs, sizeof hdrs, "%s%s", ct, r->extra_headers ? r->extra_headers : "");
   if (o.data == NULL || hlen < 0 || (size_t)hlen >= sizeof hdrs) {
     aigw_buf_free(&o);
     aigw_conn_close(r->conn);

@@ -149,7 +149,12 @@ describe("aigw.dispatch", function()
     assert.is_table(r, "the mock got the request")
     golden(case .. ".upstream.json", upstream_view(r))
     golden(case .. ".client.json", { status = status, body = json.decode(out) })
-    assert.equal("Content-Type: application/json\r\n", res[3])
+    if path:find("/messages", 1, true) then
+      -- for Anthropic's SDKs, the request id where they look
+      assert.equal("Content-Type: application/json\r\nrequest-id: " .. RID .. "\r\n", res[3])
+    else
+      assert.equal("Content-Type: application/json\r\n", res[3])
+    end
     return status, json.decode(out), ctx, r
   end
 
@@ -298,11 +303,21 @@ describe("aigw.dispatch", function()
       assert.equal("end_turn", out.stop_reason)
     end)
 
-    it("count_tokens -> anthropic: proxied; other kinds: 400", function()
+    it("count_tokens -> anthropic: proxied; -> gemini: countTokens; other kinds: 400", function()
       local path = proxied("count_tokens_anthropic", "/v1/messages/count_tokens",
         '{"model":"ant/claude-3-5-haiku-latest","messages":[{"role":"user","content":"a b c"}]}', nil, true)
       assert.equal("/v1/messages/count_tokens", path)
-      for _, m in ipairs({ "gem/gemini-2.0-flash", "oai/gpt-4o-mini" }) do
+      reset()
+      local res = handle("/v1/messages/count_tokens",
+        { model = "gem/gemini-2.0-flash", system = "be brief", messages = { { role = "user", content = "a b c" } } })
+      assert.equal(200, res[1])
+      assert.is_number(json.decode(res[2]).input_tokens)
+      local r = last_upstream()
+      assert.equal("/v1beta/models/gemini-2.0-flash:countTokens", r.target)
+      local greq = json.decode(r.body).generateContentRequest
+      assert.equal("models/gemini-2.0-flash", greq.model)
+      assert.equal("user", greq.contents[1].role)
+      for _, m in ipairs({ "oai/gpt-4o-mini" }) do
         local res = handle("/v1/messages/count_tokens", { model = m, messages = { { role = "user", content = "x" } } })
         assert.equal(400, res[1])
         local d = json.decode(res[2])

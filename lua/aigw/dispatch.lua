@@ -33,6 +33,13 @@ local OPENAI_ONLY = { completions = "/v1/completions", embeddings = "/v1/embeddi
 
 local JSON_HEADERS = "Content-Type: application/json\r\n"
 
+-- An answer made for an Anthropic client carries the request id where its
+-- SDK looks (request-id), as Anthropic's own answers do.
+local function ANTHROPIC_HEADERS()
+  return JSON_HEADERS .. "request-id: " .. request.id() .. "\r\n"
+end
+M.anthropic_id_line = function() return "request-id: " .. request.id() .. "\r\n" end
+
 ---------------------------------------------------------------------------
 -- the request body
 
@@ -212,7 +219,7 @@ local function answer_whole(ctx, client, provider, path, body, model, x)
     out = TO[client](hub, model)
   end
   if type(out) ~= "string" then out = json.encode(out) end
-  return 200, out, JSON_HEADERS
+  return 200, out, client == "anthropic" and ANTHROPIC_HEADERS() or JSON_HEADERS
 end
 
 ---------------------------------------------------------------------------
@@ -239,14 +246,34 @@ function M.mock(ctx, route, provider, j)
     -- not count them again (from a usage chunk the request asked for, at a
     -- price echo does not have) before the client's writer reports them.
     x.done = true
-    x:head(200, headers)
+    local _, head = x:head(200, headers)
     body = x:body(body, true)
-    return 200, body, headers
+    return 200, body, head
   end
   local hub = json.decode(body)
   local out = type(client) == "table" and client.response(hub, ctx) or TO[client](hub, "echo")
   if type(out) ~= "string" then out = json.encode(out) end
-  return 200, out, JSON_HEADERS
+  return 200, out, client == "anthropic" and ANTHROPIC_HEADERS() or JSON_HEADERS
+end
+
+-- Anthropic's count_tokens on a Gemini provider: models/{m}:countTokens
+-- with the request it would count, {"totalTokens"} back as {"input_tokens"}.
+local function count_gemini(ctx, provider, j, upstream_model)
+  local oreq = anthropic.request_from_anthropic(j)
+  oreq.model = upstream_model
+  local g, err = gemini.request_to_gemini(oreq)
+  if not g then return errors.response(400, "invalid_request", err) end
+  local greq = g.body
+  greq.model = "models/" .. upstream_model
+  local status, headers, rbody, lines = fetch(ctx, provider,
+    provider:path("messages/count_tokens", upstream_model), json.encode({ generateContentRequest = greq }))
+  if not status then return headers, rbody, lines end
+  if status >= 400 then return upstream_error(ctx, status, headers, rbody) end
+  local d = json.decode(rbody)
+  if type(d) ~= "table" or type(d.totalTokens) ~= "number" then
+    return errors.response(502, "bad_gateway", "malformed answer from " .. provider.name .. " (no totalTokens)")
+  end
+  return 200, json.encode({ input_tokens = d.totalTokens }), JSON_HEADERS
 end
 
 local FILTER_HEADERS, FILTER_BODY, FILTER_OBSERVE = 1, 2, 4
@@ -276,11 +303,12 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
   end
 
   if endpoint == "messages/count_tokens" then
-    if fmt ~= "anthropic" then
-      return errors.response(400, "unsupported_endpoint", "provider '" .. provider.name .. "' (" ..
-        provider.kind .. ") does not count tokens; count_tokens needs an anthropic provider")
+    if fmt == "anthropic" then
+      return "proxy", provider.target, provider:path(endpoint), passthrough_body(j, model, upstream_model)
     end
-    return "proxy", provider.target, provider:path(endpoint), passthrough_body(j, model, upstream_model)
+    if fmt == "gemini" then return count_gemini(ctx, provider, j, upstream_model) end
+    return errors.response(400, "unsupported_endpoint", "provider '" .. provider.name .. "' (" ..
+      provider.kind .. ") does not count tokens; count_tokens needs an anthropic or gemini provider")
   end
 
   -- chat: Chat Completions, Messages, or a route adapter's format

@@ -32,6 +32,8 @@ function M.response(status, code, message, extra_headers)
       error = { type = error_type(status, true), message = message },
       request_id = id,
     })
+    -- Anthropic's SDKs read the id from request-id.
+    extra_headers = "request-id: " .. id .. "\r\n" .. (extra_headers or "")
   else
     body = '{"error":' .. cjson.encode({
       message = message, type = error_type(status, false), code = code,

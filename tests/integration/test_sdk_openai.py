@@ -383,18 +383,8 @@ def test_error_mid_stream(gateway, upstream, kind):
     assert STREAM_ERROR_MESSAGE[kind] in e["message"], e
 
 
-# Translated answers that are not streamed are fetched whole by the runtime,
-# which gives that fetch only `timeouts.total`: a provider slower than
-# `timeouts.read` is waited for (200 after 2 s here, not 504 after 0.5 s).
-READ_TIMEOUT_IGNORED = pytest.mark.xfail(
-    reason="non-stream translated requests (dispatch.fetch) ignore timeouts.read: "
-           "only timeouts.total bounds them", strict=False)
-
-
 @pytest.mark.parametrize("kind,stream", [
-    pytest.param(kind, stream, id="%s-%s" % (kind, "stream" if stream else "plain"),
-                 marks=[READ_TIMEOUT_IGNORED] if kind in ("anthropic", "gemini") and not stream
-                 else [])
+    pytest.param(kind, stream, id="%s-%s" % (kind, "stream" if stream else "plain"))
     for kind in KINDS for stream in (False, True)])
 def test_error_upstream_timeout(gateway, upstream, kind, stream):
     k = KINDS[kind]
