@@ -47,6 +47,7 @@ typedef struct aigw_req_s {
   uint8_t can_filter_body : 1;       /* detached (spec) requests: a body_filter exists */
   uint8_t observe_body : 1;          /* body_filter sees the body; the original bytes go out */
   uint8_t plugin_body : 1;           /* a plugin called filter_body(): plugin body filters run */
+  uint8_t tap_usage : 1;             /* observe_body: only the answer's "usage" member, at its end */
   uint8_t filter_errors : 1;         /* run header_filter on upstream error statuses (>= 400) */
   int status;
   aigw_buf_t body;

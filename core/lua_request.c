@@ -105,10 +105,12 @@ AIGW_EXPORT int aigw_ffi_req_filter_body(aigw_req_t *r) {
  * body_filter see the body while the original bytes (and framing) go out,
  * unless a plugin asks for filter_body() too; AIGW_FILTER_ERRORS runs
  * header_filter on the answer about to be made when some plugin filters
- * upstream errors (an upstream error the runtime fetched itself). Returns 0
- * when the generation has no such phase. */
+ * upstream errors (an upstream error the runtime fetched itself);
+ * AIGW_FILTER_USAGE with OBSERVE: the core follows a JSON answer itself and
+ * calls body_filter once, at its end, with its top-level "usage" member
+ * (see core/json_scan.h). Returns 0 when the generation has no such phase. */
 enum { AIGW_FILTER_HEADERS = 1, AIGW_FILTER_BODY = 2, AIGW_FILTER_OBSERVE = 4,
-       AIGW_FILTER_ERRORS = 8 };
+       AIGW_FILTER_ERRORS = 8, AIGW_FILTER_USAGE = 16 };
 
 AIGW_EXPORT int aigw_ffi_req_filter(aigw_req_t *r, int what) {
   if (r->lt == NULL) return 0;
@@ -122,6 +124,7 @@ AIGW_EXPORT int aigw_ffi_req_filter(aigw_req_t *r, int what) {
     r->observe_body = 0;
   } else if ((what & AIGW_FILTER_OBSERVE) && !r->filter_body) {
     r->filter_body = r->observe_body = 1;
+    r->tap_usage = (what & AIGW_FILTER_USAGE) != 0;
   }
   return 1;
 }

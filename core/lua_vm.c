@@ -333,8 +333,22 @@ int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_
   return 0;
 }
 
+static int body_filter_call(aigw_req_t *r, const char *in, size_t len, int eof, const char *err,
+                            const char *usage, size_t ulen, const char **out, size_t *outlen);
+
 int aigw_lua_body_filter(aigw_req_t *r, const char *in, size_t len, int eof, const char *err,
                          const char **out, size_t *outlen) {
+  return body_filter_call(r, in, len, eof, err, NULL, 0, out, outlen);
+}
+
+int aigw_lua_body_filter_usage(aigw_req_t *r, const char *usage, size_t ulen) {
+  const char *out;
+  size_t olen;
+  return body_filter_call(r, "", 0, 1, NULL, usage ? usage : "", usage ? ulen : 0, &out, &olen);
+}
+
+static int body_filter_call(aigw_req_t *r, const char *in, size_t len, int eof, const char *err,
+                            const char *usage, size_t ulen, const char **out, size_t *outlen) {
   aigw_gen_t *g = r->lt ? r->lt->gen : NULL;
   if (g == NULL || g->body_filter_ref == LUA_NOREF || r->ctx_ref == LUA_NOREF) {
     *out = in;
@@ -347,7 +361,9 @@ int aigw_lua_body_filter(aigw_req_t *r, const char *in, size_t len, int eof, con
   if (err) lua_pushstring(S, err);
   else lua_pushnil(S);
   lua_pushboolean(S, r->plugin_body);
-  if (sync_call(r, g->body_filter_ref, 4, 1) != 0) {
+  if (usage) lua_pushlstring(S, usage, ulen);
+  else lua_pushnil(S);
+  if (sync_call(r, g->body_filter_ref, 5, 1) != 0) {
     sync_error(r, S, "body_filter");
     return -1;
   }

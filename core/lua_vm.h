@@ -71,6 +71,10 @@ int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_
                            int from_upstream, const char *body, size_t blen);
 int aigw_lua_body_filter(aigw_req_t *r, const char *in, size_t len, int eof, const char *err,
                          const char **out, size_t *outlen);
+/* The last call of a body that was only tapped for its usage member
+ * (r->tap_usage): body_filter gets "" and, as its usage argument, the
+ * member's JSON text (NULL: none found). */
+int aigw_lua_body_filter_usage(aigw_req_t *r, const char *usage, size_t ulen);
 void aigw_lua_respond_exit(aigw_req_t *r);
 /* An upstream's error answer held whole (status >= 400, a plugin filters
  * errors): answered through the filters, which see its body at once. */

@@ -39,6 +39,7 @@
 #include "alloc.h"
 #include "errors.h"
 #include "log.h"
+#include "json_scan.h"
 #include "lua_vm.h"
 
 #define CLIENT_HIGH_WATER (1024 * 1024)
@@ -67,6 +68,7 @@ struct aigw_upstream_s {
   aigw_buf_t rhead;             /* response header lines for the client */
   aigw_buf_t hname, hval, reason, conn_tokens;
   aigw_buf_t held;              /* hold_error: the answer's body */
+  aigw_json_tap_t *tap;         /* tap_usage: the answer's "usage" member */
   int held_status;
   aigw_wbuf_t *out;             /* what this read sends to the client */
   char *rbuf;                   /* read buffer (plaintext for TLS) */
@@ -148,6 +150,11 @@ static void on_timer_closed(uv_handle_t *h) {
   if (u->out) aigw_wbuf_discard(u->out);
   u->out = NULL;
   aigw_buf_free(&u->held);
+  if (u->tap) {
+    aigw_json_tap_free(u->tap);
+    aigw_free(u->tap);
+    u->tap = NULL;
+  }
   if (u->rbuf) aigw__rbuf_put(w, u->rbuf);
   if (u->cbuf) aigw__rbuf_put(w, u->cbuf);
   aigw_buf_t *bufs[] = {&u->head, &u->rhead, &u->hname, &u->hval, &u->reason, &u->conn_tokens};
@@ -850,6 +857,11 @@ SLOW_PATH static int filtered_head(aigw_upstream_t *u, const llhttp_t *p, int *s
   else *cl = (int64_t)p->content_length;
   if (client_no_body && !u->no_body) u->discard_body = u->slow_body = 1;
   else if (r->filter_body && !u->no_body) u->filtering = u->slow_body = 1;
+  if (u->filtering && r->observe_body && r->tap_usage) {
+    /* Only the usage member is wanted: followed here, Lua called once. */
+    u->tap = aigw_try_malloc(sizeof *u->tap);
+    if (u->tap) aigw_json_tap_init(u->tap, "usage");
+  }
   return 0;
 }
 
@@ -913,6 +925,10 @@ SLOW_PATH static int slow_body(aigw_upstream_t *u, const char *at, size_t len) {
     return 0;
   }
   if (u->discard_body) return 0;
+  if (u->tap) {
+    aigw_json_tap_feed(u->tap, at, len);
+    return aigw_respond_body(u->req, &u->out, at, len) ? -1 : 0;
+  }
   if (u->hold_error) {
     if (u->held.len + len > HELD_ERROR_MAX) {
       u->too_big = 1;
@@ -951,7 +967,18 @@ SLOW_PATH static int filter_eof(aigw_upstream_t *u) {
   aigw_req_t *r = u->req;
   const char *out;
   size_t olen;
-  int rc = aigw_lua_body_filter(r, "", 0, 1, NULL, &out, &olen);
+  int rc;
+  if (u->tap) {
+    aigw_buf_t *v = &u->tap->value;
+    rc = aigw_lua_body_filter_usage(r, v->len ? v->data : NULL, v->len);
+    if (u->state == ST_DONE) return -1;
+    if (rc != 0) {
+      filter_failed(u);
+      return -1;
+    }
+    return 0;
+  }
+  rc = aigw_lua_body_filter(r, "", 0, 1, NULL, &out, &olen);
   if (u->state == ST_DONE) return -1;
   if (rc != 0) {
     filter_failed(u);

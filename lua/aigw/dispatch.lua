@@ -93,18 +93,26 @@ M.replace_model = replace_model
 
 -- The client's body for the provider: untouched, or with the upstream
 -- model name; nil means "the client's bytes as they are".
-local function passthrough_body(json_body, model, upstream_model)
+local function passthrough_body(ctx, model, upstream_model)
   if upstream_model == model then return nil end
   local body = replace_model(request.get_body(), model, upstream_model)
   if body then return body end
-  json_body.model = upstream_model
-  return json.encode(json_body)
+  local j = request.get_json(ctx)
+  j.model = upstream_model
+  return json.encode(j)
+end
+
+-- The whole decoded request: j itself, unless it is only the members the
+-- router read (request.get_json_fields).
+local function whole(ctx, j)
+  if j == ctx._fields then return request.get_json(ctx) end
+  return j
 end
 
 -- An OpenAI chat stream asks for its usage chunk (so that tokens are
 -- counted even when the client did not ask). Returns the body (nil: as it
 -- was) and whether the client itself asked.
-local function with_stream_usage(body, j)
+local function with_stream_usage(ctx, body, j, upstream_model)
   local so = j.stream_options
   if type(so) == "table" and so.include_usage == true then return body, true end
   if so == nil then
@@ -112,9 +120,12 @@ local function with_stream_usage(body, j)
     local at = find(raw, "{", 1, true)
     return sub(raw, 1, at) .. '"stream_options":{"include_usage":true},' .. sub(raw, at + 1), false
   end
-  if type(so) ~= "table" then so = {}; j.stream_options = so end
+  local w = whole(ctx, j)
+  so = w.stream_options
+  if type(so) ~= "table" then so = {}; w.stream_options = so end
   so.include_usage = true
-  return json.encode(j), false
+  w.model = upstream_model
+  return json.encode(w), false
 end
 
 ---------------------------------------------------------------------------
@@ -276,7 +287,7 @@ local function count_gemini(ctx, provider, j, upstream_model)
   return 200, json.encode({ input_tokens = d.totalTokens }), JSON_HEADERS
 end
 
-local FILTER_HEADERS, FILTER_BODY, FILTER_OBSERVE = 1, 2, 4
+local FILTER_HEADERS, FILTER_BODY, FILTER_OBSERVE, FILTER_USAGE = 1, 2, 4, 16
 
 local function proxy_through(ctx, provider, path, body, what)
   response._filter(what)
@@ -299,35 +310,40 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
     exchange.new(ctx, { client = fmt, upstream = fmt, stream = stream, model = upstream_model,
                         include_usage = true, prices = conf.prices })
     return proxy_through(ctx, provider, provider:path(endpoint, upstream_model),
-                         passthrough_body(j, model, upstream_model), FILTER_OBSERVE)
+                         passthrough_body(ctx, model, upstream_model),
+                         stream and FILTER_OBSERVE or FILTER_OBSERVE + FILTER_USAGE)
   end
 
   if endpoint == "messages/count_tokens" then
     if fmt == "anthropic" then
-      return "proxy", provider.target, provider:path(endpoint), passthrough_body(j, model, upstream_model)
+      return "proxy", provider.target, provider:path(endpoint), passthrough_body(ctx, model, upstream_model)
     end
-    if fmt == "gemini" then return count_gemini(ctx, provider, j, upstream_model) end
+    if fmt == "gemini" then return count_gemini(ctx, provider, whole(ctx, j), upstream_model) end
     return errors.response(400, "unsupported_endpoint", "provider '" .. provider.name .. "' (" ..
       provider.kind .. ") does not count tokens; count_tokens needs an anthropic or gemini provider")
   end
 
   -- chat: Chat Completions, Messages, or a route adapter's format
   if client == fmt then
-    local body, what, asked = passthrough_body(j, model, upstream_model), FILTER_OBSERVE, true
+    -- A whole answer: the core follows it and hands over only its usage.
+    local body, what, asked = passthrough_body(ctx, model, upstream_model),
+                              stream and FILTER_OBSERVE or FILTER_OBSERVE + FILTER_USAGE, true
     if fmt == "openai" and stream then
-      body, asked = with_stream_usage(body, j)
+      body, asked = with_stream_usage(ctx, body, j, upstream_model)
       -- Rewritten (the usage chunk left out): the head says whether the
       -- body is a stream or an error to leave alone.
       if not asked then what = FILTER_HEADERS + FILTER_BODY end
     elseif fmt == "anthropic" and j.max_tokens == nil then
-      j.max_tokens, j.model = provider.max_tokens, upstream_model
-      body = json.encode(j)
+      local w = whole(ctx, j)
+      w.max_tokens, w.model = provider.max_tokens, upstream_model
+      body = json.encode(w)
     end
     exchange.new(ctx, { client = fmt, upstream = fmt, stream = stream, model = upstream_model,
                         include_usage = asked, injected_usage = not asked, prices = conf.prices })
     return proxy_through(ctx, provider, provider:path(endpoint, upstream_model), body, what)
   end
 
+  j = whole(ctx, j)
   local oreq, err = j, nil
   if client == "anthropic" then
     oreq = anthropic.request_from_anthropic(j)

@@ -316,6 +316,46 @@ function X:read_usage(body)
   end
 end
 
+-- The end of a whole answer the core followed itself: its top-level
+-- "usage" member ("" when it had none). Its counts are read by the core
+-- (aigw_json_numbers), with no table made for the JSON.
+local ffi = require "ffi"
+require "aigw.ffi_defs"
+local COUNTS = { "prompt_tokens", "completion_tokens", "total_tokens", "input_tokens",
+                 "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                 "cached_tokens", "reasoning_tokens" }
+local count_names = ffi.new("const char *[?]", #COUNTS, COUNTS)
+local count_lens = ffi.new("size_t[?]", #COUNTS)
+for i, k in ipairs(COUNTS) do count_lens[i - 1] = #k end
+local counts = ffi.new("double[?]", #COUNTS)
+
+local function count(i)
+  local v = counts[i - 1]
+  if v < 0 then return nil end
+  return v
+end
+
+function X:tapped(text)
+  if text ~= "" then
+    for i = 0, #COUNTS - 1 do counts[i] = -1 end
+    ffi.C.aigw_json_numbers(text, #text, count_names, count_lens, #COUNTS, counts)
+    local u
+    if self.upstream == "anthropic" then
+      u = { input_tokens = count(4), output_tokens = count(5), cache_read_input_tokens = count(6),
+            cache_creation_input_tokens = count(7) }
+      self.acc:event({ type = "message_delta", usage = u })
+    else
+      u = { prompt_tokens = count(1), completion_tokens = count(2), total_tokens = count(3),
+            input_tokens = count(4), output_tokens = count(5) }
+      local cached, reasoning = count(8), count(9)
+      if cached then u.prompt_tokens_details = { cached_tokens = cached } end
+      if reasoning then u.completion_tokens_details = { reasoning_tokens = reasoning } end
+      self.acc:event({ usage = u })
+    end
+  end
+  self:finish(true)
+end
+
 -- The stream ends with the provider's failure (an error event, or the
 -- upstream gone): the client's error event, and nothing after it.
 function X:fail(message, etype)

@@ -25,6 +25,13 @@ int aigw_ffi_req_filter(aigw_req_t *r, int what);
 double aigw_ffi_now(void);
 double aigw_ffi_monotonic(void);
 
+void *memchr(const void *s, int c, size_t n);
+typedef struct { int32_t start, end; } aigw_json_span_t;
+int aigw_json_scan(const char *p, size_t n, const char *const *names, const size_t *nlens,
+                   int nnames, aigw_json_span_t *spans, char *err, size_t errlen);
+void aigw_json_numbers(const char *p, size_t n, const char *const *names, const size_t *nlens,
+                       int nnames, double *out);
+
 void aigw_ffi_log(int level, const char *msg, size_t len);
 int aigw_ffi_log_enabled(int level);
 const char *aigw_strerror(int err);

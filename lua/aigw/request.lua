@@ -125,6 +125,67 @@ function M.get_json(ctx)
   return v
 end
 
+-- The members the router reads (model, stream, stream_options,
+-- max_tokens), decoded, without decoding the whole body: the core checks
+-- the whole text is valid JSON and finds them in one pass (see
+-- core/json_scan.h). Cached in ctx. Returns nil, err for a body that is not
+-- a JSON object (err says where and why; a third value true when it is
+-- valid JSON but not an object).
+local FIELDS = { "model", "stream", "stream_options", "max_tokens" }
+local field_names = ffi.new("const char *[?]", #FIELDS, FIELDS)
+local field_lens = ffi.new("size_t[?]", #FIELDS)
+for i, f in ipairs(FIELDS) do field_lens[i - 1] = #f end
+local spans = ffi.new("aigw_json_span_t[?]", #FIELDS)
+local errbuf = ffi.new("char[200]")
+local cjson_decode = require("cjson.safe").decode
+
+function M.get_json_fields(ctx)
+  local cached = ctx._fields
+  if cached ~= nil then
+    if cached == false then return nil, ctx._json_err, ctx._not_object end
+    return cached
+  end
+  C.aigw_ffi_req_body(req(), str)
+  local p, n = str[0].p, tonumber(str[0].n)
+  local err
+  if n == 0 then
+    err = "the request body is empty"
+  else
+    local rc = C.aigw_json_scan(p, n, field_names, field_lens, #FIELDS, spans, errbuf, 200)
+    if rc == -1 then
+      err = "the request body is not valid JSON: " .. ffi_string(errbuf)
+    elseif rc == 0 then
+      ctx._fields, ctx._json_err = false, "the request body must be a JSON object"
+      ctx._not_object = true
+      return nil, ctx._json_err, true
+    end
+  end
+  if err then
+    ctx._fields, ctx._json_err = false, err
+    return nil, err
+  end
+  local out = {}
+  for i, name in ipairs(FIELDS) do
+    local sp = spans[i - 1]
+    local s0 = sp.start
+    if s0 >= 0 then
+      local len = sp["end"] - s0
+      local c = p[s0]
+      local v
+      if c == 34 and len >= 2 and C.memchr(p + s0 + 1, 92, len - 2) == nil then
+        v = ffi_string(p + s0 + 1, len - 2)          -- a string without escapes
+      elseif c == 116 then v = true                   -- the text is valid: true
+      elseif c == 102 then v = false
+      else
+        v = cjson_decode(ffi_string(p + s0, len))
+      end
+      if v ~= nil then out[name] = v end
+    end
+  end
+  ctx._fields = out
+  return out
+end
+
 function M.id()
   C.aigw_ffi_req_id(req(), str)
   return ffi_string(str[0].p, str[0].n)

@@ -313,15 +313,14 @@ function M.init_worker(conf_path, worker_id)
       ctx.provider = provider.name
       return run_upstream(ctx, "proxy", provider.target, provider:path(route.endpoint), nil, nil)
     end
-    local json, err = request.get_json(ctx)
-    if not json then return errors.response(400, "invalid_json", err) end
-    if type(json) ~= "table" or json[1] ~= nil then
-      return errors.response(400, "invalid_request", "the request body must be a JSON object")
-    end
+    -- Routing reads a few members; the body is decoded whole only where
+    -- it has to be (translation, adapters, plugins that ask).
+    local json, err, not_object = request.get_json_fields(ctx)
+    if not json then return errors.response(400, not_object and "invalid_request" or "invalid_json", err) end
     if type(route.client) == "table" then
       -- A route adapter's format: its request becomes a chat request here.
       local oreq
-      oreq, err = route.client.request(json, ctx)
+      oreq, err = route.client.request(request.get_json(ctx), ctx)
       if not oreq then return errors.response(400, "invalid_request", tostring(err)) end
       if type(oreq) ~= "table" then
         error("route adapter for " .. path .. ": request() returned a " .. type(oreq) .. ", not a table", 0)
@@ -341,7 +340,9 @@ function M.init_worker(conf_path, worker_id)
       return errors.response(404, "model_not_found", "model '" .. model .. "' is not configured")
     end
     ctx.provider, ctx.model = provider.name, upstream_model
-    if provider.kind == "mock" then return dispatch.mock(ctx, route, provider, json) end
+    if provider.kind == "mock" then
+      return dispatch.mock(ctx, route, provider, json == ctx._fields and request.get_json(ctx) or json)
+    end
     return run_upstream(ctx, dispatch.serve(ctx, route, provider, json, model, upstream_model, conf))
   end
 
@@ -380,11 +381,18 @@ function M.init_worker(conf_path, worker_id)
   end
 
   -- err: the upstream failed mid-body (eof is true); plugins: some plugin
-  -- asked for filter_body() (else only the runtime's filter runs).
+  -- asked for filter_body() (else only the runtime's filter runs); usage:
+  -- for an answer the core only tapped, its "usage" member (one call).
   local bf = phases.body_filter
-  out.body_filter = function(ctx, chunk, eof, err, plugins)
+  out.body_filter = function(ctx, chunk, eof, err, plugins, usage)
     local x = ctx.exchange
-    if x then chunk = x:body(chunk, eof, err) end
+    if x then
+      if usage then
+        x:tapped(usage)
+        return ""
+      end
+      chunk = x:body(chunk, eof, err)
+    end
     if plugins and #bf > 0 then
       response._begin(ctx, "body_filter")
       for i = 1, #bf do

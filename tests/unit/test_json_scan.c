@@ -1,0 +1,193 @@
+/* test_json_scan.c -- unit tests for core/json_scan.c: what is valid JSON
+ * and what is not (with where), top-level members found and others not,
+ * and the tap keeping one member of an answer fed in any pieces. */
+#include "json_scan.h"
+
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const NAMES[] = {"model", "stream", "stream_options"};
+static const size_t NLENS[] = {5, 6, 14};
+
+static int scan(const char *text, aigw_json_span_t *spans, char *err) {
+  return aigw_json_scan(text, strlen(text), NAMES, NLENS, 3, spans, err, 160);
+}
+
+static int span_is(const char *text, aigw_json_span_t sp, const char *want) {
+  if (want == NULL) return sp.start == -1;
+  return sp.start >= 0 && (size_t)(sp.end - sp.start) == strlen(want) &&
+         memcmp(text + sp.start, want, strlen(want)) == 0;
+}
+
+TEST(finds_top_level_members) {
+  const char *t =
+      " {\"messages\":[{\"model\":\"inner\"}],\"meta\":{\"stream\":false},"
+      "\"model\" : \"gpt-4o\", \"stream\":true,\"stream_options\":{\"include_usage\":true}} ";
+  aigw_json_span_t sp[3];
+  char err[160];
+  CHECK_EQ_INT(scan(t, sp, err), 1);
+  CHECK(span_is(t, sp[0], "\"gpt-4o\""));
+  CHECK(span_is(t, sp[1], "true"));
+  CHECK(span_is(t, sp[2], "{\"include_usage\":true}"));
+}
+
+TEST(absent_members_and_last_of_repeated) {
+  const char *t = "{\"model\":\"a\",\"model\":\"b\",\"x\":[1,2.5e-3,-0,null,false]}";
+  aigw_json_span_t sp[3];
+  char err[160];
+  CHECK_EQ_INT(scan(t, sp, err), 1);
+  CHECK(span_is(t, sp[0], "\"b\""));
+  CHECK(span_is(t, sp[1], NULL));
+  CHECK(span_is(t, sp[2], NULL));
+}
+
+TEST(escaped_names_do_not_match_but_escapes_are_valid) {
+  const char *t = "{\"mod\\u0065l\":\"x\",\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\"}";
+  aigw_json_span_t sp[3];
+  char err[160];
+  CHECK_EQ_INT(scan(t, sp, err), 1);
+  CHECK(span_is(t, sp[0], NULL));
+}
+
+TEST(valid_non_objects) {
+  aigw_json_span_t sp[3];
+  char err[160];
+  CHECK_EQ_INT(scan("[1,2]", sp, err), 0);
+  CHECK_EQ_INT(scan("\"x\"", sp, err), 0);
+  CHECK_EQ_INT(scan(" 12.5 ", sp, err), 0);
+  CHECK_EQ_INT(scan("null", sp, err), 0);
+  CHECK_EQ_INT(scan("{}", sp, err), 1);
+  CHECK_EQ_INT(scan("[]", sp, err), 0);
+}
+
+TEST(invalid_texts_say_where) {
+  static const struct {
+    const char *text, *msg;
+  } cases[] = {
+      {"", "the JSON text ends early (byte 0): expected a value"},
+      {"{\"model\": [}", "invalid JSON at byte 12: expected a value"},
+      {"{\"a\":1,}", "invalid JSON at byte 8: expected a member name in quotes"},
+      {"{\"a\" 1}", "invalid JSON at byte 6: expected ':'"},
+      {"{\"a\":01}", "invalid JSON at byte 7: expected ',' or '}'"},
+      {"{\"a\":1.}", "invalid JSON at byte 8: expected a digit after '.'"},
+      {"{\"a\":1e}", "invalid JSON at byte 8: expected a digit in the exponent"},
+      {"{\"a\":tru}", "invalid JSON at byte 6: expected a value"},
+      {"{\"a\":\"x\\q\"}", "invalid JSON at byte 8: expected a valid escape"},
+      {"{\"a\":\"\\u12g4\"}", "invalid JSON at byte 7: expected four hex digits after \\u"},
+      {"{\"a\":\"x\ny\"}", "invalid JSON at byte 8: expected no control character in a string"},
+      {"{\"a\":\"abc", "the JSON text ends early (byte 9): expected the end of a string"},
+      {"{\"a\":1} x", "invalid JSON at byte 9: expected the end of the text"},
+      {"[1 2]", "invalid JSON at byte 4: expected ',' or ']'"},
+      {"{'a':1}", "invalid JSON at byte 2: expected a member name in quotes"},
+      {"+1", "invalid JSON at byte 1: expected a value"},
+      {"-x", "invalid JSON at byte 2: expected a digit"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    aigw_json_span_t sp[3];
+    char err[160] = "";
+    CHECK_EQ_INT(scan(cases[i].text, sp, err), -1);
+    CHECK_EQ_STR(err, cases[i].msg);
+  }
+}
+
+TEST(nesting_is_bounded) {
+  size_t n = 2100;
+  char *t = malloc(n + 1);
+  for (size_t i = 0; i < n / 2; i++) t[i] = '[';
+  for (size_t i = n / 2; i < n; i++) t[i] = ']';
+  t[n] = 0;
+  aigw_json_span_t sp[3];
+  char err[160];
+  CHECK_EQ_INT(scan(t, sp, err), -1);
+  CHECK(strstr(err, "at most 1000 levels") != NULL);
+  memset(t, 0, n + 1);
+  for (size_t i = 0; i < 999; i++) t[i] = '[';
+  for (size_t i = 999; i < 1998; i++) t[i] = ']';
+  CHECK_EQ_INT(scan(t, sp, err), 0);
+  free(t);
+}
+
+static const char ANSWER[] =
+    "{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"the \\\"usage\\\": {1}\","
+    "\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"usage\\\":{}}\"}}]}}],"
+    "\"meta\":{\"usage\":{\"nested\":1}},"
+    "\"usage\":{\"prompt_tokens\":231,\"completion_tokens\":41,\"details\":{\"cached_tokens\":0},"
+    "\"note\":\"}{\"},\"system_fingerprint\":\"fp\"}";
+static const char USAGE[] =
+    "{\"prompt_tokens\":231,\"completion_tokens\":41,\"details\":{\"cached_tokens\":0},"
+    "\"note\":\"}{\"}";
+
+TEST(tap_keeps_the_top_level_member_in_any_pieces) {
+  size_t n = strlen(ANSWER);
+  for (size_t piece = 1; piece <= n; piece++) {
+    aigw_json_tap_t t;
+    aigw_json_tap_init(&t, "usage");
+    for (size_t at = 0; at < n; at += piece)
+      aigw_json_tap_feed(&t, ANSWER + at, at + piece > n ? n - at : piece);
+    int ok = t.value.len == strlen(USAGE) && memcmp(t.value.data, USAGE, t.value.len) == 0;
+    if (!ok) fprintf(stderr, "piece size %zu: got %.*s\n", piece, (int)t.value.len, t.value.data);
+    CHECK(ok);
+    aigw_json_tap_free(&t);
+  }
+}
+
+TEST(tap_without_the_member_or_with_a_non_object_keeps_nothing) {
+  const char *texts[] = {"{\"a\":{\"usage\":{\"x\":1}}}", "{\"usage\":null,\"b\":[{}]}",
+                         "[{\"usage\":{\"x\":1}}]", "{\"usages\":{\"x\":1}}"};
+  for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+    aigw_json_tap_t t;
+    aigw_json_tap_init(&t, "usage");
+    aigw_json_tap_feed(&t, texts[i], strlen(texts[i]));
+    CHECK_EQ_INT(t.value.len, 0);
+    aigw_json_tap_free(&t);
+  }
+}
+
+TEST(tap_gives_up_on_a_huge_member) {
+  size_t n = AIGW_JSON_TAP_MAX + 100;
+  char *t = malloc(n + 32);
+  size_t k = (size_t)sprintf(t, "{\"usage\":{\"x\":\"");
+  memset(t + k, 'a', n);
+  strcpy(t + k + n, "\"}}");
+  aigw_json_tap_t tap;
+  aigw_json_tap_init(&tap, "usage");
+  aigw_json_tap_feed(&tap, t, strlen(t));
+  CHECK_EQ_INT(tap.value.len, 0);
+  aigw_json_tap_free(&tap);
+  free(t);
+}
+
+TEST(numbers_of_named_members) {
+  static const char *const names[] = {"prompt_tokens", "total_tokens", "cached_tokens", "absent"};
+  static const size_t lens[] = {13, 12, 13, 6};
+  double out[4] = {-1, -1, -1, -1};
+  const char *u =
+      "{\"prompt_tokens\": 231, \"note\":\"\\\"total_tokens\\\":9\",\"total_tokens\":2.72e2,"
+      "\"prompt_tokens_details\":{\"cached_tokens\":-0,\"list\":[{\"cached_tokens\":7}]}}";
+  aigw_json_numbers(u, strlen(u), names, lens, 4, out);
+  CHECK(out[0] == 231);
+  CHECK(out[1] == 272);
+  CHECK(out[2] == 0);
+  CHECK(out[3] == -1);
+  /* garbage finds nothing and reads nothing past the end */
+  double g[4] = {-1, -1, -1, -1};
+  aigw_json_numbers("{\"prompt_tokens\":", 17, names, lens, 4, g);
+  aigw_json_numbers("}}}{\"x", 6, names, lens, 4, g);
+  CHECK(g[0] == -1 && g[1] == -1);
+}
+
+int main(void) {
+  RUN(finds_top_level_members);
+  RUN(absent_members_and_last_of_repeated);
+  RUN(escaped_names_do_not_match_but_escapes_are_valid);
+  RUN(valid_non_objects);
+  RUN(invalid_texts_say_where);
+  RUN(nesting_is_bounded);
+  RUN(tap_keeps_the_top_level_member_in_any_pieces);
+  RUN(tap_without_the_member_or_with_a_non_object_keeps_nothing);
+  RUN(tap_gives_up_on_a_huge_member);
+  RUN(numbers_of_named_members);
+  return TEST_SUMMARY();
+}
