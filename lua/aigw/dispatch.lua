@@ -35,10 +35,9 @@ local JSON_HEADERS = "Content-Type: application/json\r\n"
 
 -- An answer made for an Anthropic client carries the request id where its
 -- SDK looks (request-id), as Anthropic's own answers do.
-local function ANTHROPIC_HEADERS()
-  return JSON_HEADERS .. "request-id: " .. request.id() .. "\r\n"
+local function anthropic_headers(lines)
+  return (lines or JSON_HEADERS) .. "request-id: " .. request.id() .. "\r\n"
 end
-M.anthropic_id_line = function() return "request-id: " .. request.id() .. "\r\n" end
 
 ---------------------------------------------------------------------------
 -- the request body
@@ -230,7 +229,7 @@ local function answer_whole(ctx, client, provider, path, body, model, x)
     out = TO[client](hub, model)
   end
   if type(out) ~= "string" then out = json.encode(out) end
-  return 200, out, client == "anthropic" and ANTHROPIC_HEADERS() or JSON_HEADERS
+  return 200, out, client == "anthropic" and anthropic_headers() or JSON_HEADERS
 end
 
 ---------------------------------------------------------------------------
@@ -241,7 +240,7 @@ function M.mock(ctx, route, provider, j)
   local client, endpoint = route.client, route.endpoint
   if endpoint == "messages/count_tokens" then
     return 200, json.encode({ input_tokens = provider.prompt_words(anthropic.request_from_anthropic(j)) }),
-           JSON_HEADERS
+           anthropic_headers()
   end
   if endpoint ~= "chat/completions" and endpoint ~= "messages" then
     return provider:serve(ctx, endpoint, nil, j)
@@ -264,7 +263,7 @@ function M.mock(ctx, route, provider, j)
   local hub = json.decode(body)
   local out = type(client) == "table" and client.response(hub, ctx) or TO[client](hub, "echo")
   if type(out) ~= "string" then out = json.encode(out) end
-  return 200, out, client == "anthropic" and ANTHROPIC_HEADERS() or JSON_HEADERS
+  return 200, out, client == "anthropic" and anthropic_headers() or JSON_HEADERS
 end
 
 -- Anthropic's count_tokens on a Gemini provider: models/{m}:countTokens
@@ -284,7 +283,7 @@ local function count_gemini(ctx, provider, j, upstream_model)
   if type(d) ~= "table" or type(d.totalTokens) ~= "number" then
     return errors.response(502, "bad_gateway", "malformed answer from " .. provider.name .. " (no totalTokens)")
   end
-  return 200, json.encode({ input_tokens = d.totalTokens }), JSON_HEADERS
+  return 200, json.encode({ input_tokens = d.totalTokens }), anthropic_headers()
 end
 
 local FILTER_HEADERS, FILTER_BODY, FILTER_OBSERVE, FILTER_USAGE = 1, 2, 4, 16

@@ -218,12 +218,21 @@ function M.init_worker(conf_path, worker_id)
       routes[pre .. path:sub(4)] = r          -- without /v1
     end
   end
-  for _, r in ipairs(conf.routes) do
+  for i, r in ipairs(conf.routes) do
     if r.adapter then
       local a, streams = load_adapter(r.adapter)
       routes[r.path] = { client = a, streams = streams, endpoint = "chat/completions", method = r.method }
     else
-      routes[r.path] = { endpoint = r.endpoint, method = r.method, provider = providers[r.provider] }
+      -- A route pinned to a provider forwards the client's bytes to one
+      -- path of it: only where that path does not depend on the model.
+      local p = providers[r.provider]
+      local ok, upath = true, nil
+      if p.kind ~= "mock" then ok, upath = pcall(p.path, p, r.endpoint) end
+      if p.kind ~= "mock" and (not ok or not upath or upath:find("//", 1, true)) then
+        error(string.format("routes[%d]: provider '%s' (%s) has no fixed path for endpoint '%s'; " ..
+                            "route requests to it by model instead", i, r.provider, p.kind, r.endpoint), 0)
+      end
+      routes[r.path] = { endpoint = r.endpoint, method = r.method, provider = p, upath = upath }
     end
   end
 
@@ -311,7 +320,7 @@ function M.init_worker(conf_path, worker_id)
         return provider:serve(ctx, route.endpoint, nil, json)
       end
       ctx.provider = provider.name
-      return run_upstream(ctx, "proxy", provider.target, provider:path(route.endpoint), nil, nil)
+      return run_upstream(ctx, "proxy", provider.target, route.upath, nil, nil)
     end
     -- Routing reads a few members; the body is decoded whole only where
     -- it has to be (translation, adapters, plugins that ask).

@@ -5,13 +5,14 @@
 local M = {}
 
 -- headers: name -> value, or false to drop the client's header of that
--- name. The client's credentials never travel: authorization, x-api-key and
--- x-goog-api-key are dropped unless the provider sets them. Answers come
+-- name. The client's credentials never travel: authorization, x-api-key,
+-- x-goog-api-key and api-key are dropped unless the provider sets them. Answers come
 -- unencoded, so that usage can be read and formats translated.
 function M.new(self, conf, headers)
   headers["authorization"] = headers["authorization"] or false
   headers["x-api-key"] = headers["x-api-key"] or false
   headers["x-goog-api-key"] = headers["x-goog-api-key"] or false
+  headers["api-key"] = headers["api-key"] or false
   headers["accept-encoding"] = "identity"
   for k, v in pairs(conf.headers or {}) do headers[k:lower()] = v end
   self.target = aigw_core.target {
