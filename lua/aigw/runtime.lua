@@ -126,6 +126,26 @@ local function pick_provider(conf, providers, model)
   return providers[name], model
 end
 
+-- The same answer for the same name until the next reload, without the
+-- pattern matching (which LuaJIT does not compile) on every request. Names
+-- are the client's: the memo is bounded, and starts over when full.
+local MEMO_MAX = 1024
+local function memo_picker(conf, providers)
+  local memo, n, NONE = {}, 0, {}
+  return function(model)
+    local m = memo[model]
+    if m then
+      if m == NONE then return nil end
+      return m[1], m[2]
+    end
+    local p, um = pick_provider(conf, providers, model)
+    if n >= MEMO_MAX then memo, n = {}, 0 end
+    memo[model] = p and { p, um } or NONE
+    n = n + 1
+    return p, um
+  end
+end
+
 -- The admin listener serves its own endpoints, never the API.
 local JSON = "Content-Type: application/json\r\nCache-Control: no-store\r\n"
 
@@ -236,6 +256,7 @@ function M.init_worker(conf_path, worker_id)
     end
   end
 
+  local pick = memo_picker(conf, providers)
   local models, models_by_id = model_index(conf)
   -- GET .../models/{id}: the model ids may hold '/', so the rest of the path
   -- after a models route is the id (percent-decoded).
@@ -344,7 +365,7 @@ function M.init_worker(conf_path, worker_id)
       return errors.response(400, "missing_model", "the request body has no 'model'")
     end
     local upstream_model
-    provider, upstream_model = pick_provider(conf, providers, model)
+    provider, upstream_model = pick(model)
     if not provider then
       return errors.response(404, "model_not_found", "model '" .. model .. "' is not configured")
     end
