@@ -1185,16 +1185,17 @@ class MockUpstream:
                 hdrs += more
             hdrs.insert(1, ("Content-Length", str(len(body))))
             req.status = status
-            await conn.write(head(status, hdrs) + body)
+            # recorded before it leaves: a test that got the answer finds it
             self._record_sent(req, body)
+            await conn.write(head(status, hdrs) + body)
         elif kind == "chunked-json":
             body = answer_json(call)
             req.status = 200
             await conn.write(head(200, [("Content-Type", "application/json"),
                                         ("Transfer-Encoding", "chunked")]))
             for piece in (body[:10], body[10:40], body[40:]):
-                await conn.write(chunk(piece))
                 self._record_sent(req, piece)
+                await conn.write(chunk(piece))
             await conn.write(b"0\r\n\r\n")
         elif kind in STREAM_KINDS:
             ctype, events = stream
