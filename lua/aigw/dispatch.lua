@@ -306,11 +306,16 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
       return errors.response(400, "unsupported_endpoint", "provider '" .. provider.name .. "' (" ..
         provider.kind .. ") does not serve " .. OPENAI_ONLY[endpoint])
     end
+    local body, what, asked = passthrough_body(ctx, model, upstream_model),
+                              stream and FILTER_OBSERVE or FILTER_OBSERVE + FILTER_USAGE, true
+    if stream and endpoint == "completions" then
+      -- Completions streams take stream_options too: counted like chat.
+      body, asked = with_stream_usage(ctx, body, j, upstream_model)
+      if not asked then what = FILTER_HEADERS + FILTER_BODY end
+    end
     exchange.new(ctx, { client = fmt, upstream = fmt, stream = stream, model = upstream_model,
-                        include_usage = true, prices = conf.prices })
-    return proxy_through(ctx, provider, provider:path(endpoint, upstream_model),
-                         passthrough_body(ctx, model, upstream_model),
-                         stream and FILTER_OBSERVE or FILTER_OBSERVE + FILTER_USAGE)
+                        include_usage = asked, injected_usage = not asked, prices = conf.prices })
+    return proxy_through(ctx, provider, provider:path(endpoint, upstream_model), body, what)
   end
 
   if endpoint == "messages/count_tokens" then

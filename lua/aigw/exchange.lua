@@ -247,6 +247,11 @@ function X:pass(chunk, eof)
       local c = decode(event_data(ev) or "")
       if type(c) == "table" then
         self.acc:event(c)
+        -- the Responses API's stream: usage in response.completed's response
+        local r = c.response
+        if c.usage == nil and type(r) == "table" and type(r.usage) == "table" then
+          self.acc:event({ usage = r.usage })
+        end
         keep = not (type(c.choices) == "table" and c.choices[1] == nil)
       end
     end

@@ -268,3 +268,24 @@ def test_invalid_client_json_names_the_problem(gw, upstream):
     assert r.status == 400
     assert r.json()["error"]["code"] == "invalid_json"
     assert r.json()["error"]["message"]
+
+
+def test_completions_stream_usage_is_counted_but_not_shown(gw, upstream):
+    r = post(gw, "/v1/completions", {"model": "gpt-4o-mini", "prompt": "say hi", "stream": True},
+             behavior="stream")
+    assert r.status == 200, r
+    assert upstream.last_request().json()["stream_options"] == {"include_usage": True}
+    evs = events(r.body)
+    assert evs[-1] == ("done", None)
+    assert all(not e[1].get("usage") for e in evs if e[1]), "the usage chunk stays with the gateway"
+    line = access_line(gw, r.header("x-request-id"))
+    assert int(line["total_tokens"]) > 0
+
+
+def test_responses_stream_usage_is_counted(gw, upstream):
+    r = post(gw, "/v1/responses", {"model": "gpt-4o-mini", "input": "say hi", "stream": True},
+             behavior="stream")
+    assert r.status == 200, r
+    assert any(e[1].get("type") == "response.completed" for e in events(r.body) if e[1])
+    line = access_line(gw, r.header("x-request-id"))
+    assert int(line["total_tokens"]) > 0
