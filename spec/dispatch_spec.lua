@@ -35,13 +35,7 @@ local function read(name)
   return s
 end
 
-local function normalize(v)
-  if type(v) ~= "table" then return v end
-  if next(v) == nil and getmetatable(v) == json.array_mt then return "[]" end
-  local out = {}
-  for k, x in pairs(v) do out[k] = normalize(x) end
-  return out
-end
+local normalize = h.json_shape
 
 local function golden(name, got)
   if golden_write then

@@ -17,6 +17,7 @@
 local json = require "aigw.json"
 local exchange = require "aigw.exchange"
 local gemini = require "aigw.translate.gemini"
+local h = require "aigw.test.helpers"
 
 local DIR = "spec/golden/exchange/"
 local golden_write = os.getenv("AIGW_GOLDEN_WRITE")
@@ -69,14 +70,7 @@ local function events(s)
   return out
 end
 
--- Empty arrays become "[]" so that [] and {} differ.
-local function normalize(v)
-  if type(v) ~= "table" then return v end
-  if next(v) == nil and getmetatable(v) == json.array_mt then return "[]" end
-  local out = {}
-  for k, x in pairs(v) do out[k] = normalize(x) end
-  return out
-end
+local normalize = h.json_shape
 
 local function encode_events(list)
   local lines = {}

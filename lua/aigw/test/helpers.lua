@@ -265,6 +265,17 @@ function M.run(plugin, conf, req, opts)
   return status, body, headers, ctx
 end
 
+-- A decoded JSON value made comparable with assert.same: empty arrays
+-- become "[]", so that [] and {} (the same empty Lua table otherwise)
+-- differ.
+function M.json_shape(v)
+  if type(v) ~= "table" then return v end
+  if next(v) == nil and getmetatable(v) == require("aigw.json").array_mt then return "[]" end
+  local out = {}
+  for k, x in pairs(v) do out[k] = M.json_shape(x) end
+  return out
+end
+
 function M.capture_log(fn, ...)
   core.capture_start()
   local res = pack(pcall(fn, ...))
