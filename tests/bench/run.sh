@@ -4,7 +4,7 @@
 # In one run, one worker each, all on 127.0.0.1, against one mock OpenAI upstream:
 #   direct  the mock itself (nginx + echo module)                   :18000  mock/nginx.conf
 #   nginx   plain nginx proxy_pass, upstream keep-alive 256          :18001  nginx-plain.conf
-#   aigw    $AIGW_BIN run tests/bench/aigw-bench.lua (key-auth on)   :18080  aigw-bench.lua
+#   aigw    $AIGW_BIN run tests/bench/aigw-bench.lua (default chain) :18080  aigw-bench.lua
 # For each target, non-stream (POST /v1/chat/completions, 697 B JSON) and stream
 # (POST /stream/v1/chat/completions, SSE, 40 chunks + [DONE]): a warm-up, a throughput run at
 # -c$CONNS (req/s, CPU µs/req of the target) and a latency run at -c$LAT_CONNS (p50, p99).
