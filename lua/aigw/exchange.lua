@@ -175,8 +175,9 @@ function X:head(status, head)
   if not self.stream then return status, head end
   local ct = find("\n" .. head:lower(), "\ncontent%-type:[ \t]*text/event%-stream")
   if not ct then
-    -- Asked for a stream, answered with something else: passed on as it is.
-    self.stream, self.raw = false, true
+    -- Asked for a stream, answered with something else: passed on as it
+    -- is (its usage read like a whole answer's when the formats match).
+    self.stream, self.raw = false, not self.same
     return status, head
   end
   if not self.same then
@@ -221,10 +222,18 @@ end
 -- way.
 function X:pass(chunk, eof)
   if not self.stream then
-    -- One JSON document: kept until its end, where the usage object is read.
+    -- One JSON document: kept until its end, where the usage object is
+    -- read. Usage comes last: past 1 MB only the last 64 KB are kept.
     local parts = self.parts
-    if not parts then parts = {}; self.parts = parts end
-    if chunk ~= "" then parts[#parts + 1] = chunk end
+    if not parts then parts, self.kept = {}, 0; self.parts = parts end
+    if chunk ~= "" then
+      parts[#parts + 1] = chunk
+      self.kept = self.kept + #chunk
+      if self.kept > 1048576 then
+        parts = { sub(concat(parts), -65536) }
+        self.parts, self.kept = parts, 65536
+      end
+    end
     if eof then
       self:read_usage(concat(parts))
       self:finish(true)
