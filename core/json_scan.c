@@ -150,15 +150,53 @@ static int scan_array(scan_t *s, int depth) {
   return -1;
 }
 
+static int hexval(unsigned char c) {
+  return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+/* Whether the key text k[0, kn) (escapes as written, already checked)
+ * names name once decoded: "mod\u0065l" is "model", as every JSON reader
+ * sees it. *escaped says whether it was written with escapes. */
+static int key_is(const char *k, size_t kn, const char *name, size_t nlen, int *escaped) {
+  if (memchr(k, '\\', kn) == NULL) {
+    *escaped = 0;
+    return kn == nlen && memcmp(k, name, kn) == 0;
+  }
+  *escaped = 1;
+  size_t j = 0;
+  for (size_t i = 0; i < kn; j++) {
+    unsigned char c = (unsigned char)k[i];
+    if (c == '\\') {
+      unsigned char e = (unsigned char)k[i + 1];
+      if (e == 'u') {
+        unsigned cp = (unsigned)(hexval((unsigned char)k[i + 2]) << 12 | hexval((unsigned char)k[i + 3]) << 8 |
+                                 hexval((unsigned char)k[i + 4]) << 4 | hexval((unsigned char)k[i + 5]));
+        if (cp >= 0x80) return 0;   /* the names looked for are ASCII */
+        c = (unsigned char)cp;
+        i += 6;
+      } else {
+        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        c = (unsigned char)to[strchr(from, e) - from];
+        i += 2;
+      }
+    } else {
+      i++;
+    }
+    if (j >= nlen || (unsigned char)name[j] != c) return 0;
+  }
+  return j == nlen;
+}
+
 /* An object; at depth 1 its members named in want get their spans. */
 typedef struct {
   const char *const *names;
   const size_t *nlens;
   int nnames;
   aigw_json_span_t *spans;
+  int odd;   /* a wanted member written with escapes, or more than once */
 } want_t;
 
-static int scan_object(scan_t *s, int depth, const want_t *w) {
+static int scan_object(scan_t *s, int depth, want_t *w) {
   s->i++;
   skip_ws(s);
   if (s->i < s->n && s->p[s->i] == '}') {
@@ -184,7 +222,9 @@ static int scan_object(scan_t *s, int depth, const want_t *w) {
     if (scan_value(s, depth) != 0) return -1;
     if (w) {
       for (int k = 0; k < w->nnames; k++) {
-        if (ke - ks == w->nlens[k] && memcmp(s->p + ks, w->names[k], ke - ks) == 0) {
+        int escaped;
+        if (key_is(s->p + ks, ke - ks, w->names[k], w->nlens[k], &escaped)) {
+          if (escaped || w->spans[k].start >= 0) w->odd = 1;
           w->spans[k].start = (int32_t)vs;
           w->spans[k].end = (int32_t)s->i;
         }
@@ -232,15 +272,17 @@ static int scan_value(scan_t *s, int depth) {
 /* Also called from Lua through the FFI (aigw.request.get_json_fields). */
 __attribute__((visibility("default"), used)) int aigw_json_scan(
     const char *p, size_t n, const char *const *names, const size_t *nlens, int nnames,
-    aigw_json_span_t *spans, char *err, size_t errlen) {
+    aigw_json_span_t *spans, int *odd, char *err, size_t errlen) {
   scan_t s = {p, n, 0, NULL};
   for (int k = 0; k < nnames; k++) spans[k].start = spans[k].end = -1;
+  if (odd) *odd = 0;
   skip_ws(&s);
   int object = s.i < n && p[s.i] == '{';
   int rc;
   if (object) {
-    want_t w = {names, nlens, nnames, spans};
+    want_t w = {names, nlens, nnames, spans, 0};
     rc = scan_object(&s, 1, &w);
+    if (odd) *odd = w.odd;
   } else {
     rc = scan_value(&s, 0);
   }

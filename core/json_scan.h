@@ -22,10 +22,13 @@ typedef struct {
 } aigw_json_span_t;
 
 /* Returns 1 when p[0, n) is one JSON object (spans filled for names[i] of
- * length nlens[i]; a repeated member: the last), 0 when it is valid JSON but
- * not an object, -1 when it is not valid JSON (err says where and why). */
+ * length nlens[i], names compared as decoded, a repeated member: the last,
+ * as JSON readers do; *odd, when given, says whether a wanted member was
+ * written with escapes or more than once, so that a caller editing the raw
+ * text knows it should not), 0 when it is valid JSON but not an object, -1
+ * when it is not valid JSON (err says where and why). */
 int aigw_json_scan(const char *p, size_t n, const char *const *names, const size_t *nlens,
-                   int nnames, aigw_json_span_t *spans, char *err, size_t errlen);
+                   int nnames, aigw_json_span_t *spans, int *odd, char *err, size_t errlen);
 
 /* The numbers of an object's members named names[i], looked for in the
  * object and one level into the objects it holds (usage objects nest their details:

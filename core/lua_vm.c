@@ -417,6 +417,9 @@ static void respond_filtered(aigw_req_t *r, int status, const char *hdrs, size_t
       return;
     }
   }
+  /* An upstream's head may carry its own Date (the filters may have
+   * dropped it): one Date either way. */
+  if (from_upstream) r->has_date = (uint8_t)aigw_lines_have(hdrs ? hdrs : "", hlen, "date", 4);
   if (r->filter_body) {
     const char *out;
     size_t olen;

@@ -95,6 +95,7 @@ struct aigw_upstream_s {
   uint8_t too_big : 1;          /* sink: the body is past max_body */
   uint8_t nomem : 1;
   uint8_t hold_error : 1;       /* proxy: an error answer kept whole for the filters */
+  uint8_t eof_filtered : 1;     /* the body filter had its last call */
 };
 
 typedef struct {
@@ -230,7 +231,7 @@ static void fail(aigw_upstream_t *u, int status, const char *code, const char *m
   if (r) {
     aigw_log_warn("request %s: upstream %s:%u: %s", r->id, u->t->host, u->t->port, msg);
   }
-  int filtering = u->filtering;
+  int filtering = u->filtering, eof_filtered = u->eof_filtered;
   aigw_wbuf_t *out = u->out;
   u->out = NULL;
   destroy(u, 0);
@@ -241,7 +242,7 @@ static void fail(aigw_upstream_t *u, int status, const char *code, const char *m
   if (!r->responded) {
     if (out) aigw_wbuf_discard(out);
     aigw_respond_error(r, status, code, msg);
-  } else if (!filtering || !r->chunked_out || end_with_filter(r, &out, msg) != 0) {
+  } else if (!filtering || eof_filtered || !r->chunked_out || end_with_filter(r, &out, msg) != 0) {
     if (out) aigw_wbuf_discard(out);
     aigw_conn_close(r->conn);
   }
@@ -781,7 +782,7 @@ static void drop_connection_tokens(aigw_upstream_t *u) {
 
 /* 1 when the header lines ("Name: value\r\n"...) have one named name
  * (compared case-insensitively). */
-static int lines_have(const char *lines, size_t len, const char *name, size_t nl) {
+int aigw_lines_have(const char *lines, size_t len, const char *name, size_t nl) {
   const char *p = lines, *end = lines + len;
   while (p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -843,7 +844,7 @@ SLOW_PATH static int filtered_head(aigw_upstream_t *u, const llhttp_t *p, int *s
       *reason = NULL;
       *rlen = 0;
     }
-    u->has_date = lines_have(*lines, *hlen, "date", 4);
+    u->has_date = aigw_lines_have(*lines, *hlen, "date", 4);
   }
   int st = *status;
   int known = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED);
@@ -968,6 +969,7 @@ SLOW_PATH static int filter_eof(aigw_upstream_t *u) {
   const char *out;
   size_t olen;
   int rc;
+  u->eof_filtered = 1;
   if (u->tap) {
     aigw_buf_t *v = &u->tap->value;
     rc = aigw_lua_body_filter_usage(r, v->len ? v->data : NULL, v->len);
@@ -1025,7 +1027,7 @@ static int client_header_dropped(const aigw_req_t *r, const aigw_target_t *t, co
   while (ctoks && next_token(&ctoks, end, &a, &tl))
     if (tl == nl && strncasecmp(a, n, nl) == 0) return 1;
   /* Headers the plugins set for this request replace the client's. */
-  return elen && lines_have(extra, elen, n, nl);
+  return elen && aigw_lines_have(extra, elen, n, nl);
 }
 
 static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const char *extra,

@@ -96,6 +96,10 @@ typedef struct {
 /* Starts an exchange with target t for f, answering into s. The target
  * and every pointer in f must stay valid until s->up is NULL. Returns 0
  * (under way, or already failed: see s->err) or AIGW_ENOMEM_REQ. */
+/* 1 when the header lines ("Name: value\r\n"...) have one named name
+ * (compared case-insensitively). */
+int aigw_lines_have(const char *lines, size_t len, const char *name, size_t nl);
+
 int aigw_upstream_fetch(aigw_worker_t *w, aigw_target_t *t, const aigw_fetch_t *f,
                         aigw_upstream_sink_t *s);
 /* Stream: the caller took s->body; read on (may notify before returning). */

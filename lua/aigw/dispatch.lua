@@ -94,7 +94,7 @@ M.replace_model = replace_model
 -- model name; nil means "the client's bytes as they are".
 local function passthrough_body(ctx, model, upstream_model)
   if upstream_model == model then return nil end
-  local body = replace_model(request.get_body(), model, upstream_model)
+  local body = not ctx._fields_odd and replace_model(request.get_body(), model, upstream_model)
   if body then return body end
   local j = request.get_json(ctx)
   j.model = upstream_model
@@ -114,7 +114,7 @@ end
 local function with_stream_usage(ctx, body, j, upstream_model)
   local so = j.stream_options
   if type(so) == "table" and so.include_usage == true then return body, true end
-  if so == nil then
+  if so == nil and not ctx._fields_odd then
     local raw = body or request.get_body()
     local at = find(raw, "{", 1, true)
     return sub(raw, 1, at) .. '"stream_options":{"include_usage":true},' .. sub(raw, at + 1), false

@@ -28,7 +28,7 @@ double aigw_ffi_monotonic(void);
 void *memchr(const void *s, int c, size_t n);
 typedef struct { int32_t start, end; } aigw_json_span_t;
 int aigw_json_scan(const char *p, size_t n, const char *const *names, const size_t *nlens,
-                   int nnames, aigw_json_span_t *spans, char *err, size_t errlen);
+                   int nnames, aigw_json_span_t *spans, int *odd, char *err, size_t errlen);
 void aigw_json_numbers(const char *p, size_t n, const char *const *names, const size_t *nlens,
                        int nnames, double *out);
 

@@ -137,6 +137,7 @@ local field_lens = ffi.new("size_t[?]", #FIELDS)
 for i, f in ipairs(FIELDS) do field_lens[i - 1] = #f end
 local spans = ffi.new("aigw_json_span_t[?]", #FIELDS)
 local errbuf = ffi.new("char[200]")
+local odd = ffi.new("int[1]")
 local cjson_decode = require("cjson.safe").decode
 
 function M.get_json_fields(ctx)
@@ -151,7 +152,7 @@ function M.get_json_fields(ctx)
   if n == 0 then
     err = "the request body is empty"
   else
-    local rc = C.aigw_json_scan(p, n, field_names, field_lens, #FIELDS, spans, errbuf, 200)
+    local rc = C.aigw_json_scan(p, n, field_names, field_lens, #FIELDS, spans, odd, errbuf, 200)
     if rc == -1 then
       err = "the request body is not valid JSON: " .. ffi_string(errbuf)
     elseif rc == 0 then
@@ -183,6 +184,9 @@ function M.get_json_fields(ctx)
     end
   end
   ctx._fields = out
+  -- A member written with escapes or twice: the raw text must not be
+  -- edited in place (aigw.dispatch re-encodes it instead).
+  if odd[0] ~= 0 then ctx._fields_odd = true end
   return out
 end
 

@@ -390,7 +390,12 @@ function M.init_worker(conf_path, worker_id)
     if from_upstream then ctx.upstream_status, ctx.upstream_body = status, body end
     local x = ctx.exchange
     if x and from_upstream then status, head = x:head(status, head) end
-    if #hf == 0 then return status, head end
+    -- The core reads the head it gets back after more Lua has run (body
+    -- filters): ctx keeps it alive.
+    if #hf == 0 then
+      ctx._head = head
+      return status, head
+    end
     local resp = response._begin(ctx, "header_filter", status, head)
     for i = 1, #hf do
       local p = hf[i]
@@ -403,10 +408,8 @@ function M.init_worker(conf_path, worker_id)
     end
     response._finish()
     if ctx._exit then return false end
-    if resp.dirty then
-      head = response._serialize(resp)
-      ctx._head = head
-    end
+    if resp.dirty then head = response._serialize(resp) end
+    ctx._head = head
     return resp.status, head
   end
 

@@ -289,3 +289,17 @@ def test_responses_stream_usage_is_counted(gw, upstream):
     assert any(e[1].get("type") == "response.completed" for e in events(r.body) if e[1])
     line = access_line(gw, r.header("x-request-id"))
     assert int(line["total_tokens"]) > 0
+
+
+def test_model_is_read_as_every_json_reader_reads_it(gw, upstream):
+    # an escaped key and a repeated one: the last "model", decoded, as the
+    # provider itself would read it
+    body = b'{"model":"echo","mod\\u0065l":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}],' \
+           b'"str\\u0065am":false}'
+    r = gw.request("POST", "/v1/chat/completions", [CT_JSON], body)
+    assert r.status == 200, r
+    sent = upstream.last_request().json()
+    assert sent["model"] == "gpt-4o", "routed to openai and rewritten as the provider reads it"
+    assert "mod\\u0065l" not in upstream.last_request().body.decode()
+    line = access_line(gw, r.header("x-request-id"))
+    assert line["provider"] == "openai" and line["model"] == "gpt-4o"

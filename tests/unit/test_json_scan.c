@@ -12,7 +12,7 @@ static const char *const NAMES[] = {"model", "stream", "stream_options"};
 static const size_t NLENS[] = {5, 6, 14};
 
 static int scan(const char *text, aigw_json_span_t *spans, char *err) {
-  return aigw_json_scan(text, strlen(text), NAMES, NLENS, 3, spans, err, 160);
+  return aigw_json_scan(text, strlen(text), NAMES, NLENS, 3, spans, NULL, err, 160);
 }
 
 static int span_is(const char *text, aigw_json_span_t sp, const char *want) {
@@ -43,12 +43,24 @@ TEST(absent_members_and_last_of_repeated) {
   CHECK(span_is(t, sp[2], NULL));
 }
 
-TEST(escaped_names_do_not_match_but_escapes_are_valid) {
-  const char *t = "{\"mod\\u0065l\":\"x\",\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\"}";
+TEST(escaped_names_match_as_decoded_and_are_flagged) {
+  /* what every JSON reader sees: the last "model", here written escaped */
+  const char *t = "{\"model\":\"a\",\"mod\\u0065l\":\"x\",\"str\\u0065am\":true,"
+                  "\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\",\"m\\u00f6del\":1}";
   aigw_json_span_t sp[3];
   char err[160];
-  CHECK_EQ_INT(scan(t, sp, err), 1);
-  CHECK(span_is(t, sp[0], NULL));
+  int odd = -1;
+  CHECK_EQ_INT(aigw_json_scan(t, strlen(t), NAMES, NLENS, 3, sp, &odd, err, sizeof err), 1);
+  CHECK(span_is(t, sp[0], "\"x\""));
+  CHECK(span_is(t, sp[1], "true"));
+  CHECK_EQ_INT(odd, 1);
+  const char *plain = "{\"model\":\"a\",\"stream\":false}";
+  CHECK_EQ_INT(aigw_json_scan(plain, strlen(plain), NAMES, NLENS, 3, sp, &odd, err, sizeof err), 1);
+  CHECK_EQ_INT(odd, 0);
+  const char *twice = "{\"stream\":true,\"stream\":false}";
+  CHECK_EQ_INT(aigw_json_scan(twice, strlen(twice), NAMES, NLENS, 3, sp, &odd, err, sizeof err), 1);
+  CHECK(span_is(twice, sp[1], "false"));
+  CHECK_EQ_INT(odd, 1);
 }
 
 TEST(valid_non_objects) {
@@ -181,7 +193,7 @@ TEST(numbers_of_named_members) {
 int main(void) {
   RUN(finds_top_level_members);
   RUN(absent_members_and_last_of_repeated);
-  RUN(escaped_names_do_not_match_but_escapes_are_valid);
+  RUN(escaped_names_match_as_decoded_and_are_flagged);
   RUN(valid_non_objects);
   RUN(invalid_texts_say_where);
   RUN(nesting_is_bounded);
