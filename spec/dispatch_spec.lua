@@ -21,7 +21,6 @@ local h = require "aigw.test.helpers"
 local core = require "aigw.test.core"
 local runtime = require "aigw.runtime"
 local json = require "aigw.json"
-local gemini = require "aigw.translate.gemini"
 local aigw = require "aigw"
 
 local DIR = "spec/golden/dispatch/"
@@ -46,16 +45,7 @@ local function golden(name, got)
   assert.same(normalize(json.decode(read(name))), normalize(json.decode(json.encode(got))), name)
 end
 
-local function pinned(fn)
-  local time, make = os.time, gemini.new_tool_call_id
-  local n = 0
-  os.time = function(t) if t then return time(t) end return 1700000000 end
-  gemini.new_tool_call_id = function() n = n + 1; return "call_gem_" .. n end
-  local res = { pcall(fn) }
-  os.time, gemini.new_tool_call_id = time, make
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2, 7)
-end
+local pinned = h.pinned
 
 local TOOLS = {
   { type = "function", ["function"] = { name = "get_weather", description = "Weather of a city",

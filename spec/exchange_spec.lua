@@ -16,7 +16,6 @@
 
 local json = require "aigw.json"
 local exchange = require "aigw.exchange"
-local gemini = require "aigw.translate.gemini"
 local h = require "aigw.test.helpers"
 
 local DIR = "spec/golden/exchange/"
@@ -38,17 +37,7 @@ end
 
 local MODEL = { openai = "gpt-4o-mini", anthropic = "claude-3-5-haiku-latest", gemini = "gemini-2.0-flash" }
 
--- Pins the volatile fields while fn runs.
-local function pinned(fn)
-  local time, make = os.time, gemini.new_tool_call_id
-  local n = 0
-  os.time = function(t) if t then return time(t) end return 1700000000 end
-  gemini.new_tool_call_id = function() n = n + 1; return "call_gem_" .. n end
-  local res = { pcall(fn) }
-  os.time, gemini.new_tool_call_id = time, make
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2, 5)
-end
+local pinned = h.pinned
 
 -- A client's stream decoded: every event's name and data.
 local function events(s)

@@ -276,6 +276,21 @@ function M.json_shape(v)
   return out
 end
 
+-- Runs fn with the volatile parts of translated answers fixed: os.time()
+-- is 1700000000 and Gemini tool-call ids are call_gem_1, call_gem_2...
+-- (restored after, also when fn raises). Returns fn's results.
+function M.pinned(fn)
+  local gemini = require "aigw.translate.gemini"
+  local time, make = os.time, gemini.new_tool_call_id
+  local n = 0
+  os.time = function(t) if t then return time(t) end return 1700000000 end
+  gemini.new_tool_call_id = function() n = n + 1; return "call_gem_" .. n end
+  local res = { pcall(fn) }
+  os.time, gemini.new_tool_call_id = time, make
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, table.maxn(res))
+end
+
 function M.capture_log(fn, ...)
   core.capture_start()
   local res = pack(pcall(fn, ...))
