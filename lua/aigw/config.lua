@@ -97,7 +97,7 @@ local KIND_DEFAULTS = {
 local TOP_FIELDS = {
   listen = true, admin_listen = true, workers = true, log_level = true, api_keys = true,
   server = true, shared = true, plugins = true, providers = true, routes = true, models = true,
-  pid_file = true, watch = true, redis = true, api_prefix = true, prices = true,
+  pid_file = true, watch = true, redis = true, api_prefix = true, prices = true, routing = true,
 }
 
 local function check_listen(file, field, v)
@@ -151,6 +151,53 @@ local function check_timeouts(file, field, t)
   return out
 end
 
+-- An active health check: a request sent every `interval` seconds; after
+-- `unhealthy` failures in a row the provider's targets take no traffic,
+-- after `healthy` successes in a row they do again.
+local HEALTH_DEFAULTS = { method = "GET", interval = 10, timeout = 5, healthy = 2, unhealthy = 3 }
+
+local function check_health(file, field, h)
+  if type(h) ~= "table" then fail(file, field, 'a table { path = "/models", ... }', h) end
+  for k in pairs(h) do
+    if k ~= "path" and k ~= "body" and HEALTH_DEFAULTS[k] == nil then
+      fail(file, field .. "." .. tostring(k), "one of path, method, body, interval, timeout, healthy, unhealthy", k)
+    end
+  end
+  local out = { method = HEALTH_DEFAULTS.method, interval = HEALTH_DEFAULTS.interval,
+                timeout = HEALTH_DEFAULTS.timeout, healthy = HEALTH_DEFAULTS.healthy,
+                unhealthy = HEALTH_DEFAULTS.unhealthy }
+  if type(h.path) ~= "string" or h.path:sub(1, 1) ~= "/" then fail(file, field .. ".path", "a path starting with /", h.path) end
+  out.path = h.path
+  if h.method ~= nil then
+    if type(h.method) ~= "string" or not h.method:match("^%a+$") then fail(file, field .. ".method", "an HTTP method", h.method) end
+    out.method = h.method:upper()
+  end
+  if type(h.body) == "table" then
+    local body, err = require("aigw.json").encode(h.body)
+    if not body then fail(file, field .. ".body", "a string or a table JSON can hold (" .. tostring(err) .. ")", h.body) end
+    out.body = body
+  elseif h.body ~= nil then
+    if type(h.body) ~= "string" then fail(file, field .. ".body", "a string or a table", h.body) end
+    out.body = h.body
+  end
+  for _, k in ipairs({ "interval", "timeout" }) do
+    if h[k] ~= nil then
+      local d = M.parse_duration(h[k])
+      if not d or d <= 0 then fail(file, field .. "." .. k, "a duration in seconds, more than 0", h[k]) end
+      out[k] = d
+    end
+  end
+  for _, k in ipairs({ "healthy", "unhealthy" }) do
+    if h[k] ~= nil then
+      if type(h[k]) ~= "number" or h[k] < 1 or h[k] ~= math.floor(h[k]) then
+        fail(file, field .. "." .. k, "a whole number >= 1", h[k])
+      end
+      out[k] = h[k]
+    end
+  end
+  return out
+end
+
 local function check_provider(file, name, p)
   local field = "providers." .. tostring(name)
   if type(name) ~= "string" or not name:match("^[%w_.-]+$") then
@@ -159,12 +206,12 @@ local function check_provider(file, name, p)
   if type(p) ~= "table" then fail(file, field, "a table", p) end
   if not PROVIDER_KINDS[p.kind] then fail(file, field .. ".kind", KINDS_TEXT, p.kind) end
   local known = { kind = true, base_url = true, api_key = true, ca_file = true, tls_verify = true,
-                  timeouts = true, keepalive = true, headers = true, models = true }
+                  timeouts = true, keepalive = true, headers = true, models = true, health_check = true }
   local extra = KIND_FIELDS[p.kind] or {}
   for k in pairs(p) do
     if not known[k] and not extra[k] then
       local names = { "kind", "base_url", "api_key", "ca_file", "tls_verify", "timeouts", "keepalive",
-                      "headers", "models" }
+                      "headers", "models", "health_check" }
       for e in pairs(extra) do names[#names + 1] = e end
       fail(file, field .. "." .. tostring(k), "one of " .. table.concat(names, ", "), k)
     end
@@ -187,6 +234,7 @@ local function check_provider(file, name, p)
       out.models[i] = m
     end
   end
+  if p.health_check ~= nil then out.health_check = check_health(file, field .. ".health_check", p.health_check) end
   if p.kind ~= "mock" then
     if type(p.base_url) ~= "string" or not p.base_url:match("^https?://[^/]") then
       fail(file, field .. ".base_url", "an http:// or https:// URL", p.base_url)
@@ -319,6 +367,201 @@ local function check_redis(file, r)
   return out
 end
 
+-- Model aliases: one name standing for targets (provider + model), the
+-- strategy that orders them per request, and the retry and circuit-breaker
+-- rules the runtime applies. `routing` holds defaults for every alias; an
+-- alias's own retry and breaker fields override them key by key.
+
+local ROUTING_ZONE_SIZE = 1024 * 1024
+local STRATEGIES = { weighted = true, ["round-robin"] = true, ["least-busy"] = true,
+                     ["lowest-latency"] = true, cost = true, priority = true }
+local STRATEGIES_TEXT = "one of weighted, round-robin, least-busy, lowest-latency, cost, priority"
+local RETRY_CLASSES = { connect = true, timeout = true, ["429"] = true, ["5xx"] = true,
+                        context_length = true, ["4xx"] = true }
+local RETRY_CLASSES_TEXT = "a list of connect, timeout, 429, 5xx, context_length, 4xx"
+local RETRY_DEFAULTS = { on = { connect = true, timeout = true, ["429"] = true, ["5xx"] = true },
+                         backoff = 0.1, max_backoff = 2, max_retry_after = 30 }
+local RETRY_DURATIONS = { backoff = true, max_backoff = true, deadline = true, max_retry_after = true }
+local BREAKER_DEFAULTS = { failures = 5, error_rate = 0.5, window = 30, min_requests = 10, cooldown = 30 }
+local ALIAS_FIELDS = { strategy = true, select = true, sticky = true, targets = true, retry = true,
+                       breaker = true, explore = true }
+local TARGET_FIELDS = { provider = true, model = true, weight = true, priority = true,
+                        ttfb_timeout = true, timeout = true }
+-- The one-target form: the target's own fields (weight and priority mean
+-- nothing alone) beside the alias's.
+local SINGLE_FIELDS = { provider = true, model = true, ttfb_timeout = true, timeout = true }
+for k in pairs(ALIAS_FIELDS) do SINGLE_FIELDS[k] = true end
+
+local function known_fields(file, field, t, known, text)
+  for k in pairs(t) do
+    if not known[k] then fail(file, field .. "." .. tostring(k), text, k) end
+  end
+end
+
+local function whole(v, min)
+  return type(v) == "number" and v >= min and v == math.floor(v)
+end
+
+local function positive_duration(file, field, v)
+  local d = M.parse_duration(v)
+  if not d or d <= 0 then fail(file, field, "a duration in seconds, more than 0", v) end
+  return d
+end
+
+-- A retry table checked and merged over `base` (nil fields keep base's).
+local function check_retry(file, field, r, base)
+  local out = {}
+  for k, v in pairs(base) do out[k] = v end
+  out.on = {}
+  for c in pairs(base.on) do out.on[c] = true end
+  if r == nil then return out end
+  if type(r) ~= "table" then fail(file, field, "a table { attempts = ..., on = { ... } }", r) end
+  known_fields(file, field, r, { attempts = true, on = true, backoff = true, max_backoff = true,
+                                 deadline = true, max_retry_after = true },
+               "one of attempts, on, backoff, max_backoff, deadline, max_retry_after")
+  if r.attempts ~= nil then
+    if not whole(r.attempts, 1) then fail(file, field .. ".attempts", "a whole number >= 1", r.attempts) end
+    out.attempts = r.attempts
+  end
+  if r.on ~= nil then
+    if type(r.on) ~= "table" then fail(file, field .. ".on", RETRY_CLASSES_TEXT, r.on) end
+    out.on = {}
+    for i, c in ipairs(r.on) do
+      if not RETRY_CLASSES[c] then fail(file, field .. ".on[" .. i .. "]", RETRY_CLASSES_TEXT, c) end
+      out.on[c] = true
+    end
+  end
+  for k in pairs(RETRY_DURATIONS) do
+    if r[k] ~= nil then
+      out[k] = M.parse_duration(r[k]) or fail(file, field .. "." .. k, "a duration in seconds", r[k])
+    end
+  end
+  return out
+end
+
+-- A breaker table merged over `base`, or false (no breaker).
+local function check_breaker(file, field, b, base)
+  if b == false or (b == nil and not base) then return false end
+  local out = {}
+  for k, v in pairs(base or BREAKER_DEFAULTS) do out[k] = v end
+  if b == nil then return out end
+  if type(b) ~= "table" then fail(file, field, "a table { failures = ..., cooldown = ... } or false", b) end
+  known_fields(file, field, b, BREAKER_DEFAULTS, "one of failures, error_rate, window, min_requests, cooldown")
+  if b.failures ~= nil then
+    if not whole(b.failures, 1) then fail(file, field .. ".failures", "a whole number >= 1", b.failures) end
+    out.failures = b.failures
+  end
+  if b.min_requests ~= nil then
+    if not whole(b.min_requests, 1) then fail(file, field .. ".min_requests", "a whole number >= 1", b.min_requests) end
+    out.min_requests = b.min_requests
+  end
+  if b.error_rate ~= nil then
+    local v = b.error_rate
+    if type(v) ~= "number" or v <= 0 or v > 1 then fail(file, field .. ".error_rate", "a number above 0, up to 1", v) end
+    out.error_rate = v
+  end
+  if b.window ~= nil then out.window = positive_duration(file, field .. ".window", b.window) end
+  if b.cooldown ~= nil then out.cooldown = positive_duration(file, field .. ".cooldown", b.cooldown) end
+  return out
+end
+
+local function check_explore(file, field, v)
+  if type(v) ~= "number" or v < 0 or v > 1 then fail(file, field, "a number from 0 to 1", v) end
+  return v
+end
+
+local function check_routing(file, r)
+  local out = { retry = check_retry(file, "routing.retry", nil, RETRY_DEFAULTS),
+                breaker = check_breaker(file, "routing.breaker", nil, BREAKER_DEFAULTS), explore = 0.05 }
+  if r == nil then return out end
+  if type(r) ~= "table" then fail(file, "routing", "a table { retry = ..., breaker = ..., explore = ... }", r) end
+  known_fields(file, "routing", r, { retry = true, breaker = true, explore = true }, "one of retry, breaker, explore")
+  out.retry = check_retry(file, "routing.retry", r.retry, RETRY_DEFAULTS)
+  out.breaker = check_breaker(file, "routing.breaker", r.breaker, BREAKER_DEFAULTS)
+  if r.explore ~= nil then out.explore = check_explore(file, "routing.explore", r.explore) end
+  return out
+end
+
+local function check_target(file, field, t, i, providers)
+  if not providers[t.provider] then fail(file, field .. ".provider", "the name of a configured provider", t.provider) end
+  if type(t.model) ~= "string" or t.model == "" then fail(file, field .. ".model", "a model name", t.model) end
+  local out = { provider = t.provider, model = t.model, weight = 1, priority = i,
+                key = t.provider .. "/" .. t.model .. "#" .. i }
+  if t.weight ~= nil then
+    if type(t.weight) ~= "number" or not (t.weight > 0) or t.weight == math.huge then
+      fail(file, field .. ".weight", "a number more than 0", t.weight)
+    end
+    out.weight = t.weight
+  end
+  if t.priority ~= nil then
+    if type(t.priority) ~= "number" or t.priority ~= t.priority then fail(file, field .. ".priority", "a number", t.priority) end
+    out.priority = t.priority
+  end
+  if t.ttfb_timeout ~= nil then out.ttfb_timeout = positive_duration(file, field .. ".ttfb_timeout", t.ttfb_timeout) end
+  if t.timeout ~= nil then out.timeout = positive_duration(file, field .. ".timeout", t.timeout) end
+  return out
+end
+
+local function check_sticky(file, field, s)
+  if s == nil then return nil end
+  local shape = '{ header = "x-session-id" } or { api_key = true }'
+  if type(s) ~= "table" then fail(file, field, shape, s) end
+  known_fields(file, field, s, { header = true, api_key = true }, "header or api_key")
+  if s.header ~= nil and s.api_key ~= nil then fail(file, field, "either header or api_key, not both", s.header) end
+  if s.header ~= nil then
+    if type(s.header) ~= "string" or not s.header:match("^[%w!#$%%&'*+.^_`|~-]+$") then
+      fail(file, field .. ".header", "a header name", s.header)
+    end
+    return { header = s.header:lower() }
+  end
+  if s.api_key ~= true then fail(file, field .. ".api_key", "true", s.api_key) end
+  return { api_key = true }
+end
+
+-- One alias: `{ provider, model }` (one target) or `{ targets = { ... } }`,
+-- both normalised to the same shape.
+local function check_alias(file, alias, m, providers, routing)
+  local f = "models." .. tostring(alias)
+  if type(alias) ~= "string" or alias == "" then fail(file, "models", "alias names that are strings", alias) end
+  if type(m) ~= "table" then fail(file, f, "a table { provider = ..., model = ... } or { targets = { ... } }", m) end
+  local targets = {}
+  if m.targets ~= nil then
+    known_fields(file, f, m, ALIAS_FIELDS,
+                 "one of targets, strategy, select, sticky, retry, breaker, explore")
+    if type(m.targets) ~= "table" or #m.targets == 0 then
+      fail(file, f .. ".targets", "a list of { provider = ..., model = ... }", m.targets)
+    end
+    for i, t in ipairs(m.targets) do
+      local tf = f .. ".targets[" .. i .. "]"
+      if type(t) ~= "table" then fail(file, tf, "a table { provider = ..., model = ... }", t) end
+      known_fields(file, tf, t, TARGET_FIELDS, "one of provider, model, weight, priority, ttfb_timeout, timeout")
+      targets[i] = check_target(file, tf, t, i, providers)
+    end
+  else
+    known_fields(file, f, m, SINGLE_FIELDS, "one of provider, model, ttfb_timeout, timeout, targets, strategy, "
+                 .. "select, sticky, retry, breaker, explore")
+    targets[1] = check_target(file, f, m, 1, providers)
+  end
+  local out = { provider = targets[1].provider, model = targets[1].model, targets = targets,
+                strategy = "weighted", explore = routing.explore }
+  if m.select ~= nil then
+    if type(m.select) ~= "function" then fail(file, f .. ".select", "a function (targets, ctx)", m.select) end
+    if m.strategy ~= nil then fail(file, f .. ".strategy", "either strategy or select, not both", m.strategy) end
+    out.strategy, out.select = "select", m.select
+  elseif m.strategy ~= nil then
+    if not STRATEGIES[m.strategy] then fail(file, f .. ".strategy", STRATEGIES_TEXT, m.strategy) end
+    out.strategy = m.strategy
+  end
+  out.sticky = check_sticky(file, f .. ".sticky", m.sticky)
+  local base = {}
+  for k, v in pairs(routing.retry) do base[k] = v end
+  base.attempts = base.attempts or #targets
+  out.retry = check_retry(file, f .. ".retry", m.retry, base)
+  out.breaker = check_breaker(file, f .. ".breaker", m.breaker, routing.breaker)
+  if m.explore ~= nil then out.explore = check_explore(file, f .. ".explore", m.explore) end
+  return out
+end
+
 function M.normalise(file, conf)
   if type(conf) ~= "table" then
     error(string.format("%s: the config must return a table, got %s", file, type(conf)), 0)
@@ -394,20 +637,19 @@ function M.normalise(file, conf)
   for name, p in pairs(conf.providers or {}) do out.providers[name] = check_provider(file, name, p) end
   if not out.providers.mock then out.providers.mock = { name = "mock", kind = "mock" } end
   out.routes = check_routes(file, conf.routes, out.providers)
-  -- Aliases: a name clients send, standing for a provider and a model.
+  -- Aliases: a name clients send, standing for one or more targets.
+  out.routing = check_routing(file, conf.routing)
   out.models = {}
   if conf.models ~= nil then
     if type(conf.models) ~= "table" then fail(file, "models", "a table of alias = { provider, model }", conf.models) end
     for alias, m in pairs(conf.models) do
-      local f = "models." .. tostring(alias)
-      if type(alias) ~= "string" or alias == "" then fail(file, "models", "alias names that are strings", alias) end
-      if type(m) ~= "table" then fail(file, f, "a table { provider = ..., model = ... }", m) end
-      if not out.providers[m.provider] then
-        fail(file, f .. ".provider", "the name of a configured provider", m.provider)
-      end
-      if type(m.model) ~= "string" or m.model == "" then fail(file, f .. ".model", "a model name", m.model) end
-      out.models[alias] = { provider = m.provider, model = m.model }
+      out.models[alias] = check_alias(file, alias, m, out.providers, out.routing)
     end
+  end
+  -- The per-target counters and breaker states of aigw.balancer live here,
+  -- shared by every worker.
+  if next(out.models) ~= nil and out.shared.aigw_routing == nil then
+    out.shared.aigw_routing = ROUTING_ZONE_SIZE
   end
   out.redis = check_redis(file, conf.redis)
   -- Prices in USD per million tokens, over aigw.usage's defaults.
