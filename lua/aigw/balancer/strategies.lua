@@ -171,7 +171,7 @@ M.select = function(g, av, m, _, out, ctx)
   if not ok then select_fail(g, "failed: " .. tostring(res)) end
   local taken = {}
   local n = 0
-  if type(res) == "table" and not g.index[res] then
+  if type(res) == "table" and not g.index[res] and res[1] ~= nil then
     for k = 1, #res do
       local i = chosen(g, list, res[k])
       if not taken[i] then
