@@ -62,6 +62,18 @@ describe("aigw.balancer breaker", function()
     assert.same({ "a", "b" }, F.models(f.g:plan({}, {})))
   end)
 
+  it("forgets the latency averages from before it opened", function()
+    local f = pair({ failures = 1, cooldown = 10 })
+    attempt(f, 1, OK)
+    assert.equal(100, f.b:status()[1].ttfb_ms)
+    attempt(f, 1, FAIL)
+    assert.is_nil(f.b:status()[1].ttfb_ms)
+    f.clock.t = f.clock.t + 10
+    f.g:plan({}, {})
+    attempt(f, 1, { ok = true, ttfb = 0.5 })
+    assert.equal(500, f.b:status()[1].ttfb_ms)
+  end)
+
   it("a failed probe opens it for another cooldown", function()
     local f = pair({ failures = 1, cooldown = 10 })
     attempt(f, 1, FAIL)

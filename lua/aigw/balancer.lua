@@ -13,6 +13,9 @@
 -- (n requests, e failures, i in flight, t/l ttfb/total averages in seconds,
 -- and the breaker's, see balancer/breaker), "r:h:<provider>" for health.
 --
+-- An attempt whose finish() never comes (its worker died) stays counted in
+-- flight until the zone is flushed.
+--
 -- plan() runs for every request: the keys are built here, once; it makes
 -- one table (the list it returns, which the caller may keep) and, for a
 -- select function, the list handed to it.
@@ -22,7 +25,7 @@ local memzone = require "aigw.balancer.memzone"
 local strategies = require "aigw.balancer.strategies"
 local usage = require "aigw.usage"
 
-local pairs, ipairs, type, error, tostring = pairs, ipairs, type, error, tostring
+local pairs, ipairs, error, tostring = pairs, ipairs, error, tostring
 local sort, concat, format = table.sort, table.concat, string.format
 
 -- Weight of a new latency sample in the moving averages.
@@ -175,6 +178,8 @@ function group:begin(target)
   self.zone:incr(rec.k_inflight, 1, 0)
 end
 
+-- Read then write: two workers finishing at once may lose one sample,
+-- which an average shrugs off.
 local function ewma(zone, key, sample)
   local v = zone:get(key)
   zone:set(key, v and v + ALPHA * (sample - v) or sample)

@@ -40,10 +40,14 @@ local function window_keys(rec, conf, now)
   return rec.k_window .. "r" .. n, rec.k_window .. "f" .. n
 end
 
+-- Latency averages from before the outage say nothing about the target
+-- that comes back: they go, and the probe's success is the first sample.
 local function open(zone, rec, conf, now)
   zone:set(rec.k_open, now + conf.cooldown)
   zone:delete(rec.k_consec)
   zone:delete(rec.k_probe)
+  zone:delete(rec.k_ttfb)
+  zone:delete(rec.k_total)
 end
 
 local function close(zone, rec, conf, now)

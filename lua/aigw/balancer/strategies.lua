@@ -14,7 +14,7 @@ local bit = require "bit"
 
 local band, bxor, rshift, lshift, tobit = bit.band, bit.bxor, bit.rshift, bit.lshift, bit.tobit
 local byte, floor, log, huge = string.byte, math.floor, math.log, math.huge
-local sort, type, pcall, tostring, error = table.sort, type, pcall, tostring, error
+local sort, ipairs, type, pcall, tostring, error = table.sort, ipairs, type, pcall, tostring, error
 
 local M = {}
 
