@@ -7,6 +7,7 @@
  * callback of its last libuv handle (tcp and timer). */
 #include "http_conn.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -564,6 +565,12 @@ static int path_is(const aigw_req_t *r, const char *p, size_t n) {
   return r->path_len == n && memcmp(r->conn->rbuf + r->url, p, n) == 0;
 }
 
+/* Whether some target can take traffic (GET /ready): told by Lua
+ * (lua/aigw/health.lua), read by every worker. */
+static atomic_int ready = 1;
+
+__attribute__((visibility("default"), used)) void aigw_ffi_set_ready(int r) { atomic_store_explicit(&ready, r != 0, memory_order_relaxed); }
+
 static void dispatch(aigw_conn_t *c) {
   aigw_req_t *r = c->req;
   arm_timer(c, TIMER_NONE);
@@ -578,6 +585,12 @@ static void dispatch(aigw_conn_t *c) {
     }
     static const char ct[] = "Content-Type: application/json\r\nCache-Control: no-store\r\n";
     static const char ok[] = "{\"status\":\"ok\"}\n";
+    static const char down[] =
+        "{\"status\":\"unavailable\",\"reason\":\"no healthy target\"}\n";
+    if (r->path_len == 6 && !atomic_load_explicit(&ready, memory_order_relaxed)) {
+      aigw_respond(r, 503, ct, sizeof ct - 1, down, sizeof down - 1);
+      return;
+    }
     aigw_respond(r, 200, ct, sizeof ct - 1, ok, sizeof ok - 1);
     return;
   }

@@ -52,6 +52,9 @@ typedef struct aigw_req_s {
   int status;
   aigw_buf_t body;
   const char *extra_headers;         /* static header lines for an error response */
+  const char *resp_lines;            /* lines Lua adds to every response head (kept in ctx) */
+  uint32_t resp_lines_len;
+  uint64_t head_ns;                  /* when an attempt's head went out (uv_hrtime), else 0 */
   uint64_t start_ms;
   char id[AIGW_REQUEST_ID_MAX + 1];
   uint8_t id_len;

@@ -145,6 +145,7 @@ static int append_head(aigw_wbuf_t **b, aigw_req_t *r, int status, const char *r
   rc |= aigw_wbuf_append(b, reason, reason_len);
   rc |= aigw_wbuf_append(b, "\r\n", 2);
   if (headers && hlen) rc |= aigw_wbuf_append(b, headers, hlen);
+  if (r->resp_lines_len) rc |= aigw_wbuf_append(b, r->resp_lines, r->resp_lines_len);
   if (!r->has_date) rc |= aigw_wbuf_append(b, aigw__worker_date(c->w), AIGW_DATE_LEN);
   rc |= aigw_wbuf_append(b, "x-request-id: ", 14);
   rc |= aigw_wbuf_append(b, r->id, r->id_len);

@@ -129,6 +129,32 @@ AIGW_EXPORT int aigw_ffi_req_filter(aigw_req_t *r, int what) {
   return 1;
 }
 
+/* The response filter flags as one number (bits below), so that the failover loop can give each attempt
+ * the flags the request had before the first: set < 0 only reads. */
+enum { FS_HEADERS = 1, FS_BODY = 2, FS_OBSERVE = 4, FS_PLUGIN = 8, FS_TAP = 16, FS_ERRORS = 32 };
+
+AIGW_EXPORT int aigw_ffi_req_filter_state(aigw_req_t *r, int set) {
+  int now = (r->filter_headers ? FS_HEADERS : 0) | (r->filter_body ? FS_BODY : 0) |
+            (r->observe_body ? FS_OBSERVE : 0) | (r->plugin_body ? FS_PLUGIN : 0) |
+            (r->tap_usage ? FS_TAP : 0) | (r->filter_errors ? FS_ERRORS : 0);
+  if (set >= 0) {
+    r->filter_headers = (set & FS_HEADERS) != 0;
+    r->filter_body = (set & FS_BODY) != 0;
+    r->observe_body = (set & FS_OBSERVE) != 0;
+    r->plugin_body = (set & FS_PLUGIN) != 0;
+    r->tap_usage = (set & FS_TAP) != 0;
+    r->filter_errors = (set & FS_ERRORS) != 0;
+  }
+  return now;
+}
+
+/* Header lines added to every response head of this request (which
+ * target answered). The caller keeps the string alive (in ctx). */
+AIGW_EXPORT void aigw_ffi_req_resp_lines(aigw_req_t *r, const char *p, size_t n) {
+  r->resp_lines = n ? p : NULL;
+  r->resp_lines_len = (uint32_t)n;
+}
+
 AIGW_EXPORT double aigw_ffi_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -89,6 +89,7 @@ lua_State *aigw_lua_new_state(const char *prefix) {
   aigw__lua_register_timer(L);
   aigw__lua_register_admin(L);
   aigw__lua_register_http(L);
+  aigw__lua_register_attempt(L);
   aigw__lua_register_redis(L);
   lua_pushcfunction(L, core_exit);
   lua_setfield(L, -2, "exit");

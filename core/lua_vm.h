@@ -88,6 +88,7 @@ void aigw__lua_register_target(lua_State *L);   /* lua_target.c */
 void aigw__lua_register_timer(lua_State *L);    /* lua_timer.c: sleep, timers */
 void aigw__lua_register_admin(lua_State *L);    /* reload.c: reload, status */
 void aigw__lua_register_http(lua_State *L);     /* lua_http.c: aigw.http */
+void aigw__lua_register_attempt(lua_State *L);  /* lua_attempt.c: proxy_attempt */
 
 /* lua_timer.c: cancels a generation's pending timers; stops the worker's
  * callbacks in flight (shutdown). */

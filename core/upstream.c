@@ -69,6 +69,11 @@ struct aigw_upstream_s {
   aigw_buf_t hname, hval, reason, conn_tokens;
   aigw_buf_t held;              /* hold_error: the answer's body */
   aigw_json_tap_t *tap;         /* tap_usage: the answer's "usage" member */
+  aigw_attempt_t *attempt;      /* an attempt not yet committed to the client */
+  uint64_t full_deadline;       /* attempt: the total deadline, once the first byte is in */
+  uint64_t trial_cl;            /* attempt: the head waiting for the first byte */
+  int trial_status;
+  uint16_t trial_flags;
   int held_status;
   aigw_wbuf_t *out;             /* what this read sends to the client */
   char *rbuf;                   /* read buffer (plaintext for TLS) */
@@ -96,6 +101,7 @@ struct aigw_upstream_s {
   uint8_t nomem : 1;
   uint8_t hold_error : 1;       /* proxy: an error answer kept whole for the filters */
   uint8_t eof_filtered : 1;     /* the body filter had its last call */
+  uint8_t trial_head : 1;       /* attempt: a head is in, the first body byte is not */
 };
 
 typedef struct {
@@ -212,6 +218,34 @@ SLOW_PATH static int end_with_filter(aigw_req_t *r, aigw_wbuf_t **out, const cha
   return 0;
 }
 
+/* An attempt failed before its first byte: the caller hears why, the
+ * client has had nothing. */
+SLOW_PATH static void attempt_failed(aigw_upstream_t *u, int status, const char *code,
+                                     const char *msg) {
+  aigw_attempt_t *a = u->attempt;
+  u->attempt = NULL;
+  a->status = 0;
+  a->fail_status = status;
+  a->code = code;
+  snprintf(a->msg, sizeof a->msg, "%s", msg);
+  destroy(u, 0);
+  a->failed(a);
+}
+
+/* An attempt's upstream answered with an error status, held whole: the
+ * answer goes to the caller, the connection back to the pool. */
+SLOW_PATH static void attempt_error(aigw_upstream_t *u, int reuse) {
+  aigw_attempt_t *a = u->attempt;
+  u->attempt = NULL;
+  a->status = u->held_status;
+  a->head = u->rhead;
+  a->body = u->held;
+  memset(&u->rhead, 0, sizeof u->rhead);
+  memset(&u->held, 0, sizeof u->held);
+  destroy(u, reuse);
+  a->failed(a);
+}
+
 /* The exchange failed. Proxy: the client gets an error response (status,
  * code, msg), or, if its response already started, its connection is
  * closed (a truncated body must not look complete). Sink: err is `why`. */
@@ -230,6 +264,10 @@ static void fail(aigw_upstream_t *u, int status, const char *code, const char *m
   aigw_req_t *r = u->req;
   if (r) {
     aigw_log_warn("request %s: upstream %s:%u: %s", r->id, u->t->host, u->t->port, msg);
+  }
+  if (u->attempt) {
+    attempt_failed(u, status, code, msg);
+    return;
   }
   int filtering = u->filtering, eof_filtered = u->eof_filtered;
   aigw_wbuf_t *out = u->out;
@@ -269,7 +307,9 @@ static void on_timeout(uv_timer_t *t) {
     u->timer_due = u->wait_until;
     return;
   }
-  if (now >= u->deadline) fail(u, 504, "upstream_timeout", "upstream timeout (total)", "timeout");
+  if (now >= u->deadline && u->attempt && u->deadline < u->full_deadline)
+    fail(u, 504, "upstream_timeout", "upstream first byte timeout", "timeout");
+  else if (now >= u->deadline) fail(u, 504, "upstream_timeout", "upstream timeout (total)", "timeout");
   else if (u->state <= ST_HANDSHAKE)
     fail(u, 504, "upstream_timeout", "upstream connect timeout", "timeout");
   else fail(u, 504, "upstream_timeout", "upstream read timeout", "timeout");
@@ -468,7 +508,8 @@ static void finish_ok(aigw_upstream_t *u, int reuse) {
     return;
   }
   if (u->hold_error) {
-    respond_held(u, reuse);
+    if (u->attempt) attempt_error(u, reuse);
+    else respond_held(u, reuse);
     return;
   }
   aigw_req_t *r = u->req;
@@ -820,9 +861,9 @@ SLOW_PATH static int sink_head(aigw_upstream_t *u, const llhttp_t *p, int status
 /* The proxy's head when a filter runs: the header filter may change the
  * status and the lines; a body filter makes the response chunked. Returns
  * -1 when the exchange has ended (or must). */
-SLOW_PATH static int filtered_head(aigw_upstream_t *u, const llhttp_t *p, int *status,
-                         const char **reason, size_t *rlen, const char **lines, size_t *hlen,
-                         int64_t *cl) {
+SLOW_PATH static int filtered_head(aigw_upstream_t *u, unsigned flags, uint64_t length,
+                                   int *status, const char **reason, size_t *rlen,
+                                   const char **lines, size_t *hlen, int64_t *cl) {
   aigw_req_t *r = u->req;
   if (r->filter_headers) {
     int st = *status;
@@ -847,15 +888,15 @@ SLOW_PATH static int filtered_head(aigw_upstream_t *u, const llhttp_t *p, int *s
     u->has_date = aigw_lines_have(*lines, *hlen, "date", 4);
   }
   int st = *status;
-  int known = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED);
+  int known = (flags & F_CONTENT_LENGTH) && !(flags & F_CHUNKED);
   int client_no_body = u->method == HTTP_HEAD || st == 204 || st == 304;
   /* A body filter that only observes leaves the framing as it was. */
   int rewrites = r->filter_body && !r->observe_body;
   if (st == 204 || st == 304) *cl = -2;
-  else if (u->method == HTTP_HEAD) *cl = known && !rewrites ? (int64_t)p->content_length : -2;
+  else if (u->method == HTTP_HEAD) *cl = known && !rewrites ? (int64_t)length : -2;
   else if (u->no_body) *cl = 0;   /* the upstream's 204 or 304 became another status */
   else if (rewrites || !known) *cl = -1;
-  else *cl = (int64_t)p->content_length;
+  else *cl = (int64_t)length;
   if (client_no_body && !u->no_body) u->discard_body = u->slow_body = 1;
   else if (r->filter_body && !u->no_body) u->filtering = u->slow_body = 1;
   if (u->filtering && r->observe_body && r->tap_usage) {
@@ -864,6 +905,59 @@ SLOW_PATH static int filtered_head(aigw_upstream_t *u, const llhttp_t *p, int *s
     if (u->tap) aigw_json_tap_init(u->tap, "usage");
   }
   return 0;
+}
+
+/* The response head to the client: through the header filter when one
+ * runs, framed by what the upstream said (flags and content length as
+ * llhttp had them at the end of the head). */
+static int send_head(aigw_upstream_t *u, int status, unsigned flags, uint64_t length) {
+  aigw_req_t *r = u->req;
+  const char *lines = u->rhead.data, *reason = u->reason.data;
+  size_t hlen = u->rhead.len, rlen = u->reason.len;
+  int64_t cl = -1;
+  if (__builtin_expect(r->filter_headers || r->filter_body, 0)) {
+    if (filtered_head(u, flags, length, &status, &reason, &rlen, &lines, &hlen, &cl) != 0)
+      return -1;
+  } else if (status == 204 || status == 304) {
+    cl = -2;
+  } else if ((flags & F_CONTENT_LENGTH) && !(flags & F_CHUNKED)) {
+    cl = (int64_t)length;
+  } else if (u->no_body) {
+    cl = -2;
+  }
+  r->has_date = u->has_date;
+  if (u->out == NULL) {
+    /* One write for head and body when the body is small and its size known. */
+    size_t body = cl > 0 && cl <= AIGW_RBUF_SIZE ? (size_t)cl : 0;
+    u->out = aigw_wbuf_new(r->conn, 512 + hlen + body);
+  }
+  return aigw_respond_head(r, &u->out, status, reason, rlen, lines, hlen, cl) != 0 ? -1 : 0;
+}
+
+/* An attempt's first body byte is in (or its body-less answer ended): the
+ * head it held goes out, and from here the exchange is an ordinary proxy. */
+SLOW_PATH static int commit_head(aigw_upstream_t *u) {
+  u->trial_head = 0;
+  u->slow_body = 0;
+  u->attempt = NULL;
+  u->deadline = u->full_deadline;
+  u->req->head_ns = uv_hrtime();
+  return send_head(u, u->trial_status, u->trial_flags, u->trial_cl);
+}
+
+/* An attempt's head: an error answer is held whole for the caller; any
+ * other waits for its first body byte. */
+SLOW_PATH static int attempt_head(aigw_upstream_t *u, const llhttp_t *p, int status) {
+  if (status >= 400) {
+    u->hold_error = u->slow_body = 1;
+    u->held_status = status;
+    return u->no_body ? 1 : 0;
+  }
+  u->trial_head = u->slow_body = 1;
+  u->trial_status = status;
+  u->trial_flags = (uint16_t)p->flags;
+  u->trial_cl = p->content_length;
+  return u->no_body ? 1 : 0;
 }
 
 static int on_resp_headers_complete(llhttp_t *p) {
@@ -878,10 +972,8 @@ static int on_resp_headers_complete(llhttp_t *p) {
   u->state = ST_BODY;
   u->no_body = u->method == HTTP_HEAD || status == 204 || status == 304;
   if (u->sink) return sink_head(u, p, status, u->no_body);
+  if (__builtin_expect(u->attempt != NULL, 0)) return attempt_head(u, p, status);
   aigw_req_t *r = u->req;
-  const char *lines = u->rhead.data, *reason = u->reason.data;
-  size_t hlen = u->rhead.len, rlen = u->reason.len;
-  int64_t cl = -1;
   if (__builtin_expect(status >= 400 && r->filter_errors, 0) && !u->no_body) {
     /* A plugin reshapes error answers (the error-mapping plugin): small,
      * so kept whole and handed over with their body. */
@@ -890,22 +982,7 @@ static int on_resp_headers_complete(llhttp_t *p) {
     r->filter_headers = 1;
     return 0;
   }
-  if (__builtin_expect(r->filter_headers || r->filter_body, 0)) {
-    if (filtered_head(u, p, &status, &reason, &rlen, &lines, &hlen, &cl) != 0) return -1;
-  } else if (status == 204 || status == 304) {
-    cl = -2;
-  } else if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)) {
-    cl = (int64_t)p->content_length;
-  } else if (u->no_body) {
-    cl = -2;
-  }
-  r->has_date = u->has_date;
-  if (u->out == NULL) {
-    /* One write for head and body when the body is small and its size known. */
-    size_t body = cl > 0 && cl <= AIGW_RBUF_SIZE ? (size_t)cl : 0;
-    u->out = aigw_wbuf_new(r->conn, 512 + hlen + body);
-  }
-  if (aigw_respond_head(r, &u->out, status, reason, rlen, lines, hlen, cl) != 0) return -1;
+  if (send_head(u, status, p->flags, p->content_length) != 0) return -1;
   return u->no_body ? 1 : 0;
 }
 
@@ -924,6 +1001,10 @@ SLOW_PATH static int slow_body(aigw_upstream_t *u, const char *at, size_t len) {
     }
     u->ready = s->stream;
     return 0;
+  }
+  if (u->trial_head) {
+    if (commit_head(u) != 0) return -1;
+    if (!u->slow_body) return aigw_respond_body(u->req, &u->out, at, len) ? -1 : 0;
   }
   if (u->discard_body) return 0;
   if (u->tap) {
@@ -993,6 +1074,7 @@ SLOW_PATH static int filter_eof(aigw_upstream_t *u) {
 static int on_resp_message_complete(llhttp_t *p) {
   aigw_upstream_t *u = p->data;
   if (u->state != ST_BODY) return 0;   /* an interim 1xx ended */
+  if (u->trial_head && commit_head(u) != 0) return -1;
   if (u->filtering && filter_eof(u) != 0) return -1;
   u->complete = 1;
   return HPE_PAUSED;
@@ -1143,11 +1225,20 @@ static inline __attribute__((always_inline)) void exchange_go(aigw_upstream_t *u
   start_connect(u);
 }
 
-void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen,
-                         const char *body, size_t blen, const char *extra, size_t elen) {
+static inline __attribute__((always_inline)) void proxy_start(
+    aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen, const char *body, size_t blen,
+    const char *extra, size_t elen, aigw_attempt_t *a) {
   aigw_upstream_t *u = exchange_new(r->conn->w);
   if (u == NULL) {
-    aigw_respond_error(r, 503, "no_memory", "no memory");
+    if (a) {
+      a->status = 0;
+      a->fail_status = 503;
+      a->code = "no_memory";
+      snprintf(a->msg, sizeof a->msg, "no memory");
+      a->failed(a);
+    } else {
+      aigw_respond_error(r, 503, "no_memory", "no memory");
+    }
     return;
   }
   u->req = r;
@@ -1158,12 +1249,31 @@ void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size
   u->body = body ? body : r->body.data;
   u->blen = body ? blen : r->body.len;
   r->up = u;
-  exchange_init(u, t->total_ms);
+  if (a) {
+    u->attempt = a;
+    exchange_init(u, a->total_ms ? a->total_ms : t->total_ms);
+    u->full_deadline = u->deadline;
+    uint64_t first = uv_now(&u->w->loop) + a->ttfb_ms;
+    if (a->ttfb_ms && first < u->deadline) u->deadline = first;
+  } else {
+    exchange_init(u, t->total_ms);
+  }
   if (build_head(u, path, plen, extra, elen) != 0) {
     fail(u, 503, "no_memory", "no memory", "no memory");
     return;
   }
   exchange_go(u, 1);
+}
+
+void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen,
+                         const char *body, size_t blen, const char *extra, size_t elen) {
+  proxy_start(r, t, path, plen, body, blen, extra, elen, NULL);
+}
+
+void aigw_upstream_attempt(aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen,
+                           const char *body, size_t blen, const char *extra, size_t elen,
+                           aigw_attempt_t *a) {
+  proxy_start(r, t, path, plen, body, blen, extra, elen, a);
 }
 
 static uint8_t method_number(const char *m) {

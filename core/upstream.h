@@ -45,6 +45,33 @@ typedef struct aigw_target_s {
 void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen,
                          const char *body, size_t blen, const char *extra, size_t elen);
 
+/* An attempt is a proxy exchange that may still be abandoned for another
+ * target: the client's response head waits until the upstream's first body
+ * byte (or the end of an answer without a body). Until then nothing has
+ * reached the client, so when the exchange fails (connect, timeout, the
+ * first-byte deadline, a closed or bad answer) or the upstream answers
+ * with an error status (>= 400, its body held whole, at most 1 MiB), the
+ * exchange ends and `failed` is called once with the outcome; the caller
+ * decides what the client gets. From the first byte on, the exchange is an
+ * ordinary proxy (filters, streaming, failures as for aigw_upstream_start),
+ * and `failed` is never called. */
+typedef struct aigw_attempt_s aigw_attempt_t;
+struct aigw_attempt_s {
+  void (*failed)(aigw_attempt_t *a);   /* may run before aigw_upstream_attempt returns */
+  uint64_t ttfb_ms;          /* deadline for the first body byte; 0: none */
+  uint64_t total_ms;         /* the whole exchange; 0: the target's total timeout */
+  /* the outcome, filled before failed() */
+  int status;                /* the upstream's error status, or 0: no answer */
+  int fail_status;           /* no answer: what the client would get (502, 503, 504) */
+  const char *code;          /* no answer: the error code ("upstream_timeout", ...) */
+  char msg[256];             /* no answer: why */
+  aigw_buf_t head, body;     /* error status: its header lines and body (owned by the caller) */
+};
+
+void aigw_upstream_attempt(aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen,
+                           const char *body, size_t blen, const char *extra, size_t elen,
+                           aigw_attempt_t *a);
+
 /* The client went away, the request is being torn down, or the caller of
  * a fetch gave up: close the upstream connection now (it is not reused)
  * and free the exchange. A sink is not notified. */

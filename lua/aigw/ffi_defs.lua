@@ -22,6 +22,8 @@ int aigw_ffi_req_is_anthropic(aigw_req_t *r);
 double aigw_ffi_req_start_time(aigw_req_t *r);
 int aigw_ffi_req_filter_body(aigw_req_t *r);
 int aigw_ffi_req_filter(aigw_req_t *r, int what);
+int aigw_ffi_req_filter_state(aigw_req_t *r, int set);
+void aigw_ffi_req_resp_lines(aigw_req_t *r, const char *p, size_t n);
 double aigw_ffi_now(void);
 double aigw_ffi_monotonic(void);
 

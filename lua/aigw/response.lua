@@ -160,6 +160,23 @@ end
 
 function M._filter_errors() M._filter(8) end
 
+-- The filter flags as one number, to put back before another attempt
+-- (set: that number; nil only reads).
+function M._filter_state(set)
+  local r = exdata()
+  if r == nil then return 0 end
+  return C.aigw_ffi_req_filter_state(ffi.cast("aigw_req_t *", r), set or -1)
+end
+
+-- Header lines every response head of this request carries (which target
+-- answered); ctx keeps the string alive while the core points into it.
+function M._response_lines(ctx, lines)
+  local r = exdata()
+  if r == nil then return end
+  ctx._response_lines = lines
+  C.aigw_ffi_req_resp_lines(ffi.cast("aigw_req_t *", r), lines, #lines)
+end
+
 -- Errors point at exit's caller (level 3 from here).
 local function header_string(headers)
   if headers == nil then return "" end
