@@ -6,7 +6,8 @@
 --
 -- Token counts and cost are those of aigw.exchange (ctx.usage, ctx.cost):
 -- exactly what the provider reported, streams included; `partial=true`
--- marks a stream cut short (the counts seen until then). A consumer field
+-- marks a stream cut short (the counts seen until then). `attempts` is
+-- how many targets a model alias tried (the last one answered). A consumer field
 -- names which gateway key was used (its position in api_keys, never the
 -- key). Lines go to the gateway's log at info level.
 
@@ -35,6 +36,7 @@ function plugin.log(conf, ctx)
     ms = floor((aigw.monotonic() - req.start_time()) * 1000 + 0.5),
     provider = ctx.provider,
     model = ctx.model,
+    attempts = ctx.attempts,
     consumer = ctx.consumer,
   }
   local u = ctx.usage

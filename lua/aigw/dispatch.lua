@@ -154,17 +154,20 @@ local function client_lines(provider)
   return table.concat(out)
 end
 
+-- ctx._attempt_timeout: the failover loop's bound for this attempt.
 local function fetch(ctx, provider, path, body)
   local op = aigw_core.http_op()
   local lines = provider.fetch_lines .. client_lines(provider) .. "x-request-id: " .. request.id() .. "\r\n"
   local status, headers, rbody = aigw_core.http_request(op, provider.target, "POST",
-    provider.base_path .. path, lines, body, provider.timeouts.total, MAX_ANSWER,
+    provider.base_path .. path, lines, body, ctx._attempt_timeout or provider.timeouts.total, MAX_ANSWER,
     false, true, true, true, true)
   if not status then
     local err = tostring(headers)
     if find(err, "timeout", 1, true) then
+      ctx._failed = { code = "upstream_timeout" }
       return nil, errors.response(504, "upstream_timeout", "upstream timeout (" .. provider.name .. ")")
     end
+    ctx._failed = { code = "bad_gateway" }
     return nil, errors.response(502, "bad_gateway", "upstream " .. provider.name .. ": " .. err)
   end
   return status, headers, rbody
@@ -176,9 +179,11 @@ local KEPT_ERROR_HEADERS = { { "retry-after", "Retry-After" },
                              { "x-ratelimit-reset-tokens", "x-ratelimit-reset-tokens" } }
 
 -- An upstream error answer, handed on for the error-mapping plugin (which
--- sees ctx.upstream_status and ctx.upstream_body) to reshape.
+-- sees ctx.upstream_status and ctx.upstream_body) to reshape. ctx._failed
+-- tells the failover loop what happened.
 local function upstream_error(ctx, status, headers, body)
   ctx.upstream_status, ctx.upstream_body = status, body
+  ctx._failed = { status = status, headers = headers, body = body }
   response._filter_errors()
   local lines = "Content-Type: " .. (headers["content-type"] or "application/json") .. "\r\n"
   for _, h in ipairs(KEPT_ERROR_HEADERS) do
@@ -186,6 +191,7 @@ local function upstream_error(ctx, status, headers, body)
   end
   return status, body, lines
 end
+M.upstream_error = upstream_error
 
 -- Provider answer -> hub (OpenAI) answer and its usage, or nil, status, message.
 local FROM = {

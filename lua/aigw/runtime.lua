@@ -21,6 +21,10 @@ local cjson = require "cjson"
 local dispatch = require "aigw.dispatch"
 local response = require "aigw.response"
 local log = require "aigw.log"
+local balancer = require "aigw.balancer"
+local failover = require "aigw.failover"
+local health = require "aigw.health"
+local shared = require "aigw.shared"
 
 local M = {}
 
@@ -83,7 +87,10 @@ local function model_index(conf)
   for alias in pairs(conf.models) do names[#names + 1] = alias end
   table.sort(names)
   for _, alias in ipairs(names) do
-    list[#list + 1] = { id = alias, object = "model", created = 0, owned_by = conf.models[alias].provider }
+    -- An alias of several targets belongs to no one provider.
+    local m = conf.models[alias]
+    list[#list + 1] = { id = alias, object = "model", created = 0,
+                        owned_by = #m.targets == 1 and m.provider or "aigw" }
   end
   local pnames = {}
   for name, p in pairs(conf.providers) do if p.models then pnames[#pnames + 1] = name end end
@@ -113,8 +120,6 @@ end
 
 local function pick_provider(conf, providers, model)
   if model == "echo" then return providers.mock, model end
-  local alias = conf.models[model]
-  if alias then return providers[alias.provider], alias.model end
   local prefix, rest = model:match("^([^/]+)/(.+)$")
   if prefix and providers[prefix] then
     if not allowed(conf, prefix, rest) then return nil end
@@ -128,7 +133,8 @@ end
 
 -- The same answer for the same name until the next reload, without the
 -- pattern matching (which LuaJIT does not compile) on every request. Names
--- are the client's: the memo is bounded, and starts over when full.
+-- are the client's: the memo is bounded, and starts over when full. The
+-- third value: the response header lines that name the target.
 local MEMO_MAX = 1024
 local function memo_picker(conf, providers)
   local memo, n, NONE = {}, 0, {}
@@ -136,20 +142,40 @@ local function memo_picker(conf, providers)
     local m = memo[model]
     if m then
       if m == NONE then return nil end
-      return m[1], m[2]
+      return m[1], m[2], m[3]
     end
     local p, um = pick_provider(conf, providers, model)
     if n >= MEMO_MAX then memo, n = {}, 0 end
-    memo[model] = p and { p, um } or NONE
+    local lines = p and "x-aigw-provider: " .. p.name .. "\r\nx-aigw-model: " .. um .. "\r\n"
+    memo[model] = p and { p, um, lines } or NONE
     n = n + 1
-    return p, um
+    return p, um, lines
   end
+end
+
+-- What the balancer weighs a request by: its sticky key (a header, or the
+-- client's key itself, hashed, never kept), its size in tokens (estimated
+-- from its bytes) and the answer's limit.
+local function plan_info(alias, j)
+  local sticky, key = alias.sticky, nil
+  if sticky then
+    if sticky.header then
+      key = request.get_header(sticky.header)
+    else
+      key = request.get_header("authorization") or request.get_header("x-api-key")
+    end
+  end
+  local mt = j.max_tokens
+  return { sticky_key = key, prompt_tokens = #request.get_body() / 4,
+           max_tokens = type(mt) == "number" and mt or nil }
 end
 
 -- The admin listener serves its own endpoints, never the API.
 local JSON = "Content-Type: application/json\r\nCache-Control: no-store\r\n"
 
-local function admin(path, method)
+local PROMETHEUS = "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\nCache-Control: no-store\r\n"
+
+local function admin(path, method, routing)
   if path == "/status" or path == "/admin/status" then
     if method ~= "GET" and method ~= "HEAD" then
       return errors.response(405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n")
@@ -157,7 +183,14 @@ local function admin(path, method)
     local st = aigw_core.status()
     st.version = aigw_core.version
     st.worker = aigw_core.worker_id
+    st.targets = setmetatable(routing:status(), cjson.array_mt)
     return 200, cjson.encode(st) .. "\n", JSON
+  end
+  if path == "/metrics" then
+    if method ~= "GET" and method ~= "HEAD" then
+      return errors.response(405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n")
+    end
+    return 200, routing:metrics(), PROMETHEUS
   end
   if path == "/admin/reload" or path == "/reload" then
     if method ~= "POST" then
@@ -257,6 +290,12 @@ function M.init_worker(conf_path, worker_id)
   end
 
   local pick = memo_picker(conf, providers)
+  -- Aliases go through the balancer: per-target state in the shared zone
+  -- aigw_routing (config.lua declares it), so every worker sees it.
+  local routing = balancer.new(conf.models, { zone = shared.aigw_routing, prices = conf.prices,
+                                              explore = conf.routing and conf.routing.explore })
+  local groups = routing.groups
+  health.start(conf, providers, routing)
   local models, models_by_id = model_index(conf)
   -- GET .../models/{id}: the model ids may hold '/', so the rest of the path
   -- after a models route is the id (percent-decoded).
@@ -279,6 +318,7 @@ function M.init_worker(conf_path, worker_id)
   end
   local access, upstream = phases.access, phases.upstream
   local naccess, nupstream = #access, #upstream
+  local failover_env
 
   -- The upstream phase: plugins see and may change ctx.upstream (target,
   -- url, path, body, headers) before the core sends it.
@@ -297,6 +337,7 @@ function M.init_worker(conf_path, worker_id)
     if extra then lines = extra .. lines end
     return "proxy", t, upath, up.body, lines ~= "" and lines or nil
   end
+  failover_env = { conf = conf, providers = providers, upstream = run_upstream, random = math.random }
 
   local function handler(ctx)
     ctx.config = conf
@@ -308,7 +349,7 @@ function M.init_worker(conf_path, worker_id)
 
     local path = request.get_path()
     local method = request.get_method()
-    if request.is_admin() then return admin(path, method) end
+    if request.is_admin() then return admin(path, method, routing) end
     local route = routes[path]
     if not route then
       local id = model_path(path)
@@ -364,12 +405,18 @@ function M.init_worker(conf_path, worker_id)
     if type(model) ~= "string" or model == "" then
       return errors.response(400, "missing_model", "the request body has no 'model'")
     end
-    local upstream_model
-    provider, upstream_model = pick(model)
+    local group = groups[model]
+    if group then
+      return failover.serve(ctx, failover_env, route, conf.models[model], group, json, model,
+                            plan_info(conf.models[model], json))
+    end
+    local upstream_model, lines
+    provider, upstream_model, lines = pick(model)
     if not provider then
       return errors.response(404, "model_not_found", "model '" .. model .. "' is not configured")
     end
     ctx.provider, ctx.model = provider.name, upstream_model
+    response._response_lines(ctx, lines)
     if provider.kind == "mock" then
       return dispatch.mock(ctx, route, provider, json == ctx._fields and request.get_json(ctx) or json)
     end
@@ -444,11 +491,12 @@ function M.init_worker(conf_path, worker_id)
   end
 
   local lg = phases.log
-  if #lg > 0 then
+  if #lg > 0 or next(groups) then
     out.log = function(ctx, status)
       ctx.status = status
       -- A stream cut short: the usage reported until then.
       if ctx.exchange then ctx.exchange:finish(false) end
+      if ctx._target then failover.finish(ctx, status) end
       response._begin(ctx, "log")
       for i = 1, #lg do
         local ok, err = pcall(lg[i].fn, lg[i].conf, ctx)
