@@ -87,11 +87,17 @@ body kinds
                         adds retry-after: 7); Gemini {"error":{"code","message",
                         "status":"RESOURCE_EXHAUSTED"|...}}, 429 with a RetryInfo
                         "retryDelay":"7s" in `details` and no Retry-After header
+  context-length        400 with OpenAI's context_length_exceeded error body
   The stream kinds on an endpoint without a streamed form (embeddings, models,
   token counts) answer `json`.
 
 modifiers
   delay-headers=SECS    wait SECS before sending anything (aborted if the peer closes)
+  delay-body=SECS       streams: send the head, then wait SECS before the first event
+  retry-after=SECS      with status=429: the Retry-After value (default 7)
+  times=N               the behaviour holds for the first N requests with this
+                        `x-mock-key` (default key "default"); later ones get the
+                        plain answer
   connection-close      send `Connection: close` and close after the response
   hop-headers           add hop-by-hop response headers the gateway must strip
   close-after=SECS      keep-alive response, then close the idle connection SECS later
@@ -647,6 +653,13 @@ def answer_stream(call: Call, error: bool = False) -> Optional[Tuple[str, List[b
     return None
 
 
+CONTEXT_LENGTH_BODY = json.dumps({"error": {
+    "message": "This model's maximum context length is 8192 tokens. However, your messages "
+               "resulted in 9000 tokens.",
+    "type": "invalid_request_error", "param": "messages",
+    "code": "context_length_exceeded"}}).encode()
+
+
 def answer_error(call: Call, status: int) -> Tuple[bytes, List[Tuple[str, str]]]:
     """`status=CODE`: the API's error body and headers."""
     if call.api == "anthropic":
@@ -799,7 +812,7 @@ def parse_behavior(value: str, default: Optional[str] = "json"
     """'stream,delay-headers=2' -> ('stream', None, {'delay-headers': '2'}).
     The kind is `default` when the value names none."""
     kinds = {"json", "chunked-json", "close", "bad-response", "big-body", "big-stream",
-             "status"} | set(STREAM_KINDS)
+             "status", "context-length"} | set(STREAM_KINDS)
     kind, arg, mods = default, None, {}
     for item in (value or "").split(","):
         item = item.strip()
@@ -840,6 +853,7 @@ class MockUpstream:
         self._writers = set()
         self._next_conn = 0
         self._held: Dict[str, threading.Event] = {}
+        self._times: Dict[str, int] = {}
         self._release: Dict[str, asyncio.Event] = {}
         self._released_keys = set()
         if ssl_context is not None:
@@ -1115,6 +1129,15 @@ class MockUpstream:
         """Answer one request. Returns (keep the connection, close it with RST)."""
         named = req.behavior if req.has_header("x-mock-behavior") else self.default_behavior
         kind, arg, mods = parse_behavior(named or "", default=None)
+        if "times" in mods:
+            # The behaviour holds for the first N requests with this key;
+            # later ones get the plain answer (a provider that recovers).
+            key = req.header("x-mock-key", "default")
+            with self._cond:
+                seen = self._times.get(key, 0)
+                self._times[key] = seen + 1
+            if seen >= int(mods["times"] or 1):
+                kind, arg, mods = None, None, {}
         call = classify(req.method, req.path, req.query, req.body, mods)
         if kind is None:
             # No body kind named: Anthropic and Gemini stream when the request
@@ -1171,7 +1194,7 @@ class MockUpstream:
         if call.reject is not None:
             kind, arg = "reject", None
 
-        if kind in ("json", "big-body", "status", "reject"):
+        if kind in ("json", "big-body", "status", "reject", "context-length"):
             hdrs = [("Content-Type", JSON)]
             if kind == "json":
                 status, body = 200, answer_json(call)
@@ -1179,9 +1202,13 @@ class MockUpstream:
                 status, body = 200, big_body(int(arg))
             elif kind == "reject":
                 status, body = call.reject
+            elif kind == "context-length":
+                status, body = 400, CONTEXT_LENGTH_BODY
             else:
                 status = int(arg)
                 body, more = answer_error(call, status)
+                if "retry-after" in mods and more:
+                    more = [(more[0][0], mods["retry-after"])]
                 hdrs += more
             hdrs.insert(1, ("Content-Length", str(len(body))))
             req.status = status
@@ -1201,6 +1228,8 @@ class MockUpstream:
             ctype, events = stream
             req.status = 200
             await conn.write(head(200, sse_headers(ctype)))
+            if "delay-body" in mods:
+                await self._pause(conn, delay=float(mods["delay-body"] or 1))
             interval = float(arg or 0.2) if kind == "slow-stream" else None
             cut = min(2, len(events) - 1)
             for i, ev in enumerate(events):
