@@ -85,14 +85,6 @@ static int core_attempt_op(lua_State *L) {
   return 1;
 }
 
-/* An op dropped with its error answer still in it. */
-static int op_gc(lua_State *L) {
-  attempt_op_t *op = luaL_checkudata(L, 1, OP_MT);
-  aigw_buf_free(&op->a.head);
-  aigw_buf_free(&op->a.body);
-  return 0;
-}
-
 static int core_proxy_attempt(lua_State *L) {
   aigw_req_t *r = lua_getexdata(L);
   if (r == NULL) return luaL_error(L, "proxy_attempt: there is no request here");
@@ -130,10 +122,10 @@ static int core_request_head_time(lua_State *L) {
 }
 
 void aigw__lua_register_attempt(lua_State *L) {
-  if (luaL_newmetatable(L, OP_MT)) {
-    lua_pushcfunction(L, op_gc);
-    lua_setfield(L, -2, "__gc");
-  }
+  /* No __gc (a finaliser per request is not free): an error answer's
+   * buffers always leave through push_outcome, since a request aborts its
+   * exchange, which then never calls back, before it lets go of the op. */
+  luaL_newmetatable(L, OP_MT);
   lua_pop(L, 1);
   lua_pushcfunction(L, core_attempt_op);
   lua_setfield(L, -2, "attempt_op");

@@ -9,7 +9,7 @@
 -- Per-target counts, latency averages, circuit breakers and active health
 -- check results live in the zone, so every worker sees the same; the
 -- strategies' own rotation state is per worker (see balancer/strategies).
--- Zone keys start with "r:": "r:<alias>|<target key>:<what>" per target
+-- Zone keys start with "r:": "r:<hash of alias|target key>:<what>" per target
 -- (n requests, e failures, i in flight, t/l ttfb/total averages in seconds,
 -- and the breaker's, see balancer/breaker), "r:h:<provider>" for health.
 --
@@ -69,7 +69,9 @@ local function new_group(b, alias, m, opts)
   end
   g.by_weight, g.by_priority = {}, {}
   for i, t in ipairs(m.targets) do
-    local p = "r:" .. alias .. "|" .. t.key .. ":"
+    -- Short keys (the zone hashes every key on every call): a hash of
+    -- alias and target, the same in every worker and across reloads.
+    local p = format("r:%08x:", strategies.hash(alias .. "|" .. t.key) % 4294967296)
     local price = usage.price(t.model, opts.prices)
     g.recs[i] = {
       weight = t.weight, priority = t.priority, hash = strategies.hash(t.key),
@@ -77,7 +79,9 @@ local function new_group(b, alias, m, opts)
       lease = t.timeout or PROBE_LEASE,
       k_req = p .. "n", k_fail = p .. "e", k_inflight = p .. "i", k_ttfb = p .. "t", k_total = p .. "l",
       k_consec = p .. "c", k_open = p .. "o", k_probe = p .. "p", k_window = p .. "w",
-      k_health = health_key(t.provider),
+      -- Providers without an active check are never marked down: plan()
+      -- does not read their key (opts.checked: nil means every provider).
+      k_health = (not opts.checked or opts.checked[t.provider]) and health_key(t.provider) or nil,
     }
     g.index[t] = i
     g.cw[i], g.cw_tied[i] = 0, 0
@@ -98,7 +102,9 @@ end
 -- conf_models: the normalised conf.models. opts (all optional): zone (an
 -- aigw.shared zone; without one, a zone in this worker's memory), now
 -- (seconds; aigw.monotonic), random (in [0, 1); math.random), prices
--- (conf.prices), explore (for aliases whose config has none).
+-- (conf.prices), explore (for aliases whose config has none), checked
+-- (provider name -> true when it has an active health check; only those
+-- can be marked down; nil: all may be).
 function M.new(conf_models, opts)
   opts = opts or {}
   local b = setmetatable({ groups = {} }, balancer)
@@ -134,7 +140,7 @@ function group:plan(ctx, info)
   for i = 1, self.n do
     local rec = recs[i]
     local can = false
-    if zone:get(rec.k_health) ~= 0 then
+    if not rec.k_health or zone:get(rec.k_health) ~= 0 then
       local state = breaker_state(self, rec, now)
       if state == "closed" then
         can = true
@@ -238,7 +244,7 @@ function balancer:status()
         requests = zone:get(rec.k_req) or 0, failures = zone:get(rec.k_fail) or 0,
         inflight = inflight > 0 and inflight or 0,
         ttfb_ms = ttfb and ttfb * 1000, latency_ms = total and total * 1000,
-        breaker = breaker_state(g, rec, now), healthy = zone:get(rec.k_health) ~= 0,
+        breaker = breaker_state(g, rec, now), healthy = not rec.k_health or zone:get(rec.k_health) ~= 0,
       }
     end
   end
@@ -296,7 +302,7 @@ function balancer:ready()
   if #self.aliases == 0 then return true end
   for _, g in pairs(self.groups) do
     for _, rec in ipairs(g.recs) do
-      if self.zone:get(rec.k_health) ~= 0 and breaker_state(g, rec, now) ~= "open" then return true end
+      if (not rec.k_health or self.zone:get(rec.k_health) ~= 0) and breaker_state(g, rec, now) ~= "open" then return true end
     end
   end
   return false

@@ -30,7 +30,7 @@ local core = aigw_core
 local monotonic = require("aigw").monotonic
 local sleep = require("aigw").sleep
 local find, lower, min = string.find, string.lower, math.min
-local tonumber, type = tonumber, type
+local tonumber, type, pairs, getmetatable, setmetatable = tonumber, type, pairs, getmetatable, setmetatable
 
 local M = {}
 
@@ -107,9 +107,31 @@ local function failure_response(ctx, f)
   return errors.response(f.client_status or 502, f.code or "bad_gateway", f.message or "upstream failed")
 end
 
+-- A route adapter's request (a table it made, not the client's bytes) is
+-- changed by dispatching it: each attempt gets its own copy.
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = copy(x) end
+  return setmetatable(out, getmetatable(v))
+end
+
+-- The response lines naming the target, made once per target and count.
+local lines_memo = setmetatable({}, { __mode = "k" })
+
 local function target_lines(provider, target, attempts)
-  return "x-aigw-provider: " .. provider.name .. "\r\nx-aigw-model: " .. target.model ..
-         "\r\nx-aigw-attempts: " .. attempts .. "\r\n"
+  local memo = lines_memo[target]
+  if not memo then
+    memo = {}
+    lines_memo[target] = memo
+  end
+  local lines = memo[attempts]
+  if not lines then
+    lines = "x-aigw-provider: " .. provider.name .. "\r\nx-aigw-model: " .. target.model ..
+            "\r\nx-aigw-attempts: " .. attempts .. "\r\n"
+    memo[attempts] = lines
+  end
+  return lines
 end
 
 -- One attempt on target. Returns nil and the response when it answered (a
@@ -159,6 +181,7 @@ function M.serve(ctx, env, route, alias, group, j, model, info)
   local deadline = retry.deadline and started + retry.deadline
   local filters = response._filter_state()
   local providers = env.providers
+  local made = j ~= ctx._fields and retry.attempts > 1 and copy(j)
   local n, turns, last = #plan, 0, nil
   local i = 0
   for attempts = 1, retry.attempts do
@@ -184,6 +207,7 @@ function M.serve(ctx, env, route, alias, group, j, model, info)
       -- sent it (the last attempt may have changed the decoded one).
       response._filter_state(filters)
       ctx._json, ctx.exchange, ctx.upstream_status, ctx.upstream_body = nil, nil, nil, nil
+      if made then j = copy(made) end
     end
     ctx.attempts, ctx.provider, ctx.model = attempts, provider.name, target.model
     response._response_lines(ctx, target_lines(provider, target, attempts))

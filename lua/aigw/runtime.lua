@@ -158,6 +158,7 @@ end
 -- from its bytes) and the answer's limit.
 local function plan_info(alias, j)
   local sticky, key = alias.sticky, nil
+  if not sticky and alias.strategy ~= "cost" and not alias.select then return nil end
   if sticky then
     if sticky.header then
       key = request.get_header(sticky.header)
@@ -292,8 +293,11 @@ function M.init_worker(conf_path, worker_id)
   local pick = memo_picker(conf, providers)
   -- Aliases go through the balancer: per-target state in the shared zone
   -- aigw_routing (config.lua declares it), so every worker sees it.
+  local checked = {}
+  for name, p in pairs(conf.providers) do checked[name] = p.health_check ~= nil end
   local routing = balancer.new(conf.models, { zone = shared.aigw_routing, prices = conf.prices,
-                                              explore = conf.routing and conf.routing.explore })
+                                              explore = conf.routing and conf.routing.explore,
+                                              checked = checked })
   local groups = routing.groups
   health.start(conf, providers, routing)
   local models, models_by_id = model_index(conf)

@@ -35,9 +35,13 @@ function M.try_probe(zone, rec)
   return zone:add(rec.k_probe, 1, rec.lease) == true
 end
 
+-- The current window's keys, made once per window (not per request).
 local function window_keys(rec, conf, now)
   local n = floor(now / conf.window)
-  return rec.k_window .. "r" .. n, rec.k_window .. "f" .. n
+  if rec.wn ~= n then
+    rec.wn, rec.kwr, rec.kwf = n, rec.k_window .. "r" .. n, rec.k_window .. "f" .. n
+  end
+  return rec.kwr, rec.kwf
 end
 
 -- Latency averages from before the outage say nothing about the target
