@@ -448,3 +448,85 @@ def test_load_balancer_example(gateway, make_upstream):
     wait_until(lambda: targets_status(gw)[("llm", "backend2")]["healthy"], 5, "backend2 back")
     names = {chat(gw, "llm").header("x-aigw-provider") for _ in range(6)}
     assert names == {"backend1", "backend2", "backend3"}
+
+
+# --- shared across workers, and the rest of the strategies -------------------------
+
+def test_breaker_state_is_shared_by_every_worker(gateway, make_upstream):
+    a, b = make_upstream(default_behavior="status=500"), make_upstream()
+    models = {"pool": dict(priority("a", "b"), breaker={"failures": 2, "cooldown": 60})}
+    gw = start(gateway, {"a": backend(a), "b": backend(b)}, models, workers=2)
+    for _ in range(2):
+        assert chat(gw, "pool").status == 200
+    assert served(a) == 2
+    # Each request on a new connection: the kernel spreads them over both
+    # workers; none of them tries a again.
+    for _ in range(12):
+        r = chat(gw, "pool")
+        assert r.status == 200 and r.header("x-aigw-attempts") == "1", r
+    assert served(a) == 2
+
+
+def test_lowest_latency_prefers_the_faster_target(gateway, make_upstream):
+    slow, fast = make_upstream(default_behavior="delay-headers=0.15"), make_upstream()
+    models = {"ll": {"strategy": "lowest-latency", "explore": 0,
+                     "targets": [{"provider": "slow", "model": "m"}, {"provider": "fast", "model": "m"}]}}
+    gw = start(gateway, {"slow": backend(slow), "fast": backend(fast)}, models)
+    # Both are tried first (no sample yet), then the faster one keeps the traffic.
+    first = {chat(gw, "ll").header("x-aigw-provider") for _ in range(2)}
+    assert first == {"slow", "fast"}
+    got = [chat(gw, "ll").header("x-aigw-provider") for _ in range(6)]
+    assert got == ["fast"] * 6, got
+    # The fast one slows down: after a few answers its average passes the other's.
+    fast.default_behavior = "delay-headers=0.4"
+    got = [chat(gw, "ll").header("x-aigw-provider") for _ in range(8)]
+    assert got[-1] == "slow", got
+
+
+def test_cost_picks_the_cheapest_target_that_can_serve(gateway, make_upstream):
+    a, b = make_upstream(), make_upstream()
+    models = {"cheap": {"strategy": "cost", "targets": [
+        {"provider": "a", "model": "pricey-model"}, {"provider": "b", "model": "thrifty-model"}],
+        "breaker": {"failures": 1, "cooldown": 60}}}
+    prices = {"pricey-model": {"input": 10, "output": 30}, "thrifty-model": {"input": 0.1, "output": 0.4}}
+    gw = start(gateway, {"a": backend(a), "b": backend(b)}, models, prices=prices)
+    assert {chat(gw, "cheap").header("x-aigw-provider") for _ in range(4)} == {"b"}
+    b.default_behavior = "status=503"
+    r = chat(gw, "cheap")
+    assert r.status == 200 and r.header("x-aigw-provider") == "a", r   # fell back
+    assert chat(gw, "cheap").header("x-aigw-attempts") == "1"          # b's breaker is open
+
+
+def test_a_select_function_in_the_config_orders_targets(gateway, make_upstream):
+    a, b = make_upstream(), make_upstream()
+    select = harness.Lua('function(targets, ctx)\n'
+                         '  local tier = require("aigw").request.get_header("x-tier")\n'
+                         '  for _, t in ipairs(targets) do\n'
+                         '    if tier == "gold" and t.provider == "b" then return t end\n'
+                         '  end\n'
+                         '  return 1\n'
+                         'end')
+    models = {"sel": {"select": select, "targets": [{"provider": "a", "model": "m"},
+                                                     {"provider": "b", "model": "m"}]}}
+    gw = start(gateway, {"a": backend(a), "b": backend(b)}, models)
+    assert chat(gw, "sel").header("x-aigw-provider") == "a"
+    assert chat(gw, "sel", headers=[("x-tier", "gold")]).header("x-aigw-provider") == "b"
+    a.default_behavior = "status=502"
+    r = chat(gw, "sel")
+    assert r.status == 200 and r.header("x-aigw-provider") == "b", r
+
+
+def test_a_client_that_leaves_mid_attempt_frees_its_slot(gateway, make_upstream):
+    a = make_upstream(default_behavior="delay-headers=5")
+    models = {"pool": priority("a")}
+    gw = start(gateway, {"a": backend(a)}, models, admin=True)
+    c = gw.connect()
+    c.send(httpc.build_request("POST", "/v1/chat/completions", [CT_JSON],
+                               json.dumps({"model": "pool", "messages": PROMPT}).encode()))
+    wait_until(lambda: targets_status(gw)[("pool", "a")]["inflight"] == 1, 5, "the attempt in flight")
+    c.close()
+    wait_until(lambda: targets_status(gw)[("pool", "a")]["inflight"] == 0, 5, "the slot freed")
+    st = targets_status(gw)[("pool", "a")]
+    assert st["failures"] == 0 and st["breaker"] == "closed", st
+    wait_until(lambda: a.request_list() and a.conns[a.request_list()[0].conn_id].closed.is_set(), 5,
+               "the upstream request cancelled")
