@@ -224,6 +224,10 @@ function M.serve(ctx, env, route, alias, group, j, model, info)
   if not last then
     return errors.response(504, "upstream_timeout", "the request's deadline passed before an attempt")
   end
+  -- The answer is an error made here, not the last attempt's translated
+  -- stream: the filters that attempt asked for do not apply to it.
+  response._filter_state(filters)
+  ctx.exchange = nil
   if deadline and monotonic() >= deadline and last.class == "timeout" then
     return errors.response(504, "upstream_timeout",
       "upstream timeout: the request's deadline passed after " .. ctx.attempts .. " attempt(s)")

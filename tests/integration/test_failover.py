@@ -530,3 +530,26 @@ def test_a_client_that_leaves_mid_attempt_frees_its_slot(gateway, make_upstream)
     assert st["failures"] == 0 and st["breaker"] == "closed", st
     wait_until(lambda: a.request_list() and a.conns[a.request_list()[0].conn_id].closed.is_set(), 5,
                "the upstream request cancelled")
+
+
+def test_the_last_failure_of_a_translated_stream_is_a_plain_error(gateway, make_upstream):
+    a = make_upstream(default_behavior="status=400")
+    b = make_upstream(default_behavior="status=503")
+    providers = {"claude": {"kind": "anthropic", "base_url": a.url, "api_key": "sk-ant"},
+                 "gem": {"kind": "gemini", "base_url": b.url, "api_key": "g"}}
+    models = {"one": {"targets": [{"provider": "claude", "model": "claude-3-5-haiku-latest"}]},
+              "two": {"strategy": "priority", "targets": [
+                  {"provider": "claude", "model": "claude-3-5-haiku-latest"},
+                  {"provider": "gem", "model": "gemini-2.0-flash"}],
+                  "retry": {"on": ["4xx", "5xx"]}}}
+    gw = start(gateway, providers, models)
+    for model, status in (("one", 400), ("two", 502)):
+        r = chat(gw, model, stream=True)
+        assert r.status == status, r
+        assert r.header("content-type").startswith("application/json"), r
+        err = r.json()["error"]
+        assert err["message"] and err["request_id"] == r.request_id, err
+    r = gw.request("POST", "/v1/messages", [CT_JSON], json.dumps(
+        {"model": "two", "max_tokens": 20, "stream": True, "messages": PROMPT}).encode())
+    assert r.status == 502, r
+    assert r.json()["type"] == "error", r
