@@ -252,7 +252,10 @@ function M.finish(ctx, status)
   elseif x and x.failed then
     outcome.ok, outcome.class = false, "stream"
   elseif status >= 500 then
-    outcome.ok, outcome.class = false, "5xx"
+    -- A committed answer's status was under 400 (error statuses come back
+    -- to the loop): a 5xx here is the gateway's own (a plugin failed), not
+    -- the target's, and its breaker does not hear of it.
+    outcome.ok, outcome.class = false, "internal"
   end
   ctx._group:finish(target, outcome)
 end
