@@ -59,7 +59,11 @@ static void on_failed(aigw_attempt_t *a) {
   if (op->starting) return;   /* failed at once: the call returns the outcome */
   aigw_lthread_t *t = op->t;
   op->t = NULL;
-  if (t == NULL) return;
+  if (t == NULL) {   /* no one waits (cannot happen: see cancel) */
+    aigw_buf_free(&a->head);
+    aigw_buf_free(&a->body);
+    return;
+  }
   aigw_lthread_resume(t, push_outcome(op, t->co));
 }
 

@@ -220,8 +220,16 @@ SLOW_PATH static int end_with_filter(aigw_req_t *r, aigw_wbuf_t **out, const cha
 
 /* An attempt failed before its first byte: the caller hears why, the
  * client has had nothing. */
+SLOW_PATH static void attempt_error(aigw_upstream_t *u, int reuse);
+
 SLOW_PATH static void attempt_failed(aigw_upstream_t *u, int status, const char *code,
                                      const char *msg) {
+  if (u->hold_error) {
+    /* An error answer that could not be held whole (too large, cut short):
+     * still the upstream's status, with what came of its body. */
+    attempt_error(u, 0);
+    return;
+  }
   aigw_attempt_t *a = u->attempt;
   u->attempt = NULL;
   a->status = 0;

@@ -30,6 +30,7 @@ local core = aigw_core
 local monotonic = require("aigw").monotonic
 local sleep = require("aigw").sleep
 local find, lower, min = string.find, string.lower, math.min
+local traceback = debug.traceback
 local tonumber, type, pairs, getmetatable, setmetatable = tonumber, type, pairs, getmetatable, setmetatable
 
 local M = {}
@@ -182,15 +183,16 @@ function M.serve(ctx, env, route, alias, group, j, model, info)
   local filters = response._filter_state()
   local providers = env.providers
   local made = j ~= ctx._fields and retry.attempts > 1 and copy(j)
-  local n, turns, last = #plan, 0, nil
+  local n, turns, last, round_wait = #plan, 0, nil, nil
   local i = 0
   for attempts = 1, retry.attempts do
     i = i + 1
     if i > n then
       -- Every planned target had its turn: wait before the next round.
       i, turns = 1, turns + 1
-      local delay = backoff(retry, turns, last and last.retry_after, env.random)
-      if last and last.retry_after and last.retry_after > retry.max_retry_after then break end
+      local delay = backoff(retry, turns, round_wait, env.random)
+      if round_wait and round_wait > retry.max_retry_after then break end
+      round_wait = nil
       if deadline and monotonic() + delay >= deadline then break end
       sleep(delay)
     end
@@ -213,11 +215,23 @@ function M.serve(ctx, env, route, alias, group, j, model, info)
     response._response_lines(ctx, target_lines(provider, target, attempts))
     ctx._target, ctx._group, ctx._attempt_start = target, group, monotonic()
     group:begin(target)
-    local failed, s, b, h = attempt(ctx, env, route, provider, target, j, model, timeout)
+    local ok, failed, s, b, h = xpcall(attempt, traceback, ctx, env, route, provider, target, j, model, timeout)
+    if not ok then
+      -- The gateway failed (a plugin, a bad request the dispatcher choked
+      -- on), not the target: it is not charged for it.
+      ctx._target = nil
+      group:finish(target, { ok = false, class = "internal" })
+      error(failed, 0)
+    end
     if not failed then return s, b, h end
     ctx._target = nil
     group:finish(target, { ok = false, class = failed.class })
     failed.retry_after = retry_after(failed.headers)
+    -- The longest wait any target of this round asked for.
+    if round_wait and (not failed.retry_after or failed.retry_after < round_wait) then
+      failed.retry_after = round_wait
+    end
+    round_wait = failed.retry_after
     last = failed
     if not retry.on[failed.class] then break end
   end

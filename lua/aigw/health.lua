@@ -77,12 +77,11 @@ function M.start(conf, providers, routing)
       timer.one_worker.every(hc.interval, check)
     end
   end
-  if next(routing.groups) then
-    M.set_ready(routing:ready())
-    timer.one_worker.every(1, function() M.set_ready(routing:ready()) end)
-  else
-    M.set_ready(true)
-  end
+  -- From timers only: they run once this generation serves (a reload that
+  -- is rejected never sets the flag), and stop when it is replaced.
+  local function refresh() M.set_ready(routing:ready()) end
+  timer.one_worker.at(0, refresh)
+  if next(routing.groups) then timer.one_worker.every(1, refresh) end
 end
 
 return M

@@ -498,9 +498,11 @@ function M.init_worker(conf_path, worker_id)
   if #lg > 0 or next(groups) then
     out.log = function(ctx, status)
       ctx.status = status
-      -- A stream cut short: the usage reported until then.
-      if ctx.exchange then ctx.exchange:finish(false) end
+      -- First the target's bookkeeping (its in-flight count must not stay
+      -- up whatever fails next), then a stream cut short: the usage
+      -- reported until then.
       if ctx._target then failover.finish(ctx, status) end
+      if ctx.exchange then ctx.exchange:finish(false) end
       response._begin(ctx, "log")
       for i = 1, #lg do
         local ok, err = pcall(lg[i].fn, lg[i].conf, ctx)

@@ -553,3 +553,43 @@ def test_the_last_failure_of_a_translated_stream_is_a_plain_error(gateway, make_
         {"model": "two", "max_tokens": 20, "stream": True, "messages": PROMPT}).encode())
     assert r.status == 502, r
     assert r.json()["type"] == "error", r
+
+
+BREAKING_PLUGIN = '''
+return {
+  name = "breaks", priority = 100,
+  upstream = function(conf, ctx)
+    if require("aigw").request.get_header("x-break") then error("the plugin broke") end
+  end,
+}
+'''
+
+
+def test_a_plugin_failing_mid_attempt_is_not_charged_to_the_target(gateway, make_upstream, tmp_path):
+    a = make_upstream()
+    prefix = tmp_path / "prefix"
+    (prefix / "plugins").mkdir(parents=True)
+    (prefix / "lua").symlink_to(harness.REPO_ROOT / "lua")
+    (prefix / "plugins" / "breaks.lua").write_text(BREAKING_PLUGIN)
+    models = {"pool": dict(priority("a"), breaker={"failures": 1, "cooldown": 60})}
+    gw = start(gateway, {"a": backend(a)}, models, admin=True, plugins=["breaks"],
+               env={"AIGW_PREFIX": str(prefix)})
+    for _ in range(3):
+        r = chat(gw, "pool", headers=[("x-break", "1")])
+        assert r.status == 500, r
+    st = targets_status(gw)[("pool", "a")]
+    assert st["breaker"] == "closed" and st["inflight"] == 0, st
+    assert served(a) == 0
+    assert chat(gw, "pool").status == 200
+
+
+def test_the_longest_retry_after_of_a_round_is_waited_for(gateway, make_upstream):
+    a = make_upstream()
+    models = {"pool": {"strategy": "priority", "targets": [
+        {"provider": "a", "model": "m-a"}, {"provider": "dead", "model": "m-d"}],
+        "retry": {"attempts": 3, "backoff": 0.01, "on": ["connect", "429"]}}}
+    gw = start(gateway, {"a": backend(a), "dead": dead_backend()}, models)
+    r = chat(gw, "pool", behavior="status=429,retry-after=1,times=1", key="rw")
+    assert r.status == 200 and r.header("x-aigw-attempts") == "3", r
+    t = [q.received_at for q in a.request_list()]
+    assert t[1] - t[0] >= 0.95, t
