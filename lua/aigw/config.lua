@@ -545,9 +545,23 @@ local function check_alias(file, alias, m, providers, routing)
   local out = { provider = targets[1].provider, model = targets[1].model, targets = targets,
                 strategy = "weighted", explore = routing.explore }
   if m.select ~= nil then
-    if type(m.select) ~= "function" then fail(file, f .. ".select", "a function (targets, ctx)", m.select) end
+    local sel = m.select
+    if type(sel) == "string" then
+      -- A module (plugins/<name>.lua, dots for directories): the strategy
+      -- lives in its own file and a reload picks up its new code.
+      local ok, mod = pcall(require, sel)
+      if not ok then fail(file, f .. ".select", "a module that loads (" .. tostring(mod) .. ")", sel) end
+      if type(mod) == "table" then mod = mod.select end
+      if type(mod) ~= "function" then
+        fail(file, f .. ".select", "a module returning a function (targets, ctx) or a table with one named select", sel)
+      end
+      sel = mod
+    end
+    if type(sel) ~= "function" then
+      fail(file, f .. ".select", "a function (targets, ctx) or the name of a module with one", m.select)
+    end
     if m.strategy ~= nil then fail(file, f .. ".strategy", "either strategy or select, not both", m.strategy) end
-    out.strategy, out.select = "select", m.select
+    out.strategy, out.select = "select", sel
   elseif m.strategy ~= nil then
     if not STRATEGIES[m.strategy] then fail(file, f .. ".strategy", STRATEGIES_TEXT, m.strategy) end
     out.strategy = m.strategy

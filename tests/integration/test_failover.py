@@ -33,7 +33,8 @@ def dead_backend():
 
 def start(gateway, providers, models, admin=False, routing=None, plugins=None, **kw):
     cfg = dict(providers=dict(providers, mock={"kind": "mock"}), models=models,
-               plugins=plugins or ["key-auth", "error-mapping", "access-log"], expect_errors=True)
+               plugins=["key-auth", "error-mapping", "access-log"] if plugins is None else plugins,
+               expect_errors=True)
     if routing:
         cfg["routing"] = routing
     admin_port = None
@@ -593,3 +594,37 @@ def test_the_longest_retry_after_of_a_round_is_waited_for(gateway, make_upstream
     assert r.status == 200 and r.header("x-aigw-attempts") == "3", r
     t = [q.received_at for q in a.request_list()]
     assert t[1] - t[0] >= 0.95, t
+
+
+TIER_STRATEGY = '''
+-- Gold clients go to the target named "b"; everyone else to the first.
+return {
+  select = function(targets, ctx)
+    local gold = require("aigw").request.get_header("x-tier") == "%s"
+    for i, t in ipairs(targets) do
+      if gold and t.provider == "b" then return i end
+    end
+    return targets[1]
+  end,
+}
+'''
+
+
+def test_a_select_module_is_read_again_on_reload(gateway, make_upstream, tmp_path):
+    a, b = make_upstream(), make_upstream()
+    prefix = tmp_path / "prefix"
+    (prefix / "plugins" / "strategies").mkdir(parents=True)
+    (prefix / "lua").symlink_to(harness.REPO_ROOT / "lua")
+    module = prefix / "plugins" / "strategies" / "by_tier.lua"
+    module.write_text(TIER_STRATEGY % "gold")
+    models = {"sel": {"select": "strategies.by_tier", "targets": [
+        {"provider": "a", "model": "m"}, {"provider": "b", "model": "m"}]}}
+    gw = start(gateway, {"a": backend(a), "b": backend(b)}, models, plugins=[],
+               env={"AIGW_PREFIX": str(prefix)}, admin=True)
+    gold = [("x-tier", "gold")]
+    assert chat(gw, "sel", headers=gold).header("x-aigw-provider") == "b"
+    module.write_text(TIER_STRATEGY % "platinum")
+    r = httpc.request(gw.admin_port, "POST", "/admin/reload", timeout=10)
+    assert r.status == 200, r
+    assert chat(gw, "sel", headers=gold).header("x-aigw-provider") == "a"
+    assert chat(gw, "sel", headers=[("x-tier", "platinum")]).header("x-aigw-provider") == "b"
