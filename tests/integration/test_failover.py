@@ -207,12 +207,18 @@ def test_a_hanging_upstream_before_headers_moves_on(gateway, make_upstream):
 
 def test_no_retry_once_a_byte_reached_the_client(gateway, make_upstream):
     a, b = make_upstream(default_behavior="close-mid-stream"), make_upstream()
-    gw = start(gateway, {"a": backend(a), "b": backend(b)}, {"pool": priority("a", "b")})
+    gw = start(gateway, {"a": backend(a), "b": backend(b)}, {"pool": priority("a", "b")}, admin=True)
     r = chat(gw, "pool", stream=True)
     assert r.status == 200, r
     assert r.header("x-aigw-provider") == "a"
     assert b'"error"' in r.body and b"[DONE]" not in r.body
     assert served(b) == 0
+    # The broken stream counts against a (passive health); a recovers.
+    wait_until(lambda: targets_status(gw)[("pool", "a")]["failures"] == 1, 5, "the failure counted")
+    a.default_behavior = "stream"
+    r = chat(gw, "pool", stream=True)
+    assert r.status == 200 and r.header("x-aigw-provider") == "a", r
+    assert r.body.rstrip().endswith(b"data: [DONE]")
 
 
 def test_all_attempts_timed_out_is_504(gateway, make_upstream):
