@@ -12,7 +12,8 @@
 --   curl -s localhost:9090/metrics    # in flight, latency, breaker, health
 --
 -- Every setting comes from the environment:
---   AIGW_BACKENDS        comma-separated base URLs (with /v1), required
+--   AIGW_BACKENDS        comma-separated base URLs (with /v1); default two
+--                        local servers, http://127.0.0.1:8000/v1 and :8001/v1
 --   AIGW_BACKEND_WEIGHTS comma-separated weights, one per backend (weighted)
 --   AIGW_BACKEND_KEY     the key the backends expect, if any
 --   AIGW_LB_MODEL        the name clients send (default "llm")
@@ -32,7 +33,7 @@ local function list(s)
   return t
 end
 
-local backends = list(env("AIGW_BACKENDS"))
+local backends = list(env("AIGW_BACKENDS") or "http://127.0.0.1:8000/v1,http://127.0.0.1:8001/v1")
 if #backends == 0 then error("AIGW_BACKENDS: set it to the backends' base URLs, comma-separated", 0) end
 local weights = list(env("AIGW_BACKEND_WEIGHTS"))
 local model = env("AIGW_LB_MODEL") or "llm"
