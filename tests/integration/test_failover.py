@@ -634,3 +634,21 @@ def test_a_select_module_is_read_again_on_reload(gateway, make_upstream, tmp_pat
     assert r.status == 200, r
     assert chat(gw, "sel", headers=gold).header("x-aigw-provider") == "a"
     assert chat(gw, "sel", headers=[("x-tier", "platinum")]).header("x-aigw-provider") == "b"
+
+
+def test_sticky_by_api_key(gateway, make_upstream):
+    ups = [make_upstream() for _ in range(3)]
+    providers = {"p%d" % i: backend(u) for i, u in enumerate(ups)}
+    models = {"st": {"strategy": "round-robin", "sticky": {"api_key": True},
+                     "targets": [{"provider": "p%d" % i, "model": "m"} for i in range(3)]}}
+    keys = ["sk-team-%d" % i for i in range(10)]
+    gw = start(gateway, providers, models, api_keys=keys)
+    seen = set()
+    for k in keys:
+        got = {chat(gw, "st", headers=[("Authorization", "Bearer " + k)]).header("x-aigw-provider")
+               for _ in range(3)}
+        assert len(got) == 1, (k, got)
+        seen |= got
+    assert len(seen) >= 2, seen
+    # The gateway key is a routing key, never sent upstream.
+    assert all(q.header("authorization") != "Bearer sk-team-0" for u in ups for q in u.request_list())
