@@ -652,3 +652,16 @@ def test_sticky_by_api_key(gateway, make_upstream):
     assert len(seen) >= 2, seen
     # The gateway key is a routing key, never sent upstream.
     assert all(q.header("authorization") != "Bearer sk-team-0" for u in ups for q in u.request_list())
+
+
+def test_a_health_check_can_be_a_tiny_completion(gateway, make_upstream):
+    a = make_upstream()
+    hc = {"path": "/chat/completions", "method": "POST", "interval": 0.2, "timeout": 2,
+          "body": {"model": "m-a", "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}}
+    gw = start(gateway, {"a": backend(a, health_check=hc)}, {"pool": priority("a")})
+    probe = wait_until(lambda: next((q for q in a.request_list() if q.method == "POST"), None), 5, "a probe")
+    assert probe.path.endswith("/chat/completions")
+    assert probe.json()["max_tokens"] == 1 and probe.json()["model"] == "m-a"
+    assert probe.header("authorization") == "Bearer sk-%d" % a.port
+    assert probe.header("content-type") == "application/json"
+    assert chat(gw, "pool").status == 200
