@@ -76,6 +76,32 @@ def wait_until(cond: Callable[[], object], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+def access_line(gw, request_id: str, timeout: float = 5) -> dict:
+    """The access-log plugin's line for a request, as a dict of its fields. The
+    log phase runs after the response is complete: the line follows it closely,
+    so it is polled (a log line is not an event a test can wait on)."""
+    def find():
+        for line in gw.log().splitlines():
+            if " access " in line and "request_id=" + request_id in line:
+                return dict(re.findall(r"(\w+)=(\S+)", line.split(" access ", 1)[1]))
+        return None
+    return wait_until(find, timeout, "the access line of " + request_id)
+
+
+def plugin_prefix(tmp_path: Path, plugins: Dict[str, str]) -> Path:
+    """A prefix (AIGW_PREFIX) with the repository's lua/ and these plugin files
+    ({"name.lua": source}, "dir/name.lua" for a module in a directory)."""
+    prefix = tmp_path / "prefix"
+    (prefix / "plugins").mkdir(parents=True, exist_ok=True)
+    if not (prefix / "lua").exists():
+        (prefix / "lua").symlink_to(REPO_ROOT / "lua")
+    for name, src in plugins.items():
+        path = prefix / "plugins" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(src)
+    return prefix
+
+
 class Elapsed:
     """with Elapsed() as t: ...; t.seconds"""
 

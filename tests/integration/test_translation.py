@@ -3,12 +3,11 @@ receives, streams translated as they arrive (never buffered), usage and cost
 in the access log (streams and cut streams included), provider errors in the
 client's envelope."""
 import json
-import re
-import time
 
 import pytest
 
 import httpc
+from harness import access_line
 
 CT_JSON = ("Content-Type", "application/json")
 PROMPT = [{"role": "user", "content": "hello there"}]
@@ -56,23 +55,6 @@ def events(body: bytes):
         elif data:
             out.append((name, json.loads("\n".join(data))))
     return out
-
-
-def access_line(gw, request_id, timeout=5):
-    def find():
-        for line in gw.log().splitlines():
-            if " access " in line and "request_id=" + request_id in line:
-                return dict(re.findall(r"(\w+)=(\S+)", line.split(" access ", 1)[1]))
-        return None
-    # The log phase runs after the response is complete: the line follows
-    # it closely; polled (a log line is not an event a test can wait on).
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = find()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("no access line for request " + request_id)
 
 
 # --- what each provider receives -------------------------------------------
