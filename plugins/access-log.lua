@@ -16,6 +16,7 @@ local aigw = require "aigw"
 local plugin = {
   name = "access-log",
   priority = 10,
+  jit = true,   -- every loop is bounded by the config or the input
   schema = {},
 }
 

@@ -22,6 +22,7 @@ local json = require "aigw.json"
 local plugin = {
   name = "error-mapping",
   priority = 100,
+  jit = true,   -- every loop is bounded by the config or the input
   filter_errors = true,
   schema = {
     keep_5xx = { type = "boolean", default = false },

@@ -12,6 +12,7 @@ local aigw = require "aigw"
 local plugin = {
   name = "key-auth",
   priority = 2500,
+  jit = true,   -- every loop is bounded by the config or the input
   schema = {},
 }
 

@@ -111,6 +111,13 @@ describe("aigw.plugins", function()
       assert.equal("plugin nopri: priority must be a number", errmsg(load, { { name = "nopri", config = {} } }))
     end)
 
+    it("takes jit as true or false only", function()
+      plugin_file("badjit", 'return { priority = 1, jit = "yes" }')
+      assert.equal("plugin badjit: jit must be true or false", errmsg(load, { { name = "badjit", config = {} } }))
+      plugin_file("okjit", "return { priority = 1, jit = true, access = function() end }")
+      assert.equal("okjit", load({ { name = "okjit", config = {} } })[1].plugin.name)
+    end)
+
     it("requires the file to return a table", function()
       plugin_file("notable", "return 42")
       assert.equal("plugin notable: must return a table", errmsg(load, { { name = "notable", config = {} } }))

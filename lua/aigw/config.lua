@@ -561,6 +561,9 @@ local function check_alias(file, alias, m, providers, routing)
       fail(file, f .. ".select", "a function (targets, ctx) or the name of a module with one", m.select)
     end
     if m.strategy ~= nil then fail(file, f .. ".strategy", "either strategy or select, not both", m.strategy) end
+    -- Operator code, like a plugin's: interpreted, so the watchdog can stop
+    -- a runaway loop in it.
+    if jit then jit.off(sel, true) end
     out.strategy, out.select = "select", sel
   elseif m.strategy ~= nil then
     if not STRATEGIES[m.strategy] then fail(file, f .. ".strategy", STRATEGIES_TEXT, m.strategy) end

@@ -1,7 +1,7 @@
 -- aigw.plugins -- loads the plugins a config names, checks their config
 -- against their schema, and orders them by priority (higher first).
 --
--- A plugin is plugins/<name>.lua returning { name, priority, schema?,
+-- A plugin is plugins/<name>.lua returning { name, priority, schema?, jit?,
 -- init?, init_worker?, access?, upstream?, header_filter?, body_filter?,
 -- log? }. schema is a table of field = { type = "string" | "number" |
 -- "boolean" | "table" | "array", required = bool, default = v }.
@@ -9,7 +9,12 @@
 -- Plugin files run with the JIT off for all their functions (unless
 -- server.plugin_jit): interpreted code is where the watchdog's hook can
 -- stop a runaway loop (see core/watchdog.h). Library code under lua/ stays
--- compiled.
+-- compiled. A plugin whose loops are all bounded by its input may say so
+-- with `jit = true`: its functions are compiled once it has loaded, and so
+-- can be the request path that calls them (LuaJIT cannot compile a trace
+-- across a call into a function with the JIT off, so one such plugin in
+-- access leaves the whole handler interpreted). The plugins that ship with
+-- aigw do.
 
 local M = {}
 
@@ -52,10 +57,15 @@ function M.load(prefix, list, global)
     -- A short chunk name, so errors and tracebacks name the file in full.
     local chunk, err = loadstring(src, "@plugins/" .. entry.name .. ".lua")
     if not chunk then error("plugin " .. entry.name .. ": " .. err, 0) end
-    if jit and not (global and global.server and global.server.plugin_jit) then jit.off(chunk, true) end
+    local jit_off = jit and not (global and global.server and global.server.plugin_jit)
+    if jit_off then jit.off(chunk, true) end
     local ok, plugin = pcall(chunk)
     if not ok then error("plugin " .. entry.name .. ": " .. tostring(plugin), 0) end
     if type(plugin) ~= "table" then error("plugin " .. entry.name .. ": must return a table", 0) end
+    if plugin.jit ~= nil and type(plugin.jit) ~= "boolean" then
+      error("plugin " .. entry.name .. ": jit must be true or false", 0)
+    end
+    if jit_off and plugin.jit then jit.on(chunk, true) end
     plugin.name = plugin.name or entry.name
     if type(plugin.priority) ~= "number" then
       error("plugin " .. entry.name .. ": priority must be a number", 0)

@@ -101,8 +101,12 @@ return P
 '''
 
 
-def probe_source(tag="v1"):
-    return PROBE.replace("__TAG__", tag)
+def probe_source(tag="v1", jit=False):
+    src = PROBE.replace("__TAG__", tag)
+    if jit:
+        src = src.replace('local P = { name = "probe", priority = 100,',
+                          'local P = { name = "probe", priority = 100, jit = true,', 1)
+    return src
 
 
 def make_prefix(tmp_path, source=None):
@@ -115,8 +119,8 @@ def make_prefix(tmp_path, source=None):
     return prefix
 
 
-def start(gateway, tmp_path, upstream=None, expect_errors=False, **overrides):
-    prefix = make_prefix(tmp_path)
+def start(gateway, tmp_path, upstream=None, expect_errors=False, source=None, **overrides):
+    prefix = make_prefix(tmp_path, source)
     cfg = dict(plugins=["key-auth", "probe"], shared={"cache": "1m"},
                admin_listen="127.0.0.1:%d" % free_port())
     cfg.update(overrides)
@@ -331,12 +335,14 @@ def test_runaway_loop_is_stopped(gateway, tmp_path, act):
         assert probe(gw, "tag").status == 200
 
 
-@pytest.mark.parametrize("act,plugin_jit", [("jit-loop", False), ("loop", True)])
-def test_runaway_compiled_loop_aborts_the_process(gateway, tmp_path, act, plugin_jit):
+@pytest.mark.parametrize("act,plugin_jit,declared", [("jit-loop", False, False), ("loop", True, False),
+                                                     ("loop", False, True)])
+def test_runaway_compiled_loop_aborts_the_process(gateway, tmp_path, act, plugin_jit, declared):
     """Code compiled by the JIT never sees the hook (code a plugin loads
-    itself, or plugin files with server.plugin_jit): past lua_kill_after the
-    process aborts rather than serve on with a wedged worker."""
-    gw = start(gateway, tmp_path, expect_errors=True,
+    itself, plugin files with server.plugin_jit, a plugin that declares
+    jit = true): past lua_kill_after the process aborts rather than serve on
+    with a wedged worker."""
+    gw = start(gateway, tmp_path, expect_errors=True, source=probe_source(jit=declared),
                server={"drain_timeout": 5, "lua_time_limit": 0.2, "lua_kill_after": 1,
                        "plugin_jit": plugin_jit})
     c = gw.connect()
