@@ -647,3 +647,14 @@ def test_a_health_check_can_be_a_tiny_completion(gateway, make_upstream):
     assert probe.header("authorization") == "Bearer sk-%d" % a.port
     assert probe.header("content-type") == "application/json"
     assert chat(gw, "pool").status == 200
+
+
+def test_bare_model_names_name_their_provider_too(gateway, make_upstream):
+    a = make_upstream()
+    gw = start(gateway, {"openai": backend(a)}, {})
+    r = chat(gw, "gpt-4o-mini")
+    assert r.status == 200, r
+    assert r.header("x-aigw-provider") == "openai" and r.header("x-aigw-model") == "gpt-4o-mini"
+    assert r.header("x-aigw-attempts") is None
+    r = chat(gw, "echo")
+    assert r.header("x-aigw-provider") == "mock", r
