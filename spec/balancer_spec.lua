@@ -177,6 +177,34 @@ describe("aigw.balancer", function()
         F.models(with_select(function(list) return { list[2], 1 } end).g:plan({}, {})))
     end)
 
+    it("keeps a half-open probe first, and chooses among the others", function()
+      local f = F.build({ select = function(list) return list[#list] end, breaker = { failures = 1, cooldown = 10 },
+                          targets = targets({ { "a" }, { "b" }, { "c" } }) })
+      local first = f.g:plan({}, {})
+      f.g:begin(first[1])
+      f.g:finish(first[1], { ok = false, class = "5xx" })   -- c opens
+      assert.same({ "b", "a" }, F.models(f.g:plan({}, {})))
+      f.clock.t = f.clock.t + 10
+      assert.same({ "c", "b", "a" }, F.models(f.g:plan({}, {})))   -- c probes, then select's pick
+    end)
+
+    it("chooses from what could take traffic when it was called, even if it waits", function()
+      local f
+      local inner
+      f = F.build({ select = function(list)
+        -- Another request plans meanwhile (as while this one waits on
+        -- aigw.http), with a target gone: this request's choice stands.
+        if not inner then
+          inner = true
+          f.b:set_health("mock", false)
+          assert.is_nil(f.g:plan({}, {}))
+          f.b:set_health("mock", true)
+        end
+        return list[2]
+      end, targets = targets({ { "a" }, { "b" } }) })
+      assert.same({ "b", "a" }, F.models(f.g:plan({}, {})))
+    end)
+
     it("nil leaves the order to priority", function()
       assert.same({ "c", "a", "b" }, F.models(with_select(function() end).g:plan({}, {})))
     end)

@@ -145,8 +145,9 @@ local function select_fail(g, what)
   error("model '" .. g.alias .. "': select " .. what, 0)
 end
 
--- The index (into g.targets) of one element of a select result.
-local function chosen(g, list, v)
+-- The index (into g.targets) of one element of a select result; can: the
+-- indices it may name.
+local function chosen(g, list, can, v)
   if type(v) == "number" then
     if not list[v] then
       select_fail(g, "returned index " .. tostring(v) .. ": expected 1 to " .. #list)
@@ -154,7 +155,7 @@ local function chosen(g, list, v)
     v = list[v]
   end
   local i = g.index[v]
-  if not i or not g.ok[i] then
+  if not i or not can[i] then
     select_fail(g, "returned " .. tostring(v) .. ": expected a target from the list it was given, "
                 .. "its index, or a list of them")
   end
@@ -163,17 +164,24 @@ end
 
 -- The user's function picks from the targets that can take traffic (a
 -- target, its index, or an ordered list of them; nil leaves the order to
--- priority); the others follow by priority.
+-- priority); the others follow by priority. It may wait (ask a routing
+-- service through aigw.http): what it chooses from is copied out of the
+-- group's scratch arrays first, which other requests' plans reuse
+-- meanwhile. A half-open probe already in `out` stays first.
 M.select = function(g, av, m, _, out, ctx)
-  local list = {}
-  for j = 1, m do list[j] = g.targets[av[j]] end
+  local list, can = {}, {}
+  for j = 1, m do
+    local i = av[j]
+    list[j] = g.targets[i]
+    can[i] = true
+  end
   local ok, res = pcall(g.select, list, ctx)
   if not ok then select_fail(g, "failed: " .. tostring(res)) end
   local taken = {}
-  local n = 0
+  local n = #out
   if type(res) == "table" and not g.index[res] and res[1] ~= nil then
     for k = 1, #res do
-      local i = chosen(g, list, res[k])
+      local i = chosen(g, list, can, res[k])
       if not taken[i] then
         taken[i] = true
         n = n + 1
@@ -181,13 +189,13 @@ M.select = function(g, av, m, _, out, ctx)
       end
     end
   elseif res ~= nil then
-    local i = chosen(g, list, res)
+    local i = chosen(g, list, can, res)
     taken[i] = true
-    n = 1
-    out[1] = g.targets[i]
+    n = n + 1
+    out[n] = g.targets[i]
   end
   for _, i in ipairs(g.by_priority) do
-    if g.ok[i] and not taken[i] then
+    if can[i] and not taken[i] then
       n = n + 1
       out[n] = g.targets[i]
     end
