@@ -494,6 +494,7 @@ def test_cost_picks_the_cheapest_target_that_can_serve(gateway, make_upstream):
 def test_a_select_function_in_the_config_orders_targets(gateway, make_upstream):
     a, b = make_upstream(), make_upstream()
     select = harness.Lua('function(targets, ctx)\n'
+                         '  require("aigw").sleep(0.001)   -- it may wait, as for a routing service\n'
                          '  local tier = require("aigw").request.get_header("x-tier")\n'
                          '  for _, t in ipairs(targets) do\n'
                          '    if tier == "gold" and t.provider == "b" then return t end\n'
