@@ -331,10 +331,10 @@ describe("aigw.balancer", function()
       f.g:begin(a)
       local rows = f.b:status()
       assert.equal(2, #rows)
-      assert.same({ alias = f.alias, provider = "mock", model = "a", key = "mock/a#1", weight = 2,
+      assert.same({ alias = f.alias, target = 1, provider = "mock", model = "a", key = "mock/a#1", weight = 2,
                     requests = 3, failures = 1, inflight = 1, ttfb_ms = 250, latency_ms = 1500,
                     breaker = "closed", healthy = true }, rows[1])
-      assert.same({ alias = f.alias, provider = "mock", model = "b", key = "mock/b#2", weight = 1,
+      assert.same({ alias = f.alias, target = 2, provider = "mock", model = "b", key = "mock/b#2", weight = 1,
                     requests = 0, failures = 0, inflight = 0, breaker = "closed", healthy = true }, rows[2])
       f.g:finish(a, { ok = false, class = "client" })
       assert.equal(1, f.b:status()[1].failures)
@@ -357,7 +357,7 @@ describe("aigw.balancer", function()
           assert(n, "not a sample line: " .. line)
           assert.truthy(tonumber(v))
           assert.truthy(families[n] and families[n].TYPE)
-          assert.matches('^{alias="we\\"ird\\\\alias\\n_%d+",provider="mock",model="[ab]"}$', labels)
+          assert.matches('^{alias="we\\"ird\\\\alias\\n_%d+",target="[12]",provider="mock",model="[ab]"}$', labels)
           samples = samples + 1
         end
       end
@@ -370,6 +370,10 @@ describe("aigw.balancer", function()
       assert.equal(5 * 2 + 2, samples)
       assert.matches('\naigw_target_ttfb_seconds{[^}]*model="a"} 0.5\n', text)
       assert.matches('\naigw_target_requests_total{[^}]*model="a"} 1\n', text)
+      -- The same provider and model twice are still two series.
+      local twice = F.build({ targets = targets({ { "a" }, { "a" } }) }).b:metrics()
+      assert.matches('target="1",provider="mock",model="a"} 0\n', twice)
+      assert.matches('target="2",provider="mock",model="a"} 0\n', twice)
     end)
   end)
 

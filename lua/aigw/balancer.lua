@@ -240,7 +240,7 @@ function balancer:status()
       local inflight = zone:get(rec.k_inflight) or 0
       local ttfb, total = zone:get(rec.k_ttfb), zone:get(rec.k_total)
       rows[#rows + 1] = {
-        alias = alias, provider = t.provider, model = t.model, key = t.key, weight = t.weight,
+        alias = alias, target = i, provider = t.provider, model = t.model, key = t.key, weight = t.weight,
         requests = zone:get(rec.k_req) or 0, failures = zone:get(rec.k_fail) or 0,
         inflight = inflight > 0 and inflight or 0,
         ttfb_ms = ttfb and ttfb * 1000, latency_ms = total and total * 1000,
@@ -281,7 +281,10 @@ function balancer:metrics()
   local rows = self:status()
   local labels = {}
   for i, r in ipairs(rows) do
-    labels[i] = format('{alias="%s",provider="%s",model="%s"}', label(r.alias), label(r.provider), label(r.model))
+    -- target (its position in the alias) keeps two targets with the same
+    -- provider and model apart: a series must be unique.
+    labels[i] = format('{alias="%s",target="%d",provider="%s",model="%s"}', label(r.alias), r.target,
+                       label(r.provider), label(r.model))
   end
   local lines = {}
   for _, f in ipairs(FAMILIES) do
