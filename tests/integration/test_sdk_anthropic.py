@@ -349,3 +349,27 @@ def test_error_upstream_timeout(gateway, upstream, kind, stream):
     e = sdk.err(r)
     assert_error(e, "GatewayTimeoutError", 504, "timeout_error")
     assert 350 <= r["ms"] <= 1900, r["ms"]
+
+
+# ---------------------------------------------------------------------------
+# A model alias whose first target is overloaded
+
+
+def test_failover_is_invisible_to_the_sdk(gateway, make_upstream):
+    down, up = make_upstream(default_behavior="status=529"), make_upstream(default_behavior="stream")
+    providers = {"claude": {"kind": "anthropic", "base_url": down.url, "api_key": "sk-ant"},
+                 "backup": {"kind": "openai", "base_url": up.base_url, "api_key": "sk-b"}}
+    models = {"smart": {"strategy": "priority", "targets": [
+        {"provider": "claude", "model": "claude-3-5-haiku-latest"},
+        {"provider": "backup", "model": "gpt-4o-mini"}]}}
+    gw = sdk.start_gateway(gateway, None, "openai", KEY, providers=providers, models=models)
+    final, events = run(gw, [
+        {"op": "stream_final", "model": "smart", "content": "hi"},
+        {"op": "stream_events", "model": "smart", "content": "hi"},
+    ])
+    f = sdk.ok(final)
+    assert f["text"] and f["deltas"] == f["text"] and f["stop_reason"] == "end_turn", f
+    assert_usage(f["usage"])
+    s = sdk.ok(events)
+    assert_event_sequence(s)
+    assert len(down.request_list()) == 2 and len(up.request_list()) == 2

@@ -396,3 +396,29 @@ def test_error_upstream_timeout(gateway, upstream, kind, stream):
     assert_error(e, "InternalServerError", 504)
     assert e["code"] == "upstream_timeout", e
     assert 350 <= r["ms"] <= 1900, r["ms"]
+
+
+# ---------------------------------------------------------------------------
+# A model alias whose first target fails
+
+
+def test_failover_is_invisible_to_the_sdk(gateway, make_upstream):
+    down, up = make_upstream(default_behavior="status=503"), make_upstream()
+    providers = {"primary": {"kind": "openai", "base_url": down.base_url, "api_key": "sk-a"},
+                 "claude": {"kind": "anthropic", "base_url": up.url, "api_key": "sk-ant"}}
+    models = {"smart": {"strategy": "priority", "targets": [
+        {"provider": "primary", "model": "gpt-4o-mini"},
+        {"provider": "claude", "model": "claude-3-5-haiku-latest"}]}}
+    gw = sdk.start_gateway(gateway, None, "openai", KEY, providers=providers, models=models)
+    chat, stream = run(gw, [
+        {"op": "chat", "model": "smart", "content": "hello"},
+        {"op": "stream", "model": "smart", "content": "stream me", "include_usage": True},
+    ])
+    c = sdk.ok(chat)
+    assert c["object"] == "chat.completion" and c["content"] and c["finish_reason"] == "stop", c
+    assert_usage(c["usage"])
+    s = sdk.ok(stream)
+    assert s["objects"] == ["chat.completion.chunk"] and s["text"] and s["finish_reason"] == "stop", s
+    assert s["usage_chunks"] == 1 and s["last_has_choices"] is False, s
+    assert_usage(s["last_chunk_usage"])
+    assert len(down.request_list()) == 2 and len(up.request_list()) == 2
