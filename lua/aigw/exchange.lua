@@ -198,12 +198,38 @@ end
 -- The complete events of an OpenAI stream so far, as raw text (the bytes
 -- exactly as they came, comments included), each ending in its blank line;
 -- an unfinished one waits for the next piece.
+-- Where the blank line that ends an event ends (after \n\n, \r\n\n,
+-- \n\r\n or \r\n\r\n), searching from at; nil when there is none yet.
+-- Plain finds and byte tests, not the pattern "\r?\n\r?\n": Lua's
+-- matcher tries that at every byte, and this runs on every event.
+local function event_end(buf, at)
+  while true do
+    local n = find(buf, "\n", at, true)
+    if not n then return nil end
+    local c = byte(buf, n + 1)
+    if c == 10 then return n + 1 end
+    if c == 13 and byte(buf, n + 2) == 10 then return n + 2 end
+    at = n + 1
+  end
+end
+
+-- Whether an event has a "usage" member that is an object (not null):
+-- plain finds, each candidate checked with an anchored pattern.
+local function has_usage_object(ev)
+  local u = find(ev, '"usage"', 1, true)
+  while u do
+    if find(ev, "^%s*:%s*{", u + 7) then return true end
+    u = find(ev, '"usage"', u + 7, true)
+  end
+  return false
+end
+
 local function raw_events(self, chunk)
   local buf = self.rest and (self.rest .. chunk) or chunk
   local out, at = {}, 1
   while true do
-    local s, e = find(buf, "\r?\n\r?\n", at)
-    if not s then break end
+    local e = event_end(buf, at)
+    if not e then break end
     out[#out + 1] = sub(buf, at, e)
     at = e + 1
   end
@@ -252,7 +278,7 @@ function X:pass(chunk, eof)
   local out = rewrite and {} or nil
   for _, ev in ipairs(raw_events(self, chunk)) do
     local keep = true
-    if find(ev, '"usage"%s*:%s*{') then
+    if has_usage_object(ev) then
       local c = decode(event_data(ev) or "")
       if type(c) == "table" then
         self.acc:event(c)
