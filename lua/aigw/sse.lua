@@ -95,8 +95,16 @@ local function scan(self, s, pos, out)
     if byte(s, pos) == LF then pos = pos + 1 end
     self._skip_lf = false
   end
+  -- Line ends by plain finds (the pattern "[\r\n]" is tried at every
+  -- byte by Lua's matcher). The next CR and the next LF are each searched
+  -- for again only once the last one found is behind us, so a stream that
+  -- uses one of them alone is not scanned to its end for the other per line.
+  local cr, lf = find(s, "\r", pos, true), find(s, "\n", pos, true)
   while pos <= len do
-    local e = find(s, "[\r\n]", pos)
+    if cr and cr < pos then cr = find(s, "\r", pos, true) end
+    if lf and lf < pos then lf = find(s, "\n", pos, true) end
+    local e = lf
+    if cr and (not lf or cr < lf) then e = cr end
     if not e then
       self._parts[1] = sub(s, pos)   -- the start of an unterminated line
       self._nparts = 1
