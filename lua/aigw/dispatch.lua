@@ -94,8 +94,18 @@ M.replace_model = replace_model
 -- model name; nil means "the client's bytes as they are".
 local function passthrough_body(ctx, model, upstream_model)
   if upstream_model == model then return nil end
-  local body = not ctx._fields_odd and replace_model(request.get_body(), model, upstream_model)
-  if body then return body end
+  if not ctx._fields_odd then
+    -- The router's scan left where the value is: no second scan.
+    local at, e = ctx._model_at, ctx._model_end
+    local raw = request.get_body()
+    local body
+    if at and type(ctx._fields.model) == "string" then
+      body = sub(raw, 1, at - 1) .. cjson_safe.encode(upstream_model) .. sub(raw, e + 1)
+    else
+      body = replace_model(raw, model, upstream_model)
+    end
+    if body then return body end
+  end
   local j = request.get_json(ctx)
   j.model = upstream_model
   return json.encode(j)

@@ -181,6 +181,9 @@ function M.get_json_fields(ctx)
         v = cjson_decode(ffi_string(p + s0, len))
       end
       if v ~= nil then out[name] = v end
+      -- Where the model's value is in the body (1-based, inclusive), so
+      -- that aigw.dispatch can put another name there without a scan.
+      if i == 1 then ctx._model_at, ctx._model_end = s0 + 1, tonumber(sp["end"]) end
     end
   end
   ctx._fields = out

@@ -10,7 +10,7 @@
 --   reasoning_tokens   output tokens spent on reasoning (absent when not reported)
 
 local type, error, pairs = type, error, pairs
-local sub, find = string.sub, string.find
+local sub, byte = string.sub, string.byte
 
 local _M = {}
 
@@ -227,24 +227,23 @@ _M.prices = {
   ["gemini-1.5-flash"]      = { input = 0.075, output = 0.30,  cached_input = 0.01875 },
 }
 
--- Does `key` name `model`: the same, or a prefix followed by "-" or "@"
--- (dated snapshots "gpt-4o-2024-08-06", aliases "claude-3-5-haiku-latest",
--- Vertex's "claude-3-5-sonnet@20240620").
-local function prefix_of(key, model)
-  local n = #key
-  if #model <= n or sub(model, 1, n) ~= key then return false end
-  local c = sub(model, n + 1, n + 1)
-  return c == "-" or c == "@"
-end
-
-local function lookup(tbl, model, best_key, best)
-  if not tbl then return best_key, best end
-  for key, p in pairs(tbl) do
-    if type(key) == "string" and prefix_of(key, model) and (not best_key or #key > #best_key) then
-      best_key, best = key, p
+-- The longest key naming `model` in overrides or the table: the same
+-- name, or a prefix followed by "-" or "@" (dated snapshots
+-- "gpt-4o-2024-08-06", aliases "claude-3-5-haiku-latest", Vertex's
+-- "claude-3-5-sonnet@20240620"). Those prefixes are the model cut before
+-- one of its "-" or "@", so they are tried longest first, a hash look-up
+-- each (this runs for every answer's cost); on equal keys the override's.
+local function longest(model, overrides)
+  local prices = _M.prices
+  for i = #model, 2, -1 do
+    local c = byte(model, i)
+    if c == 45 or c == 64 then
+      local key = sub(model, 1, i - 1)
+      local p = overrides and overrides[key] or prices[key]
+      if p then return p, key end
     end
   end
-  return best_key, best
+  return nil
 end
 
 --- The price entry for `model` and the key it was found under, or nil.
@@ -256,20 +255,16 @@ function _M.price(model, overrides)
   p = _M.prices[model]
   if p then return p, model end
   -- an explicit "provider/model": price the model part
-  local slash = find(model, "/[^/]*$")
-  if slash then
-    local bare = sub(model, slash + 1)
-    p = overrides and overrides[bare] or _M.prices[bare]
-    if p then return p, bare end
-    model = bare
+  for i = #model, 1, -1 do
+    if byte(model, i) == 47 then
+      local bare = sub(model, i + 1)
+      p = overrides and overrides[bare] or _M.prices[bare]
+      if p then return p, bare end
+      model = bare
+      break
+    end
   end
-  local key, best = lookup(overrides, model)
-  local okey, obest = key, best
-  key, best = lookup(_M.prices, model, key, best)
-  -- the longest prefix wins; on equal keys the override's entry
-  if okey and key == okey then best = obest end
-  if not key then return nil end
-  return best, key
+  return longest(model, overrides)
 end
 
 --- Cost in USD of normalised usage `u` on `model`, or nil when the model
