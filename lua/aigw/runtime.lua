@@ -18,6 +18,7 @@ local plugins_loader = require "aigw.plugins"
 local request = require "aigw.request"
 local errors = require "aigw.errors"
 local cjson = require "cjson"
+local json = require "aigw.json"
 local dispatch = require "aigw.dispatch"
 local response = require "aigw.response"
 local log = require "aigw.log"
@@ -184,8 +185,8 @@ local function admin(path, method, routing)
     local st = aigw_core.status()
     st.version = aigw_core.version
     st.worker = aigw_core.worker_id
-    st.targets = setmetatable(routing:status(), cjson.array_mt)
-    return 200, cjson.encode(st) .. "\n", JSON
+    st.targets = setmetatable(routing:status(), json.array_mt)   -- [] when there is none
+    return 200, json.encode(st) .. "\n", JSON
   end
   if path == "/metrics" then
     if method ~= "GET" and method ~= "HEAD" then

@@ -26,6 +26,7 @@ def test_admin_status_and_health(gateway):
     doc = r.json()
     version = run_cli(["version"]).stdout.split()[-1]
     assert doc.get("version") == version, doc
+    assert doc.get("targets") == [], doc        # no model aliases: an empty list, not {}
     for port in (admin, gw.port):
         h = httpc.request(port, "GET", "/health", timeout=5)
         assert h.status == 200, (port, h)
