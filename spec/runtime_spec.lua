@@ -3,11 +3,22 @@
 local h = require "aigw.test.helpers"
 local runtime = require "aigw.runtime"
 local cjson = require "cjson"
+local dispatch = require "aigw.dispatch"
+local request = require "aigw.request"
 
-local replace = runtime._replace_model
+-- The body sent upstream for a client's body, as the router reads it and
+-- dispatch rewrites its model.
+local function replace(body, model, new)
+  local req = h.request{ method = "POST", path = "/v1/chat/completions", body = body }
+  return h.with_request(req, function()
+    local ctx = {}
+    assert(request.get_json_fields(ctx))
+    return dispatch.passthrough_body(ctx, model, new)
+  end)
+end
 
 describe("aigw.runtime", function()
-  describe("replace_model", function()
+  describe("the model rewrite", function()
     it("replaces the top-level model and keeps every other byte", function()
       local body = '{"model":"openai/gpt-4o", "tools": [], "n": 12345678901234567, "s":"\\u00e9"}'
       assert.equal('{"model":"gpt-4o", "tools": [], "n": 12345678901234567, "s":"\\u00e9"}',
@@ -36,12 +47,13 @@ describe("aigw.runtime", function()
       assert.equal('{"model":"q\\"x"}', replace('{"model":"p/q"}', "p/q", 'q"x'))
     end)
 
-    it("gives nil when the top-level model is missing, not a string or different", function()
-      assert.is_nil(replace('{"metadata":{"model":"x/y"}}', "x/y", "y"))
-      assert.is_nil(replace('{"model":42}', "x/y", "y"))
-      assert.is_nil(replace('{"model":"other"}', "x/y", "y"))
-      assert.is_nil(replace('{"model":"x/y', "x/y", "y"))
-      assert.is_nil(replace('', "x/y", "y"))
+    it("leaves the body alone when the name does not change", function()
+      assert.is_nil(replace('{"model":"x/y"}', "x/y", "x/y"))
+    end)
+
+    it("re-encodes a body whose model member is written with escapes", function()
+      local out = cjson.decode(replace('{"mod\\u0065l":"x/y","n":[1]}', "x/y", "y"))
+      assert.same({ model = "y", n = { 1 } }, out)
     end)
   end)
 

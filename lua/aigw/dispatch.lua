@@ -23,7 +23,7 @@ local anthropic = require "aigw.translate.anthropic"
 local gemini = require "aigw.translate.gemini"
 
 local type, tostring, ipairs = type, tostring, ipairs
-local byte, find, sub = string.byte, string.find, string.sub
+local find, sub = string.find, string.sub
 
 local M = {}
 
@@ -42,74 +42,25 @@ end
 ---------------------------------------------------------------------------
 -- the request body
 
--- Replaces the top-level "model" value in the raw body, leaving every other
--- byte as the client sent it: a decode/encode round trip through lua-cjson
--- would turn [] into {} and cut numbers to 14 digits. A small scanner walks
--- the JSON text (strings skipped, depth counted) to find the key at depth 1,
--- so a "model" inside metadata or a tool schema is never touched. Returns
--- nil when there is no such string value (the caller then re-encodes).
-local function top_level_model(body)
-  local depth, i = 0, 1
-  while true do
-    local s = find(body, '[{}%[%]"]', i)
-    if not s then return nil end
-    local c = byte(body, s)
-    if c == 34 then                      -- a string: find its end
-      local j = s + 1
-      local q
-      while true do
-        q = find(body, '["\\]', j)
-        if not q then return nil end
-        if byte(body, q) == 92 then j = q + 2 else break end
-      end
-      if depth == 1 and q - s == 6 and sub(body, s + 1, q - 1) == "model" then
-        local _, colon = find(body, "^%s*:%s*", q + 1)
-        if colon then                    -- it is the key: its value follows
-          local vs = colon + 1
-          if byte(body, vs) ~= 34 then return nil end
-          local k = vs + 1
-          while true do
-            local e = find(body, '["\\]', k)
-            if not e then return nil end
-            if byte(body, e) == 92 then k = e + 2 else return vs, e end
-          end
-        end
-      end
-      i = q + 1
-    else
-      depth = depth + ((c == 123 or c == 91) and 1 or -1)
-      i = s + 1
-    end
-  end
-end
-
-local function replace_model(body, model, new)
-  local vs, ve = top_level_model(body)
-  if not vs or cjson_safe.decode(sub(body, vs, ve)) ~= model then return nil end
-  return sub(body, 1, vs - 1) .. cjson_safe.encode(new) .. sub(body, ve + 1)
-end
-M.replace_model = replace_model
-
 -- The client's body for the provider: untouched, or with the upstream
--- model name; nil means "the client's bytes as they are".
+-- model name; nil means "the client's bytes as they are". The new name
+-- goes where the router's scan (request.get_json_fields) found the old
+-- one, every other byte as the client sent it: a decode/encode round trip
+-- through lua-cjson would turn [] into {} and cut numbers to 14 digits.
+-- A body whose model member is written oddly (escaped key, twice) is
+-- re-encoded instead, so that what is sent matches what was routed.
 local function passthrough_body(ctx, model, upstream_model)
   if upstream_model == model then return nil end
-  if not ctx._fields_odd then
-    -- The router's scan left where the value is: no second scan.
-    local at, e = ctx._model_at, ctx._model_end
+  local at = ctx._model_at
+  if at and not ctx._fields_odd then
     local raw = request.get_body()
-    local body
-    if at and type(ctx._fields.model) == "string" then
-      body = sub(raw, 1, at - 1) .. cjson_safe.encode(upstream_model) .. sub(raw, e + 1)
-    else
-      body = replace_model(raw, model, upstream_model)
-    end
-    if body then return body end
+    return sub(raw, 1, at - 1) .. cjson_safe.encode(upstream_model) .. sub(raw, ctx._model_end + 1)
   end
   local j = request.get_json(ctx)
   j.model = upstream_model
   return json.encode(j)
 end
+M.passthrough_body = passthrough_body   -- for specs
 
 -- The whole decoded request: j itself, unless it is only the members the
 -- router read (request.get_json_fields).

@@ -159,7 +159,8 @@ end
 -- from its bytes) and the answer's limit.
 local function plan_info(alias, j)
   local sticky, key = alias.sticky, nil
-  if not sticky and alias.strategy ~= "cost" and not alias.select then return nil end
+  -- Only sticky routing and the cost strategy read it.
+  if not sticky and alias.strategy ~= "cost" then return nil end
   if sticky then
     if sticky.header then
       key = request.get_header(sticky.header)
@@ -516,7 +517,6 @@ function M.init_worker(conf_path, worker_id)
 end
 
 -- For specs.
-M._replace_model = dispatch.replace_model
 M._header_lines = header_lines
 
 return M
