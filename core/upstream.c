@@ -218,10 +218,10 @@ SLOW_PATH static int end_with_filter(aigw_req_t *r, aigw_wbuf_t **out, const cha
   return 0;
 }
 
-/* An attempt failed before its first byte: the caller hears why, the
- * client has had nothing. */
 SLOW_PATH static void attempt_error(aigw_upstream_t *u, int reuse);
 
+/* An attempt failed before its first byte: the caller hears why, the
+ * client has had nothing. */
 SLOW_PATH static void attempt_failed(aigw_upstream_t *u, int status, const char *code,
                                      const char *msg) {
   if (u->hold_error) {
