@@ -24,6 +24,10 @@ enum { TIMER_NONE, TIMER_IDLE, TIMER_HEADER, TIMER_BODY, TIMER_SEND, TIMER_LINGE
 /* How long a connection closed after an error keeps draining client input. */
 #define LINGER_MS 2000
 
+/* Answers queued to a client and not yet written, past which its next
+ * pipelined request waits (nginx and HAProxy wait for the whole answer). */
+#define PIPELINE_MAX_QUEUED (64 * 1024)
+
 static const llhttp_settings_t *parser_settings(void);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
@@ -163,14 +167,23 @@ static void arm_timer(aigw_conn_t *c, int kind) {
   }
 }
 
+/* Waits for kind, keeping the deadline when the connection already waits
+ * for it: a deadline starts when a wait starts and moves on only with
+ * progress (a write completing, body bytes arriving), never because the
+ * client sent something else (bare CRLFs between requests, more pipelined
+ * requests while its answers are not read). */
+static void wait_for(aigw_conn_t *c, int kind) {
+  if (c->timer_kind != kind || (c->deadline == 0 && kind != TIMER_NONE)) arm_timer(c, kind);
+}
+
 /* The timer that fits what the connection is waiting for now. */
 static void rearm_timer(aigw_conn_t *c) {
   if (c->lingering) return;
-  if (c->pending_writes > 0) arm_timer(c, TIMER_SEND);
-  else if (c->req == NULL) arm_timer(c, c->rlen > c->parsed ? TIMER_HEADER : TIMER_IDLE);
-  else if (c->req->complete) arm_timer(c, TIMER_NONE);
-  else if (c->req->headers_done) arm_timer(c, TIMER_BODY);
-  else arm_timer(c, TIMER_HEADER);
+  if (c->pending_writes > 0) wait_for(c, TIMER_SEND);
+  else if (c->req == NULL) wait_for(c, c->rlen > c->parsed ? TIMER_HEADER : TIMER_IDLE);
+  else if (c->req->complete) wait_for(c, TIMER_NONE);
+  else if (c->req->headers_done) wait_for(c, TIMER_BODY);
+  else wait_for(c, TIMER_HEADER);
 }
 
 /* --- accept --- */
@@ -597,11 +610,17 @@ static void dispatch(aigw_conn_t *c) {
   aigw_lua_handle_request(r);
 }
 
+/* Parses what the read buffer holds, serving each complete request in turn.
+ * A request answered at once (a probe, an error) comes back here through
+ * aigw__request_finish, which only resumes the parser: the next pipelined
+ * request is served by this loop, not by recursion. */
 static void parse_more(aigw_conn_t *c) {
-  while (!c->closing && !c->paused && c->parsed < c->rlen) {
+  if (c->in_parse) return;
+  c->in_parse = 1;
+  while (!c->closing && !c->paused && !c->write_blocked && c->parsed < c->rlen) {
     const char *start = c->rbuf + c->parsed;
     llhttp_errno_t err = llhttp_execute(&c->parser, start, c->rlen - c->parsed);
-    if (c->closing) return;
+    if (c->closing) break;
     if (err == HPE_OK) {
       c->parsed = c->rlen;
       compact(c);
@@ -610,7 +629,7 @@ static void parse_more(aigw_conn_t *c) {
     if (err == HPE_PAUSED) {
       c->parsed = (uint32_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
       dispatch(c);
-      return;
+      continue;
     }
     if (!c->failed) {
       aigw_log_debug("bad request: %s (%s)", llhttp_errno_name(err), llhttp_get_error_reason(&c->parser));
@@ -619,9 +638,32 @@ static void parse_more(aigw_conn_t *c) {
     /* The error response is queued; read no further. */
     c->parsed = c->rlen;
     stop_reading(c);
+    break;
+  }
+  c->in_parse = 0;
+  if (!c->closing && c->req == NULL && !c->write_blocked) rearm_timer(c);
+}
+
+/* Whether the answers already queued allow serving the next request: a
+ * client that pipelines without reading is not read from (it blocks in its
+ * own send) until its answers drain, so it can make us hold at most about
+ * PIPELINE_MAX_QUEUED bytes of answers plus one response. */
+static int may_serve_next(aigw_conn_t *c) {
+  return c->tcp.write_queue_size <= PIPELINE_MAX_QUEUED;
+}
+
+/* The connection is ready for its next request. */
+static void next_request(aigw_conn_t *c) {
+  if (!may_serve_next(c)) {
+    c->write_blocked = 1;
+    stop_reading(c);
     return;
   }
-  if (!c->closing && c->req == NULL && c->pending_writes == 0) rearm_timer(c);
+  c->write_blocked = 0;
+  start_reading(c);
+  rearm_timer(c);
+  /* Pipelined requests already in the buffer are served next, in order. */
+  if (c->rlen > c->parsed) parse_more(c);
 }
 
 /* The response of the current request is fully queued. */
@@ -640,13 +682,32 @@ void aigw__request_finish(aigw_req_t *r) {
   c->paused = 0;
   llhttp_resume(&c->parser);
   compact(c);
-  start_reading(c);
-  rearm_timer(c);
-  /* Pipelined requests already in the buffer are served next, in order. */
-  if (c->rlen > c->parsed) parse_more(c);
+  if (c->in_parse) {
+    /* Answered from inside the parse loop, which goes on by itself. */
+    if (!may_serve_next(c)) {
+      c->write_blocked = 1;
+      stop_reading(c);
+    }
+    return;
+  }
+  next_request(c);
 }
 
-void aigw__conn_rearm_after_write(aigw_conn_t *c) { rearm_timer(c); }
+/* A write to the client completed: the send deadline moves on with the
+ * progress, and a connection held back by its unread answers may go on. */
+void aigw__conn_wrote(aigw_conn_t *c) {
+  if (c->write_blocked && c->tcp.write_queue_size <= PIPELINE_MAX_QUEUED / 2) {
+    c->write_blocked = 0;
+    if (c->pending_writes > 0) arm_timer(c, TIMER_SEND);
+    next_request(c);
+    return;
+  }
+  if (c->pending_writes > 0) arm_timer(c, TIMER_SEND);
+  else rearm_timer(c);
+}
+
+/* The first write of a burst was queued: the send deadline starts. */
+void aigw__conn_queued(aigw_conn_t *c) { rearm_timer(c); }
 
 static void on_shutdown(uv_shutdown_t *req, int status) { (void)req; (void)status; }
 

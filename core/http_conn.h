@@ -86,6 +86,8 @@ struct aigw_conn_s {
   uint8_t reading : 1;
   uint8_t admin : 1;
   uint8_t loopback : 1;
+  uint8_t in_parse : 1;      /* inside parse_more: it serves what follows */
+  uint8_t write_blocked : 1; /* not reading: too many answers unwritten */
   uint8_t timer_kind;
   uint64_t deadline;      /* when the current wait times out; 0: none */
   uint64_t timer_due;     /* when the libuv timer is set to fire */
@@ -142,8 +144,11 @@ const char *aigw_error_type(int status, int anthropic);
 /* Ends the connection after its last write (lingering after errors). */
 void aigw__conn_end(aigw_conn_t *c);
 
-/* Re-arms the connection's timer after writes were queued or completed. */
-void aigw__conn_rearm_after_write(aigw_conn_t *c);
+/* A write to the client completed (progress: the send deadline moves on,
+ * a connection held back by unread answers may resume). */
+void aigw__conn_wrote(aigw_conn_t *c);
+/* The first of a burst of writes was queued (the send deadline starts). */
+void aigw__conn_queued(aigw_conn_t *c);
 
 /* Bytes queued to the client and not yet written (for backpressure). */
 size_t aigw_conn_write_queue(const aigw_conn_t *c);

@@ -104,7 +104,7 @@ static void on_write(uv_write_t *wr, int status) {
   }
   if (c->req && c->req->up && c->tcp.write_queue_size < AIGW_CLIENT_LOW_WATER)
     aigw_upstream_client_drained(c->req->up);
-  aigw__conn_rearm_after_write(c);
+  aigw__conn_wrote(c);
 }
 
 void aigw_wbuf_send(aigw_wbuf_t *b) {
@@ -123,7 +123,7 @@ void aigw_wbuf_send(aigw_wbuf_t *b) {
   }
   c->pending_writes++;
   /* The send timeout measures progress: queueing more does not extend it. */
-  if (c->pending_writes == 1) aigw__conn_rearm_after_write(c);
+  if (c->pending_writes == 1) aigw__conn_queued(c);
 }
 
 /* --- heads --- */

@@ -2,6 +2,7 @@
 # integration.sh -- run the integration suite against the real aigw binary.
 #
 #   AIGW_BIN=build/aigw scripts/integration.sh [pytest args...]
+#   AIGW_BIN=build/aigw scripts/integration.sh tests/integration/test_proxy.py -k reuse
 #
 # Uses Debian's python3 (/usr/bin/python3 with python3-pytest; scripts/setup.sh
 # test installs it), not whatever python3 comes first on PATH. Every test has its
@@ -28,7 +29,10 @@ fi
 
 limit="${INTEGRATION_TIMEOUT:-1200}"
 set +e
-timeout --kill-after=30 "$limit" "$py" -m pytest -q tests/integration "$@"
+# Test files or directories given: only those; otherwise the whole suite.
+where=(tests/integration)
+for a in "$@"; do case "$a" in tests/*) where=() ;; esac; done
+timeout --kill-after=30 "$limit" "$py" -m pytest -q "${where[@]}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
