@@ -30,6 +30,8 @@ return {
     max_connections       = 10000,
     client_header_timeout = 10,
     client_body_timeout   = 30,
+    client_body_total_timeout = 120,
+    max_buffered_bodies   = "512m",
     keepalive_timeout     = 75,
     send_timeout          = 30,
     drain_timeout         = 10,

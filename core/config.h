@@ -31,9 +31,11 @@ typedef struct {
   int watch;             /* reload when conf/ or plugins/ change */
   size_t max_body_size;
   size_t max_header_size;
+  size_t max_buffered_bodies;
   int max_connections;
   uint64_t client_header_timeout_ms;
   uint64_t client_body_timeout_ms;
+  uint64_t client_body_total_timeout_ms;
   uint64_t keepalive_timeout_ms;
   uint64_t send_timeout_ms;
   uint64_t drain_timeout_ms;

@@ -62,10 +62,13 @@ void aigw__request_destroy(void *p) {
   aigw_free(r);
 }
 
+static void body_uncharge(aigw_req_t *r);
+
 static void request_free(aigw_req_t *r) {
   if (r->up) aigw_upstream_abort(r->up);
   r->up = NULL;
   aigw_lua_request_release(r);
+  body_uncharge(r);
   aigw_worker_t *w = r->conn->w;
   if (r->body.cap > KEEP_BODY_CAP) aigw_buf_free(&r->body);
   if (!aigw__free_push(&w->free_reqs, &w->nfree_reqs, r)) aigw__request_destroy(r);
@@ -156,14 +159,18 @@ static void arm_timer(aigw_conn_t *c, int kind) {
     default: break;
   }
   c->timer_kind = (uint8_t)kind;
-  if (ms == 0) {
-    c->deadline = 0;
-    return;
-  }
-  c->deadline = uv_now(&c->w->loop) + ms;
-  if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > c->deadline) {
-    uv_timer_start(&c->timer, on_timer, ms, 0);
-    c->timer_due = c->deadline;
+  uint64_t now = uv_now(&c->w->loop);
+  uint64_t deadline = ms ? now + ms : 0;
+  /* Each gap between body reads is bounded, and so is the whole body, so a
+   * client trickling a byte at a time cannot hold the connection forever. */
+  if (kind == TIMER_BODY && c->req && c->req->body_deadline &&
+      (deadline == 0 || c->req->body_deadline < deadline))
+    deadline = c->req->body_deadline;
+  c->deadline = deadline;
+  if (deadline == 0) return;
+  if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > deadline) {
+    uv_timer_start(&c->timer, on_timer, deadline > now ? deadline - now : 0, 0);
+    c->timer_due = deadline;
   }
 }
 
@@ -368,6 +375,21 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   return check_head_size(c, at, len);
 }
 
+/* Bytes of a chunked body that are not body (chunk extensions, trailers)
+ * count against max_body_size with it: they are read and parsed too. */
+static int count_framing(aigw_conn_t *c, size_t len) {
+  aigw_req_t *r = c->req;
+  r->framing += len;
+  if (r->body.len + r->framing > c->w->conf->max_body_size)
+    return fail(c, 413, "request_too_large", "request body too large");
+  return 0;
+}
+
+static int on_chunk_extension(llhttp_t *p, const char *at, size_t len) {
+  (void)at;
+  return count_framing(p->data, len);
+}
+
 static int has_ctl(const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)s[i];
@@ -379,8 +401,9 @@ static int has_ctl(const char *s, size_t n) {
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   aigw_conn_t *c = p->data;
   aigw_req_t *r = c->req;
-  /* Chunked trailers are not headers (RFC 9110 6.5.1): never merged in. */
-  if (r->headers_done) return 0;
+  /* Chunked trailers are not headers (RFC 9110 6.5.1): never merged in,
+   * but counted with the body they came with. */
+  if (r->headers_done) return count_framing(c, len);
   if (!r->in_header_field) {
     if (r->nhdrs == AIGW_MAX_HEADERS)
       return fail(c, 431, "headers_too_large", "too many request headers");
@@ -397,11 +420,18 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   aigw_conn_t *c = p->data;
   aigw_req_t *r = c->req;
-  if (r->headers_done) return has_ctl(at, len) ? fail(c, 400, "bad_request", "invalid trailer") : 0;
+  if (r->headers_done) {
+    if (has_ctl(at, len)) return fail(c, 400, "bad_request", "invalid trailer");
+    return count_framing(c, len);
+  }
   aigw_hdr_t *h = &r->hdrs[r->nhdrs - 1];
   if (r->in_header_field) {
     r->in_header_field = 0;
     h->value = (uint32_t)(at - c->rbuf);
+    /* Only ':' and spaces lie between a name and its value: a line end there
+     * is an empty value folded onto the next line ("X:\r\n Content-Length: 5"). */
+    if (memchr(c->rbuf + h->name + h->name_len, '\n', h->value - (h->name + h->name_len)))
+      return fail(c, 400, "bad_request", "obsolete line folding in a header value");
   } else if (at != c->rbuf + h->value + h->value_len) {
     /* The request head is contiguous in rbuf, so a value that resumes
      * elsewhere was folded over lines (obs-fold): refuse, as RFC 9112 allows. */
@@ -471,6 +501,15 @@ static int on_headers_complete(llhttp_t *p) {
 
   if (llhttp_get_http_major(p) != 1)
     return fail(c, 505, "http_version_not_supported", "HTTP version not supported");
+  if (r->method == HTTP_CONNECT)
+    return fail(c, 405, "method_not_allowed", "CONNECT is not supported");
+  if (p->upgrade) {
+    /* No protocol is switched to: the request is served as a plain one and
+     * the connection ends after it, so nothing behind it (another
+     * protocol's bytes) is ever read as a request. */
+    p->upgrade = 0;
+    r->keepalive = 0;
+  }
   int hosts = 0;
   for (int i = 0; i < r->nhdrs; i++)
     if (name_is(c, &r->hdrs[i], "host", 4)) hosts++;
@@ -508,23 +547,59 @@ static int on_headers_complete(llhttp_t *p) {
       return fail(c, 417, "expectation_failed", "unsupported Expect header");
     }
   }
-  if (p->flags & F_CONTENT_LENGTH && p->content_length > r->body.cap) {
-    char *b = aigw_try_realloc(r->body.data, (size_t)p->content_length);
-    if (b == NULL) return fail(c, 503, "no_memory", "no memory for the request body");
-    r->body.data = b;
-    r->body.cap = (size_t)p->content_length;
-  }
+  if (p->flags & F_CONTENT_LENGTH) r->declared = p->content_length;
+  if (cf->client_body_total_timeout_ms)
+    r->body_deadline = uv_now(&c->w->loop) + cf->client_body_total_timeout_ms;
   arm_timer(c, TIMER_BODY);
+  return 0;
+}
+
+/* What every worker's request bodies hold together, against
+ * max_buffered_bodies. Only growth past a request's recycled buffer is
+ * counted, so small bodies never touch this shared counter. */
+static _Atomic size_t bodies_buffered;
+
+static void body_uncharge(aigw_req_t *r) {
+  if (r->body_charged) atomic_fetch_sub_explicit(&bodies_buffered, r->body_charged, memory_order_relaxed);
+  r->body_charged = 0;
+}
+
+/* Room for need bytes of body. A body grows as its bytes arrive (never to
+ * what the client declares before sending it), doubling, but never past its
+ * declared length. */
+static int body_reserve(aigw_conn_t *c, aigw_req_t *r, size_t need) {
+  if (need <= r->body.cap) return 0;
+  size_t cap = r->body.cap < 4096 ? 4096 : r->body.cap * 2;
+  if (r->declared && cap > r->declared) cap = (size_t)r->declared;
+  if (cap < need) cap = need;
+  size_t add = cap - r->body.cap;
+  size_t was = atomic_fetch_add_explicit(&bodies_buffered, add, memory_order_relaxed);
+  if (was + add > c->w->conf->max_buffered_bodies) {
+    atomic_fetch_sub_explicit(&bodies_buffered, add, memory_order_relaxed);
+    static const char retry[] = "Retry-After: 1\r\n";
+    r->extra_headers = retry;
+    aigw_log_warn("request %s: max_buffered_bodies reached: refusing its body", r->id);
+    return fail(c, 503, "overloaded", "the gateway is receiving too many request bodies; retry later");
+  }
+  char *b = aigw_try_realloc(r->body.data, cap);
+  if (b == NULL) {
+    atomic_fetch_sub_explicit(&bodies_buffered, add, memory_order_relaxed);
+    return fail(c, 503, "no_memory", "no memory for the request body");
+  }
+  r->body.data = b;
+  r->body.cap = cap;
+  r->body_charged += add;
   return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   aigw_conn_t *c = p->data;
   aigw_req_t *r = c->req;
-  if (r->body.len + len > c->w->conf->max_body_size)
+  if (r->body.len + r->framing + len > c->w->conf->max_body_size)
     return fail(c, 413, "request_too_large", "request body too large");
-  if (aigw_buf_append(&r->body, at, len) != 0)
-    return fail(c, 503, "no_memory", "no memory for the request body");
+  if (r->body.len + len > r->body.cap && body_reserve(c, r, r->body.len + len) != 0) return HPE_USER;
+  memcpy(r->body.data + r->body.len, at, len);
+  r->body.len += len;
   return 0;
 }
 
@@ -545,6 +620,8 @@ static const llhttp_settings_t request_parser_settings = {
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
+    .on_chunk_extension_name = on_chunk_extension,
+    .on_chunk_extension_value = on_chunk_extension,
 };
 
 static const llhttp_settings_t *parser_settings(void) { return &request_parser_settings; }

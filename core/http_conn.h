@@ -51,6 +51,10 @@ typedef struct aigw_req_s {
   uint8_t filter_errors : 1;         /* run header_filter on upstream error statuses (>= 400) */
   int status;
   aigw_buf_t body;
+  uint64_t declared;                 /* the body's Content-Length, if it had one */
+  size_t framing;                    /* chunk extension and trailer bytes read */
+  size_t body_charged;               /* body capacity counted in max_buffered_bodies */
+  uint64_t body_deadline;            /* loop ms the whole body must be in by; 0: none */
   const char *extra_headers;         /* static header lines for an error response */
   const char *resp_lines;            /* lines Lua adds to every response head (kept in ctx) */
   uint32_t resp_lines_len;

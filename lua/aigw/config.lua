@@ -48,6 +48,10 @@ local SERVER_DEFAULTS = {
   max_connections = 10000,
   client_header_timeout = 10,
   client_body_timeout = 30,
+  -- the whole body, however steadily it trickles in
+  client_body_total_timeout = 120,
+  -- every request body being read or held, all workers together
+  max_buffered_bodies = 512 * 1024 * 1024,
   keepalive_timeout = 75,
   send_timeout = 30,
   drain_timeout = 10,
@@ -61,7 +65,7 @@ local SERVER_DEFAULTS = {
   -- in it is only bounded by lua_kill_after.
   plugin_jit = false,
 }
-local SERVER_SIZES = { max_body_size = true, max_header_size = true }
+local SERVER_SIZES = { max_body_size = true, max_header_size = true, max_buffered_bodies = true }
 
 local PROVIDER_KINDS = { openai = true, ["openai-compatible"] = true, ["azure-openai"] = true,
                          anthropic = true, gemini = true, mock = true }
@@ -136,7 +140,18 @@ local function check_server(file, s)
       out[k] = M.parse_duration(v) or fail(file, "server." .. k, "a duration in seconds", v)
     end
   end
-  if out.max_header_size < 1024 then fail(file, "server.max_header_size", "at least 1k", s.max_header_size) end
+  -- Offsets into a request head are 32-bit and a body is held whole: the
+  -- limits stay far below what would overflow them.
+  if out.max_header_size < 1024 or out.max_header_size > 1024 * 1024 then
+    fail(file, "server.max_header_size", "a size from 1k to 1m", s.max_header_size)
+  end
+  if out.max_body_size > 1024 * 1024 * 1024 then
+    fail(file, "server.max_body_size", "a size up to 1g", s.max_body_size)
+  end
+  if out.max_buffered_bodies < out.max_body_size then
+    fail(file, "server.max_buffered_bodies", "at least max_body_size (" .. out.max_body_size .. ")",
+         s.max_buffered_bodies or out.max_buffered_bodies)
+  end
   return out
 end
 

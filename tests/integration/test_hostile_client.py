@@ -113,3 +113,178 @@ def test_many_pipelined_requests_in_one_read_are_served_without_recursion(gatewa
     assert reader_done.wait(30)
     assert statuses == [200] * n
     c.close()
+
+
+def test_bare_crlfs_do_not_keep_an_idle_connection_open(gateway):
+    gw = gateway(server={"keepalive_timeout": 2})
+    c = gw.connect()
+    c.send(HEALTH)
+    assert c.read_response().status == 200
+    t0 = time.monotonic()
+    closed = False
+    while time.monotonic() - t0 < 8:
+        try:
+            c.sock.sendall(b"\r\n")
+        except OSError:
+            closed = True
+            break
+        if c.wait_closed(timeout=0.5):
+            closed = True
+            break
+    assert closed, "two bytes every half second kept the connection open past keepalive_timeout"
+    assert time.monotonic() - t0 < 5
+    c.close()
+
+
+@pytest.mark.parametrize("method,extra", [
+    ("GET", b""),
+    ("POST", b"Content-Length: 2\r\n\r\n{}"),
+])
+def test_upgrade_request_is_answered_then_the_connection_ends(gateway, method, extra):
+    """Nothing is switched to another protocol: the request is answered as a plain
+    one, and the connection ends after it, so bytes behind it (another protocol,
+    or a request smuggled behind a proxy) are never read as a request."""
+    gw = gateway()
+    c = gw.connect()
+    head = ("%s /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+            "Upgrade: websocket\r\n" % method).encode()
+    if not extra:
+        head += b"\r\n"
+    c.send(head + extra + HEALTH)
+    r = c.read_response()
+    assert r.status in (200, 405), r
+    assert r.will_close(), r
+    rest = c.read_until_closed(timeout=5)
+    assert rest == b"", "more was answered after the Upgrade request: %r" % rest[:200]
+    c.close()
+    # The gateway still serves.
+    assert gw.request("GET", "/health").status == 200
+
+
+def test_connect_method_is_refused_and_ends_the_connection(gateway):
+    gw = gateway()
+    c = gw.connect()
+    c.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n" + HEALTH)
+    r = c.read_response()
+    assert r.status >= 400, r
+    assert r.will_close(), r
+    assert c.read_until_closed(timeout=5) == b""
+    c.close()
+
+
+@pytest.mark.parametrize("head", [
+    b"X-Empty:\r\n Content-Length: 5\r\n",
+    b"X-Empty: \r\n\tContent-Length: 5\r\n",
+    b"X-A: a\r\n Content-Length: 5\r\n",
+])
+def test_obs_fold_is_refused_after_an_empty_value_too(gateway, head):
+    gw = gateway()
+    c = gw.connect()
+    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head +
+           b"Content-Length: 2\r\n\r\n{}")
+    r = c.read_response()
+    assert r.status == 400, r
+    assert r.will_close()
+    c.close()
+
+
+def chunked_head(path="/v1/chat/completions"):
+    return ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n" % path).encode()
+
+
+def test_chunk_extensions_count_against_max_body_size(gateway):
+    gw = gateway(server={"max_body_size": "1k"})
+    c = gw.connect()
+    body = httpc.chat_body("echo", "hi")
+    ext = b";" + b"e" * 600 + b"=" + b"v" * 600
+    c.send(chunked_head() + b"%x%s\r\n%s\r\n0\r\n\r\n" % (len(body), ext, body))
+    r = c.read_response()
+    assert r.status == 413, r
+    c.close()
+
+
+def test_trailers_count_against_max_body_size(gateway):
+    gw = gateway(server={"max_body_size": "1k"})
+    c = gw.connect()
+    body = httpc.chat_body("echo", "hi")
+    trailers = b"".join(b"X-T%d: %s\r\n" % (i, b"t" * 100) for i in range(20))
+    c.send(chunked_head() + b"%x\r\n%s\r\n0\r\n%s\r\n" % (len(body), body, trailers))
+    r = c.read_response()
+    assert r.status == 413, r
+    c.close()
+
+
+def test_request_body_has_a_total_deadline(gateway):
+    """One byte every half second never trips a 1 s per-read timeout, but the
+    body's total deadline ends it."""
+    gw = gateway(server={"client_body_timeout": 1, "client_body_total_timeout": 3})
+    c = gw.connect()
+    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+    t0 = time.monotonic()
+    got = None
+    while time.monotonic() - t0 < 10:
+        try:
+            c.sock.sendall(b" ")
+        except OSError:
+            break
+        if select.select([c.sock], [], [], 0.5)[0]:
+            got = c.read_response(timeout=5)
+            break
+    assert got is not None and got.status == 408, got
+    assert time.monotonic() - t0 < 6
+    c.close()
+
+
+def chat_of_size(n: int) -> bytes:
+    base = httpc.chat_body("echo", "")
+    pad = n - len(base)
+    doc = httpc.chat_body("echo", "x" * pad)
+    assert len(doc) == n
+    return doc
+
+
+def test_bodies_grow_as_they_arrive_within_max_buffered_bodies(gateway):
+    size = 1_000_000
+    gw = gateway(server={"max_body_size": "1m", "max_buffered_bodies": "2m"})
+    head = ("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % size).encode()
+    body = chat_of_size(size)
+
+    # Eight bodies declared at 1 MB each (8 MB, four times the budget) but only
+    # begun: what is held is what arrived, so others are still served.
+    started = [gw.connect() for _ in range(8)]
+    for c in started:
+        c.send(head + body[:10_000])
+    r = gw.request("POST", "/v1/chat/completions", [("Content-Type", "application/json")],
+                   httpc.chat_body("echo", "still served"))
+    assert r.status == 200, r
+    for c in started:
+        c.close()
+
+    # Three bodies of 910 KB: two fit in 2 MB, the third is refused with a 503
+    # that says when to retry.
+    conns = [gw.connect() for _ in range(3)]
+    for c in conns:
+        c.send(head + body[:910_000])
+    ready = select.select([c.sock for c in conns], [], [], 10)[0]
+    later = select.select([c.sock for c in conns if c.sock not in ready], [], [], 0.5)[0]
+    refused = [c for c in conns if c.sock in ready or c.sock in later]
+    assert len(refused) == 1, "expected exactly one body refused, got %d" % len(refused)
+    r = refused[0].read_response()
+    assert r.status == 503, r
+    assert r.header("Retry-After") == "1"
+    assert r.json()["error"]["code"] == "overloaded"
+    # The two that fit complete normally...
+    for c in conns:
+        if c is refused[0]:
+            continue
+        c.send(body[910_000:])
+        assert c.read_response(timeout=20).status == 200
+    for c in conns:
+        c.close()
+    # ...and the budget they held is free again.
+    with gw.connect() as c:
+        c.send(head + body)
+        assert c.read_response(timeout=20).status == 200
