@@ -90,6 +90,12 @@ void aigw_conn_close(aigw_conn_t *c) {
   }
   release_rbuf(c);
   aigw_worker_t *w = c->w;
+  if (c->posted) {
+    aigw_conn_t **pp = &w->posted;
+    while (*pp != c) pp = &(*pp)->posted_next;
+    *pp = c->posted_next;
+    c->posted = 0;
+  }
   if (c->prev) c->prev->next = c->next;
   else w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -188,7 +194,7 @@ static void rearm_timer(aigw_conn_t *c) {
   if (c->lingering) return;
   if (c->pending_writes > 0) wait_for(c, TIMER_SEND);
   else if (c->req == NULL) wait_for(c, c->rlen > c->parsed ? TIMER_HEADER : TIMER_IDLE);
-  else if (c->req->complete) wait_for(c, TIMER_NONE);
+  else if (c->req->complete || (c->req->dispatched && !c->req->reading_body)) wait_for(c, TIMER_NONE);
   else if (c->req->headers_done) wait_for(c, TIMER_BODY);
   else wait_for(c, TIMER_HEADER);
 }
@@ -425,12 +431,14 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     return count_framing(c, len);
   }
   aigw_hdr_t *h = &r->hdrs[r->nhdrs - 1];
-  if (r->in_header_field) {
+  if (r->in_header_field || (h->value_len == 0 && len > 0)) {
+    /* The first piece (llhttp may give an empty one first, anywhere). Only
+     * ':' and spaces lie between a name and its value's first byte: a line
+     * end there is an empty value folded onto the next line
+     * ("X:\r\n Content-Length: 5"). */
     r->in_header_field = 0;
     h->value = (uint32_t)(at - c->rbuf);
-    /* Only ':' and spaces lie between a name and its value: a line end there
-     * is an empty value folded onto the next line ("X:\r\n Content-Length: 5"). */
-    if (memchr(c->rbuf + h->name + h->name_len, '\n', h->value - (h->name + h->name_len)))
+    if (len > 0 && memchr(c->rbuf + h->name + h->name_len, '\n', h->value - (h->name + h->name_len)))
       return fail(c, 400, "bad_request", "obsolete line folding in a header value");
   } else if (at != c->rbuf + h->value + h->value_len) {
     /* The request head is contiguous in rbuf, so a value that resumes
@@ -468,6 +476,18 @@ int aigw_req_find_header(const aigw_req_t *r, const char *name, size_t nlen,
     }
   }
   return 0;
+}
+
+/* Whether a body of known length has (about) arrived with its head, so
+ * that it can be read before Lua runs, as any body used to be: the end of
+ * the last header line is a lower bound of the head's end, so this may say
+ * yes for a body a few bytes short (then it is read first, as before), never
+ * no for one that is all here (which would cost one more parse call). */
+static int body_is_here(const aigw_conn_t *c, const aigw_req_t *r, const llhttp_t *p) {
+  if (!(p->flags & F_CONTENT_LENGTH) || (p->flags & F_CHUNKED) || r->expect_continue) return 0;
+  uint32_t head_end = r->url + r->url_len;
+  if (r->nhdrs) head_end = r->hdrs[r->nhdrs - 1].value + r->hdrs[r->nhdrs - 1].value_len;
+  return c->rlen >= head_end && c->rlen - head_end >= p->content_length + 4;
 }
 
 static int is_anthropic_path(const char *p, size_t n) {
@@ -534,20 +554,22 @@ static int on_headers_complete(llhttp_t *p) {
   }
   if (p->flags & F_CONTENT_LENGTH && p->content_length > cf->max_body_size)
     return fail(c, 413, "request_too_large", "request body too large");
+  int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
   if (aigw_req_find_header(r, "expect", 6, &v, &vlen)) {
-    if (vlen == 12 && strncasecmp(v, "100-continue", 12) == 0) {
-      if (r->http_minor >= 1 && (p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) &&
-          !(p->flags & F_CONTENT_LENGTH && p->content_length == 0)) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        aigw_wbuf_t *b = aigw_wbuf_new(c, sizeof cont);
-        if (b && aigw_wbuf_append(&b, cont, sizeof cont - 1) == 0) aigw_wbuf_send(b);
-        else if (b) aigw_wbuf_discard(b);
-      }
-    } else {
+    if (vlen != 12 || strncasecmp(v, "100-continue", 12) != 0)
       return fail(c, 417, "expectation_failed", "unsupported Expect header");
-    }
+    /* The interim 100 goes out when the body is asked for: a request
+     * refused at its head is never invited to send its body. */
+    r->expect_continue = r->http_minor >= 1 && has_body;
   }
   if (p->flags & F_CONTENT_LENGTH) r->declared = p->content_length;
+  if (has_body && !body_is_here(c, r, p)) {
+    /* Lua gets the request now, and its access phase decides (gateway
+     * keys, limits) before any body is read or buffered; the body is read
+     * when Lua asks for it (aigw_conn_read_body). */
+    c->paused = 1;
+    return HPE_PAUSED;
+  }
   if (cf->client_body_total_timeout_ms)
     r->body_deadline = uv_now(&c->w->loop) + cf->client_body_total_timeout_ms;
   arm_timer(c, TIMER_BODY);
@@ -663,6 +685,7 @@ __attribute__((visibility("default"), used)) void aigw_ffi_set_ready(int r) { at
 
 static void dispatch(aigw_conn_t *c) {
   aigw_req_t *r = c->req;
+  r->dispatched = 1;
   arm_timer(c, TIMER_NONE);
   /* Liveness and readiness are answered here: no Lua, no auth, so a load
    * balancer's probe costs nothing and works even if plugins misbehave. */
@@ -705,7 +728,14 @@ static void parse_more(aigw_conn_t *c) {
     }
     if (err == HPE_PAUSED) {
       c->parsed = (uint32_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
-      dispatch(c);
+      aigw_req_t *r = c->req;
+      if (!r->dispatched) {
+        dispatch(c);              /* a complete request, or a head (body unread) */
+      } else {
+        r->reading_body = 0;      /* the body Lua asked for is in */
+        arm_timer(c, TIMER_NONE);
+        aigw_lua_body_ready(r);
+      }
       continue;
     }
     if (!c->failed) {
@@ -746,7 +776,10 @@ static void next_request(aigw_conn_t *c) {
 /* The response of the current request is fully queued. */
 void aigw__request_finish(aigw_req_t *r) {
   aigw_conn_t *c = r->conn;
-  int keep = r->keepalive && !c->w->draining && !c->close_after_write;
+  int keep = r->keepalive && r->complete && !c->w->draining && !c->close_after_write;
+  /* Answered before its body was read (refused at its head): the client may
+   * still be sending it, so the connection lingers before it closes. */
+  if (!r->complete) c->failed = 1;
   aigw_lua_log_phase(r);
   request_free(r);
   c->req = NULL;
@@ -768,6 +801,59 @@ void aigw__request_finish(aigw_req_t *r) {
     return;
   }
   next_request(c);
+}
+
+/* Connections whose buffered bytes must be parsed, but not from where the
+ * need arose (inside Lua): they are parsed on the next loop turn. */
+static void on_posted(uv_idle_t *h) {
+  aigw_worker_t *w = h->data;
+  while (w->posted) {
+    aigw_conn_t *c = w->posted;
+    w->posted = c->posted_next;
+    c->posted = 0;
+    c->posted_next = NULL;
+    parse_more(c);
+  }
+  uv_idle_stop(h);
+}
+
+static void post_parse(aigw_conn_t *c) {
+  aigw_worker_t *w = c->w;
+  if (c->posted) return;
+  if (!w->posted_init) {
+    uv_idle_init(&w->loop, &w->posted_idle);
+    w->posted_idle.data = w;
+    w->posted_init = 1;
+  }
+  c->posted = 1;
+  c->posted_next = w->posted;
+  w->posted = c;
+  uv_idle_start(&w->posted_idle, on_posted);
+}
+
+int aigw_conn_read_body(aigw_req_t *r) {
+  aigw_conn_t *c = r->conn;
+  if (r->complete) return 1;
+  if (r->reading_body || c->closing) return 0;
+  r->reading_body = 1;
+  if (r->expect_continue) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    aigw_wbuf_t *b = aigw_wbuf_new(c, sizeof cont);
+    if (b && aigw_wbuf_append(&b, cont, sizeof cont - 1) == 0) aigw_wbuf_send(b);
+    else if (b) aigw_wbuf_discard(b);
+    r->expect_continue = 0;
+  }
+  const aigw_config_t *cf = c->w->conf;
+  if (cf->client_body_total_timeout_ms)
+    r->body_deadline = uv_now(&c->w->loop) + cf->client_body_total_timeout_ms;
+  c->paused = 0;
+  llhttp_resume(&c->parser);
+  arm_timer(c, TIMER_BODY);
+  start_reading(c);
+  /* Inside the parse loop (Lua asked at once), the loop reads on; else
+   * what is buffered is parsed on the next turn, never under Lua's feet. */
+  if (!c->in_parse && c->rlen > c->parsed) post_parse(c);
+  return 0;
 }
 
 /* A write to the client completed: the send deadline moves on with the

@@ -49,6 +49,8 @@ typedef struct aigw_req_s {
   uint8_t plugin_body : 1;           /* a plugin called filter_body(): plugin body filters run */
   uint8_t tap_usage : 1;             /* observe_body: only the answer's "usage" member, at its end */
   uint8_t filter_errors : 1;         /* run header_filter on upstream error statuses (>= 400) */
+  uint8_t dispatched : 1;            /* handed to Lua (or answered in C) */
+  uint8_t reading_body : 1;          /* dispatched at its head, its body asked for */
   int status;
   aigw_buf_t body;
   uint64_t declared;                 /* the body's Content-Length, if it had one */
@@ -63,6 +65,7 @@ typedef struct aigw_req_s {
   char id[AIGW_REQUEST_ID_MAX + 1];
   uint8_t id_len;
   struct aigw_lthread_s *lt;         /* the coroutine running its plugin chain */
+  struct aigw_lthread_s *body_waiter; /* lt, while it waits for the body (lua_body.c) */
   int ctx_ref;                       /* its ctx table, for the phases after it */
   aigw_upstream_t *up;
   aigw_hdr_t hdrs[AIGW_MAX_HEADERS];
@@ -92,6 +95,8 @@ struct aigw_conn_s {
   uint8_t loopback : 1;
   uint8_t in_parse : 1;      /* inside parse_more: it serves what follows */
   uint8_t write_blocked : 1; /* not reading: too many answers unwritten */
+  uint8_t posted : 1;        /* on the worker's list to parse next turn */
+  aigw_conn_t *posted_next;
   uint8_t timer_kind;
   uint64_t deadline;      /* when the current wait times out; 0: none */
   uint64_t timer_due;     /* when the libuv timer is set to fire */
@@ -160,6 +165,13 @@ size_t aigw_conn_write_queue(const aigw_conn_t *c);
 /* The request has finished (response fully queued): run the log phase,
  * release Lua state, and move on to the next pipelined request. */
 void aigw__request_finish(aigw_req_t *r);
+
+/* Lua asks for the body of a request it was handed at its head: reading
+ * starts (the interim 100 goes out if the client expects it). Returns 1 if
+ * the body is already complete, else 0: aigw_lua_body_ready(r) is called
+ * when it is, or the request ends (413, 408, client gone). Never parses or
+ * calls back before returning. */
+int aigw_conn_read_body(aigw_req_t *r);
 
 /* Header lookup (case-insensitive); returns 1 and the value when found. */
 int aigw_req_find_header(const aigw_req_t *r, const char *name, size_t nlen,

@@ -166,7 +166,8 @@ static int append_head(aigw_wbuf_t **b, aigw_req_t *r, int status, const char *r
 
 static int keep_alive(aigw_req_t *r) {
   aigw_conn_t *c = r->conn;
-  return r->keepalive && !c->w->draining && !c->close_after_write;
+  /* A request answered before its body was read ends its connection. */
+  return r->keepalive && r->complete && !c->w->draining && !c->close_after_write;
 }
 
 void aigw_respond(aigw_req_t *r, int status, const char *headers, size_t hlen,

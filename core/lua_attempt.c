@@ -96,6 +96,7 @@ static int core_proxy_attempt(lua_State *L) {
   if (t == NULL) return aigw_lthread_cannot_yield(L, "proxy_attempt");
   if (r->up != NULL || r->responded)
     return luaL_error(L, "proxy_attempt: the request already has an upstream or a response");
+  if (!r->complete) return luaL_error(L, "proxy_attempt: the request body has not been read");
   attempt_op_t *op = luaL_checkudata(L, 1, OP_MT);
   if (op->a.failed) return luaL_argerror(L, 1, "an op that served an attempt already");
   aigw_target_t **tp = luaL_checkudata(L, 2, "aigw.target");

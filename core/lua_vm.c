@@ -91,6 +91,7 @@ lua_State *aigw_lua_new_state(const char *prefix) {
   aigw__lua_register_http(L);
   aigw__lua_register_attempt(L);
   aigw__lua_register_redis(L);
+  aigw__lua_register_body(L);
   lua_pushcfunction(L, core_exit);
   lua_setfield(L, -2, "exit");
   lua_pushcfunction(L, core_exit_sync);
@@ -477,6 +478,13 @@ static void act(aigw_req_t *r, lua_State *co, int base) {
     const char *extra = n >= 5 ? lua_tolstring(co, base + 4, &elen) : NULL;
     if (tp == NULL || *tp == NULL || path == NULL) {
       lua_pushstring(co, "bad proxy decision from the plugin chain (target, path expected)");
+      internal_error(r, co, "handler");
+      return;
+    }
+    if (!r->complete) {
+      /* The runtime reads the body before it routes: only a chain that
+       * skipped it gets here. */
+      lua_pushstring(co, "proxy decision before the request body was read (aigw.request.read_body)");
       internal_error(r, co, "handler");
       return;
     }

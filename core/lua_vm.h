@@ -89,6 +89,10 @@ void aigw__lua_register_timer(lua_State *L);    /* lua_timer.c: sleep, timers */
 void aigw__lua_register_admin(lua_State *L);    /* reload.c: reload, status */
 void aigw__lua_register_http(lua_State *L);     /* lua_http.c: aigw.http */
 void aigw__lua_register_attempt(lua_State *L);  /* lua_attempt.c: proxy_attempt */
+void aigw__lua_register_body(lua_State *L);     /* lua_body.c: read_body */
+
+/* The body a request's Lua waits for is complete: resume it. */
+void aigw_lua_body_ready(aigw_req_t *r);
 
 /* lua_timer.c: cancels a generation's pending timers; stops the worker's
  * callbacks in flight (shutdown). */

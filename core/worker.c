@@ -111,6 +111,7 @@ static void finish(aigw_worker_t *w) {
   aigw_redis_worker_close(w);
   uv_close((uv_handle_t *)&w->wakeup, on_closed_nothing);
   uv_close((uv_handle_t *)&w->drain_timer, on_closed_nothing);
+  if (w->posted_init) uv_close((uv_handle_t *)&w->posted_idle, on_closed_nothing);
   aigw_pool_free(w->pool);
   w->pool = NULL;
   aigw_dns_free(w->dns);

@@ -56,6 +56,9 @@ typedef struct aigw_worker_s {
   aigw_listener_t *listeners;
   int nlisteners;
   aigw_conn_t *conns;          /* every open client connection */
+  aigw_conn_t *posted;         /* connections to parse on the next loop turn */
+  uv_idle_t posted_idle;       /* runs them (initialised on first use) */
+  int posted_init;
   int nconns;
   int max_conns;
   int draining;

@@ -14,6 +14,7 @@ int aigw_ffi_req_header(aigw_req_t *r, const char *name, size_t nlen, aigw_str_t
 int aigw_ffi_req_header_count(aigw_req_t *r);
 int aigw_ffi_req_header_at(aigw_req_t *r, int i, aigw_str_t *name, aigw_str_t *value);
 int aigw_ffi_req_body(aigw_req_t *r, aigw_str_t *out);
+int aigw_ffi_req_body_complete(aigw_req_t *r);
 int aigw_ffi_req_id(aigw_req_t *r, aigw_str_t *out);
 int aigw_ffi_req_is_loopback(aigw_req_t *r);
 int aigw_ffi_req_client_addr(aigw_req_t *r, char *buf, size_t len, int *port);

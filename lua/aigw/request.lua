@@ -98,8 +98,28 @@ function M.get_client_addr()
   return ffi_string(addr_buf), port_buf[0]
 end
 
+-- A request whose body did not come with its head reaches the access phase
+-- before its body is read (so a refused request costs no body). This reads
+-- it: true at once when it is in, else the request's thread waits for it.
+-- Where waiting is not possible (header_filter, body_filter, log of a
+-- request answered before its body was read; a plugin's own coroutine):
+-- nil and why. The runtime reads it after the access phase; every function
+-- below that needs the body reads it first.
+local read_body = aigw_core.read_body
+
+function M.read_body()
+  if C.aigw_ffi_req_body_complete(req()) ~= 0 then return true end
+  return read_body()
+end
+
+-- The raw body (waits for it, see read_body); nil and why when it cannot.
 function M.get_body()
-  C.aigw_ffi_req_body(req(), str)
+  local r = req()
+  if C.aigw_ffi_req_body_complete(r) == 0 then
+    local ok, err = read_body()
+    if not ok then return nil, err end
+  end
+  C.aigw_ffi_req_body(r, str)
   return ffi_string(str[0].p, str[0].n)
 end
 
@@ -111,7 +131,8 @@ function M.get_json(ctx)
     if cached == false then return nil, ctx._json_err end
     return cached
   end
-  local body = M.get_body()
+  local body, berr = M.get_body()
+  if not body then return nil, berr end
   if body == "" then
     ctx._json, ctx._json_err = false, "the request body is empty"
     return nil, ctx._json_err
@@ -146,7 +167,12 @@ function M.get_json_fields(ctx)
     if cached == false then return nil, ctx._json_err, ctx._not_object end
     return cached
   end
-  C.aigw_ffi_req_body(req(), str)
+  local r = req()
+  if C.aigw_ffi_req_body_complete(r) == 0 then
+    local ok, berr = read_body()
+    if not ok then return nil, berr end
+  end
+  C.aigw_ffi_req_body(r, str)
   local p, n = str[0].p, tonumber(str[0].n)
   local err
   if n == 0 then

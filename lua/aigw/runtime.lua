@@ -352,6 +352,9 @@ function M.init_worker(conf_path, worker_id)
       local status, body, headers = p.fn(p.conf, ctx)
       if status then return answer(status, body, headers) end
     end
+    -- The access phase may have run before the body arrived (it decides
+    -- at the head): what follows needs it.
+    request.read_body()
 
     local path = request.get_path()
     local method = request.get_method()

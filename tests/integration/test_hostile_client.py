@@ -288,3 +288,124 @@ def test_bodies_grow_as_they_arrive_within_max_buffered_bodies(gateway):
     with gw.connect() as c:
         c.send(head + body)
         assert c.read_response(timeout=20).status == 200
+
+
+# ---------------------------------------------------------------------------
+# The access phase decides at the head, before any body is read
+
+
+KEY = "sk-gw-head-test"
+
+
+def post_head(length: int, headers=b"", path=b"/v1/chat/completions") -> bytes:
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + headers + b"Content-Length: %d\r\n\r\n" % length)
+
+
+@pytest.mark.parametrize("key", [None, "sk-wrong"])
+def test_a_request_without_a_valid_key_is_refused_before_its_body(gateway, key):
+    gw = gateway(api_keys=[KEY])
+    c = gw.connect()
+    auth = b"Authorization: Bearer %s\r\n" % key.encode() if key else b""
+    c.send(post_head(5_000_000, auth))            # the 5 MB body is never sent
+    r = c.read_response(timeout=5)
+    assert r.status == 401, r
+    assert r.will_close(), r
+    c.close()
+
+
+def test_expect_continue_is_answered_only_for_a_valid_key(gateway):
+    gw = gateway(api_keys=[KEY])
+    body = httpc.chat_body("echo", "hello")
+    with gw.connect() as c:
+        c.send(post_head(len(body), b"Authorization: Bearer nope\r\nExpect: 100-continue\r\n"))
+        raw = c.read_until_closed(timeout=5)
+        assert raw.startswith(b"HTTP/1.1 401 "), raw[:200]
+        assert b"100 Continue" not in raw
+    with gw.connect() as c:
+        c.send(post_head(len(body), b"Authorization: Bearer %s\r\nExpect: 100-continue\r\n" % KEY.encode()))
+        r = c.read_head(timeout=5, skip_1xx=False)
+        assert r.status == 100, r
+        c.send(body)
+        r = c.read_response(timeout=5)
+        assert r.status == 200, r
+        assert not r.will_close()
+        # The connection serves on.
+        c.send(post_head(len(body), b"Authorization: Bearer %s\r\n" % KEY.encode()) + body)
+        assert c.read_response(timeout=5).status == 200
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_a_valid_key_reads_a_body_sent_after_the_head(gateway, framing):
+    gw = gateway(api_keys=[KEY])
+    body = httpc.chat_body("echo", "y" * 50_000)
+    auth = b"Authorization: Bearer %s\r\n" % KEY.encode()
+    with gw.connect() as c:
+        if framing == "length":
+            c.send(post_head(len(body), auth))
+            pieces = [body[i:i + 7000] for i in range(0, len(body), 7000)]
+        else:
+            c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+                   b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            pieces = [httpc.chunked([body[i:i + 7000] for i in range(0, len(body), 7000)])]
+        # The head is answered by nothing until the body is in.
+        assert not select.select([c.sock], [], [], 0.2)[0]
+        for p in pieces:
+            c.send(p)
+        r = c.read_response(timeout=10)
+        assert r.status == 200, r
+        assert r.json()["choices"][0]["message"]["content"] == "y" * 50_000
+        c.send(HEALTH)
+        assert c.read_response().status == 200
+
+
+WAITING_PLUGIN = """
+local aigw = require "aigw"
+return {
+  name = "waits", priority = 3000,
+  access = function(conf, ctx)
+    aigw.sleep(tonumber(aigw.request.get_header("x-wait") or "0"))
+    if aigw.request.get_header("x-read-here") then
+      ctx.seen = #aigw.request.get_body()
+    end
+  end,
+  header_filter = function(conf, ctx)
+    if ctx.seen then aigw.response.set_header("x-seen", tostring(ctx.seen)) end
+  end,
+}
+"""
+
+
+@pytest.mark.parametrize("read_in_plugin", [False, True])
+def test_body_read_after_the_access_phase_waited(gateway, tmp_path, read_in_plugin):
+    """The access phase waits (a timer) while the body arrives and is held
+    unparsed; reading it afterwards, from a resumed thread, parses what was
+    buffered on the next loop turn."""
+    from harness import plugin_prefix
+    prefix = plugin_prefix(tmp_path, {"waits.lua": WAITING_PLUGIN})
+    gw = gateway(plugins=["waits"], env={"AIGW_PREFIX": str(prefix)})
+    body = httpc.chat_body("echo", "z" * 20_000)
+    extra = b"x-wait: 0.3\r\n" + (b"x-read-here: 1\r\n" if read_in_plugin else b"")
+    with gw.connect() as c:
+        c.send(post_head(len(body), extra))
+        c.send(body[:100])
+        c.send(body[100:])
+        r = c.read_response(timeout=10)
+        assert r.status == 200, r
+        if read_in_plugin:
+            assert r.header("x-seen") == str(len(body))
+        c.send(HEALTH)
+        assert c.read_response().status == 200
+
+
+def test_client_leaving_while_its_body_is_awaited(gateway):
+    from harness import access_line
+    gw = gateway(api_keys=[KEY], plugins=["key-auth", "access-log"])
+    c = gw.connect()
+    c.send(post_head(100_000, b"x-request-id: left-mid-body\r\nAuthorization: Bearer %s\r\n" % KEY.encode())
+           + b"{" * 10)
+    assert not select.select([c.sock], [], [], 0.2)[0]
+    c.close()
+    # Logged as the client's leaving, and the gateway carries on.
+    assert access_line(gw, "left-mid-body")["status"] == "499"
+    assert gw.request("GET", "/health").status == 200
