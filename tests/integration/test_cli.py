@@ -142,6 +142,21 @@ def test_run_refuses_public_listen_from_env():
     assert r.stderr.strip()
 
 
+@pytest.mark.parametrize("env,words", [
+    ({"AIGW_ADMIN_KEYS": "adm-secret\x01"}, ["admin_keys[1]", "visible ASCII"]),
+    ({"AIGW_API_KEYS": "gw-a,adm-secret", "AIGW_ADMIN_KEYS": "adm-other,adm-secret"},
+     ["admin_keys[2]", "api_keys[2]", "gateway key"]),
+])
+def test_check_bad_admin_keys_never_shows_them(env, words):
+    r = run_cli(["check", str(REPO_ROOT / "conf" / "gateway.lua")],
+                env=dict({"AIGW_LISTEN": "127.0.0.1:%d" % harness.free_port()}, **env))
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    line = one_line(r.stderr)
+    for w in words:
+        assert w in line, line
+    assert "secret" not in line, line
+
+
 def test_check_unknown_provider_field(tmp_path):
     cfg = harness.base_config(harness.free_port())
     cfg["providers"]["openai"]["timeout"] = 5       # the field is `timeouts`
