@@ -24,6 +24,12 @@ return {
   -- served, and `aigw run` refuses a non-loopback listen address.
   api_keys = list(env("AIGW_API_KEYS")),
 
+  -- Keys for the admin listener's /admin/* paths (gateway keys do not open
+  -- them). Empty: those paths serve loopback clients only, never a browser,
+  -- and `aigw run` refuses a non-loopback admin_listen. /metrics, /health
+  -- and /ready need no key.
+  admin_keys = list(env("AIGW_ADMIN_KEYS")),
+
   server = {
     max_body_size         = "10m",
     max_header_size       = "32k",

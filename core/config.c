@@ -73,9 +73,12 @@ aigw_config_t *aigw_config_load(const char *path, const char *prefix, char *err,
   aigw_free(level);
   lua_getfield(L, t, "api_keys");
   c->has_api_keys = lua_objlen(L, -1) > 0;
-  if (c->has_api_keys) {
+  lua_pop(L, 1);
+  lua_getfield(L, t, "admin_keys");
+  c->has_admin_keys = lua_objlen(L, -1) > 0;
+  if (c->has_admin_keys) {
     lua_rawgeti(L, -1, 1);
-    c->first_api_key = aigw_strdup(lua_tostring(L, -1));
+    c->first_admin_key = aigw_strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -122,9 +125,9 @@ void aigw_config_free(aigw_config_t *c) {
   for (int i = 0; i < c->nzones; i++) aigw_free(c->zones[i].name);
   aigw_free(c->zones);
   aigw_free(c->admin_listen);
-  if (c->first_api_key) {
-    OPENSSL_cleanse(c->first_api_key, strlen(c->first_api_key));
-    aigw_free(c->first_api_key);
+  if (c->first_admin_key) {
+    OPENSSL_cleanse(c->first_admin_key, strlen(c->first_admin_key));
+    aigw_free(c->first_admin_key);
   }
   aigw_free(c->pid_file);
   aigw_free(c->path);

@@ -26,7 +26,8 @@ typedef struct {
   int workers;
   int log_level;
   int has_api_keys;
-  char *first_api_key;   /* for `aigw reload` to call the admin listener */
+  int has_admin_keys;
+  char *first_admin_key; /* for `aigw reload` to call the admin listener */
   char *pid_file;        /* NULL: none */
   int watch;             /* reload when conf/ or plugins/ change */
   size_t max_body_size;

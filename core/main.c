@@ -69,24 +69,33 @@ static int is_public(const char *addr) {
   return aigw_parse_listen(addr, &ss) == 0 && !aigw_sockaddr_is_loopback((struct sockaddr *)&ss);
 }
 
-/* The address that would be served to the network without any key. */
-static const char *public_without_keys(const aigw_config_t *c) {
-  if (c->has_api_keys) return NULL;
-  for (int i = 0; i < c->nlisten; i++)
-    if (is_public(c->listen[i])) return c->listen[i];
-  if (c->admin_listen && is_public(c->admin_listen)) return c->admin_listen;
-  return NULL;
+/* An address that would be served to the network without any key: a
+ * listen address without api_keys, or the admin address without admin_keys
+ * (gateway keys do not open the admin endpoints, and without admin keys
+ * they serve loopback peers only). Says which on stderr. */
+static int refuse_public(const char *path, const aigw_config_t *c) {
+  for (int i = 0; i < c->nlisten && !c->has_api_keys; i++) {
+    if (is_public(c->listen[i])) {
+      fprintf(stderr,
+              "aigw: %s: refusing to listen on non-loopback address %s without api_keys "
+              "(set AIGW_API_KEYS)\n", path, c->listen[i]);
+      return 1;
+    }
+  }
+  if (c->admin_listen && !c->has_admin_keys && is_public(c->admin_listen)) {
+    fprintf(stderr,
+            "aigw: %s: refusing to listen on non-loopback admin address %s without admin_keys "
+            "(set AIGW_ADMIN_KEYS)\n", path, c->admin_listen);
+    return 1;
+  }
+  return 0;
 }
 
 static int cmd_run(const char *path) {
   aigw_config_t *c = load(path);
   if (c == NULL) return 1;
   aigw_log_level = (aigw_log_level_t)c->log_level;
-  const char *pub = public_without_keys(c);
-  if (pub) {
-    fprintf(stderr,
-            "aigw: %s: refusing to listen on non-loopback address %s without api_keys "
-            "(set AIGW_API_KEYS)\n", path, pub);
+  if (refuse_public(path, c)) {
     aigw_config_free(c);
     return 1;
   }

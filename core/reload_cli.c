@@ -1,9 +1,14 @@
 /* reload_cli.c -- `aigw reload [CONF]`: tells a running gateway to reload.
  *
- * With an admin listener in the config, it POSTs /admin/reload there (with
- * the config's first API key) and prints the outcome, so a rejected reload
- * shows its error and exits non-zero. Without one, it sends SIGHUP to the
- * process in pid_file; the outcome is then only in the gateway's log. */
+ * With an admin listener in the config, it POSTs /admin/reload there and
+ * prints the outcome, so a rejected or refused reload shows its error and
+ * exits non-zero. It sends an admin key when it has one: the config's first
+ * admin_keys entry, else the first of AIGW_ADMIN_KEYS (for a config that does
+ * not read it); without one the gateway serves it only as a loopback client
+ * naming a loopback Host, which it is. Without an admin listener, it sends
+ * SIGHUP to the process in pid_file; the outcome is then only in the
+ * gateway's log. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -14,7 +19,42 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "config.h"
+
+/* The admin key to send, copied into out (at most outlen - 1 bytes), and
+ * where it came from; NULL when there is none. A key that a header line
+ * cannot carry is refused: 1 with a message. */
+static int admin_key(const aigw_config_t *c, char *out, size_t outlen, const char **from) {
+  *from = NULL;
+  const char *k = c->first_admin_key, *end = NULL;
+  if (k) {
+    *from = "admin_keys in the config";
+    end = k + strlen(k);
+  } else {
+    /* As conf/gateway.lua splits it: commas and blanks. */
+    const char *env = getenv("AIGW_ADMIN_KEYS");
+    if (env == NULL) return 0;
+    k = env + strspn(env, ", \t\r\n");
+    end = k + strcspn(k, ", \t\r\n");
+    if (k == end) return 0;
+    *from = "AIGW_ADMIN_KEYS";
+  }
+  if ((size_t)(end - k) >= outlen) {
+    fprintf(stderr, "aigw: the admin key from %s is too long to send\n", *from);
+    return 1;
+  }
+  for (const char *p = k; p < end; p++) {
+    if (*p < 33 || *p > 126) {
+      fprintf(stderr, "aigw: the admin key from %s holds a byte a header cannot carry\n", *from);
+      return 1;
+    }
+  }
+  memcpy(out, k, (size_t)(end - k));
+  out[end - k] = '\0';
+  return 0;
+}
 
 static int via_admin(const aigw_config_t *c) {
   struct sockaddr_storage ss;
@@ -46,13 +86,34 @@ static int via_admin(const aigw_config_t *c) {
     close(fd);
     return 1;
   }
-  char req[1024];
+  /* The Host names the address connected to: without admin keys the
+   * gateway serves only a Host that names a loopback address. */
+  char addr[INET6_ADDRSTRLEN], host[INET6_ADDRSTRLEN + 8];
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &in->sin_addr, addr, sizeof addr);
+    snprintf(host, sizeof host, "%s:%u", addr, (unsigned)ntohs(in->sin_port));
+  } else {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof addr);
+    snprintf(host, sizeof host, "[%s]:%u", addr, (unsigned)ntohs(in6->sin6_port));
+  }
+  char key[4096];
+  const char *key_from;
+  if (admin_key(c, key, sizeof key, &key_from) != 0) {
+    close(fd);
+    return 1;
+  }
+  char req[4608];
   int n = snprintf(req, sizeof req,
                    "POST /admin/reload HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n"
                    "Connection: close\r\n%s%s%s\r\n",
-                   c->admin_listen, c->first_api_key ? "x-api-key: " : "",
-                   c->first_api_key ? c->first_api_key : "", c->first_api_key ? "\r\n" : "");
-  if (n < 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) {
+                   host, key_from ? "Authorization: Bearer " : "", key_from ? key : "",
+                   key_from ? "\r\n" : "");
+  int sent = n > 0 && (size_t)n < sizeof req && write(fd, req, (size_t)n) == n;
+  OPENSSL_cleanse(key, sizeof key);
+  OPENSSL_cleanse(req, sizeof req);
+  if (!sent) {
     fprintf(stderr, "aigw: cannot send the reload request\n");
     close(fd);
     return 1;
@@ -73,6 +134,17 @@ static int via_admin(const aigw_config_t *c) {
   if (status == 200) {
     printf("reloaded: %s", body);
     return 0;
+  }
+  if (status == 401 || status == 403) {
+    fprintf(stderr, "aigw: reload refused by the admin listener at %s (%d): %s", c->admin_listen,
+            status, body);
+    if (status == 401 || !key_from)
+      fprintf(stderr, "aigw: no admin key was sent: set AIGW_ADMIN_KEYS (or admin_keys in %s) "
+                      "to one of the gateway's admin keys\n", c->path);
+    else
+      fprintf(stderr, "aigw: the admin key sent (from %s) is not one of the gateway's admin keys\n",
+              key_from);
+    return 1;
   }
   fprintf(stderr, "aigw: reload failed (%d): %s", status, body);
   return 1;

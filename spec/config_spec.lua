@@ -25,6 +25,7 @@ describe("aigw.config", function()
       assert.equal(0, c.workers)
       assert.equal("info", c.log_level)
       assert.same({}, c.api_keys)
+      assert.same({}, c.admin_keys)
       assert.equal(10 * 1024 * 1024, c.server.max_body_size)
       assert.equal(32 * 1024, c.server.max_header_size)
       assert.equal(10000, c.server.max_connections)
@@ -42,6 +43,7 @@ describe("aigw.config", function()
         admin_listen = "127.0.0.1:9090",
         workers = 3,
         api_keys = "k1, k2,k3",
+        admin_keys = " a1,a2 ",
         server = { max_body_size = "1m", client_body_timeout = "500ms", drain_timeout = "2m" },
         shared = { limits = "8m", small = 4096 },
         plugins = { "key-auth", { name = "other", config = { a = 1 } } },
@@ -50,6 +52,7 @@ describe("aigw.config", function()
       assert.equal("127.0.0.1:9090", c.admin_listen)
       assert.equal(3, c.workers)
       assert.same({ "k1", "k2", "k3" }, c.api_keys)
+      assert.same({ "a1", "a2" }, c.admin_keys)
       assert.equal(1024 * 1024, c.server.max_body_size)
       assert.equal(0.5, c.server.client_body_timeout)
       assert.equal(120, c.server.drain_timeout)
@@ -86,6 +89,12 @@ describe("aigw.config", function()
       { { workers = 0 }, 'f.lua: workers: expected "auto" or a whole number from 1 to 256, got 0' },
       { { log_level = "loud" }, 'f.lua: log_level: expected debug, info, warn or error, got "loud"' },
       { { api_keys = { "ok", "" } }, 'f.lua: api_keys[2]: expected a non-empty string, got ""' },
+      { { admin_keys = 7 }, 'f.lua: admin_keys: expected a list of keys or one string of them, got 7' },
+      { { admin_keys = { "ok", "" } }, 'f.lua: admin_keys[2]: expected a key of visible ASCII characters, got an empty string' },
+      { { admin_keys = { "ok", 1 } }, 'f.lua: admin_keys[2]: expected a key of visible ASCII characters, got 1' },
+      { { admin_keys = { "with space" } }, 'f.lua: admin_keys[1]: expected a key of visible ASCII characters, got a string with other bytes' },
+      { { admin_keys = { "nl\r\nX: y" } }, 'f.lua: admin_keys[1]: expected a key of visible ASCII characters, got a string with other bytes' },
+      { { api_keys = { "a", "same" }, admin_keys = { "x", "same" } }, 'f.lua: admin_keys[2]: expected a key that is not also a gateway key, got api_keys[2]' },
       { { server = { bogus = 1 } }, 'f.lua: server.bogus: expected a known field' },
       { { server = { max_body_size = "10x" } }, 'f.lua: server.max_body_size: expected a size like "10m", got "10x"' },
       { { server = { max_header_size = "512" } }, 'f.lua: server.max_header_size: expected a size from 1k to 1m, got "512"' },
@@ -126,6 +135,17 @@ describe("aigw.config", function()
         assert.equal(case[2], err:sub(1, #case[2]))
       end)
     end
+
+    it("never shows an admin key in its errors", function()
+      for _, keys in ipairs({ { "secret key" }, { "secret\tkey" } }) do
+        local err = errmsg(config.normalise, "f.lua", { admin_keys = keys })
+        assert.matches("admin_keys[1]", err, 1, true)
+        assert.not_matches("secret", err, 1, true)
+      end
+      local err = errmsg(config.normalise, "f.lua", { api_keys = { "secret" }, admin_keys = { "secret" } })
+      assert.matches("admin_keys[1]", err, 1, true)
+      assert.not_matches("secret", err, 1, true)
+    end)
 
     it("accepts an api_prefix", function()
       assert.equal("/api/v2", config.normalise("f.lua", { api_prefix = "/api/v2" }).api_prefix)

@@ -158,10 +158,11 @@ describe("aigw.runtime", function()
     end)
 
     it("serves only admin endpoints on the admin listener", function()
-      local status, body = handle{ path = "/v1/models", admin = true }
+      local LOCAL = { host = "127.0.0.1:9090" }   -- no admin_keys: a loopback Host
+      local status, body = handle{ path = "/v1/models", admin = true, headers = LOCAL }
       assert.equal(404, status)
       assert.equal("no such admin endpoint: /v1/models", cjson.decode(body).error.message)
-      status = handle{ method = "POST", path = "/status", admin = true }
+      status = handle{ method = "POST", path = "/status", admin = true, headers = LOCAL }
       assert.equal(405, status)
     end)
 

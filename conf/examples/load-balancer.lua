@@ -65,6 +65,7 @@ return {
   workers      = tonumber(env("AIGW_WORKERS") or "") or "auto",
   log_level    = env("AIGW_LOG_LEVEL") or "info",
   api_keys     = list(env("AIGW_API_KEYS")),
+  admin_keys   = list(env("AIGW_ADMIN_KEYS")),
   plugins      = { "key-auth", "error-mapping", "access-log" },
   providers    = providers,
   models = {

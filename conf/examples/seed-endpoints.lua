@@ -61,6 +61,7 @@ return {
   log_level    = env("AIGW_LOG_LEVEL") or "info",
 
   api_keys = list(env("AIGW_API_KEYS")),
+  admin_keys = list(env("AIGW_ADMIN_KEYS")),
   plugins  = { "key-auth", "error-mapping" },
 
   providers = providers,

@@ -99,7 +99,7 @@ local KIND_DEFAULTS = {
 }
 
 local TOP_FIELDS = {
-  listen = true, admin_listen = true, workers = true, log_level = true, api_keys = true,
+  listen = true, admin_listen = true, workers = true, log_level = true, api_keys = true, admin_keys = true,
   server = true, shared = true, plugins = true, providers = true, routes = true, models = true,
   pid_file = true, watch = true, redis = true, api_prefix = true, prices = true, routing = true,
 }
@@ -113,6 +113,38 @@ local function check_listen(file, field, v)
   local port = tonumber(v:match(":(%d+)$"))
   if port > 65535 then fail(file, field, "a port up to 65535", v) end
   return v
+end
+
+-- Admin keys: what the admin listener's paths other than /metrics take
+-- (see aigw.admin). `aigw reload` sends one in a header line, hence visible
+-- ASCII only. Errors never show a key.
+local function check_admin_keys(file, v, api_keys)
+  if v == nil then return {} end
+  if type(v) == "string" then
+    local t = {}
+    for k in v:gmatch("[^,%s]+") do t[#t + 1] = k end
+    v = t
+  end
+  if type(v) ~= "table" then fail(file, "admin_keys", "a list of keys or one string of them", v) end
+  local out = {}
+  for i, k in ipairs(v) do
+    local field = "admin_keys[" .. i .. "]"
+    if type(k) ~= "string" then fail(file, field, "a key of visible ASCII characters", k) end
+    if k == "" or k:find("[^\33-\126]") then
+      error(string.format("%s: %s: expected a key of visible ASCII characters, got %s", file, field,
+                          k == "" and "an empty string" or "a string with other bytes"), 0)
+    end
+    -- A gateway key that opened the admin endpoints would make every
+    -- client an operator.
+    for j, d in ipairs(api_keys) do
+      if d == k then
+        error(string.format("%s: %s: expected a key that is not also a gateway key, got api_keys[%d]",
+                            file, field, j), 0)
+      end
+    end
+    out[i] = k
+  end
+  return out
 end
 
 local function check_server(file, s)
@@ -635,6 +667,7 @@ function M.normalise(file, conf)
     if type(k) ~= "string" or #k < 1 then fail(file, "api_keys[" .. i .. "]", "a non-empty string", k) end
     out.api_keys[i] = k
   end
+  out.admin_keys = check_admin_keys(file, conf.admin_keys, out.api_keys)
   out.server = check_server(file, conf.server)
   if conf.pid_file ~= nil and (type(conf.pid_file) ~= "string" or conf.pid_file == "") then
     fail(file, "pid_file", "a file path", conf.pid_file)

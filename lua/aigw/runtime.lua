@@ -18,7 +18,7 @@ local plugins_loader = require "aigw.plugins"
 local request = require "aigw.request"
 local errors = require "aigw.errors"
 local cjson = require "cjson"
-local json = require "aigw.json"
+local admin = require "aigw.admin"
 local dispatch = require "aigw.dispatch"
 local response = require "aigw.response"
 local log = require "aigw.log"
@@ -173,41 +173,6 @@ local function plan_info(alias, j)
            max_tokens = type(mt) == "number" and mt or nil }
 end
 
--- The admin listener serves its own endpoints, never the API.
-local JSON = "Content-Type: application/json\r\nCache-Control: no-store\r\n"
-
-local PROMETHEUS = "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\nCache-Control: no-store\r\n"
-
-local function admin(path, method, routing)
-  if path == "/status" or path == "/admin/status" then
-    if method ~= "GET" and method ~= "HEAD" then
-      return errors.response(405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n")
-    end
-    local st = aigw_core.status()
-    st.version = aigw_core.version
-    st.worker = aigw_core.worker_id
-    st.targets = setmetatable(routing:status(), json.array_mt)   -- [] when there is none
-    return 200, json.encode(st) .. "\n", JSON
-  end
-  if path == "/metrics" then
-    if method ~= "GET" and method ~= "HEAD" then
-      return errors.response(405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n")
-    end
-    return 200, routing:metrics(), PROMETHEUS
-  end
-  if path == "/admin/reload" or path == "/reload" then
-    if method ~= "POST" then
-      return errors.response(405, "method_not_allowed", "use POST", "Allow: POST\r\n")
-    end
-    local ok, msg = aigw_core.reload()
-    if not ok then
-      return errors.response(422, "reload_failed", "reload rejected: " .. tostring(msg))
-    end
-    return 200, cjson.encode({ reloaded = true, generation = tonumber(msg:match("%d+")) }) .. "\n", JSON
-  end
-  return errors.response(404, "not_found", "no such admin endpoint: " .. path)
-end
-
 -- Targets for URLs a plugin picks in the upstream phase, one per origin.
 local url_targets = {}
 
@@ -301,6 +266,7 @@ function M.init_worker(conf_path, worker_id)
                                               explore = conf.routing and conf.routing.explore,
                                               checked = checked })
   local groups = routing.groups
+  local serve_admin = admin.new(conf, routing)
   health.start(conf, providers, routing)
   local models, models_by_id = model_index(conf)
   -- GET .../models/{id}: the model ids may hold '/', so the rest of the path
@@ -347,6 +313,10 @@ function M.init_worker(conf_path, worker_id)
 
   local function handler(ctx)
     ctx.config = conf
+    -- The admin listener has its own keys and rules (aigw.admin), decided
+    -- here before any plugin: no plugin, key-auth or another, can let an
+    -- admin request through, and none is needed to stop one.
+    if request.is_admin() then return serve_admin(request.get_path(), request.get_method()) end
     for i = 1, naccess do
       local p = access[i]
       local status, body, headers = p.fn(p.conf, ctx)
@@ -358,7 +328,6 @@ function M.init_worker(conf_path, worker_id)
 
     local path = request.get_path()
     local method = request.get_method()
-    if request.is_admin() then return admin(path, method, routing) end
     local route = routes[path]
     if not route then
       local id = model_path(path)

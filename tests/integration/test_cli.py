@@ -142,6 +142,32 @@ def test_run_refuses_public_listen_from_env():
     assert r.stderr.strip()
 
 
+def test_run_refuses_public_admin_listen_from_env():
+    """A public admin listener needs admin keys: gateway keys do not do."""
+    admin = "0.0.0.0:%d" % harness.free_port()
+    r = run_cli(["run", str(REPO_ROOT / "conf" / "gateway.lua")], timeout=10,
+                env={"AIGW_LISTEN": "127.0.0.1:%d" % harness.free_port(), "AIGW_ADMIN_LISTEN": admin,
+                     "AIGW_WORKERS": "1", "AIGW_API_KEYS": "gw-key", "AIGW_ADMIN_KEYS": ""})
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    line = one_line(r.stderr)
+    assert admin in line and "admin_keys" in line and "AIGW_ADMIN_KEYS" in line, line
+
+
+@pytest.mark.parametrize("env,words", [
+    ({"AIGW_ADMIN_KEYS": "adm-secret\x01"}, ["admin_keys[1]", "visible ASCII"]),
+    ({"AIGW_API_KEYS": "gw-a,adm-secret", "AIGW_ADMIN_KEYS": "adm-other,adm-secret"},
+     ["admin_keys[2]", "api_keys[2]", "gateway key"]),
+])
+def test_check_bad_admin_keys_never_shows_them(env, words):
+    r = run_cli(["check", str(REPO_ROOT / "conf" / "gateway.lua")],
+                env=dict({"AIGW_LISTEN": "127.0.0.1:%d" % harness.free_port()}, **env))
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    line = one_line(r.stderr)
+    for w in words:
+        assert w in line, line
+    assert "secret" not in line, line
+
+
 def test_check_unknown_provider_field(tmp_path):
     cfg = harness.base_config(harness.free_port())
     cfg["providers"]["openai"]["timeout"] = 5       # the field is `timeouts`
