@@ -311,6 +311,8 @@ function M.init_worker(conf_path, worker_id)
   end
   failover_env = { conf = conf, providers = providers, upstream = run_upstream, random = math.random }
 
+  local route_request     -- what follows the access phase, below
+
   local function handler(ctx)
     ctx.config = conf
     -- The admin listener has its own keys and rules (aigw.admin), decided
@@ -323,9 +325,14 @@ function M.init_worker(conf_path, worker_id)
       if status then return answer(status, body, headers) end
     end
     -- The access phase may have run before the body arrived (it decides
-    -- at the head): what follows needs it.
+    -- at the head): what follows needs it. When it waits, the rest is
+    -- resumed in the interpreter; as a function of its own it is entered
+    -- compiled.
     request.read_body()
+    return route_request(ctx)
+  end
 
+  route_request = function(ctx)
     local path = request.get_path()
     local method = request.get_method()
     local route = routes[path]
