@@ -1,0 +1,236 @@
+"""Nothing a client, an upstream or a plugin sends can add a header line.
+
+A model name holding a control character (or longer than 256 bytes) is a 400
+in the client's envelope before any routing, on the proxy path and on the
+paths where Lua fetches and translates the answer. Behind that, the core
+refuses any header line with CR, LF or NUL, whatever made it: response heads
+(lines Lua adds to every head, aigw.exit, handler results, header_filter),
+the upstream request line, path and extra lines, and aigw.http requests. A
+refused head is never sent: the client gets a 500 in its envelope, with
+nothing of the refused head on the wire (each test reads the raw bytes)."""
+import json
+import re
+
+import pytest
+
+import harness
+import httpc
+from harness import plugin_prefix
+
+CT_JSON = ("Content-Type", "application/json")
+PROMPT = [{"role": "user", "content": "hi"}]
+INJECTED = "x\r\nSet-Cookie: evil=1\r\nX-Injected: yes"
+
+
+def raw_request(gw, path, body: bytes, headers=(), method="POST"):
+    """One request on its own connection: the parsed response, and every byte
+    the gateway sent on that connection (read until the response ends and a
+    little after, so bytes past the response would show)."""
+    with gw.connect() as c:
+        c.send(httpc.build_request(method, path, [CT_JSON] + list(headers), body))
+        r = c.read_response(timeout=10, method=method)
+        c.is_open(0.05)
+        extra = bytes(c.buf)
+    raw = r.raw_head + r.body + extra
+    assert not extra, "bytes after the response: %r" % extra
+    return r, raw
+
+
+def assert_clean(raw: bytes):
+    low = raw.lower()
+    for bad in (b"set-cookie", b"x-injected", b"injected:", b"evil=1"):
+        assert bad not in low, "%r reached the client:\n%r" % (bad, raw)
+
+
+def chat_body(model, stream=False):
+    doc = {"model": model, "messages": PROMPT}
+    if stream:
+        doc["stream"] = True
+    return json.dumps(doc).encode()
+
+
+def messages_body(model):
+    return json.dumps({"model": model, "max_tokens": 16, "messages": PROMPT}).encode()
+
+
+def assert_invalid_model(r, raw, anthropic=False):
+    assert_clean(raw)
+    assert r.status == 400, r
+    doc = json.loads(r.body)
+    if anthropic:
+        assert doc["type"] == "error", doc
+        assert doc["error"]["type"] == "invalid_request_error", doc
+        assert doc["request_id"] == r.header("x-request-id")
+    else:
+        assert doc["error"]["type"] == "invalid_request_error", doc
+        assert doc["error"]["code"] == "invalid_model", doc
+        assert doc["error"]["request_id"] == r.header("x-request-id")
+    assert r.header("x-aigw-model") is None
+
+
+def providers(upstream):
+    return {
+        "openai": {"kind": "openai", "base_url": upstream.base_url, "api_key": "sk-openai"},
+        "anthropic": {"kind": "anthropic", "base_url": upstream.url, "api_key": "sk-ant"},
+        "gemini": {"kind": "gemini", "base_url": upstream.url, "api_key": "g-key"},
+        "az": {"kind": "azure-openai", "base_url": upstream.url, "api_key": "az-key",
+               "api_version": "2024-10-21"},
+        "mock": {"kind": "mock"},
+    }
+
+
+# ---------------------------------------------------------------------------
+# lines made by plugins: refused by the core
+
+SPLITTER = r'''
+local aigw = require "aigw"
+local response = require "aigw.response"
+local P = { name = "splitter", priority = 100 }
+
+local BAD = {
+  lf = "X-A: 1\nInjected: yes\r\n",
+  cr = "X-A: 1\rInjected: yes\r\n",
+  nul = "X-A: 1\0Injected: yes\r\n",
+  blank = "X-A: 1\r\n\r\nInjected: yes\r\n",
+  noname = ": x\r\nInjected: yes\r\n",
+  nocolon = "Injected yes\r\n",
+  badname = "X A: 1\r\nInjected: yes\r\n",
+  nocrlf = "X-A: 1\r\nInjected: yes",
+}
+
+function P.access(conf, ctx)
+  local act = aigw.request.get_header("x-act")
+  local kind = aigw.request.get_header("x-kind") or "lf"
+  ctx.act, ctx.kind = act, kind
+  if act == "exit" then aigw.exit(200, "ok\n", BAD[kind]) end
+  if act == "return" then return 200, "ok\n", BAD[kind] end
+  if act == "http" then
+    local origin = aigw.request.get_header("x-origin")
+    local t = aigw_core.target { url = origin }
+    local method, path, lines = "GET", "/v1/models", "x-ok: 1\r\n"
+    if kind == "method" then method = "GET /v1/models HTTP/1.1\r\nInjected: yes\r\nX-Pad:" end
+    if kind == "path" then path = "/v1/models HTTP/1.1\r\nInjected: yes\r\nX-Pad: x" end
+    if kind == "space" then path = "/v1/models x" end
+    if kind == "headers" then lines = BAD.lf end
+    local op = aigw_core.http_op()
+    local status, err = aigw_core.http_request(op, t, method, path, lines, nil, 5, 1e6,
+                                               false, true, true, true, false)
+    return 200, { status = status, err = err }
+  end
+end
+
+function P.upstream(conf, ctx)
+  local act, up = ctx.act, ctx.upstream
+  if act == "up-path" then up.path = "/chat/completions HTTP/1.1\r\nInjected: yes\r\nX-Pad: x" end
+  if act == "up-space" then up.path = "/chat completions" end
+  if act == "up-url" then
+    up.url = aigw.request.get_header("x-origin") .. "/v1/chat/completions\r\nInjected: yes"
+  end
+  if act == "up-header" then up.headers["x-a"] = "1\r\nInjected: yes" end
+end
+
+function P.header_filter(conf, ctx)
+  if ctx.act == "hf-exit" then aigw.exit(200, "ok\n", BAD[ctx.kind]) end
+  if ctx.act == "resp-lines" then
+    -- The lines the runtime adds to every head (x-aigw-*), written badly
+    -- after routing set them.
+    ctx._bad = "x-aigw-model: a\nInjected: yes\r\n"
+    response._response_lines(ctx, ctx._bad)
+  end
+end
+
+return P
+'''
+
+
+@pytest.fixture
+def gw(gateway, tmp_path, upstream):
+    prefix = plugin_prefix(tmp_path, {"splitter.lua": SPLITTER})
+    (prefix / "plugins" / "key-auth.lua").write_bytes(
+        (harness.REPO_ROOT / "plugins" / "key-auth.lua").read_bytes())
+    g = gateway(upstream=upstream, providers=providers(upstream), plugins=["key-auth", "splitter"],
+                env={"AIGW_PREFIX": str(prefix)}, expect_errors=True)
+    g.upstream = upstream
+    return g
+
+
+def act(gw, act, kind="lf", model="echo", path="/v1/chat/completions", extra=()):
+    headers = [("x-act", act), ("x-kind", kind), ("x-origin", gw.upstream.url)] + list(extra)
+    if path == "/v1/messages":
+        body = messages_body(model)
+    else:
+        body = chat_body(model)
+    return raw_request(gw, path, body, headers)
+
+
+def assert_refused(gw, r, raw, anthropic=False):
+    """A 500 in the client's envelope in place of the refused head, logged as
+    an error with the request id."""
+    assert_clean(raw)
+    assert r.status == 500, r
+    assert r.header("x-a") is None
+    rid = r.header("x-request-id")
+    doc = json.loads(r.body)
+    if anthropic:
+        assert doc["type"] == "error" and doc["error"]["type"] == "api_error", doc
+        assert doc["request_id"] == rid
+    else:
+        assert doc["error"]["type"] == "server_error", doc
+        assert doc["error"]["code"] == "internal_error", doc
+        assert doc["error"]["request_id"] == rid
+    harness.wait_until(lambda: re.search(r"error \[w\d+\] request %s: " % rid, gw.log()),
+                       5, "the refusal in the log")
+
+
+KINDS = ["lf", "cr", "nul", "blank", "noname", "nocolon", "badname", "nocrlf"]
+
+
+@pytest.mark.parametrize("where", ["exit", "return"])
+def test_plugin_response_lines_are_refused(gw, where):
+    for kind in KINDS:
+        r, raw = act(gw, where, kind)
+        assert_refused(gw, r, raw)
+    r, raw = act(gw, where, "lf", model="claude-x", path="/v1/messages")
+    assert_refused(gw, r, raw, anthropic=True)
+
+
+@pytest.mark.parametrize("model", ["echo", "gpt-x"], ids=["lua-response", "proxied"])
+def test_header_filter_lines_are_refused(gw, model):
+    """aigw.exit from header_filter, on a response made in Lua and on an
+    upstream's (whose own head must not leak either)."""
+    for kind in ("lf", "nul", "blank"):
+        r, raw = act(gw, "hf-exit", kind, model=model)
+        assert_refused(gw, r, raw)
+        assert b"Hello from the mock" not in raw
+
+
+@pytest.mark.parametrize("model", ["echo", "gpt-x", "claude-x"],
+                         ids=["lua-response", "proxied", "fetched"])
+def test_bad_response_lines_are_refused(gw, model):
+    """The lines the runtime adds to every head (r->resp_lines), checked by the
+    core itself: on a Lua response, a proxied head and a fetched answer."""
+    r, raw = act(gw, "resp-lines", model=model)
+    assert_refused(gw, r, raw)
+    assert b"x-aigw-model" not in raw.lower()
+
+
+@pytest.mark.parametrize("what", ["up-path", "up-space", "up-url", "up-header"])
+def test_bad_upstream_request_lines_never_leave(gw, what):
+    r, raw = act(gw, what, model="gpt-x")
+    assert_refused(gw, r, raw)
+    assert gw.upstream.request_list() == [], "a refused request reached the upstream"
+    assert gw.upstream.accepted == 0
+
+
+@pytest.mark.parametrize("kind", ["method", "path", "space", "headers"])
+def test_bad_aigw_http_requests_never_leave(gw, kind):
+    r, raw = act(gw, "http", kind)
+    assert r.status == 200, r
+    doc = json.loads(r.body)
+    assert "status" not in doc, doc
+    assert doc["err"].startswith("bad request head: "), doc
+    assert gw.upstream.request_list() == [], "a refused request reached the upstream"
+    assert gw.upstream.accepted == 0
+    # and a good one goes out on the same path
+    r, raw = act(gw, "http", "good")
+    assert r.status == 200 and json.loads(r.body)["status"] == 200, r
