@@ -68,6 +68,18 @@ def assert_invalid_model(r, raw, anthropic=False):
     assert r.header("x-aigw-model") is None
 
 
+# ---------------------------------------------------------------------------
+# the model name
+
+
+def test_issue_repro_model_with_crlf_unreachable_openai(gateway):
+    """The issue's repro: OPENAI_BASE_URL unreachable, the model's JSON-escaped
+    CR/LF used to reach the 502's head as Set-Cookie and X-Injected lines."""
+    gw = gateway()    # base_config: openai points at a port where nothing listens
+    r, raw = raw_request(gw, "/v1/chat/completions", chat_body(INJECTED))
+    assert_invalid_model(r, raw)
+
+
 def providers(upstream):
     return {
         "openai": {"kind": "openai", "base_url": upstream.base_url, "api_key": "sk-openai"},
@@ -77,6 +89,58 @@ def providers(upstream):
                "api_version": "2024-10-21"},
         "mock": {"kind": "mock"},
     }
+
+
+# (path, model, stream, anthropic envelope): the proxy path (same format), and
+# the Lua sinks (a translated answer fetched whole, and a translated stream).
+MODEL_CASES = [
+    ("/v1/chat/completions", INJECTED, False, False),                    # proxy, openai
+    ("/v1/chat/completions", "claude-" + INJECTED, False, False),        # fetched, anthropic
+    ("/v1/chat/completions", "claude-" + INJECTED, True, False),         # stream, anthropic
+    ("/v1/chat/completions", "gemini-" + INJECTED, False, False),        # fetched, gemini path
+    ("/v1/chat/completions", "az/" + INJECTED, False, False),            # azure deployment path
+    ("/v1/messages", "claude-" + INJECTED, False, True),                 # proxy, anthropic
+    ("/v1/messages", INJECTED, False, True),                             # fetched, openai
+    ("/v1/messages", "gemini-" + INJECTED, True, True),                  # stream, gemini
+]
+
+
+@pytest.mark.parametrize("path,model,stream,anthropic", MODEL_CASES,
+                         ids=["proxy-openai", "fetch-anthropic", "stream-anthropic", "fetch-gemini",
+                              "azure", "messages-proxy", "messages-fetch-openai",
+                              "messages-stream-gemini"])
+def test_model_with_crlf_is_a_400_on_every_path(gateway, upstream, path, model, stream, anthropic):
+    gw = gateway(upstream=upstream, providers=providers(upstream))
+    if path == "/v1/messages":
+        doc = json.loads(messages_body(model))
+        if stream:
+            doc["stream"] = True
+        body = json.dumps(doc).encode()
+    else:
+        body = chat_body(model, stream)
+    r, raw = raw_request(gw, path, body)
+    assert_invalid_model(r, raw, anthropic)
+    assert upstream.request_list() == [], "the bad model reached the upstream"
+
+
+@pytest.mark.parametrize("model", ["a\tb", "a\x7fb", "a\x00b", "a\x1bb", "a\nb", "x" * 257],
+                         ids=["tab", "del", "nul", "esc", "lf", "257-bytes"])
+def test_control_characters_and_long_names_are_400(gateway, upstream, model):
+    gw = gateway(upstream=upstream, providers=providers(upstream))
+    r, raw = raw_request(gw, "/v1/chat/completions", chat_body(model))
+    assert_invalid_model(r, raw)
+    r, raw = raw_request(gw, "/v1/messages", messages_body(model))
+    assert_invalid_model(r, raw, anthropic=True)
+    assert upstream.request_list() == []
+
+
+def test_names_up_to_256_bytes_and_unicode_still_route(gateway, upstream):
+    gw = gateway(upstream=upstream, providers=providers(upstream))
+    for model in ["m" * 256, "gpt-\u00e9t\u00e9 \u6a21\u578b"]:
+        r, raw = raw_request(gw, "/v1/chat/completions", chat_body(model))
+        assert r.status == 200, r
+        assert r.header("x-aigw-model") == model.encode().decode("latin-1")
+        assert upstream.last_request().json()["model"] == model
 
 
 # ---------------------------------------------------------------------------
