@@ -145,12 +145,13 @@ static int refuse_head(aigw_req_t *r, const char *why) {
   return AIGW_EHEAD_REFUSED;
 }
 
-/* Returns 0, AIGW_ENOMEM_REQ, or AIGW_EHEAD_REFUSED with nothing appended. */
+/* Returns 0, AIGW_ENOMEM_REQ, or AIGW_EHEAD_REFUSED with nothing appended.
+ * parsed: the caller's lines are an upstream's as llhttp parsed them. */
 static int append_head(aigw_wbuf_t **b, aigw_req_t *r, int status, const char *reason,
                        size_t reason_len, const char *headers, size_t hlen,
-                       int64_t content_length, int keep) {
+                       int64_t content_length, int keep, int parsed) {
   aigw_conn_t *c = r->conn;
-  const char *why = headers ? aigw_header_lines_check(headers, hlen) : NULL;
+  const char *why = headers && !parsed ? aigw_header_lines_check(headers, hlen) : NULL;
   if (why == NULL && r->resp_lines_len) why = aigw_header_lines_check(r->resp_lines, r->resp_lines_len);
   if (why == NULL && reason) why = aigw_header_value_check(reason, reason_len);
   if (__builtin_expect(why != NULL, 0)) return refuse_head(r, why);
@@ -204,7 +205,7 @@ void aigw_respond(aigw_req_t *r, int status, const char *headers, size_t hlen,
     return;
   }
   int rc = append_head(&b, r, status, NULL, 0, headers, hlen,
-                       status == 204 || status == 304 ? -2 : (int64_t)blen, keep);
+                       status == 204 || status == 304 ? -2 : (int64_t)blen, keep, 0);
   if (rc == AIGW_EHEAD_REFUSED) {
     /* The 500 is made of the core's own lines only (see refuse_head). */
     aigw_wbuf_discard(b);
@@ -315,7 +316,7 @@ void aigw_respond_error(aigw_req_t *r, int status, const char *code, const char 
 
 int aigw_respond_head(aigw_req_t *r, aigw_wbuf_t **b, int status, const char *reason,
                       size_t reason_len, const char *headers, size_t hlen,
-                      int64_t content_length) {
+                      int64_t content_length, int parsed) {
   aigw_conn_t *c = r->conn;
   int keep = keep_alive(r);
   if (content_length == -1) {
@@ -323,7 +324,8 @@ int aigw_respond_head(aigw_req_t *r, aigw_wbuf_t **b, int status, const char *re
     else keep = 0;    /* HTTP/1.0: the body ends when the connection does */
   }
   if (*b == NULL) *b = aigw_wbuf_new(c, 512 + hlen);
-  int rc = *b ? append_head(b, r, status, reason, reason_len, headers, hlen, content_length, keep)
+  int rc = *b ? append_head(b, r, status, reason, reason_len, headers, hlen, content_length, keep,
+                            parsed)
               : AIGW_ENOMEM_REQ;
   if (rc == AIGW_EHEAD_REFUSED) {
     /* Nothing was queued: the caller can still answer with an error. */

@@ -940,7 +940,10 @@ static int send_head(aigw_upstream_t *u, int status, unsigned flags, uint64_t le
     size_t body = cl > 0 && cl <= AIGW_RBUF_SIZE ? (size_t)cl : 0;
     u->out = aigw_wbuf_new(r->conn, 512 + hlen + body);
   }
-  int rc = aigw_respond_head(r, &u->out, status, reason, rlen, lines, hlen, cl);
+  /* Lines a header filter returned are checked; the upstream's own, as
+   * llhttp parsed them, need not be. */
+  int rc = aigw_respond_head(r, &u->out, status, reason, rlen, lines, hlen, cl,
+                             lines == u->rhead.data);
   if (__builtin_expect(rc == AIGW_EHEAD_REFUSED, 0)) {
     /* Nothing of the head was queued (logged as refused): a 500 instead. */
     filter_failed(u);
