@@ -13,6 +13,8 @@ Last, a coroutine a plugin keeps past its request reads the request that
 resumes it, never the ended one's (recycled) struct."""
 import json
 import re
+import socket
+import threading
 
 import pytest
 
@@ -301,6 +303,62 @@ def test_bad_aigw_http_requests_never_leave(gw, kind):
     # and a good one goes out on the same path
     r, raw = act(gw, "http", "good")
     assert r.status == 200 and json.loads(r.body)["status"] == 200, r
+
+
+class RawUpstream:
+    """Answers every request on 127.0.0.1 with fixed bytes, then closes."""
+
+    def __init__(self, answer: bytes):
+        self.answer = answer
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+        self.served = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        try:
+            while True:
+                c, _ = self.sock.accept()
+                with c:
+                    c.settimeout(5)
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        piece = c.recv(65536)
+                        if not piece:
+                            break
+                        data += piece
+                    c.sendall(self.answer)
+                    self.served += 1
+        except OSError:
+            return
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)   # wakes the accept (Linux)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+
+
+def test_upstream_reason_phrase_with_nul_is_refused(gateway):
+    """llhttp lets a reason phrase hold NUL; the core does not send it on."""
+    up = RawUpstream(b"HTTP/1.1 200 O\x00K\r\nContent-Length: 2\r\n\r\nhi")
+    try:
+        gw = gateway(providers={"openai": {"kind": "openai", "base_url": "http://127.0.0.1:%d/v1" % up.port,
+                                           "api_key": "k"}}, expect_errors=True)
+        r, raw = raw_request(gw, "/v1/chat/completions", chat_body("gpt-x"))
+        assert up.served == 1
+        assert r.status == 500 and b"\x00" not in raw and b"hi" != r.body, r
+        assert json.loads(r.body)["error"]["code"] == "internal_error"
+        assert "refused response head" in gw.log()
+    finally:
+        up.close()
 
 
 # ---------------------------------------------------------------------------
