@@ -218,6 +218,8 @@ def gw(gateway, tmp_path, upstream):
     (prefix / "plugins" / "key-auth.lua").write_bytes(
         (harness.REPO_ROOT / "plugins" / "key-auth.lua").read_bytes())
     g = gateway(upstream=upstream, providers=providers(upstream), plugins=["key-auth", "splitter"],
+                models={"two": {"targets": [{"provider": "openai", "model": "gpt-x"},
+                                            {"provider": "openai", "model": "gpt-y"}]}},
                 env={"AIGW_PREFIX": str(prefix)}, expect_errors=True)
     g.upstream = upstream
     return g
@@ -283,10 +285,17 @@ def test_bad_response_lines_are_refused(gw, model):
     assert b"x-aigw-model" not in raw.lower()
 
 
+@pytest.mark.parametrize("model", ["gpt-x", "two"], ids=["routed", "alias"])
 @pytest.mark.parametrize("what", ["up-path", "up-space", "up-url", "up-header"])
-def test_bad_upstream_request_lines_never_leave(gw, what):
-    r, raw = act(gw, what, model="gpt-x")
+def test_bad_upstream_request_lines_never_leave(gw, what, model):
+    """For an alias, the refused attempt is the gateway's fault: no other
+    target is tried with it."""
+    r, raw = act(gw, what, model=model)
     assert_refused(gw, r, raw)
+    if what != "up-header":   # (refused in Lua, before the core)
+        refusals = re.findall(r"request %s: refused upstream request head" % r.header("x-request-id"),
+                              gw.log())
+        assert len(refusals) == 1, gw.log()
     assert gw.upstream.request_list() == [], "a refused request reached the upstream"
     assert gw.upstream.accepted == 0
 
