@@ -22,6 +22,7 @@
   XX(ENOSPACE,            "no memory")                             \
   XX(ETOOBIG,             "value too large")                       \
   XX(ECONFIG,             "invalid configuration")                 \
+  XX(EHEAD_REFUSED,       "header line refused")                   \
 
 typedef enum {
   AIGW__ERRNO_BASE = -20000,

@@ -115,7 +115,8 @@ void aigw_conn_close_if_idle(aigw_conn_t *c);
 /* --- responses (http_response.c) --- */
 
 /* Queues a whole response: status, extra header lines ("Name: v\r\n"...,
- * may be NULL), body. Copies what it needs. Ends the request. */
+ * may be NULL), body. Copies what it needs. Ends the request. A head whose
+ * lines fail the check of header_lines.h is not sent: a 500 goes instead. */
 void aigw_respond(aigw_req_t *r, int status, const char *headers, size_t hlen,
                   const char *body, size_t blen);
 /* Queues an error in the envelope of the request's API style (OpenAI or
@@ -137,10 +138,15 @@ static inline int aigw_wbuf_append_str(aigw_wbuf_t **b, const char *s) {
 /* Appends the response head to *b (created when NULL): status line, the
  * caller's header lines, then ours. content_length >= 0 is sent as is; -1
  * means chunked (close-delimited for HTTP/1.0 clients); -2 means the
- * response has no body and no framing header (204, 304, HEAD). */
+ * response has no body and no framing header (204, 304, HEAD). parsed: the
+ * lines are an upstream's as llhttp parsed them in strict mode (token
+ * names, no control byte in a value), so they are not checked again; any
+ * other lines, the reason and r->resp_lines are (header_lines.h). Returns
+ * AIGW_EHEAD_REFUSED, with nothing appended or committed, for a head that
+ * fails: the caller answers with an error instead. */
 int aigw_respond_head(aigw_req_t *r, aigw_wbuf_t **b, int status, const char *reason,
                       size_t reason_len, const char *headers, size_t hlen,
-                      int64_t content_length);
+                      int64_t content_length, int parsed);
 /* Appends one body piece, chunk-framed when the response is chunked. */
 int aigw_respond_body(aigw_req_t *r, aigw_wbuf_t **b, const char *p, size_t n);
 /* Finishes the response (terminal chunk if chunked) and ends the request. */

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "errors.h"
+#include "header_lines.h"
 #include "http_conn.h"
 #include "lua_vm.h"
 #include "log.h"
@@ -128,10 +130,31 @@ void aigw_wbuf_send(aigw_wbuf_t *b) {
 
 /* --- heads --- */
 
+/* A head carrying a line the core did not make and would not write (CR, LF
+ * or NUL where they end a line early, a name that is not a token) is
+ * refused whole, before any byte of it is queued: the request gets a 500
+ * instead. That 500 carries only lines the core makes, so the sources of
+ * the refused head are dropped first: the lines Lua adds to every head, the
+ * static error lines, and the header filter (which could make them again). */
+static int refuse_head(aigw_req_t *r, const char *why) {
+  aigw_log_error("request %s: refused response head: %s", r->id, why);
+  r->resp_lines = NULL;
+  r->resp_lines_len = 0;
+  r->extra_headers = NULL;
+  r->filter_headers = 0;
+  return AIGW_EHEAD_REFUSED;
+}
+
+/* Returns 0, AIGW_ENOMEM_REQ, or AIGW_EHEAD_REFUSED with nothing appended.
+ * parsed: the caller's lines are an upstream's as llhttp parsed them. */
 static int append_head(aigw_wbuf_t **b, aigw_req_t *r, int status, const char *reason,
                        size_t reason_len, const char *headers, size_t hlen,
-                       int64_t content_length, int keep) {
+                       int64_t content_length, int keep, int parsed) {
   aigw_conn_t *c = r->conn;
+  const char *why = headers && !parsed ? aigw_header_lines_check(headers, hlen) : NULL;
+  if (why == NULL && r->resp_lines_len) why = aigw_header_lines_check(r->resp_lines, r->resp_lines_len);
+  if (why == NULL && reason) why = aigw_header_value_check(reason, reason_len);
+  if (__builtin_expect(why != NULL, 0)) return refuse_head(r, why);
   int rc = 0;
   if (reason == NULL) {
     reason = aigw_http_reason(status);
@@ -161,7 +184,7 @@ static int append_head(aigw_wbuf_t **b, aigw_req_t *r, int status, const char *r
   if (!keep) rc |= aigw_wbuf_append_str(b, "Connection: close\r\n");
   else if (r->http_minor == 0) rc |= aigw_wbuf_append_str(b, "Connection: keep-alive\r\n");
   rc |= aigw_wbuf_append(b, "\r\n", 2);
-  return rc;
+  return rc ? AIGW_ENOMEM_REQ : 0;
 }
 
 static int keep_alive(aigw_req_t *r) {
@@ -174,18 +197,25 @@ void aigw_respond(aigw_req_t *r, int status, const char *headers, size_t hlen,
                   const char *body, size_t blen) {
   aigw_conn_t *c = r->conn;
   if (r->responded) return;
-  r->responded = 1;
-  r->status = status;
   int keep = keep_alive(r);
-  if (!keep) r->keepalive = 0;
   int head_only = r->method == HTTP_HEAD || status == 204 || status == 304;
   aigw_wbuf_t *b = aigw_wbuf_new(c, 256 + hlen + (head_only ? 0 : blen));
   if (b == NULL) {
+    r->responded = 1;
     aigw_conn_close(c);
     return;
   }
   int rc = append_head(&b, r, status, NULL, 0, headers, hlen,
-                       status == 204 || status == 304 ? -2 : (int64_t)blen, keep);
+                       status == 204 || status == 304 ? -2 : (int64_t)blen, keep, 0);
+  if (rc == AIGW_EHEAD_REFUSED) {
+    /* The 500 is made of the core's own lines only (see refuse_head). */
+    aigw_wbuf_discard(b);
+    aigw_respond_error(r, 500, "internal_error", "internal error in the gateway");
+    return;
+  }
+  r->responded = 1;
+  r->status = status;
+  if (!keep) r->keepalive = 0;
   if (!head_only && blen) rc |= aigw_wbuf_append(&b, body, blen);
   if (rc) {
     aigw_wbuf_discard(b);
@@ -287,21 +317,26 @@ void aigw_respond_error(aigw_req_t *r, int status, const char *code, const char 
 
 int aigw_respond_head(aigw_req_t *r, aigw_wbuf_t **b, int status, const char *reason,
                       size_t reason_len, const char *headers, size_t hlen,
-                      int64_t content_length) {
+                      int64_t content_length, int parsed) {
   aigw_conn_t *c = r->conn;
-  r->responded = 1;
-  r->status = status;
   int keep = keep_alive(r);
   if (content_length == -1) {
     if (r->http_minor >= 1) r->chunked_out = 1;
     else keep = 0;    /* HTTP/1.0: the body ends when the connection does */
   }
-  if (!keep) r->keepalive = 0;
   if (*b == NULL) *b = aigw_wbuf_new(c, 512 + hlen);
-  if (*b == NULL) return AIGW_ENOMEM_REQ;
-  if (append_head(b, r, status, reason, reason_len, headers, hlen, content_length, keep))
-    return AIGW_ENOMEM_REQ;
-  return 0;
+  int rc = *b ? append_head(b, r, status, reason, reason_len, headers, hlen, content_length, keep,
+                            parsed)
+              : AIGW_ENOMEM_REQ;
+  if (rc == AIGW_EHEAD_REFUSED) {
+    /* Nothing was queued: the caller can still answer with an error. */
+    r->chunked_out = 0;
+    return rc;
+  }
+  r->responded = 1;
+  r->status = status;
+  if (!keep) r->keepalive = 0;
+  return rc;
 }
 
 int aigw_respond_body(aigw_req_t *r, aigw_wbuf_t **b, const char *p, size_t n) {

@@ -12,6 +12,8 @@
  * http_request waits for the whole response, or with `stream` for its head
  * (body then nil); http_read waits for the next body piece. Both return
  * nil, err on failure. Arguments are checked by http.lua; misuse raises.
+ * The core checks the method, path and lines once more where it builds the
+ * head (header_lines.h): a bad one gives nil, "bad request head: ...". 
  *
  * The op is a Lua userdata holding the sink, so its memory is Lua's. The
  * target and the body string are kept in its environment table for as long
@@ -158,7 +160,7 @@ static int http_request(lua_State *L) {
   aigw_target_t **tp = luaL_checkudata(L, 2, "aigw.target");
   aigw_fetch_t f;
   memset(&f, 0, sizeof f);
-  f.method = luaL_checkstring(L, 3);
+  f.method = luaL_checklstring(L, 3, &f.mlen);
   f.path = luaL_checklstring(L, 4, &f.plen);
   f.headers = luaL_checklstring(L, 5, &f.hlen);
   f.body = luaL_optlstring(L, 6, NULL, &f.blen);

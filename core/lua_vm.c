@@ -66,10 +66,72 @@ static int core_exit_sync(lua_State *L) {
   return lua_error(L);
 }
 
+/* A coroutine inherits the exdata of the thread that creates it (LuaJIT
+ * copies both slots into a new thread), and aigw.request finds the request
+ * in exdata. One a plugin keeps past its request (in a module table) and
+ * resumes later would read a request that has ended: its struct freed, or
+ * recycled for another client's request. So coroutine.resume and the
+ * functions of coroutine.wrap hand the resumer's exdata to the coroutine on
+ * every resume: it sees the request running now, or none (a timer, init).
+ * exdata2 goes too, so aigw_lthread_current still tells a plugin's
+ * coroutine from the request's own. */
+static void co_adopt(lua_State *L, lua_State *co) {
+  if (co == NULL || co == L) return;
+  lua_setexdata(co, lua_getexdata(L));
+  lua_setexdata2(co, lua_getexdata2(L));
+}
+
+/* coroutine.resume(co, ...); upvalue 1: LuaJIT's. */
+static int co_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  if (co == NULL) return luaL_argerror(L, 1, "coroutine expected");
+  co_adopt(L, co);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* What coroutine.wrap returns; upvalues: LuaJIT's wrapped function, and
+ * its coroutine. */
+static int co_wrapped(lua_State *L) {
+  co_adopt(L, lua_tothread(L, lua_upvalueindex(2)));
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* coroutine.wrap(f); upvalue 1: LuaJIT's, whose function keeps its
+ * coroutine as its first upvalue. */
+static int co_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 1, 1);
+  if (lua_getupvalue(L, 1, 1) == NULL || !lua_isthread(L, -1))
+    return luaL_error(L, "coroutine.wrap: no coroutine in the wrapped function");
+  lua_pushcclosure(L, co_wrapped, 2);
+  return 1;
+}
+
+static void replace_coroutine_functions(lua_State *L) {
+  lua_getglobal(L, "coroutine");
+  lua_getfield(L, -1, "resume");
+  lua_pushcclosure(L, co_resume, 1);
+  lua_setfield(L, -2, "resume");
+  lua_getfield(L, -1, "wrap");
+  lua_pushcclosure(L, co_wrap, 1);
+  lua_setfield(L, -2, "wrap");
+  lua_pop(L, 1);
+}
+
 lua_State *aigw_lua_new_state(const char *prefix) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return NULL;
   luaL_openlibs(L);
+  replace_coroutine_functions(L);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
   lua_pushcfunction(L, luaopen_cjson);

@@ -38,6 +38,7 @@
 
 #include "alloc.h"
 #include "errors.h"
+#include "header_lines.h"
 #include "log.h"
 #include "json_scan.h"
 #include "lua_vm.h"
@@ -939,7 +940,16 @@ static int send_head(aigw_upstream_t *u, int status, unsigned flags, uint64_t le
     size_t body = cl > 0 && cl <= AIGW_RBUF_SIZE ? (size_t)cl : 0;
     u->out = aigw_wbuf_new(r->conn, 512 + hlen + body);
   }
-  return aigw_respond_head(r, &u->out, status, reason, rlen, lines, hlen, cl) != 0 ? -1 : 0;
+  /* Lines a header filter returned are checked; the upstream's own, as
+   * llhttp parsed them, need not be. */
+  int rc = aigw_respond_head(r, &u->out, status, reason, rlen, lines, hlen, cl,
+                             lines == u->rhead.data);
+  if (__builtin_expect(rc == AIGW_EHEAD_REFUSED, 0)) {
+    /* Nothing of the head was queued (logged as refused): a 500 instead. */
+    filter_failed(u);
+    return -1;
+  }
+  return rc != 0 ? -1 : 0;
 }
 
 /* An attempt's first body byte is in (or its body-less answer ended): the
@@ -1120,8 +1130,11 @@ static int client_header_dropped(const aigw_req_t *r, const aigw_target_t *t, co
   return elen && aigw_lines_have(extra, elen, n, nl);
 }
 
+/* Returns 0, AIGW_ENOMEM_REQ, or AIGW_EHEAD_REFUSED with *why set: the
+ * path or the extra lines (the plugins' and the runtime's) would not make a
+ * sound head. The client's own lines were checked when they were parsed. */
 static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const char *extra,
-                      size_t elen) {
+                      size_t elen, const char **why) {
   aigw_req_t *r = u->req;
   aigw_target_t *t = u->t;
   aigw_conn_t *c = r->conn;
@@ -1130,9 +1143,13 @@ static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const c
   const char *m = llhttp_method_name((llhttp_method_t)r->method);
   rc |= aigw_buf_append_str(h, m);
   rc |= aigw_buf_append(h, " ", 1);
+  size_t target = h->len;
   rc |= aigw_buf_append_str(h, t->base_path);
   if (plen == 0 || path[0] != '/') rc |= aigw_buf_append(h, "/", 1);
   rc |= aigw_buf_append(h, path, plen);
+  if (rc == 0) *why = aigw_header_path_check(h->data + target, h->len - target);
+  if (rc == 0 && *why == NULL && elen) *why = aigw_header_lines_check(extra, elen);
+  if (rc == 0 && *why != NULL) return AIGW_EHEAD_REFUSED;
   rc |= aigw_buf_append_str(h, " HTTP/1.1\r\n");
   rc |= aigw_buf_append_str(h, t->host_header);
   const char *ctoks = NULL;
@@ -1159,16 +1176,20 @@ static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const c
     rc |= aigw_buf_append(h, "\r\n", 2);
   }
   rc |= aigw_buf_append(h, "\r\n", 2);
-  return rc;
+  return rc ? AIGW_ENOMEM_REQ : 0;
 }
 
 /* The request head for a caller's sink: method and path as given, the
  * target's Host and User-Agent unless the caller sends its own, the
- * caller's lines, then framing. */
-static int build_fetch_head(aigw_upstream_t *u, const aigw_fetch_t *f) {
+ * caller's lines, then framing. Returns as build_head does. */
+static int build_fetch_head(aigw_upstream_t *u, const aigw_fetch_t *f, const char **why) {
+  *why = aigw_header_token_check(f->method, f->mlen);
+  if (*why == NULL) *why = aigw_header_path_check(f->path, f->plen);
+  if (*why == NULL) *why = aigw_header_lines_check(f->headers, f->hlen);
+  if (*why != NULL) return AIGW_EHEAD_REFUSED;
   aigw_buf_t *h = &u->head;
   int rc = aigw_buf_reserve(h, 256 + f->plen + f->hlen);
-  rc |= aigw_buf_append_str(h, f->method);
+  rc |= aigw_buf_append(h, f->method, f->mlen);
   rc |= aigw_buf_append(h, " ", 1);
   rc |= aigw_buf_append(h, f->path, f->plen);
   rc |= aigw_buf_append_str(h, " HTTP/1.1\r\n");
@@ -1183,7 +1204,7 @@ static int build_fetch_head(aigw_upstream_t *u, const aigw_fetch_t *f) {
     rc |= aigw_buf_append(h, "\r\n", 2);
   }
   rc |= aigw_buf_append(h, "\r\n", 2);
-  return rc;
+  return rc ? AIGW_ENOMEM_REQ : 0;
 }
 
 /* A cleared exchange, recycled (keeping its buffers) or new. */
@@ -1266,8 +1287,16 @@ static inline __attribute__((always_inline)) void proxy_start(
   } else {
     exchange_init(u, t->total_ms);
   }
-  if (build_head(u, path, plen, extra, elen) != 0) {
-    fail(u, 503, "no_memory", "no memory", "no memory");
+  const char *why = NULL;
+  int rc = build_head(u, path, plen, extra, elen, &why);
+  if (__builtin_expect(rc != 0, 0)) {
+    if (rc == AIGW_EHEAD_REFUSED) {
+      /* Lines a plugin or the runtime made: the gateway's fault, never sent. */
+      aigw_log_error("request %s: refused upstream request head: %s", r->id, why);
+      fail(u, 500, "internal_error", "internal error in the gateway", why);
+    } else {
+      fail(u, 503, "no_memory", "no memory", "no memory");
+    }
     return;
   }
   exchange_go(u, 1);
@@ -1312,7 +1341,15 @@ int aigw_upstream_fetch(aigw_worker_t *w, aigw_target_t *t, const aigw_fetch_t *
   u->body = f->body;
   u->blen = f->body ? f->blen : 0;
   exchange_init(u, f->timeout_ms);
-  if (build_fetch_head(u, f) != 0) {
+  const char *why = NULL;
+  int rc = build_fetch_head(u, f, &why);
+  if (rc == AIGW_EHEAD_REFUSED) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "bad request head: %s", why);
+    fail(u, 500, "internal_error", "internal error in the gateway", msg);
+    return 0;
+  }
+  if (rc != 0) {
     fail(u, 503, "no_memory", "no memory", "no memory");
     return 0;
   }

@@ -41,7 +41,8 @@ typedef struct aigw_target_s {
 /* Starts proxying r to target t at path (joined to the base path), with
  * body (NULL: the client's body) and extra header lines (may be NULL).
  * All pointers must stay valid until the exchange ends. On return the
- * exchange is under way, or the client already has its error response. */
+ * exchange is under way, or the client already has its error response (a
+ * 500 when the path or the extra lines would not make a sound head). */
 void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen,
                          const char *body, size_t blen, const char *extra, size_t elen);
 
@@ -106,10 +107,11 @@ struct aigw_upstream_sink_s {
 };
 
 typedef struct {
-  const char *method;        /* a token, e.g. "GET" */
+  const char *method;        /* a token, e.g. "GET" (NUL-terminated, mlen bytes) */
+  size_t mlen;
   const char *path;          /* origin form: "/path?query" */
   size_t plen;
-  const char *headers;       /* "Name: value\r\n"..., checked by the caller */
+  const char *headers;       /* "Name: value\r\n"... */
   size_t hlen;
   const char *body;          /* may be NULL */
   size_t blen;
@@ -122,7 +124,10 @@ typedef struct {
 
 /* Starts an exchange with target t for f, answering into s. The target
  * and every pointer in f must stay valid until s->up is NULL. Returns 0
- * (under way, or already failed: see s->err) or AIGW_ENOMEM_REQ. */
+ * (under way, or already failed: see s->err) or AIGW_ENOMEM_REQ. A method,
+ * path or header line that would not make a sound request head (see
+ * header_lines.h) fails it at once, before any connection: s->err is
+ * "bad request head: ...". */
 /* 1 when the header lines ("Name: value\r\n"...) have one named name
  * (compared case-insensitively). */
 int aigw_lines_have(const char *lines, size_t len, const char *name, size_t nl);

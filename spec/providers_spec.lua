@@ -108,6 +108,25 @@ describe("providers", function()
                    p:path("chat/completions", "m"))
     end)
 
+    it("azure-openai: the path cache is bounded in entries and in the size of its keys", function()
+      local p = provider({ kind = "azure-openai", base_url = "https://res.openai.azure.com" })
+      local long = ("d"):rep(10000)
+      for i = 1, 5000 do
+        assert.equal("/openai/deployments/m" .. i .. "/chat/completions?api-version=2024-10-21",
+                     p:path("chat/completions", "m" .. i))
+        if i % 10 == 0 then
+          assert.equal("/openai/deployments/" .. long .. i .. "/embeddings?api-version=2024-10-21",
+                       p:path("embeddings", long .. i))
+        end
+      end
+      local entries, bytes = 0, 0
+      for k, v in pairs(p.paths) do
+        entries, bytes = entries + 1, bytes + #k + #v
+      end
+      assert.is_true(entries <= 256, "entries: " .. entries)
+      assert.is_true(bytes <= 256 * 2 * 300, "bytes: " .. bytes)
+    end)
+
     it("anthropic: /v1/messages for chat and messages, count_tokens", function()
       local p = provider({ kind = "anthropic", base_url = "https://api.anthropic.com" })
       assert.equal("anthropic", p.format)

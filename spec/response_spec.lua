@@ -154,10 +154,16 @@ describe("aigw.exit", function()
     end)
 
     it("rejects header lines without CRLF endings or with a blank line", function()
-      assert.matches("bad argument #3 to 'exit' (header lines must each end in \\r\\n)",
+      assert.matches("bad argument #3 to 'exit' (header lines must each end in \\r\\n, with no other CR, LF or NUL)",
                      access_error(aigw.exit, 200, "x", "X-A: 1"), 1, true)
-      assert.matches("bad argument #3 to 'exit' (header lines must each end in \\r\\n)",
+      assert.matches("bad argument #3 to 'exit' (header lines must each end in \\r\\n",
                      access_error(aigw.exit, 200, "x", "X-A: 1\r\n\r\nX-B: 2\r\n"), 1, true)
+      -- a bare LF or CR, a NUL, a blank first line: each could end a line early
+      for _, lines in ipairs({ "X-A: 1\nInjected: yes\r\n", "\nX-A: 1\r\n", "X-A: 1\rInjected: yes\r\n",
+                               "X-A: 1\0\r\n", "\r\nX-A: 1\r\n" }) do
+        assert.matches("bad argument #3 to 'exit' (header lines must each end in \\r\\n",
+                       access_error(aigw.exit, 200, "x", lines), 1, true)
+      end
     end)
 
     it("rejects headers that are neither a table nor a string", function()

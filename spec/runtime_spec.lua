@@ -57,6 +57,41 @@ describe("aigw.runtime", function()
     end)
   end)
 
+  describe("the model-name memo", function()
+    local function picker()
+      local conf = { providers = { openai = {} } }
+      local providers = { openai = { name = "openai", kind = "openai" }, mock = { name = "mock", kind = "mock" } }
+      return runtime._memo_picker(conf, providers)
+    end
+
+    it("keeps its entries and their size bounded, whatever names clients send", function()
+      local pick, memo = picker()
+      for i = 1, 3000 do
+        pick(("%05d"):format(i) .. ("x"):rep(10000))
+        pick(("%05d"):format(i) .. ("y"):rep(200))
+      end
+      local entries, bytes = 0, 0
+      for k in pairs((memo())) do
+        entries, bytes = entries + 1, bytes + #k
+      end
+      assert.is_true(entries <= 1024, "entries: " .. entries)
+      assert.is_true(bytes <= 1024 * 256, "key bytes: " .. bytes)
+    end)
+
+    it("refuses names holding a control character or past 256 bytes, memoised or not", function()
+      local pick = picker()
+      assert.equal("openai", pick(("m"):rep(256)).name)
+      assert.equal("gpt-\195\169 x", select(2, pick("gpt-\195\169 x")))
+      for _, bad in ipairs({ ("m"):rep(257), "a\r\nb", "a\0b", "a\tb", "a\127b", "\27" }) do
+        for _ = 1, 2 do
+          local p, why = pick(bad)
+          assert.is_nil(p)
+          assert.is_false(why)
+        end
+      end
+    end)
+  end)
+
   describe("the handler", function()
     local conf_path, phases
     setup(function()

@@ -269,6 +269,33 @@ describe("aigw.usage", function()
       close(p.input + p.output, usage.cost("gpt-4o", u))
     end)
 
+    it("looks a model up with work linear in its name's length (no prefix past 64 bytes is tried)", function()
+      -- An overrides table that counts the keys looked up and their bytes.
+      local lookups, bytes = 0, 0
+      local ov = setmetatable({}, { __index = function(_, k)
+        lookups, bytes = lookups + 1, bytes + #k
+      end })
+      local function work(model)
+        lookups, bytes = 0, 0
+        assert.is_nil(usage.price(model, ov))
+        return lookups, bytes
+      end
+      -- every "-" a candidate boundary: the worst case for prefixes
+      local small_n, small_b = work(("a-"):rep(50))
+      local big_n, big_b = work(("a-"):rep(20000))
+      assert.is_true(big_b <= 40000 + 64 * 64, "bytes looked up: " .. big_b)
+      assert.is_true(big_n <= small_n + 2, "lookups: " .. small_n .. " then " .. big_n)
+      -- still found: a long dated name, and provider/model
+      local fl = usage.prices["gemini-2.5-flash-lite"]
+      assert.equal(fl, usage.price("gemini-2.5-flash-lite-preview-06-17" .. ("-x"):rep(1000)))
+      assert.equal(fl, usage.price("vertex/gemini-2.5-flash-lite-001"))
+      -- a price name longer than 64 bytes matches exactly only
+      local long = ("m"):rep(70)
+      local ov2 = { [long] = { input = 1, output = 1 } }
+      assert.equal(ov2[long], usage.price(long, ov2))
+      assert.is_nil(usage.price(long .. "-2025", ov2))
+    end)
+
     it("treats missing counts as 0", function()
       assert.equal(0, usage.cost("gpt-4o", {}))
     end)

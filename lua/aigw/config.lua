@@ -245,6 +245,13 @@ local function check_health(file, field, h)
   return out
 end
 
+-- Model names are echoed in response headers (x-aigw-model): held to the
+-- limits the runtime holds clients' names to (runtime.lua).
+local MODEL_NAME = "a model name (at most 256 bytes, no control characters)"
+local function model_name(v)
+  return type(v) == "string" and v ~= "" and #v <= 256 and not v:find("[%z\1-\31\127]")
+end
+
 local function check_provider(file, name, p)
   local field = "providers." .. tostring(name)
   if type(name) ~= "string" or not name:match("^[%w_.-]+$") then
@@ -277,7 +284,7 @@ local function check_provider(file, name, p)
     if type(p.models) ~= "table" then fail(file, field .. ".models", "a list of model names", p.models) end
     out.models = {}
     for i, m in ipairs(p.models) do
-      if type(m) ~= "string" or m == "" then fail(file, field .. ".models[" .. i .. "]", "a model name", m) end
+      if not model_name(m) then fail(file, field .. ".models[" .. i .. "]", MODEL_NAME, m) end
       out.models[i] = m
     end
   end
@@ -531,7 +538,7 @@ end
 
 local function check_target(file, field, t, i, providers)
   if not providers[t.provider] then fail(file, field .. ".provider", "the name of a configured provider", t.provider) end
-  if type(t.model) ~= "string" or t.model == "" then fail(file, field .. ".model", "a model name", t.model) end
+  if not model_name(t.model) then fail(file, field .. ".model", MODEL_NAME, t.model) end
   local out = { provider = t.provider, model = t.model, weight = 1, priority = i,
                 key = t.provider .. "/" .. t.model .. "#" .. i }
   if t.weight ~= nil then
@@ -569,7 +576,7 @@ end
 -- both normalised to the same shape.
 local function check_alias(file, alias, m, providers, routing)
   local f = "models." .. tostring(alias)
-  if type(alias) ~= "string" or alias == "" then fail(file, "models", "alias names that are strings", alias) end
+  if not model_name(alias) then fail(file, "models", "alias names that are model names (at most 256 bytes, no control characters)", alias) end
   if type(m) ~= "table" then fail(file, f, "a table { provider = ..., model = ... } or { targets = { ... } }", m) end
   local targets = {}
   if m.targets ~= nil then

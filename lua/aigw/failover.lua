@@ -63,7 +63,8 @@ M.status_class = status_class
 -- The class of a failure without an answer, from the core's error code.
 local function code_class(code)
   if code == "upstream_timeout" then return "timeout" end
-  if code == "no_memory" then return "internal" end
+  -- internal_error: the core refused the request head the gateway made.
+  if code == "no_memory" or code == "internal_error" then return "internal" end
   return "connect"
 end
 

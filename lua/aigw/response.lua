@@ -181,9 +181,12 @@ end
 local function header_string(headers)
   if headers == nil then return "" end
   if type(headers) == "string" then
+    -- Each line ends in CRLF and holds no other CR, LF or NUL, and none is
+    -- blank (the core checks again, names included, before it sends).
     if headers ~= "" and (headers:sub(-2) ~= "\r\n" or headers:find("\r\n\r\n", 1, true)
-                          or headers:find("[\r\n][^\n]") and headers:find("\r[^\n]")) then
-      error("bad argument #3 to 'exit' (header lines must each end in \\r\\n)", 3)
+                          or headers:find("^[\r\n]") or headers:find("[^\r]\n")
+                          or headers:find("\r[^\n]") or headers:find("%z")) then
+      error("bad argument #3 to 'exit' (header lines must each end in \\r\\n, with no other CR, LF or NUL)", 3)
     end
     return headers
   end

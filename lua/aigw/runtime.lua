@@ -27,6 +27,8 @@ local failover = require "aigw.failover"
 local health = require "aigw.health"
 local shared = require "aigw.shared"
 
+local find = string.find
+
 local M = {}
 
 -- Inbound endpoints served by default, by path: the client's format, the
@@ -132,27 +134,44 @@ local function pick_provider(conf, providers, model)
   return providers[name], model
 end
 
+-- Model names are the client's, echoed in response headers (x-aigw-model)
+-- and upstream paths: a name longer than this, or holding a control
+-- character (any byte below 0x20, or DEL), is refused before routing, a 400
+-- invalid_model. Aliases and targets are held to the same by config.lua.
+local MODEL_MAX = 256
+local BAD_MODEL_BYTE = "[%z\1-\31\127]"
+
 -- The same answer for the same name until the next reload, without the
 -- pattern matching (which LuaJIT does not compile) on every request. Names
--- are the client's: the memo is bounded, and starts over when full. The
--- third value: the response header lines that name the target.
+-- are the client's: the memo is bounded in entries and, since names past
+-- MODEL_MAX are refused before it, in their size; it starts over when
+-- full. The third value: the response header lines that name the target.
+-- A refused name gives nil, false.
 local MEMO_MAX = 1024
 local function memo_picker(conf, providers)
-  local memo, n, NONE = {}, 0, {}
-  return function(model)
+  local memo, n, NONE, BAD = {}, 0, {}, {}
+  local function pick(model)
     local m = memo[model]
     if m then
       if m == NONE then return nil end
+      if m == BAD then return nil, false end
       return m[1], m[2], m[3]
     end
-    local p, um = pick_provider(conf, providers, model)
+    if #model > MODEL_MAX then return nil, false end
+    local p, um
+    local bad = find(model, BAD_MODEL_BYTE) ~= nil
+    if not bad then p, um = pick_provider(conf, providers, model) end
     if n >= MEMO_MAX then memo, n = {}, 0 end
     local lines = p and "x-aigw-provider: " .. p.name .. "\r\nx-aigw-model: " .. um .. "\r\n"
-    memo[model] = p and { p, um, lines } or NONE
+    memo[model] = bad and BAD or p and { p, um, lines } or NONE
     n = n + 1
+    if bad then return nil, false end
     return p, um, lines
   end
+  -- For specs: the memo as it stands.
+  return pick, function() return memo, n end
 end
+M._memo_picker = memo_picker
 
 -- What the balancer weighs a request by: its sticky key (a header, or the
 -- client's key itself, hashed, never kept), its size in tokens (estimated
@@ -398,6 +417,10 @@ function M.init_worker(conf_path, worker_id)
     local upstream_model, lines
     provider, upstream_model, lines = pick(model)
     if not provider then
+      if upstream_model == false then
+        return errors.response(400, "invalid_model", "the model name has a control character or is longer than "
+                               .. MODEL_MAX .. " bytes")
+      end
       return errors.response(404, "model_not_found", "model '" .. model .. "' is not configured")
     end
     ctx.provider, ctx.model = provider.name, upstream_model

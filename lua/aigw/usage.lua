@@ -233,9 +233,16 @@ _M.prices = {
 -- "claude-3-5-sonnet@20240620"). Those prefixes are the model cut before
 -- one of its "-" or "@", so they are tried longest first, a hash look-up
 -- each (this runs for every answer's cost); on equal keys the override's.
+-- Only prefixes of up to PREFIX_MAX bytes are tried (price names are far
+-- shorter): each candidate is a new string, so trying every one of a
+-- client's long name would cost the square of its length.
+local PREFIX_MAX = 64
+
 local function longest(model, overrides)
   local prices = _M.prices
-  for i = #model, 2, -1 do
+  local last = #model
+  if last > PREFIX_MAX + 1 then last = PREFIX_MAX + 1 end
+  for i = last, 2, -1 do
     local c = byte(model, i)
     if c == 45 or c == 64 then
       local key = sub(model, 1, i - 1)
