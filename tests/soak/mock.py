@@ -14,11 +14,15 @@ soak can tell whether the gateway leaves upstream work behind (a client that wen
 away must cancel its upstream request). `GET /__soak/status` on either server
 answers, as JSON, for both: answers in progress, answers started, connections open.
 
-Prints one JSON line (`{"good": PORT, "hang": PORT}`) once both listen, then runs
-until SIGTERM or SIGINT.
+It also holds `dead`, a port bound but not listening: connections to it are
+refused, and no other program can take the port while the soak runs.
+
+Prints one JSON line (`{"good": PORT, "hang": PORT, "dead": PORT}`) once both
+listen, then runs until SIGTERM or SIGINT.
 """
 import json
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -101,7 +105,10 @@ def main():
     stats.servers = {"good": good, "hang": hang}
     good.start()
     hang.start()
-    print(json.dumps({"good": good.port, "hang": hang.port}), flush=True)
+    dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    dead.bind(("127.0.0.1", 0))
+    print(json.dumps({"good": good.port, "hang": hang.port,
+                      "dead": dead.getsockname()[1]}), flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -110,6 +117,7 @@ def main():
         hang.trim()
     good.stop()
     hang.stop()
+    dead.close()
     return 0
 
 

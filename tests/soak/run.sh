@@ -70,7 +70,9 @@ free_port() {
   "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# -- the mock upstreams: {"good": PORT, "hang": PORT} on their first line
+# -- the mock upstreams: {"good": PORT, "hang": PORT, "dead": PORT} on their first
+# line; "dead" is bound but not listening (connections refused) for as long as
+# the mock runs
 $SETSID "$PY" "$HERE/mock.py" >"$DIR/mock.out" 2>"$DIR/mock.err" &
 MOCK_PID=$!
 for _ in $(seq 1 100); do
@@ -78,11 +80,10 @@ for _ in $(seq 1 100); do
   kill -0 "$MOCK_PID" 2>/dev/null || { echo "soak: the mock did not start:" >&2; cat "$DIR/mock.err" >&2; exit 2; }
   sleep 0.1
 done
-read -r GOOD HANG < <("$PY" -c 'import json,sys; d = json.loads(sys.stdin.readline()); print(d["good"], d["hang"])' <"$DIR/mock.out")
+read -r GOOD HANG DEAD < <("$PY" -c 'import json,sys; d = json.loads(sys.stdin.readline()); print(d["good"], d["hang"], d["dead"])' <"$DIR/mock.out")
 
 PORT=$(free_port)
 ADMIN=$(free_port)
-DEAD=$(free_port)       # nothing listens there: connections are refused
 
 # -- the config: the default plugin chain, access log at info, as users run it
 cat >"$DIR/soak.lua" <<EOF
