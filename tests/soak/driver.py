@@ -390,7 +390,7 @@ def proc_status(pid):
                     out[k] = int(v.split()[0])
     except OSError:
         return None
-    return out
+    return out if "VmRSS" in out else None      # gone, or a zombie
 
 
 CLK = os.sysconf("SC_CLK_TCK")
@@ -423,7 +423,7 @@ class Driver:
         self.port = args.port
         self.rng = random.Random(args.seed)
         self.tally = defaultdict(Tally)
-        self.rids = {}                  # request id -> (kind, status seen, outcome)
+        self.log = LogReader(args.log)
         self.inflight = {}              # request id -> kind
         self.seq = 0
         self.stopping = False
@@ -434,7 +434,6 @@ class Driver:
         self.admin_auth = None
         self.start = None
         self.done_total = 0
-        self.log_pos = 0
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -468,8 +467,8 @@ class Driver:
                 i = self.rng.randrange(t.lat_seen)
                 if i < LAT_KEEP:
                     t.lat[i] = ms
-        if logged is not None:
-            self.rids[rid] = (kind, status, outcome, logged)
+        if logged:
+            self.log.expect(rid, kind, status, outcome)
 
     # -- one exchange on a lane's connection ------------------------------------
 
@@ -1098,19 +1097,25 @@ class Driver:
             t = time.monotonic() - self.start
             s = await self.sample(round(t, 1))
             if s is None:
-                print("soak: the gateway (pid %d) is gone" % self.a.pid, flush=True)
+                if not self.gateway_gone:
+                    print("soak: the gateway (pid %d) is gone" % self.a.pid, flush=True)
                 self.gateway_gone = True
-                self.stopping = True
+                self.stop()
                 return
             self.samples.append(s)
             self.write_tsv(s)
+            self.log.read()
             if t >= 60 * (minute_rows + 1) - 1:
                 minute_rows += 1
                 print(self.table_row(minute_rows, s, self.prev_minute(s)), flush=True)
             if self.stopping or t >= duration:
                 return
             nxt = self.a.sample * (int(t / self.a.sample) + 1)
-            await asyncio.sleep(max(0.0, nxt - (time.monotonic() - self.start)))
+            try:
+                await asyncio.wait_for(self.stop_event.wait(),
+                                       max(0.0, nxt - (time.monotonic() - self.start)))
+            except TimeoutError:
+                pass
 
     def prev_minute(self, s):
         """The sample a minute before s (or the first)."""
@@ -1141,6 +1146,7 @@ class Driver:
 
     async def run(self):
         self.gateway_gone = False
+        self.stop_event = asyncio.Event()
         duration = self.a.minutes * 60.0
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1161,7 +1167,8 @@ class Driver:
         print(self.TABLE_HEAD, flush=True)
         self.start = time.monotonic()
         queue = asyncio.Queue()
-        tasks = [asyncio.ensure_future(self.pacer(queue))]
+        tasks = [asyncio.ensure_future(self.pacer(queue)),
+                 asyncio.ensure_future(self.watch_gateway())]
         lanes = [asyncio.ensure_future(self.req_lane(queue)) for _ in range(self.a.req_lanes)]
         lanes += [asyncio.ensure_future(self.stream_lane(i)) for i in range(self.a.streams)]
         reload_task = asyncio.ensure_future(self.reloader())
@@ -1186,11 +1193,25 @@ class Driver:
         self.elapsed = time.monotonic() - self.start
         return None
 
+    async def watch_gateway(self):
+        """Stop the load as soon as the gateway process is gone."""
+        while not self.stopping:
+            if proc_status(self.a.pid) is None:
+                print("soak: the gateway (pid %d) is gone" % self.a.pid, flush=True)
+                self.gateway_gone = True
+                self.stop()
+                return
+            await asyncio.sleep(0.5)
+
     def interrupt(self):
         if not self.stopping:
             print("soak: interrupted: stopping the load", flush=True)
         self.interrupted = True
+        self.stop()
+
+    def stop(self):
         self.stopping = True
+        self.stop_event.set()
 
 
 class Lane:
@@ -1217,24 +1238,79 @@ def normalise(msg: str) -> str:
     return msg[:160]
 
 
-def scan_log(path):
-    """Access statuses by request id, and warn/error lines grouped by message."""
-    access = {}
-    warns = Counter()
-    examples = {}
-    with open(path, errors="replace") as f:
-        for line in f:
+class LogReader:
+    """Reads the gateway's log as it grows (every sample, and at the end): matches
+    each access line to the request it names, and groups warn/error lines by
+    message. An access line may come before the client has read its answer, or after:
+    whichever comes second makes the comparison, so only requests in flight are held."""
+
+    def __init__(self, path):
+        self.path = path
+        self.pos = 0
+        self.partial = b""
+        self.waiting = {}        # request id -> (kind, status seen, outcome): no line yet
+        self.early = {}          # request id -> status logged: the client is not done
+        self.lines = 0
+        self.checked = 0
+        self.mismatch = Counter()
+        self.examples = []
+        self.warns = Counter()
+        self.warn_examples = {}
+
+    def expect(self, rid, kind, status, outcome):
+        self.checked += 1
+        got = self.early.pop(rid, None)
+        if got is None:
+            self.waiting[rid] = (kind, status, outcome)
+        else:
+            self.compare(rid, kind, status, got)
+
+    def compare(self, rid, kind, status, got):
+        if status is not None and got != status:
+            self.mismatch[kind] += 1
+            if len(self.examples) < 5:
+                self.examples.append("%s: the client saw %s, the access line says %s"
+                                     % (rid, status, got))
+
+    def read(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except OSError:
+            return
+        self.pos += len(data)
+        data = self.partial + data
+        lines = data.split(b"\n")
+        self.partial = lines.pop()
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
             if " access " in line:
                 m = ACCESS.search(line)
                 if m:
-                    access[m.group(1)] = int(m.group(2))
+                    self.lines += 1
+                    rid, got = m.group(1), int(m.group(2))
+                    w = self.waiting.pop(rid, None)
+                    if w is not None:
+                        self.compare(rid, w[0], w[1], got)
+                    elif rid.startswith("soak-"):
+                        self.early[rid] = got
                 continue
-            m = WARN.match(line.rstrip("\n"))
+            m = WARN.match(line)
             if m:
                 key = "%s %s" % (m.group(1), normalise(m.group(3)))
-                warns[key] += 1
-                examples.setdefault(key, line.rstrip("\n"))
-    return access, warns, examples
+                self.warns[key] += 1
+                self.warn_examples.setdefault(key, line)
+
+    def missing(self):
+        """Requests that had their answer (or left) and have no access line."""
+        out = Counter()
+        for rid, (kind, _, outcome) in self.waiting.items():
+            if outcome != "fail":
+                out[kind] += 1
+                if len(self.examples) < 5:
+                    self.examples.append("%s: no access line" % rid)
+        return out
 
 
 def log_lines_for(path, rids, limit=6):
@@ -1326,35 +1402,20 @@ async def report(d):
           "was busy)" % (tot.sent / max(1.0, d.elapsed), d.skipped))
 
     # -- the access log against what the clients saw
-    access, warns, warn_examples = scan_log(a.log)
-    missing = Counter()
-    mismatch = Counter()
-    mismatch_ex = []
-    for rid, (kind, status, outcome, logged) in d.rids.items():
-        if not logged:
-            continue
-        got = access.get(rid)
-        if got is None:
-            if outcome != "fail":
-                missing[kind] += 1
-                if len(mismatch_ex) < 5:
-                    mismatch_ex.append("%s: no access line" % rid)
-            continue
-        if status is not None and got != status:
-            mismatch[kind] += 1
-            if len(mismatch_ex) < 5:
-                mismatch_ex.append("%s: the client saw %s, the access line says %s"
-                                   % (rid, status, got))
-    print("\nAccess log: %d lines for %d requests checked; %d without a line, %d with "
-          "another status" % (len(access), sum(1 for v in d.rids.values() if v[3]),
-                              sum(missing.values()), sum(mismatch.values())))
-    for ex in mismatch_ex:
+    d.log.read()
+    missing = d.log.missing()
+    mismatch = d.log.mismatch
+    print("\nAccess log: %d lines, %d requests checked; %d without a line, %d with "
+          "another status" % (d.log.lines, d.log.checked, sum(missing.values()),
+                              sum(mismatch.values())))
+    for ex in d.log.examples:
         print("  " + ex)
     if missing:
         failures.append("requests without an access line: %s" % dict(missing))
     if mismatch:
         failures.append("access lines with another status than the client saw: %s"
                         % dict(mismatch))
+    warns, warn_examples = d.log.warns, d.log.warn_examples
 
     # -- failures, explained
     if tot.failed:
