@@ -40,8 +40,8 @@ echo "soak: $MINUTES min against $BIN ($WORKERS worker(s)); files in $DIR"
 
 MOCK_PID=""
 AIGW_PID=""
-# The mock and aigw get sessions of their own: Ctrl-C reaches the driver, which
-# stops the load and reports, and this script then stops them.
+# The mock and aigw run under setsid, away from the terminal: Ctrl-C reaches the
+# driver, which stops the load and reports, and this script then stops them.
 SETSID=$(command -v setsid || true)
 
 stop_pid() {            # stop_pid PID: SIGTERM, up to 15 s, then SIGKILL
