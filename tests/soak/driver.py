@@ -425,6 +425,13 @@ class Driver:
         self.rng = random.Random(args.seed)
         self.tally = defaultdict(Tally)
         self.log = LogReader(args.log)
+        # --only: a subset of the mix, to find which traffic a problem comes with
+        only = [x.strip() for x in (args.only or "").split(",") if x.strip()]
+        keep = (lambda name: any(name.startswith(x) for x in only)) if only else (lambda _: True)
+        self.req_kinds = [k for k in self.REQ_KINDS if keep(k[0])] if args.rps > 0 else []
+        self.stream_kinds = [k for k in self.STREAM_KINDS if keep(k[0])]
+        self.req_lanes = args.req_lanes if self.req_kinds else 0
+        self.stream_lanes = args.streams if self.stream_kinds else 0
         self.inflight = {}              # request id -> kind
         self.seq = 0
         self.stopping = False
@@ -958,7 +965,7 @@ class Driver:
                 await asyncio.sleep(delay)
             elif delay < -1.0:
                 nxt = loop.time()        # fell far behind: no burst to catch up
-            if queue.qsize() >= self.a.req_lanes:
+            if queue.qsize() >= self.req_lanes:
                 self.skipped += 1
             else:
                 queue.put_nowait(1)
@@ -969,7 +976,7 @@ class Driver:
             tok = await queue.get()
             if tok is None or self.stopping:
                 break
-            name, m = self.pick(self.REQ_KINDS)
+            name, m = self.pick(self.req_kinds)
             await self.run_one(lane, name, m)
         lane.drop()
 
@@ -977,7 +984,7 @@ class Driver:
         lane = Lane()
         await asyncio.sleep(self.rng.uniform(0, 3))        # spread the starts
         while not self.stopping:
-            name, m = self.pick(self.STREAM_KINDS)
+            name, m = self.pick(self.stream_kinds)
             await self.run_one(lane, name, m)
             await asyncio.sleep(self.rng.uniform(0, 0.3))
         lane.drop()
@@ -1179,25 +1186,29 @@ class Driver:
         self.baseline = base
         print("soak: %g min, %g req/s over %d lanes, %d stream lanes (event gap %gs), "
               "reloads every %g-%g s, seed %d" % (
-                  self.a.minutes, self.a.rps, self.a.req_lanes, self.a.streams,
-                  self.a.stream_gap, self.a.reload_min, self.a.reload_max, self.a.seed),
-              flush=True)
+                  self.a.minutes, self.a.rps if self.req_lanes else 0, self.req_lanes,
+                  self.stream_lanes, self.a.stream_gap, self.a.reload_min, self.a.reload_max,
+                  self.a.seed), flush=True)
+        if self.a.only:
+            print("soak: only %s" % ", ".join(k[0] for k in self.req_kinds + self.stream_kinds),
+                  flush=True)
         print("soak: idle gateway: RSS %.1f MB, Lua %s KB, %s fds, %s threads" % (
             base["rss"] / 1024.0, base.get("lua_kb", "?"), base.get("fds"), base.get("threads")),
             flush=True)
         print(self.TABLE_HEAD, flush=True)
         self.start = time.monotonic()
         queue = asyncio.Queue()
-        tasks = [asyncio.ensure_future(self.pacer(queue)),
-                 asyncio.ensure_future(self.watch_gateway())]
-        lanes = [asyncio.ensure_future(self.req_lane(queue)) for _ in range(self.a.req_lanes)]
-        lanes += [asyncio.ensure_future(self.stream_lane(i)) for i in range(self.a.streams)]
+        tasks = [asyncio.ensure_future(self.watch_gateway())]
+        if self.req_lanes:
+            tasks.append(asyncio.ensure_future(self.pacer(queue)))
+        lanes = [asyncio.ensure_future(self.req_lane(queue)) for _ in range(self.req_lanes)]
+        lanes += [asyncio.ensure_future(self.stream_lane(i)) for i in range(self.stream_lanes)]
         reload_task = asyncio.ensure_future(self.reloader())
         sampler = asyncio.ensure_future(self.sampler(duration))
         await sampler
         # Stop: no new request; those in flight finish (or time out) and are counted.
         self.stopping = True
-        for _ in range(self.a.req_lanes):
+        for _ in range(self.req_lanes):
             queue.put_nowait(None)
         done, pending = await asyncio.wait(lanes + tasks, timeout=REQ_TIMEOUT + 10)
         for p in pending:
@@ -1385,6 +1396,8 @@ def main():
                     "even on a run shorter than 10 minutes)" % DEFAULT_MAX_SLOPE)
     ap.add_argument("--admin-key", default=os.environ.get("SOAK_ADMIN_KEY"))
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
+    ap.add_argument("--only", default=os.environ.get("SOAK_ONLY"),
+                    help="comma-separated kind names (or their beginnings): run only these")
     args = ap.parse_args()
 
     d = Driver(args)

@@ -13,6 +13,7 @@
 #   SOAK_STREAMS [100]         SOAK_STREAM_GAP [0.3]   SOAK_RELOAD_MIN/MAX [30/60]
 #   SOAK_MAX_SLOPE [see README] SOAK_SEED [time]       SOAK_DIR [a new /tmp/aigw-soak.*]
 #   SOAK_ADMIN_KEY [none: the admin listener is tried with the client key, then none]
+#   SOAK_ONLY [all: comma-separated kind names or their beginnings, e.g. stream_,chat]
 #   PYTHON [/usr/bin/python3]
 set -euo pipefail
 
