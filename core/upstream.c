@@ -82,6 +82,7 @@ struct aigw_upstream_s {
   uint64_t wait_until;          /* the current connect/read wait */
   uint64_t timer_due;
   uint64_t connect_ms, read_ms; /* 0: only the total deadline */
+  const char *bad, *bad_why;    /* why the answer is refused (fail's msg and why) */
   int state;
   uint8_t method;               /* llhttp_method_t, or METHOD_OTHER */
   uint8_t reused : 1;
@@ -552,6 +553,10 @@ SLOW_PATH static void parse_failed(aigw_upstream_t *u, llhttp_errno_t err) {
     fail(u, 503, "no_memory", "no memory", "no memory");
     return;
   }
+  if (u->bad) {
+    fail(u, 502, "bad_gateway", u->bad, u->bad_why);
+    return;
+  }
   aigw_log_debug("upstream response: %s (%s)", llhttp_errno_name(err),
                  llhttp_get_error_reason(&u->parser));
   fail(u, 502, "bad_gateway", "bad upstream response", "bad response");
@@ -725,6 +730,14 @@ void aigw_upstream_sink_more(aigw_upstream_t *u) {
 }
 
 /* --- response parsing callbacks --- */
+
+/* Refuses the answer from inside a parser callback: process() fails the
+ * exchange with msg (for a caller's sink, why). */
+SLOW_PATH static int bad_answer(aigw_upstream_t *u, const char *msg, const char *why) {
+  u->bad = msg;
+  u->bad_why = why;
+  return -1;
+}
 
 static int on_status(llhttp_t *p, const char *at, size_t len) {
   aigw_upstream_t *u = p->data;
@@ -968,16 +981,29 @@ SLOW_PATH static int attempt_head(aigw_upstream_t *u, const llhttp_t *p, int sta
   return u->no_body ? 1 : 0;
 }
 
+/* An interim answer (1xx): not relayed, and it has no body (RFC 9110
+ * 15.2), whatever it says. llhttp would read one it announces, and hand
+ * it over before any head: such an answer is refused, as is a protocol
+ * switch nobody asked for. */
+SLOW_PATH static int interim_head(aigw_upstream_t *u, const llhttp_t *p, int status) {
+  if (status == 101)
+    return bad_answer(u, "upstream switched protocols (101) without being asked", "bad response");
+  if ((p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) ||
+      ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0))
+    return bad_answer(u, "upstream sent an interim response with a body", "bad response");
+  u->rhead.len = u->reason.len = u->conn_tokens.len = 0;
+  u->has_date = 0;
+  return 1;   /* no body: the next answer follows */
+}
+
 static int on_resp_headers_complete(llhttp_t *p) {
   aigw_upstream_t *u = p->data;
   int status = p->status_code;
-  if (status < 200) {
-    /* Interim responses (103 Early Hints) are not relayed. */
-    u->rhead.len = u->reason.len = u->conn_tokens.len = 0;
-    return 0;
-  }
+  if (__builtin_expect(status < 200, 0)) return interim_head(u, p, status);
   drop_connection_tokens(u);
   u->state = ST_BODY;
+  /* From here on, body pieces have a place to go: the path below chooses. */
+  u->slow_body = 0;
   u->no_body = u->method == HTTP_HEAD || status == 204 || status == 304;
   if (u->sink) return sink_head(u, p, status, u->no_body);
   if (__builtin_expect(u->attempt != NULL, 0)) return attempt_head(u, p, status);
@@ -997,6 +1023,9 @@ static int on_resp_headers_complete(llhttp_t *p) {
 /* Body pieces that do not go straight to the client: to a caller's sink,
  * through the body filter, or nowhere (the filtered status has no body). */
 SLOW_PATH static int slow_body(aigw_upstream_t *u, const char *at, size_t len) {
+  /* Before a final head there is nowhere to put body bytes (see
+   * exchange_init); llhttp gives none then, but a proxy must not trust it. */
+  if (u->state != ST_BODY) return bad_answer(u, "bad upstream response", "bad response");
   aigw_upstream_sink_t *s = u->sink;
   if (s) {
     if (!s->stream && s->body.len + len > s->max_body) {
@@ -1215,6 +1244,9 @@ static inline __attribute__((always_inline)) void exchange_init(aigw_upstream_t 
   u->timer.data = u;
   llhttp_init(&u->parser, HTTP_RESPONSE, response_settings());
   u->parser.data = u;
+  /* Body bytes take the slow path, which refuses them, until a final head
+   * is in: the fast path's only test stays the one it had. */
+  u->slow_body = 1;
   u->deadline = uv_now(&w->loop) + (total_ms ? total_ms : UINT32_MAX);
   aigw_buf_reserve(&u->rhead, 768);
 }
