@@ -83,6 +83,8 @@ struct aigw_upstream_s {
   uint64_t timer_due;
   uint64_t connect_ms, read_ms; /* 0: only the total deadline */
   const char *bad, *bad_why;    /* why the answer is refused (fail's msg and why) */
+  uint32_t head_bytes;          /* of the head, then of trailers and chunk extensions */
+  uint16_t head_lines;
   int state;
   uint8_t method;               /* llhttp_method_t, or METHOD_OTHER */
   uint8_t reused : 1;
@@ -91,7 +93,6 @@ struct aigw_upstream_s {
   uint8_t paused : 1;
   uint8_t complete : 1;
   uint8_t has_date : 1;
-  uint8_t in_value : 1;
   uint8_t no_body : 1;
   uint8_t slow_body : 1;        /* body pieces go through slow_body() */
   uint8_t filtering : 1;        /* proxy: the body filter runs */
@@ -140,6 +141,11 @@ static void stop_read(aigw_upconn_t *uc) {
 #define KEEP_BUF_CAP 8192
 /* An error answer held for the filters larger than this is a bad answer. */
 #define HELD_ERROR_MAX (1024 * 1024)
+/* The response head (status and header lines, of interim answers too, as
+ * llhttp hands them over) past either bound is a bad answer; trailers and
+ * chunk extensions, which are read and dropped, get the same budget again. */
+#define HEAD_MAX (64 * 1024)
+#define HEAD_LINES_MAX 256
 
 void aigw__upstream_destroy(void *p) {
   aigw_upstream_t *u = p;
@@ -739,9 +745,53 @@ SLOW_PATH static int bad_answer(aigw_upstream_t *u, const char *msg, const char 
   return -1;
 }
 
+/* Past HEAD_MAX or HEAD_LINES_MAX: the head, or trailers and chunk
+ * extensions once the body has begun. */
+SLOW_PATH static int over_budget(aigw_upstream_t *u) {
+  if (u->state == ST_BODY)
+    return bad_answer(u, "upstream chunk extensions or trailers too large", "bad response");
+  return bad_answer(u, "upstream response head too large", "response head too large");
+}
+
+/* Counts n bytes of the head, or once the body has begun, of trailers and
+ * chunk extensions, which llhttp would otherwise read without end. */
+static inline int count_head(aigw_upstream_t *u, size_t n) {
+  u->head_bytes += (uint32_t)n;   /* n is at most a read buffer */
+  if (__builtin_expect(u->head_bytes <= HEAD_MAX, 1)) return 0;
+  return over_budget(u);
+}
+
+/* Appends a piece of a header name or value. A line is counted when it
+ * ends; until then the bound is checked only when the buffer must grow, so
+ * that none grows past HEAD_MAX at no cost to the usual append. */
+static inline int head_append(aigw_upstream_t *u, aigw_buf_t *b, const char *at, size_t n) {
+  if (__builtin_expect(b->len + n > b->cap, 0)) {
+    if (b->len + n > HEAD_MAX) return over_budget(u);
+    if (aigw_buf_reserve(b, n)) return -1;
+  }
+  memcpy(b->data + b->len, at, n);
+  b->len += n;
+  return 0;
+}
+
 static int on_status(llhttp_t *p, const char *at, size_t len) {
   aigw_upstream_t *u = p->data;
+  if (count_head(u, len)) return -1;   /* a few bytes an answer: counted as they come */
+  /* The reason phrase goes to the client's status line: HTAB, SP, VCHAR
+   * and obs-text only (RFC 9112 4). */
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)at[i];
+    if ((c < 0x20 && c != '\t') || c == 0x7f)
+      return bad_answer(u, "upstream sent a control character in the reason phrase",
+                        "bad response");
+  }
   return aigw_buf_append(&u->reason, at, len) ? -1 : 0;
+}
+
+/* Chunk extensions are skipped; their bytes count against the budget. */
+static int on_chunk_extension(llhttp_t *p, const char *at, size_t len) {
+  (void)at;
+  return count_head(p->data, len);
 }
 
 typedef struct {
@@ -768,16 +818,26 @@ static int is_hop_by_hop(const char *n, size_t len) {
 
 static int on_resp_header_field(llhttp_t *p, const char *at, size_t len) {
   aigw_upstream_t *u = p->data;
-  return aigw_buf_append(&u->hname, at, len) ? -1 : 0;
+  return head_append(u, &u->hname, at, len);
 }
 
 static int on_resp_header_value(llhttp_t *p, const char *at, size_t len) {
   aigw_upstream_t *u = p->data;
-  return aigw_buf_append(&u->hval, at, len) ? -1 : 0;
+  return head_append(u, &u->hval, at, len);
 }
 
 static int on_resp_header_value_complete(llhttp_t *p) {
   aigw_upstream_t *u = p->data;
+  /* The line's ": " and CRLF count too, so the lines kept fit the budget. */
+  u->head_bytes += (uint32_t)(u->hname.len + u->hval.len + 4);
+  if (__builtin_expect(++u->head_lines > HEAD_LINES_MAX || u->head_bytes > HEAD_MAX, 0))
+    return over_budget(u);
+  if (__builtin_expect(u->state == ST_BODY, 0)) {
+    /* A chunked trailer: counted, never kept (RFC 9110 6.5.1), so none can
+     * join a head or a held error's lines. */
+    u->hname.len = u->hval.len = 0;
+    return 0;
+  }
   const char *n = u->hname.data;
   size_t nl = u->hname.len;
   int rc = 0;
@@ -986,6 +1046,7 @@ SLOW_PATH static int attempt_head(aigw_upstream_t *u, const llhttp_t *p, int sta
  * it over before any head: such an answer is refused, as is a protocol
  * switch nobody asked for. */
 SLOW_PATH static int interim_head(aigw_upstream_t *u, const llhttp_t *p, int status) {
+  if (status < 100) return bad_answer(u, "upstream sent a bad status", "bad response");
   if (status == 101)
     return bad_answer(u, "upstream switched protocols (101) without being asked", "bad response");
   if ((p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) ||
@@ -999,11 +1060,15 @@ SLOW_PATH static int interim_head(aigw_upstream_t *u, const llhttp_t *p, int sta
 static int on_resp_headers_complete(llhttp_t *p) {
   aigw_upstream_t *u = p->data;
   int status = p->status_code;
-  if (__builtin_expect(status < 200, 0)) return interim_head(u, p, status);
+  if (__builtin_expect(status < 200 || status > 599, 0)) {
+    if (status > 599) return bad_answer(u, "upstream sent a bad status", "bad response");
+    return interim_head(u, p, status);
+  }
   drop_connection_tokens(u);
   u->state = ST_BODY;
   /* From here on, body pieces have a place to go: the path below chooses. */
   u->slow_body = 0;
+  u->head_bytes = u->head_lines = 0;
   u->no_body = u->method == HTTP_HEAD || status == 204 || status == 304;
   if (u->sink) return sink_head(u, p, status, u->no_body);
   if (__builtin_expect(u->attempt != NULL, 0)) return attempt_head(u, p, status);
@@ -1126,6 +1191,8 @@ static const llhttp_settings_t response_parser_settings = {
     .on_headers_complete = on_resp_headers_complete,
     .on_body = on_resp_body,
     .on_message_complete = on_resp_message_complete,
+    .on_chunk_extension_name = on_chunk_extension,
+    .on_chunk_extension_value = on_chunk_extension,
 };
 
 static const llhttp_settings_t *response_settings(void) { return &response_parser_settings; }
