@@ -610,7 +610,10 @@ static int safe_to_retry(aigw_upstream_t *u) {
   return uv_stream_get_write_queue_size((uv_stream_t *)&u->uc->tcp) > 0;
 }
 
-static void on_eof(aigw_upstream_t *u, int status) {
+/* The upstream closed (status UV_EOF) or failed. bare_fin: a TLS
+ * connection's TCP stream ended without a close_notify, which anyone on
+ * the path can forge: it cannot end a close-delimited body (RFC 8446 6.1). */
+static void on_eof(aigw_upstream_t *u, int status, int bare_fin) {
   if (!u->got_bytes && u->reused && !u->retried && u->state == ST_WAIT && safe_to_retry(u)) {
     /* A pooled connection the server had already closed: retry once on a
      * fresh one. */
@@ -625,6 +628,11 @@ static void on_eof(aigw_upstream_t *u, int status) {
     llhttp_init(&u->parser, HTTP_RESPONSE, response_settings());
     u->parser.data = u;
     start_connect(u);
+    return;
+  }
+  if (status == UV_EOF && u->state == ST_BODY && bare_fin) {
+    fail(u, 502, "bad_gateway", "upstream closed the connection mid-response (no tls close_notify)",
+         "closed mid-response");
     return;
   }
   if (status == UV_EOF && u->state == ST_BODY) {
@@ -661,7 +669,7 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
-    on_eof(u, (int)nread);
+    on_eof(u, (int)nread, uc->tls != NULL);
     return;
   }
   if (uc->tls == NULL) {
@@ -707,7 +715,7 @@ static void tls_pump(aigw_upstream_t *u) {
     }
     if (n == 0) break;
     if (n == AIGW_EUPSTREAM_CLOSED) {
-      on_eof(u, UV_EOF);
+      on_eof(u, UV_EOF, 0);
       return;
     }
     if (n < 0) {

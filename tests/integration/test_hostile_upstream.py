@@ -13,6 +13,7 @@ carry no body; malformed, oversized (head > 64 KiB) or truncated answers are
 502s; nothing of a failed attempt reaches the client.
 """
 import json
+import ssl
 
 import pytest
 
@@ -410,6 +411,71 @@ def test_endless_chunk_extension_fails_aigw_http(gateway, raw, tmp_path):
     gw = fetch_gw(gateway, tmp_path)
     res = fetch(gw, "http://127.0.0.1:%d/x" % up.port, timeout=10)
     assert res == {"err": "bad response"}, res
+
+
+# --- TLS: a close-delimited body ends with close_notify, not a bare FIN ------------
+
+
+def close_notify(conn):
+    try:
+        conn.tls.unwrap()
+    except ssl.SSLWantReadError:
+        pass
+    conn._flush()
+
+
+def close_delimited(body: bytes, clean: bool):
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"
+
+    def respond(conn, req):
+        conn.send(head, body)
+        if clean:
+            close_notify(conn)
+        return "done"
+    return respond
+
+
+def tls_gw(gateway, up, pki, **kw):
+    providers = {"openai": {"kind": "openai", "base_url": up.base_url, "api_key": "sk-a",
+                            "ca_file": str(pki.ca)},
+                 "anthropic": {"kind": "anthropic", "base_url": "https://127.0.0.1:%d" % up.port,
+                               "api_key": "sk-ant", "ca_file": str(pki.ca)},
+                 "mock": {"kind": "mock"}}
+    return gateway(providers=providers, expect_errors=True, **kw)
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["close_notify", "bare-fin"])
+def test_tls_close_delimited_body(gateway, raw, pki, clean):
+    up = raw(close_delimited(chat_completion_body("gpt-x"), clean),
+             ssl_context=server_ssl_context(pki.cert, pki.key))
+    gw = tls_gw(gateway, up, pki)
+    raw_bytes, resp = chat_raw(gw)
+    assert resp is not None and resp.status == 200, raw_bytes[:300]
+    if clean:
+        assert resp.complete and resp.body == chat_completion_body("gpt-x")
+    else:
+        # unfixed: ended as complete; a truncation must not look like an end
+        assert not resp.complete, raw_bytes[-200:]
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["close_notify", "bare-fin"])
+def test_tls_close_delimited_body_for_aigw_http(gateway, raw, pki, tmp_path, clean):
+    up = raw(close_delimited(b"the whole body", clean),
+             ssl_context=server_ssl_context(pki.cert, pki.key))
+    gw = fetch_gw(gateway, tmp_path)
+    res = fetch(gw, "https://127.0.0.1:%d/x" % up.port, ca_file=str(pki.ca))
+    if clean:
+        assert res["status"] == 200 and res["body"] == "the whole body", res
+    else:
+        assert res == {"err": "closed mid-response"}, res
+
+
+def test_tls_close_delimited_body_cut_is_a_502_when_translated(gateway, raw, pki):
+    up = raw(close_delimited(anthropic_body("claude-x", 2), False),
+             ssl_context=server_ssl_context(pki.cert, pki.key))
+    gw = tls_gw(gateway, up, pki)
+    raw_bytes, resp = chat_raw(gw, model="claude-x")
+    assert raw_bytes.startswith(b"HTTP/1.1 502 "), raw_bytes[:300]
 
 
 # --- failover: nothing of a failed attempt reaches the client ----------------------
