@@ -500,3 +500,44 @@ def test_malformed_answer_fails_over_to_the_next_target(gateway, raw, make_upstr
     assert resp.header("x-aigw-provider") == "b" and resp.header("x-aigw-attempts") == "2"
     assert len(up.request_list()) == 1
 
+
+# --- targets: nothing is truncated -------------------------------------------------
+
+
+def test_target_with_a_host_too_long_is_refused(tmp_path):
+    host = "h" * 300 + ".example"
+    conf = tmp_path / "long-host.lua"
+    conf.write_text(harness.render_config({
+        "listen": "127.0.0.1:%d" % harness.free_port(), "admin_listen": False, "workers": 1,
+        "plugins": ["key-auth"],
+        "providers": {"openai": {"kind": "openai", "base_url": "http://%s/v1" % host,
+                                 "api_key": "sk"}}}))
+    out = harness.run_cli(["check", str(conf)])
+    assert out.returncode != 0, out
+    assert "host longer than 255 bytes" in out.stderr + out.stdout, out
+
+
+def test_a_long_ca_path_keeps_verified_and_unverified_pools_apart(gateway, raw, pki, tmp_path):
+    # A CA path long enough to overflow the former fixed-size pool key, which
+    # then lost the verify flag: a connection made without verification was
+    # handed to the verifying target.
+    d = tmp_path
+    for i in range(8):
+        d = d / (("d%d" % i) * 60)
+    d.mkdir(parents=True)
+    ca = d / "ca.pem"
+    ca.write_bytes(pki.ca.read_bytes())
+    assert len(str(ca)) > 700
+    up = raw(plays(CHAT_OK), ssl_context=server_ssl_context(pki.wrong_cert, pki.wrong_key))
+    providers = {"loose": {"kind": "openai", "base_url": up.base_url, "api_key": "sk-l",
+                           "ca_file": str(ca), "tls_verify": False},
+                 "strict": {"kind": "openai", "base_url": up.base_url, "api_key": "sk-s",
+                            "ca_file": str(ca)},
+                 "mock": {"kind": "mock"}}
+    gw = gateway(providers=providers, expect_errors=True)
+    _, resp = chat_raw(gw, model="loose/gpt-x")
+    assert resp is not None and resp.status == 200, resp
+    _, resp = chat_raw(gw, model="strict/gpt-x")
+    assert resp is not None and resp.status == 502, resp
+    assert "certificate" in json.loads(resp.body)["error"]["message"], resp.body
+    assert len(up.request_list()) == 1, "the verifying target never sent on the loose connection"
