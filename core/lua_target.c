@@ -13,6 +13,7 @@
  * when it is collected; exchanges in flight keep it referenced through
  * their coroutine. */
 #include <lauxlib.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,25 @@ static int valid_value(const char *s, size_t n) {
   return 1;
 }
 
+/* Formats into a new string of exactly the length needed: what the pool
+ * key and the Host line hold is never cut short. */
+static char *format_new(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *format_new(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0) n = 0;
+  char *out = aigw_malloc((size_t)n + 1);
+  va_start(ap, fmt);
+  vsnprintf(out, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  return out;
+}
+
+/* The longest host name DNS, SNI and certificate checks can carry. */
+#define HOST_MAX 255
+
 /* Splits url into the target's scheme, host, port and base path. */
 static const char *parse_url(aigw_target_t *t, const char *url) {
   const char *p;
@@ -104,6 +124,7 @@ static const char *parse_url(aigw_target_t *t, const char *url) {
     he = p;
   }
   if (he == hs) return "url: missing host";
+  if (he - hs > HOST_MAX) return "url: host longer than 255 bytes";
   t->host = aigw_strndup(hs, (size_t)(he - hs));
   if (*p == ':') {
     char *end;
@@ -118,13 +139,11 @@ static const char *parse_url(aigw_target_t *t, const char *url) {
   t->base_path = aigw_strndup(p, plen);
   int default_port = t->port == (t->tls ? 443 : 80);
   int v6 = strchr(t->host, ':') != NULL;
-  char hh[600];
   if (default_port)
-    snprintf(hh, sizeof hh, "Host: %s%s%s\r\n", v6 ? "[" : "", t->host, v6 ? "]" : "");
+    t->host_header = format_new("Host: %s%s%s\r\n", v6 ? "[" : "", t->host, v6 ? "]" : "");
   else
-    snprintf(hh, sizeof hh, "Host: %s%s%s:%u\r\n", v6 ? "[" : "", t->host, v6 ? "]" : "",
-             (unsigned)t->port);
-  t->host_header = aigw_strdup(hh);
+    t->host_header = format_new("Host: %s%s%s:%u\r\n", v6 ? "[" : "", t->host, v6 ? "]" : "",
+                                (unsigned)t->port);
   return NULL;
 }
 
@@ -163,10 +182,11 @@ static int target_new(lua_State *L) {
     t->tls_ctx = aigw_tls_client_ctx_new(ca, verify, err, sizeof err);
     if (t->tls_ctx == NULL) return luaL_error(L, "target: tls: %s", err);
   }
-  char key[700];
-  snprintf(key, sizeof key, "%s://%s:%u|%s|%d", t->tls ? "https" : "http", t->host,
-           (unsigned)t->port, t->tls && ca ? ca : "", t->tls ? verify : 0);
-  t->pool_key = aigw_strdup(key);
+  /* Connections are shared by targets with one key: it must hold all of
+   * the scheme, address, CA and verify flag, or a verified target could be
+   * handed a connection nobody verified. */
+  t->pool_key = format_new("%s://%s:%u|%s|%d", t->tls ? "https" : "http", t->host,
+                           (unsigned)t->port, t->tls && ca ? ca : "", t->tls ? verify : 0);
   lua_pop(L, 1);
 
   lua_getfield(L, 1, "headers");

@@ -28,7 +28,16 @@
  * one ignores a poll error (libuv reports POLLERR as a status, and stops
  * the handle), so a refused connect or a reset connection would go
  * unnoticed until a timeout. Ours hands the error to hiredis, which finds
- * it on the socket. */
+ * it on the socket.
+ *
+ * The link is plaintext, so what comes back is not trusted. hiredis 0.14
+ * asserts (aborts the process) on a reply no command waits for, and holds
+ * whatever size a reply announces. Its reader builds replies through
+ * functions it lets us replace: ours refuse a top-level reply when no
+ * callback is pending, and a reply whose objects pass REPLY_MAX; the glue
+ * refuses to read past REPLY_MAX of unparsed bytes. A refused reply drops
+ * the connection like any lost one (commands waiting on it fail, the next
+ * command connects again). */
 #include "redis.h"
 
 #include <hiredis/async.h>
@@ -45,6 +54,9 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
 #define DEFAULT_PORT 6379
+/* The most one reply may hold: its unparsed bytes, or its objects (each
+ * counted as a redisReply, plus its string or its element pointers). */
+#define REPLY_MAX (32u * 1024 * 1024)
 
 typedef struct link_s {
   struct link_s *next, *prev;
@@ -267,18 +279,34 @@ int aigw_redis_format(aigw_buf_t *b, int argc, const char *const *argv, const si
 
 /* ------------------------------------------------------- event glue */
 
+/* Lives as long as its context (freed in the poll handle's close callback,
+ * after hiredis's cleanup), so the reader may point at it. */
 typedef struct {
   redisAsyncContext *ac;     /* NULL once hiredis has cleaned up */
   uv_poll_t poll;
   int events;
+  redisReplyObjectFunctions *make;   /* hiredis's own reply functions */
+  size_t reply_cost;         /* of the reply being read */
+  const char *refused;       /* why a reply was refused, or NULL */
 } ev_t;
+
+static void refuse_connection(redisAsyncContext *ac, const char *why);
 
 static void ev_on_poll(uv_poll_t *h, int status, int events) {
   ev_t *e = h->data;
   /* An error (libuv stopped the handle): let hiredis read or write, and
    * so meet the socket's error. */
   if (status < 0) events = e->events;
-  if (e->ac && (events & UV_READABLE)) redisAsyncHandleRead(e->ac);
+  if (e->ac && (events & UV_READABLE)) {
+    /* A reply hiredis is still waiting for the rest of: read no more of it
+     * than REPLY_MAX (each read adds at most 16 KiB). */
+    const redisReader *rd = e->ac->c.reader;
+    if (rd && rd->len - rd->pos > REPLY_MAX) {
+      refuse_connection(e->ac, "reply too large");
+      return;
+    }
+    redisAsyncHandleRead(e->ac);
+  }
   if (e->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(e->ac);
   if (status < 0 && e->ac && e->events) uv_poll_start(&e->poll, e->events, ev_on_poll);
 }
@@ -321,6 +349,55 @@ static void ev_cleanup(void *p) {
   uv_close((uv_handle_t *)&e->poll, ev_on_closed);
 }
 
+/* The reader's reply functions: a reply is made only when some command
+ * waits for it and while it stays within REPLY_MAX. NULL makes the reader
+ * fail, and hiredis drop the connection. */
+static int reply_allowed(const redisReadTask *task, size_t cost) {
+  ev_t *e = task->privdata;
+  if (e->ac == NULL) return 0;
+  if (task->parent == NULL) {
+    e->reply_cost = 0;
+    if (e->ac->replies.head == NULL) {
+      e->refused = "unsolicited reply";
+      return 0;
+    }
+  }
+  e->reply_cost += sizeof(redisReply) + cost;
+  if (e->reply_cost > REPLY_MAX) {
+    e->refused = "reply too large";
+    return 0;
+  }
+  return 1;
+}
+
+static void *make_string(const redisReadTask *task, char *str, size_t len) {
+  if (!reply_allowed(task, len)) return NULL;
+  return ((ev_t *)task->privdata)->make->createString(task, str, len);
+}
+
+static void *make_array(const redisReadTask *task, int elements) {
+  size_t n = elements > 0 ? (size_t)elements : 0;
+  /* checked before hiredis allocates the element pointers */
+  size_t cost = n > REPLY_MAX / sizeof(redisReply *) ? REPLY_MAX + 1 : n * sizeof(redisReply *);
+  if (!reply_allowed(task, cost)) return NULL;
+  return ((ev_t *)task->privdata)->make->createArray(task, elements);
+}
+
+static void *make_integer(const redisReadTask *task, long long value) {
+  if (!reply_allowed(task, 0)) return NULL;
+  return ((ev_t *)task->privdata)->make->createInteger(task, value);
+}
+
+static void *make_nil(const redisReadTask *task) {
+  if (!reply_allowed(task, 0)) return NULL;
+  return ((ev_t *)task->privdata)->make->createNil(task);
+}
+
+/* Read-only once built: shared by every worker thread. */
+static redisReplyObjectFunctions guarded_replies = {
+    make_string, make_array, make_integer, make_nil, freeReplyObject,
+};
+
 static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
   ev_t *e = aigw_calloc(1, sizeof *e);
   if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
@@ -329,6 +406,9 @@ static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
   }
   e->poll.data = e;
   e->ac = ac;
+  e->make = ac->c.reader->fn;
+  ac->c.reader->fn = &guarded_replies;
+  ac->c.reader->privdata = e;
   ac->ev.data = e;
   ac->ev.addRead = ev_add_read;
   ac->ev.delRead = ev_del_read;
@@ -477,11 +557,15 @@ static void connect_failed(aigw_redis_t *r, const char *reason, int hiredis_free
 
 static void lost(aigw_redis_t *r, const redisAsyncContext *ac, int hiredis_frees) {
   char msg[200];
+  const ev_t *e = ac->ev.data;
   const char *why = ac->c.errstr[0] ? ac->c.errstr : "the connection closed";
+  if (e && e->refused) why = e->refused;   /* the reader's error says "Out of memory" */
   snprintf(msg, sizeof msg, "redis connection lost: %s", why);
-  /* Losing an idle connection is news; losing one with commands out, more. */
-  aigw_log_level_t level =
-      list_empty(&r->waiting) && list_empty(&r->sent) ? AIGW_LOG_INFO : AIGW_LOG_WARN;
+  /* Losing an idle connection is news; losing one with commands out, or
+   * to a reply refused, more. */
+  aigw_log_level_t level = list_empty(&r->waiting) && list_empty(&r->sent) && !(e && e->refused)
+                               ? AIGW_LOG_INFO
+                               : AIGW_LOG_WARN;
   aigw_log(level, "redis %s:%u: %s", r->url.host, (unsigned)r->url.port, msg + 6);
   drop(r, msg, hiredis_frees);
 }
@@ -609,6 +693,17 @@ static void on_connect(const redisAsyncContext *cac, int status) {
   }
   arm(r);
   update_ref(r);
+  leave(r);
+}
+
+/* A reply past REPLY_MAX is still arriving: drop the connection from the
+ * event glue (not inside a hiredis callback, so it may free the context). */
+static void refuse_connection(redisAsyncContext *ac, const char *why) {
+  aigw_redis_t *r = ac->data;
+  ((ev_t *)ac->ev.data)->refused = why;
+  if (r == NULL) return;
+  enter(r);
+  lost(r, ac, 0);
   leave(r);
 }
 

@@ -25,6 +25,10 @@
  *   tries again. A connection lost while established is retried by the
  *   next command without waiting.
  *
+ * A reply no command waits for, a malformed one, or one past 32 MiB drops
+ * the connection: commands waiting on it get "redis connection lost: ..."
+ * and the next command connects again.
+ *
  * Callbacks run on the loop, never from inside aigw_redis_send (a failure
  * known at once is its return value). A callback may call anything here,
  * including aigw_redis_free on its own client.

@@ -83,6 +83,9 @@ struct aigw_upstream_s {
   uint64_t wait_until;          /* the current connect/read wait */
   uint64_t timer_due;
   uint64_t connect_ms, read_ms; /* 0: only the total deadline */
+  const char *bad, *bad_why;    /* why the answer is refused (fail's msg and why) */
+  uint32_t head_bytes;          /* of the head, then of trailers and chunk extensions */
+  uint16_t head_lines;
   int state;
   uint8_t method;               /* llhttp_method_t, or METHOD_OTHER */
   uint8_t reused : 1;
@@ -91,7 +94,6 @@ struct aigw_upstream_s {
   uint8_t paused : 1;
   uint8_t complete : 1;
   uint8_t has_date : 1;
-  uint8_t in_value : 1;
   uint8_t no_body : 1;
   uint8_t slow_body : 1;        /* body pieces go through slow_body() */
   uint8_t filtering : 1;        /* proxy: the body filter runs */
@@ -140,6 +142,11 @@ static void stop_read(aigw_upconn_t *uc) {
 #define KEEP_BUF_CAP 8192
 /* An error answer held for the filters larger than this is a bad answer. */
 #define HELD_ERROR_MAX (1024 * 1024)
+/* The response head (status and header lines, of interim answers too, as
+ * llhttp hands them over) past either bound is a bad answer; trailers and
+ * chunk extensions, which are read and dropped, get the same budget again. */
+#define HEAD_MAX (64 * 1024)
+#define HEAD_LINES_MAX 256
 
 void aigw__upstream_destroy(void *p) {
   aigw_upstream_t *u = p;
@@ -553,6 +560,10 @@ SLOW_PATH static void parse_failed(aigw_upstream_t *u, llhttp_errno_t err) {
     fail(u, 503, "no_memory", "no memory", "no memory");
     return;
   }
+  if (u->bad) {
+    fail(u, 502, "bad_gateway", u->bad, u->bad_why);
+    return;
+  }
   aigw_log_debug("upstream response: %s (%s)", llhttp_errno_name(err),
                  llhttp_get_error_reason(&u->parser));
   fail(u, 502, "bad_gateway", "bad upstream response", "bad response");
@@ -600,7 +611,10 @@ static int safe_to_retry(aigw_upstream_t *u) {
   return uv_stream_get_write_queue_size((uv_stream_t *)&u->uc->tcp) > 0;
 }
 
-static void on_eof(aigw_upstream_t *u, int status) {
+/* The upstream closed (status UV_EOF) or failed. bare_fin: a TLS
+ * connection's TCP stream ended without a close_notify, which anyone on
+ * the path can forge: it cannot end a close-delimited body (RFC 8446 6.1). */
+static void on_eof(aigw_upstream_t *u, int status, int bare_fin) {
   if (!u->got_bytes && u->reused && !u->retried && u->state == ST_WAIT && safe_to_retry(u)) {
     /* A pooled connection the server had already closed: retry once on a
      * fresh one. */
@@ -615,6 +629,11 @@ static void on_eof(aigw_upstream_t *u, int status) {
     llhttp_init(&u->parser, HTTP_RESPONSE, response_settings());
     u->parser.data = u;
     start_connect(u);
+    return;
+  }
+  if (status == UV_EOF && u->state == ST_BODY && bare_fin) {
+    fail(u, 502, "bad_gateway", "upstream closed the connection mid-response (no tls close_notify)",
+         "closed mid-response");
     return;
   }
   if (status == UV_EOF && u->state == ST_BODY) {
@@ -651,7 +670,7 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
-    on_eof(u, (int)nread);
+    on_eof(u, (int)nread, uc->tls != NULL);
     return;
   }
   if (uc->tls == NULL) {
@@ -697,7 +716,7 @@ static void tls_pump(aigw_upstream_t *u) {
     }
     if (n == 0) break;
     if (n == AIGW_EUPSTREAM_CLOSED) {
-      on_eof(u, UV_EOF);
+      on_eof(u, UV_EOF, 0);
       return;
     }
     if (n < 0) {
@@ -727,9 +746,61 @@ void aigw_upstream_sink_more(aigw_upstream_t *u) {
 
 /* --- response parsing callbacks --- */
 
+/* Refuses the answer from inside a parser callback: process() fails the
+ * exchange with msg (for a caller's sink, why). */
+SLOW_PATH static int bad_answer(aigw_upstream_t *u, const char *msg, const char *why) {
+  u->bad = msg;
+  u->bad_why = why;
+  return -1;
+}
+
+/* Past HEAD_MAX or HEAD_LINES_MAX: the head, or trailers and chunk
+ * extensions once the body has begun. */
+SLOW_PATH static int over_budget(aigw_upstream_t *u) {
+  if (u->state == ST_BODY)
+    return bad_answer(u, "upstream chunk extensions or trailers too large", "bad response");
+  return bad_answer(u, "upstream response head too large", "response head too large");
+}
+
+/* Counts n bytes of the head, or once the body has begun, of trailers and
+ * chunk extensions, which llhttp would otherwise read without end. */
+static inline int count_head(aigw_upstream_t *u, size_t n) {
+  u->head_bytes += (uint32_t)n;   /* n is at most a read buffer */
+  if (__builtin_expect(u->head_bytes <= HEAD_MAX, 1)) return 0;
+  return over_budget(u);
+}
+
+/* Appends a piece of a header name or value. A line is counted when it
+ * ends; until then the bound is checked only when the buffer must grow, so
+ * that none grows past HEAD_MAX at no cost to the usual append. */
+static inline int head_append(aigw_upstream_t *u, aigw_buf_t *b, const char *at, size_t n) {
+  if (__builtin_expect(b->len + n > b->cap, 0)) {
+    if (b->len + n > HEAD_MAX) return over_budget(u);
+    if (aigw_buf_reserve(b, n)) return -1;
+  }
+  memcpy(b->data + b->len, at, n);
+  b->len += n;
+  return 0;
+}
+
 static int on_status(llhttp_t *p, const char *at, size_t len) {
   aigw_upstream_t *u = p->data;
+  if (count_head(u, len)) return -1;   /* a few bytes an answer: counted as they come */
+  /* The reason phrase goes to the client's status line: HTAB, SP, VCHAR
+   * and obs-text only (RFC 9112 4). */
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)at[i];
+    if ((c < 0x20 && c != '\t') || c == 0x7f)
+      return bad_answer(u, "upstream sent a control character in the reason phrase",
+                        "bad response");
+  }
   return aigw_buf_append(&u->reason, at, len) ? -1 : 0;
+}
+
+/* Chunk extensions are skipped; their bytes count against the budget. */
+static int on_chunk_extension(llhttp_t *p, const char *at, size_t len) {
+  (void)at;
+  return count_head(p->data, len);
 }
 
 typedef struct {
@@ -756,16 +827,26 @@ static int is_hop_by_hop(const char *n, size_t len) {
 
 static int on_resp_header_field(llhttp_t *p, const char *at, size_t len) {
   aigw_upstream_t *u = p->data;
-  return aigw_buf_append(&u->hname, at, len) ? -1 : 0;
+  return head_append(u, &u->hname, at, len);
 }
 
 static int on_resp_header_value(llhttp_t *p, const char *at, size_t len) {
   aigw_upstream_t *u = p->data;
-  return aigw_buf_append(&u->hval, at, len) ? -1 : 0;
+  return head_append(u, &u->hval, at, len);
 }
 
 static int on_resp_header_value_complete(llhttp_t *p) {
   aigw_upstream_t *u = p->data;
+  /* The line's ": " and CRLF count too, so the lines kept fit the budget. */
+  u->head_bytes += (uint32_t)(u->hname.len + u->hval.len + 4);
+  if (__builtin_expect(++u->head_lines > HEAD_LINES_MAX || u->head_bytes > HEAD_MAX, 0))
+    return over_budget(u);
+  if (__builtin_expect(u->state == ST_BODY, 0)) {
+    /* A chunked trailer: counted, never kept (RFC 9110 6.5.1), so none can
+     * join a head or a held error's lines. */
+    u->hname.len = u->hval.len = 0;
+    return 0;
+  }
   const char *n = u->hname.data;
   size_t nl = u->hname.len;
   int rc = 0;
@@ -978,16 +1059,34 @@ SLOW_PATH static int attempt_head(aigw_upstream_t *u, const llhttp_t *p, int sta
   return u->no_body ? 1 : 0;
 }
 
+/* An interim answer (1xx): not relayed, and it has no body (RFC 9110
+ * 15.2), whatever it says. llhttp would read one it announces, and hand
+ * it over before any head: such an answer is refused, as is a protocol
+ * switch nobody asked for. */
+SLOW_PATH static int interim_head(aigw_upstream_t *u, const llhttp_t *p, int status) {
+  if (status < 100) return bad_answer(u, "upstream sent a bad status", "bad response");
+  if (status == 101)
+    return bad_answer(u, "upstream switched protocols (101) without being asked", "bad response");
+  if ((p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) ||
+      ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0))
+    return bad_answer(u, "upstream sent an interim response with a body", "bad response");
+  u->rhead.len = u->reason.len = u->conn_tokens.len = 0;
+  u->has_date = 0;
+  return 1;   /* no body: the next answer follows */
+}
+
 static int on_resp_headers_complete(llhttp_t *p) {
   aigw_upstream_t *u = p->data;
   int status = p->status_code;
-  if (status < 200) {
-    /* Interim responses (103 Early Hints) are not relayed. */
-    u->rhead.len = u->reason.len = u->conn_tokens.len = 0;
-    return 0;
+  if (__builtin_expect(status < 200 || status > 599, 0)) {
+    if (status > 599) return bad_answer(u, "upstream sent a bad status", "bad response");
+    return interim_head(u, p, status);
   }
   drop_connection_tokens(u);
   u->state = ST_BODY;
+  /* From here on, body pieces have a place to go: the path below chooses. */
+  u->slow_body = 0;
+  u->head_bytes = u->head_lines = 0;
   u->no_body = u->method == HTTP_HEAD || status == 204 || status == 304;
   if (u->sink) return sink_head(u, p, status, u->no_body);
   if (__builtin_expect(u->attempt != NULL, 0)) return attempt_head(u, p, status);
@@ -1007,6 +1106,9 @@ static int on_resp_headers_complete(llhttp_t *p) {
 /* Body pieces that do not go straight to the client: to a caller's sink,
  * through the body filter, or nowhere (the filtered status has no body). */
 SLOW_PATH static int slow_body(aigw_upstream_t *u, const char *at, size_t len) {
+  /* Before a final head there is nowhere to put body bytes (see
+   * exchange_init); llhttp gives none then, but a proxy must not trust it. */
+  if (u->state != ST_BODY) return bad_answer(u, "bad upstream response", "bad response");
   aigw_upstream_sink_t *s = u->sink;
   if (s) {
     if (!s->stream && s->body.len + len > s->max_body) {
@@ -1107,6 +1209,8 @@ static const llhttp_settings_t response_parser_settings = {
     .on_headers_complete = on_resp_headers_complete,
     .on_body = on_resp_body,
     .on_message_complete = on_resp_message_complete,
+    .on_chunk_extension_name = on_chunk_extension,
+    .on_chunk_extension_value = on_chunk_extension,
 };
 
 static const llhttp_settings_t *response_settings(void) { return &response_parser_settings; }
@@ -1236,6 +1340,9 @@ static inline __attribute__((always_inline)) void exchange_init(aigw_upstream_t 
   u->timer.data = u;
   llhttp_init(&u->parser, HTTP_RESPONSE, response_settings());
   u->parser.data = u;
+  /* Body bytes take the slow path, which refuses them, until a final head
+   * is in: the fast path's only test stays the one it had. */
+  u->slow_body = 1;
   u->deadline = uv_now(&w->loop) + (total_ms ? total_ms : UINT32_MAX);
   aigw_buf_reserve(&u->rhead, 768);
 }

@@ -2,7 +2,9 @@
 127.0.0.1: call and pipeline, reply conversion, password and database,
 timeouts, Redis stopped and restarted, many concurrent requests on the one
 connection, a client that leaves mid-wait, the phases that cannot wait, and
-refused commands. Skipped when redis-server is not installed."""
+refused commands. The tests that need redis-server are skipped when it is
+not installed. And against a fake Redis (a raw socket server in the test)
+that sends what a hostile one could: the link is plaintext."""
 import json
 import shutil
 import socket
@@ -15,7 +17,6 @@ import pytest
 from harness import LOOPBACK, REPO_ROOT, _die_with_parent, free_port, wait_until
 
 REDIS_SERVER = shutil.which("redis-server")
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 
 # ---------------------------------------------------------------------------
 # redis-server, started and stopped by PID
@@ -133,6 +134,8 @@ class RedisServer:
 
 @pytest.fixture
 def make_redis(tmp_path):
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
     servers = []
 
     def make(**kw):
@@ -518,3 +521,150 @@ def test_reload_keeps_the_connection(gateway, tmp_path, redis):
     # The new generation uses the worker's connection: same client id.
     ids = lambda text: sorted(l.split()[0] for l in text.splitlines())  # noqa: E731
     assert ids(admin.cmd("CLIENT", "LIST")) == ids(before)
+
+
+# ---------------------------------------------------------------------------
+# A fake Redis that misbehaves
+
+
+class FakeRedis:
+    """Reads RESP commands on 127.0.0.1 and answers each with `answer`
+    (bytes, or a function of the command's arguments); `send` writes any
+    bytes on the latest connection. Threads, stopped by stop()."""
+
+    def __init__(self, answer=b"+PONG\r\n"):
+        self.answer = answer
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind((LOOPBACK, 0))
+        self.lsock.listen(8)
+        self.port = self.lsock.getsockname()[1]
+        self.conns = []             # (socket, closed Event)
+        self.commands = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    @property
+    def url(self):
+        return "redis://%s:%d" % (LOOPBACK, self.port)
+
+    def _accept(self):
+        while True:
+            try:
+                sock, _ = self.lsock.accept()
+            except OSError:
+                return
+            closed = threading.Event()
+            with self.lock:
+                self.conns.append((sock, closed))
+            t = threading.Thread(target=self._serve, args=(sock, closed), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, sock, closed):
+        buf = b""
+
+        def line():
+            nonlocal buf
+            while b"\r\n" not in buf:
+                data = sock.recv(65536)
+                if not data:
+                    raise EOFError
+                buf += data
+            out, buf = buf.split(b"\r\n", 1)
+            return out
+
+        try:
+            while True:
+                n = int(line()[1:])
+                args = []
+                for _ in range(n):
+                    size = int(line()[1:])
+                    while len(buf) < size + 2:
+                        data = sock.recv(65536)
+                        if not data:
+                            raise EOFError
+                        buf += data
+                    args.append(buf[:size])
+                    buf = buf[size + 2:]
+                with self.lock:
+                    self.commands.append(args)
+                answer = self.answer(args) if callable(self.answer) else self.answer
+                sock.sendall(answer)
+        except (EOFError, OSError, ValueError):
+            pass
+        finally:
+            sock.close()
+            closed.set()
+
+    def send(self, data):
+        with self.lock:
+            sock, _ = self.conns[-1]
+        sock.sendall(data)
+
+    def wait_closed(self, i, timeout=5):
+        with self.lock:
+            _, closed = self.conns[i]
+        return closed.wait(timeout)
+
+    @property
+    def accepted(self):
+        with self.lock:
+            return len(self.conns)
+
+    def stop(self):
+        self.lsock.close()
+        with self.lock:
+            conns = list(self.conns)
+        for sock, _ in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in self.threads:
+            t.join(5)
+
+
+@pytest.fixture
+def fake_redis():
+    made = []
+
+    def make(**kw):
+        f = FakeRedis(**kw)
+        made.append(f)
+        return f
+
+    yield make
+    for f in made:
+        f.stop()
+
+
+def test_unsolicited_reply_drops_the_connection_not_the_gateway(gateway, tmp_path, fake_redis):
+    fake = fake_redis()
+    gw = start(gateway, tmp_path, fake.url, timeout=5)
+    assert call(gw, "PING")["v"] == "PONG"
+    # Nothing is pending: hiredis alone would abort the process here.
+    fake.send(b"+SURPRISE\r\n")
+    assert fake.wait_closed(0), "the gateway dropped the connection"
+    assert gw.alive()
+    assert call(gw, "PING")["v"] == "PONG"                 # on a new connection
+    assert fake.accepted == 2
+    assert "connection lost: unsolicited reply" in gw.log()
+
+
+def test_malformed_or_oversized_replies_drop_the_connection(gateway, tmp_path, fake_redis):
+    bad = {b"GARBAGE": b"?what\r\n", b"HUGE": b"*2000000000\r\n",
+           b"EXTRA": b"+OK\r\n+EXTRA\r\n"}
+    fake = fake_redis(answer=lambda args: bad.get(args[-1], b"+PONG\r\n"))
+    gw = start(gateway, tmp_path, fake.url, timeout=5)
+    b = call(gw, "ECHO", "GARBAGE")
+    assert b["err"].startswith("redis connection lost: Protocol error"), b
+    assert call(gw, "PING")["v"] == "PONG"
+    b = call(gw, "ECHO", "HUGE")
+    assert b["err"] == "redis connection lost: reply too large", b
+    assert call(gw, "PING")["v"] == "PONG"
+    b = call(gw, "ECHO", "EXTRA")                          # its own reply, then one more
+    assert b["v"] == "OK", b
+    assert fake.wait_closed(fake.accepted - 1)
+    assert call(gw, "PING")["v"] == "PONG"
+    assert fake.accepted == 4 and gw.alive()

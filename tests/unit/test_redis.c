@@ -3,11 +3,14 @@
  * one connection, AUTH and SELECT, timeouts (late replies reach nobody),
  * cancel, a refused connection and its back-off, a lost connection,
  * reconnecting after a restart, freeing a client from its own callback, and
- * a loop that an idle connection does not keep alive.
+ * a loop that an idle connection does not keep alive. And against a fake
+ * Redis that misbehaves: an unsolicited reply, a malformed reply, replies
+ * too large to hold; each drops the connection, never the process.
  *
  * The test starts redis-server itself on free 127.0.0.1 ports and stops it
  * by PID; without redis-server installed it says so and skips the tests
- * that need it. Every wait is bounded by a guard timer. */
+ * that need it. The fake server runs on the test's own loop. Every wait is
+ * bounded by a guard timer. */
 #include "redis.h"
 
 #include <arpa/inet.h>
@@ -272,6 +275,128 @@ static aigw_redis_op_t *send_cmds(aigw_redis_t *r, cmds_t *c, result_t *res) {
   } while (0)
 
 static int have_server;
+
+/* ----------------------------------------------------------- fake server */
+
+/* A fake Redis on 127.0.0.1, served by the test's loop. The tests send only
+ * PING, which is 14 bytes on the wire: each one read gets `reply` (when
+ * set). fake_send writes any bytes on the current connection. */
+typedef struct fake_s fake_t;
+
+typedef struct {
+  uv_tcp_t tcp;
+  fake_t *f;
+  size_t got;
+} fake_conn_t;
+
+struct fake_s {
+  uv_tcp_t server;
+  int port;
+  int accepted;
+  int closed;             /* connections the client closed */
+  fake_conn_t *cur;
+  const char *reply;
+  char rbuf[4096];
+};
+
+#define PING_BYTES 14   /* "*1\r\n$4\r\nPING\r\n" */
+
+typedef struct {
+  uv_write_t req;
+  char *owned;
+} fake_write_t;
+
+static void fake_written(uv_write_t *req, int status) {
+  fake_write_t *w = (fake_write_t *)req;
+  (void)status;   /* the client may have gone: what it did not read is moot */
+  free(w->owned);
+  free(w);
+}
+
+/* Sends len bytes of data (copied) to the current connection. */
+static void fake_send(fake_t *f, const char *data, size_t len) {
+  CHECK(f->cur != NULL);
+  if (f->cur == NULL) return;
+  fake_write_t *w = malloc(sizeof *w);
+  w->owned = malloc(len);
+  memcpy(w->owned, data, len);
+  uv_buf_t b = uv_buf_init(w->owned, (unsigned)len);
+  CHECK_EQ_INT(uv_write(&w->req, (uv_stream_t *)&f->cur->tcp, &b, 1, fake_written), 0);
+}
+
+static void fake_conn_closed(uv_handle_t *h) { free(h->data); }
+
+static void fake_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  fake_conn_t *c = h->data;
+  buf->base = c->f->rbuf;
+  buf->len = sizeof c->f->rbuf;
+}
+
+static void fake_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  fake_conn_t *c = s->data;
+  fake_t *f = c->f;
+  if (n < 0) {
+    f->closed++;
+    if (f->cur == c) f->cur = NULL;
+    uv_close((uv_handle_t *)&c->tcp, fake_conn_closed);
+    return;
+  }
+  size_t before = c->got / PING_BYTES;
+  c->got += (size_t)n;
+  for (size_t i = before; i < c->got / PING_BYTES; i++)
+    if (f->reply) fake_send(f, f->reply, strlen(f->reply));
+}
+
+static void fake_accept(uv_stream_t *server, int status) {
+  fake_t *f = server->data;
+  CHECK_EQ_INT(status, 0);
+  fake_conn_t *c = calloc(1, sizeof *c);
+  c->f = f;
+  uv_tcp_init(server->loop, &c->tcp);
+  c->tcp.data = c;
+  CHECK_EQ_INT(uv_accept(server, (uv_stream_t *)&c->tcp), 0);
+  f->accepted++;
+  f->cur = c;
+  uv_read_start((uv_stream_t *)&c->tcp, fake_alloc, fake_read);
+}
+
+static void fake_start(fake_t *f, uv_loop_t *loop) {
+  memset(f, 0, sizeof *f);
+  uv_tcp_init(loop, &f->server);
+  f->server.data = f;
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  CHECK_EQ_INT(uv_tcp_bind(&f->server, (const struct sockaddr *)&a, 0), 0);
+  CHECK_EQ_INT(uv_listen((uv_stream_t *)&f->server, 16, fake_accept), 0);
+  int len = sizeof a;
+  uv_tcp_getsockname(&f->server, (struct sockaddr *)&a, &len);
+  f->port = ntohs(a.sin_port);
+}
+
+static void fake_stop(fake_t *f) {
+  if (f->cur) uv_close((uv_handle_t *)&f->cur->tcp, fake_conn_closed);
+  f->cur = NULL;
+  uv_close((uv_handle_t *)&f->server, NULL);
+}
+
+/* Runs the loop until the fake has read n bytes on its current connection
+ * (or 5 s pass). */
+static int wait_read(uv_loop_t *loop, fake_t *f, size_t n) {
+  uv_timer_t guard;
+  uv_timer_init(loop, &guard);
+  guard_fired = 0;
+  uv_timer_start(&guard, on_guard, 5000, 0);
+  while (!(f->cur && f->cur->got >= n) && !guard_fired) uv_run(loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&guard, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return f->cur && f->cur->got >= n;
+}
+
+static aigw_redis_t *fake_client(env_t *e, fake_t *f) {
+  char url[64];
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d", f->port);
+  return client(e, url, 2, 10);
+}
 
 /* ---------------------------------------------------------------- tests */
 
@@ -718,12 +843,137 @@ TEST(busy_client_keeps_the_loop_alive) {
   env_close(&e);
 }
 
+/* --- a Redis that misbehaves: the connection goes, the process stays --- */
+
+TEST(unsolicited_reply_drops_the_connection) {
+  env_t e;
+  env_init(&e);
+  fake_t f;
+  fake_start(&f, &e.loop);
+  f.reply = "+PONG\r\n";
+  aigw_redis_t *r = fake_client(&e, &f);
+  result_t a = {0}, b = {0};
+  CMD(r, &a, "PING");
+  CHECK(run_until(&e.loop, &a.calls, 5000));
+  CHECK_EQ_STR(a.str[0], "PONG");
+  /* Nothing is pending: hiredis 0.14 asserts on such a reply. */
+  fake_send(&f, "+SURPRISE\r\n", 11);
+  CHECK(run_until(&e.loop, &f.closed, 5000));
+  /* The next command connects again. */
+  CMD(r, &b, "PING");
+  CHECK(run_until(&e.loop, &b.calls, 5000));
+  CHECK_EQ_STR(b.str[0], "PONG");
+  CHECK_EQ_INT(f.accepted, 2);
+  aigw_redis_free(r);
+  fake_stop(&f);
+  env_close(&e);
+}
+
+TEST(reply_past_the_commands_drops_the_connection) {
+  env_t e;
+  env_init(&e);
+  fake_t f;
+  fake_start(&f, &e.loop);
+  /* one reply too many, in the same read as the one expected */
+  f.reply = "+PONG\r\n:1\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n";
+  aigw_redis_t *r = fake_client(&e, &f);
+  result_t a = {0}, b = {0};
+  CMD(r, &a, "PING");
+  CHECK(run_until(&e.loop, &f.closed, 5000));
+  CHECK_EQ_INT(a.calls, 1);
+  CHECK_EQ_STR(a.str[0], "PONG");
+  f.reply = "+PONG\r\n";
+  CMD(r, &b, "PING");
+  CHECK(run_until(&e.loop, &b.calls, 5000));
+  CHECK_EQ_STR(b.str[0], "PONG");
+  aigw_redis_free(r);
+  fake_stop(&f);
+  env_close(&e);
+}
+
+TEST(malformed_reply_fails_the_waiting_commands) {
+  env_t e;
+  env_init(&e);
+  fake_t f;
+  fake_start(&f, &e.loop);
+  aigw_redis_t *r = fake_client(&e, &f);
+  result_t a = {0}, b = {0}, c = {0};
+  CMD(r, &a, "PING");
+  CMD(r, &b, "PING");
+  /* both commands are in: answer with garbage */
+  CHECK(wait_read(&e.loop, &f, 2 * PING_BYTES));
+  fake_send(&f, "?what\r\n", 7);
+  CHECK(run_until(&e.loop, &b.calls, 5000));
+  CHECK(strncmp(a.err, "redis connection lost: ", 23) == 0);
+  CHECK(strncmp(b.err, "redis connection lost: ", 23) == 0);
+  CHECK(run_until(&e.loop, &f.closed, 5000));
+  f.reply = "+PONG\r\n";
+  CMD(r, &c, "PING");
+  CHECK(run_until(&e.loop, &c.calls, 5000));
+  CHECK_EQ_STR(c.str[0], "PONG");
+  aigw_redis_free(r);
+  fake_stop(&f);
+  env_close(&e);
+}
+
+/* The fake answers PING with len bytes of data: the command must fail with
+ * "reply too large", and the next one connect again. */
+static void too_large(const char *what, const char *data, size_t len) {
+  env_t e;
+  env_init(&e);
+  fake_t f;
+  fake_start(&f, &e.loop);
+  aigw_redis_t *r = fake_client(&e, &f);
+  result_t a = {0}, b = {0};
+  CMD(r, &a, "PING");
+  CHECK(wait_read(&e.loop, &f, PING_BYTES));
+  fake_send(&f, data, len);
+  CHECK(run_until(&e.loop, &a.calls, 10000));
+  if (strcmp(a.err, "redis connection lost: reply too large") != 0)
+    fprintf(stderr, "%s: a.err = \"%s\"\n", what, a.err);
+  CHECK_EQ_STR(a.err, "redis connection lost: reply too large");
+  f.reply = "+PONG\r\n";
+  CMD(r, &b, "PING");
+  CHECK(run_until(&e.loop, &b.calls, 5000));
+  CHECK_EQ_STR(b.str[0], "PONG");
+  aigw_redis_free(r);
+  fake_stop(&f);
+  env_close(&e);
+}
+
+TEST(reply_too_large_drops_the_connection) {
+  aigw_buf_t b = {0};
+  /* a bulk string of 100 MB, of which 33 MiB arrive: more than is kept */
+  size_t n = 33 * 1024 * 1024;
+  aigw_buf_append_str(&b, "$100000000\r\n");
+  CHECK_EQ_INT(aigw_buf_reserve(&b, n), 0);
+  memset(b.data + b.len, 'x', n);
+  b.len += n;
+  too_large("bulk", b.data, b.len);
+  /* an array that says it has two billion elements */
+  too_large("array", "*2000000000\r\n", 13);
+  /* 2 million small replies in nested arrays: 8 MB on the wire, far more
+   * as reply objects */
+  b.len = 0;
+  aigw_buf_append_str(&b, "*100\r\n");
+  for (int i = 0; i < 100; i++) {
+    aigw_buf_append_str(&b, "*20000\r\n");
+    for (int j = 0; j < 20000; j++) aigw_buf_append(&b, ":1\r\n", 4);
+  }
+  too_large("nested", b.data, b.len);
+  aigw_buf_free(&b);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   atexit(stop_all_servers);
   RUN(parse_url);
   RUN(format);
   RUN(bad_timeouts);
+  RUN(unsolicited_reply_drops_the_connection);
+  RUN(reply_past_the_commands_drops_the_connection);
+  RUN(malformed_reply_fails_the_waiting_commands);
+  RUN(reply_too_large_drops_the_connection);
   if (server_start(&main_server, 0, NULL) != 0) {
     printf("# SKIP: redis-server is not installed or did not start: the tests that need it "
            "were not run\n");
