@@ -248,6 +248,158 @@ describe("aigw.sse parser", function()
   end)
 end)
 
+-- What a parser holds between feeds, read from its state: the pieces of
+-- the pending line and the data lines of the event in progress (every
+-- entry of both tables, so a stale one counts too).
+local function held(p)
+  local bytes, pieces = 0, 0
+  for _, t in ipairs({ p._parts, p._data or {} }) do
+    for _, v in pairs(t) do
+      bytes, pieces = bytes + #v, pieces + 1
+    end
+  end
+  return bytes, pieces
+end
+
+-- Feeds s in pieces of `size`, checking after every feed that the parser
+-- holds at most `limit` bytes in at most `most` pieces; returns the events,
+-- the errors reported (with how many events of their feed came before) and
+-- the largest amount held.
+local function feed_bounded(p, s, size, limit, most)
+  local evs, errs, peak = {}, {}, 0
+  for i = 1, #s, size do
+    local got, err, nbefore = p:feed(s:sub(i, i + size - 1))
+    if err then errs[#errs + 1] = { err = err, before = nbefore, got = #got } end
+    for _, e in ipairs(got) do evs[#evs + 1] = e end
+    local bytes, pieces = held(p)
+    assert(bytes <= limit, ("%d bytes held past a bound of %d (pieces of %d)"):format(bytes, limit, size))
+    assert(pieces <= most, ("%d pieces held (pieces of %d)"):format(pieces, size))
+    if bytes > peak then peak = bytes end
+  end
+  return evs, errs, peak
+end
+
+describe("aigw.sse parser bounds", function()
+  local SPLITS = { 1, 2, 3, 7, 64, 1000, 4096, 1e9 }
+
+  it("drops a line past max_line in any split, holding no more than the bound, and reads on", function()
+    local line = "data: " .. ("x"):rep(20000)
+    local s = "data: a\n\n" .. line .. "\n\ndata: b\n\n" .. line .. "\r\ndata: c\n\n" .. "data: d\n\n"
+    for _, size in ipairs(SPLITS) do
+      local p = sse.parser({ max_line = 4096 })
+      -- log2 of the bound, and the piece being added
+      local evs, errs = feed_bounded(p, s, size, 4096, 14)
+      -- the event of an overlong line goes whole (its "data: c" too), the others are read
+      assert.same({ { data = "a" }, { data = "b" }, { data = "d" } }, evs, "pieces of " .. size)
+      -- one report per feed that dropped something
+      assert.equal(size >= #s and 1 or 2, #errs, "pieces of " .. size)
+      assert.equal("line too long (limit 4096 bytes)", errs[1].err)
+      local _, incomplete = p:finish()
+      assert.is_false(incomplete)
+    end
+  end)
+
+  it("holds an endless line to max_line and reports it once", function()
+    local p = sse.parser()   -- the defaults: 1 MiB
+    assert.equal(1048576, p.max_line)
+    local evs, errs, peak = feed_bounded(p, "data: " .. ("x"):rep(8 * 1048576), 65536, 1048576, 21)
+    assert.same({}, evs)
+    assert.equal(1, #errs)
+    assert.equal("line too long (limit 1048576 bytes)", errs[1].err)
+    assert.is_true(peak > 1048576 - 65536)    -- it was held up to the bound, not dropped early
+    assert.same({ 0, 0 }, { held(p) })        -- and nothing of it since
+    assert.is_true(p._skip_line)
+    local more, err = p:feed("\n\ndata: after\n\n")
+    assert.same({ { data = "after" } }, more)
+    assert.is_nil(err)
+  end)
+
+  it("ends an overlong line at a CR split from its LF", function()
+    local p = sse.parser({ max_line = 16 })
+    local _, err = p:feed(("y"):rep(40))
+    assert.truthy(err)
+    assert.same({}, p:feed("\r"))
+    assert.same({}, p:feed("\n"))                       -- the LF of that CRLF, not a blank line
+    assert.same({ { data = "ok" } }, p:feed("\ndata: ok\n\n"))
+  end)
+
+  it("drops an event past max_event in any split, and reads the next", function()
+    local lines = ("data: " .. ("z"):rep(90) .. "\n"):rep(200)   -- 19,400 bytes of data
+    local s = "data: a\n\n" .. lines .. "\ndata: b\n\n"
+    for _, size in ipairs(SPLITS) do
+      local p = sse.parser({ max_event = 8192 })
+      local evs, errs = feed_bounded(p, s, size, 8192 + 8192, 30)
+      assert.same({ { data = "a" }, { data = "b" } }, evs, "pieces of " .. size)
+      assert.equal(1, #errs)
+      assert.equal("event too large (limit 8192 bytes)", errs[1].err)
+    end
+  end)
+
+  it("holds an endless event to max_event", function()
+    local p = sse.parser()
+    local chunk = ("data: " .. ("e"):rep(1000) .. "\n"):rep(64)
+    local errs = 0
+    for _ = 1, 200 do   -- 12.8 MB of data lines, no blank line
+      local evs, err = p:feed(chunk)
+      assert.same({}, evs)
+      if err then errs = errs + 1 end
+      local bytes, pieces = held(p)
+      assert.is_true(bytes <= 1048576, bytes)
+      assert.is_true(pieces <= 21, pieces)
+    end
+    assert.equal(1, errs)
+    assert.same({ { data = "next" } }, p:feed("\ndata: next\n\n"))
+  end)
+
+  it("holds millions of tiny data lines in a few pieces, to max_event", function()
+    local p = sse.parser()
+    local chunk = ("data:\n"):rep(10000)
+    local errs = 0
+    for _ = 1, 200 do   -- two million empty data lines in one event
+      local _, err = p:feed(chunk)
+      if err then errs = errs + 1 end
+      local bytes, pieces = held(p)
+      assert.is_true(bytes <= 1048576, bytes)
+      assert.is_true(pieces <= 21, pieces)
+    end
+    assert.equal(1, errs)
+    -- under the bound, they are all there
+    local evs = parse_split(("data:x\n"):rep(50000) .. "\n", 333)
+    assert.equal(("x\n"):rep(50000):sub(1, -2), evs[1].data)
+  end)
+
+  it("merges a line's tiny pieces: a long line fed byte by byte holds few of them", function()
+    local p = sse.parser()
+    local line = "data: " .. ("q"):rep(100000)
+    local evs = feed_bounded(p, line .. "\n\n", 1, 100006, 19)
+    assert.equal(("q"):rep(100000), evs[1].data)
+  end)
+
+  it("says how many events came before the dropped one", function()
+    local p = sse.parser({ max_line = 10 })
+    local evs, err, before = p:feed("data: 1\n\ndata: 2\n\ndata: 0123456789\n\ndata: 3\n\n")
+    assert.same({ { data = "1" }, { data = "2" }, { data = "3" } }, evs)
+    assert.equal("line too long (limit 10 bytes)", err)
+    assert.equal(2, before)
+  end)
+
+  it("finish after a dropped event: incomplete when cut inside it, and a fresh parser", function()
+    local p = sse.parser({ max_line = 8 })
+    p:feed("data: 0123456789")
+    local evs, incomplete = p:finish()
+    assert.same({}, evs)
+    assert.is_true(incomplete)
+    assert.same({ { data = "x" } }, p:feed("data: x\n\n"))
+  end)
+
+  it("checks its options", function()
+    assert.has_error(function() sse.parser({ max_line = 0 }) end,
+                     "bad argument #1 to 'parser' (max_line must be a positive number)")
+    assert.has_error(function() sse.parser({ max_event = "1m" }) end,
+                     "bad argument #1 to 'parser' (max_event must be a positive number)")
+  end)
+end)
+
 describe("aigw.sse writer", function()
   it("writes data and optional event names", function()
     assert.equal("data: hi\n\n", sse.event("hi"))

@@ -208,4 +208,66 @@ describe("aigw.translate.anthropic on the wire", function()
     assert.equal("end_turn", ev[2][2].delta.stop_reason)
     assert.same({}, s:finish())
   end)
+
+  describe("a stream's state is bounded", function()
+    local function count(t)
+      local n = 0
+      for _ in pairs(t) do n = n + 1 end
+      return n
+    end
+
+    it("from Anthropic: at most MAX_BLOCKS content blocks, indices kept as numbers, kinds as ours", function()
+      local t = A.stream_from_anthropic("m")
+      for i = 1, A.MAX_BLOCKS - 1 do
+        local out, err = t:event("content_block_start", { index = i, content_block = { type = ("k"):rep(500) } })
+        assert.same({}, out)
+        assert.is_nil(err)
+      end
+      -- an index that is no number counts as 0, once
+      assert.is_nil(select(2, t:event("content_block_start", { index = ("s"):rep(500), content_block = { type = "text" } })))
+      assert.is_nil(select(2, t:event("content_block_start", { index = { 1 }, content_block = { type = "text" } })))
+      local _, err = t:event("content_block_start", { index = A.MAX_BLOCKS + 1, content_block = { type = "text" } })
+      assert.same({ message = "too many content blocks (limit 1024)" }, err)
+      assert.equal(A.MAX_BLOCKS, count(t.blocks))
+      for k, b in pairs(t.blocks) do
+        assert.equal("number", type(k))
+        assert.truthy(b.kind == "other" or b.kind == "text")
+      end
+      -- a block already open is no new one
+      assert.is_nil(select(2, t:event("content_block_start", { index = 3, content_block = { type = "text" } })))
+    end)
+
+    it("from Anthropic: a message id or model past MAX_ID bytes is not put in every chunk", function()
+      local t = A.stream_from_anthropic(nil)
+      local long = ("i"):rep(A.MAX_ID + 1)
+      local c = t:event("message_start", { message = { id = long, model = long } })[1]
+      assert.is_nil(c.id)
+      assert.is_nil(c.model)
+      t = A.stream_from_anthropic(nil)
+      local ok = ("i"):rep(A.MAX_ID)
+      c = t:event("message_start", { message = { id = ok, model = ok } })[1]
+      assert.equal(ok, c.id)
+      assert.equal(ok, c.model)
+    end)
+
+    it("to Anthropic: at most MAX_TOOL_CALLS tool calls; long ids and NaN indices are not kept", function()
+      local t = A.stream_to_anthropic("m")
+      local function call(index, id)
+        return { id = "c", choices = { { index = 0, delta = { tool_calls = { { index = index, id = id,
+                 ["function"] = { name = "f", arguments = "{}" } } } } } } }
+      end
+      -- a NaN index is the call's position; an id past MAX_ID is taken as absent
+      local evs, err = t:chunk(call("nan", ("x"):rep(A.MAX_ID + 1)))
+      assert.is_nil(err)
+      assert.equal("toolu_0", evs[2][2].content_block.id)
+      assert.is_nil(t.tools[0].id)
+      for i = 1, A.MAX_TOOL_CALLS - 1 do assert.is_nil(select(2, t:chunk(call(i, "call_" .. i)))) end
+      assert.equal(A.MAX_TOOL_CALLS, count(t.tools))
+      evs, err = t:chunk(call(A.MAX_TOOL_CALLS, "call_last"))
+      assert.equal("too many tool calls (limit 1024)", err)
+      assert.equal(A.MAX_TOOL_CALLS, count(t.tools))
+      -- a piece for a call already open is still fine
+      assert.is_nil(select(2, t:chunk(call(5, "call_5"))))
+    end)
+  end)
 end)

@@ -167,4 +167,32 @@ describe("aigw.translate.gemini", function()
     assert.equal("rate_limit_error", e.type)
     assert.is_nil(gemini.error_from_gemini(500, nil).retry_after)
   end)
+
+  it("holds at most MAX_CHOICES candidates per stream; a NaN index is the candidate's position", function()
+    local st = gemini.stream_from_gemini("m", { id = "x", created = 1 })
+    local out, err = st:event({ candidates = { { index = "nan", content = { parts = { { text = "a" } } } } } })
+    assert.is_nil(err)
+    assert.equal(0, out[1].choices[1].index)
+    for i = 1, gemini.MAX_CHOICES - 1 do
+      assert.is_nil(select(2, st:event({ candidates = { { index = i, content = { parts = { { text = "a" } } } } } })))
+    end
+    out, err = st:event({ candidates = { { index = gemini.MAX_CHOICES, content = { parts = { { text = "a" } } } } } })
+    assert.equal("too many candidates (limit 128)", err.message)
+    assert.is_true(err.bound)
+    local n = 0
+    for _ in pairs(st.choices) do n = n + 1 end
+    assert.equal(gemini.MAX_CHOICES, n)
+    assert.same({}, st:finish())   -- failed: the caller sends the error instead
+  end)
+
+  it("does not repeat a responseId past MAX_ID bytes in every chunk", function()
+    local long = ("r"):rep(gemini.MAX_ID + 1)
+    local st = gemini.stream_from_gemini("m", {})
+    local out = st:event({ responseId = long, candidates = { { content = { parts = { { text = "a" } } } } } })
+    assert.matches("^chatcmpl%-%w+$", out[1].id)
+    assert.is_true(#out[1].id < 64)
+    st = gemini.stream_from_gemini("m", {})
+    out = st:event({ responseId = "abc", candidates = { { content = { parts = { { text = "a" } } } } } })
+    assert.equal("chatcmpl-abc", out[1].id)
+  end)
 end)

@@ -91,6 +91,13 @@ end
 ---------------------------------------------------------------------------
 -- fetching a whole answer
 
+-- A translated answer is fetched whole up to this; past it the core's sink
+-- stops and the client gets a 502 ("response body too large"). Far above a
+-- translatable answer (text and tool calls are bounded by max_tokens), it
+-- leaves room for what translation drops but the provider sends (Gemini's
+-- inline images, Anthropic's fetched documents). Decoding costs more than
+-- the bytes: a hostile answer of tiny arrays or objects makes Lua tables
+-- many times its size (see aigw.json).
 local MAX_ANSWER = 64 * 1024 * 1024
 
 -- The client's headers that travel with a fetched request, as the proxy

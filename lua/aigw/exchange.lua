@@ -27,19 +27,80 @@
 -- error-mapping plugin reshapes it). A stream that fails once started
 -- (upstream gone, timed out, or an error event from the provider) ends
 -- with an error event in the client's format.
+--
+-- What one request holds does not grow with what the provider sends: a
+-- line or an event past sse.MAX_LINE / sse.MAX_EVENT (1 MiB) is never
+-- held. A stream being translated, or rewritten on its way, fails there
+-- with the client's error event; the upstream's later bytes are read and
+-- dropped (a body filter cannot end the exchange: the response's last
+-- chunk comes when the upstream ends, or the client goes first); a stream
+-- that is only watched for its usage passes on as it came, the oversized
+-- event read from its last TAIL bytes (OpenAI formats) or skipped
+-- (Anthropic's: usage is in message_start and message_delta, which are
+-- small). The translators hold a bounded state per stream (see
+-- translate/*.lua), and a whole answer watched for its usage keeps its
+-- last TAIL bytes past KEEP_WHOLE.
 
 local json = require "aigw.json"
+local log = require "aigw.log"
+local request = require "aigw.request"
 local sse = require "aigw.sse"
 local usage_mod = require "aigw.usage"
 local anthropic = require "aigw.translate.anthropic"
 local gemini = require "aigw.translate.gemini"
 
-local type, setmetatable, tostring, ipairs = type, setmetatable, tostring, ipairs
+local type, setmetatable, tostring, ipairs, pcall = type, setmetatable, tostring, ipairs, pcall
 local find, sub, byte = string.find, string.sub, string.byte
 local concat = table.concat
 local encode, decode = json.encode, json.decode
 
 local M = {}
+
+-- An OpenAI-format event larger than this is not held (see raw_events);
+-- what is kept of one (and of a whole answer past KEEP_WHOLE) is its end,
+-- where usage is.
+local MAX_EVENT = sse.MAX_EVENT
+local TAIL = 65536
+local KEEP_WHOLE = 1048576
+M.TAIL = TAIL
+
+-- Appends piece to parts[1..n] and returns the new count. Pieces are merged
+-- while the last is at least as long as the one before (luaL_Buffer's
+-- rule, as aigw.sse does): few are held however small they come, and each
+-- byte is copied a few times at most.
+local function push(parts, n, piece)
+  n = n + 1
+  parts[n] = piece
+  while n > 1 and #parts[n - 1] <= #piece do
+    piece = parts[n - 1] .. piece
+    parts[n - 1], parts[n] = piece, nil
+    n = n - 1
+  end
+  return n
+end
+
+local function clear(parts, n)
+  for i = n, 1, -1 do parts[i] = nil end
+end
+
+-- Anthropic's counts picked out of message_start or message_delta for the
+-- accumulator, which keeps every number of every usage object it is given:
+-- fields a provider makes up by the thousand would pile up over a stream.
+local ANTHROPIC_COUNTS = { "input_tokens", "output_tokens", "cache_read_input_tokens",
+                           "cache_creation_input_tokens" }
+
+local function anthropic_usage(d)
+  local t, u = d.type, nil
+  if t == "message_start" then u = type(d.message) == "table" and d.message.usage
+  elseif t == "message_delta" then u = d.usage end
+  if type(u) ~= "table" then return nil end
+  local picked = {}
+  for i = 1, #ANTHROPIC_COUNTS do
+    local k = ANTHROPIC_COUNTS[i]
+    if type(u[k]) == "number" then picked[k] = u[k] end
+  end
+  return { type = "message_delta", usage = picked }
+end
 
 local X = {}
 X.__index = X
@@ -47,19 +108,28 @@ X.__index = X
 ---------------------------------------------------------------------------
 -- client-side writers: hub (OpenAI) chunks -> the client's wire text
 
+-- Each returns the text, and a message when something could not be
+-- written: a provider's number past a double's range decodes to inf, which
+-- JSON cannot hold, and the stream fails there instead of raising.
+local UNWRITABLE = "a value the gateway cannot write (a number out of range)"
+
 local function openai_chunk(self, c)
   -- The usage chunk the client did not ask for stays with the gateway.
   if not self.include_usage and type(c.usage) == "table" and type(c.choices) == "table"
      and c.choices[1] == nil then
     return nil
   end
-  return "data: " .. encode(c) .. "\n\n"
+  local j = encode(c)
+  if not j then return nil, UNWRITABLE end
+  return "data: " .. j .. "\n\n"
 end
 
 local function anthropic_events(list)
   local out = {}
   for i, ev in ipairs(list) do
-    out[i] = "event: " .. ev[1] .. "\ndata: " .. encode(ev[2]) .. "\n\n"
+    local j = encode(ev[2])
+    if not j then return concat(out), UNWRITABLE end
+    out[i] = "event: " .. ev[1] .. "\ndata: " .. j .. "\n\n"
   end
   return concat(out)
 end
@@ -84,7 +154,11 @@ local CLIENT = {
   },
   anthropic = {
     start = function(self) self.to = anthropic.stream_to_anthropic(self.model) end,
-    chunk = function(self, c) return anthropic_events(self.to:chunk(c)) end,
+    chunk = function(self, c)
+      local list, err = self.to:chunk(c)
+      local s, werr = anthropic_events(list)
+      return s, err or werr
+    end,
     finish = function(self) return anthropic_events(self.to:finish()) end,
     error_event = function(_, message, etype)
       -- OpenAI error types name Anthropic's closely enough; servers' own
@@ -101,7 +175,8 @@ M.CLIENT = CLIENT
 -- upstream-side readers: one SSE event -> hub chunks (or an error)
 
 -- Each returns a list of hub chunks, or nil, message, type when the event
--- is the provider's report of a failure.
+-- is the provider's report of a failure, or nil, message, type, why when
+-- the stream went past a translator's bound.
 local UPSTREAM = {
   openai = function(self, ev)
     local d = ev.data
@@ -122,15 +197,20 @@ local UPSTREAM = {
       local e = type(d.error) == "table" and d.error or {}
       return nil, tostring(e.message or "upstream stream error"), e.type
     end
-    if name == "message_start" or name == "message_delta" then self.acc:event(d) end
-    return self.from:event(name, d)
+    if name == "message_start" or name == "message_delta" then
+      local u = anthropic_usage(d)
+      if u then self.acc:event(u) end
+    end
+    local chunks, err = self.from:event(name, d)
+    if err then return nil, err.message, err.type, err.message end   -- only bounds
+    return chunks
   end,
   gemini = function(self, ev)
     local d = decode(ev.data)
     if type(d) ~= "table" then return {} end
     if type(d.usageMetadata) == "table" then self.acc:event(d) end
     local chunks, err = self.from:event(d)
-    if err then return nil, err.message, err.type end
+    if err then return nil, err.message, err.type, err.bound and err.message end
     return chunks
   end,
 }
@@ -154,7 +234,13 @@ function M.new(ctx, o)
     same = o.client == o.upstream, failed = false, ended = false, done = false,
     acc = usage_mod.stream(o.upstream),
   }, X)
-  if self.stream and not (self.same and self.upstream == "openai") then self.parser = sse.parser() end
+  if self.stream then
+    if self.same and self.upstream == "openai" then
+      self.rev = { parts = {}, n = 0, len = 0, last = 0, before = 0, big = false }   -- see raw_events
+    else
+      self.parser = sse.parser()
+    end
+  end
   ctx.exchange = self
   return self
 end
@@ -195,9 +281,6 @@ function X:head(status, head)
   return status, head
 end
 
--- The complete events of an OpenAI stream so far, as raw text (the bytes
--- exactly as they came, comments included), each ending in its blank line;
--- an unfinished one waits for the next piece.
 -- Where the blank line that ends an event ends (after \n\n, \r\n\n,
 -- \n\r\n or \r\n\r\n), searching from at; nil when there is none yet.
 -- Plain finds and byte tests, not the pattern "\r?\n\r?\n": Lua's
@@ -224,16 +307,101 @@ local function has_usage_object(ev)
   return false
 end
 
-local function raw_events(self, chunk)
-  local buf = self.rest and (self.rest .. chunk) or chunk
-  local out, at = {}, 1
-  while true do
-    local e = event_end(buf, at)
-    if not e then break end
-    out[#out + 1] = sub(buf, at, e)
+local TOO_LARGE = "event too large (limit " .. MAX_EVENT .. " bytes)"
+
+-- What an OpenAI-format pass-through holds of its unfinished event
+-- (self.rev): parts[1..n] (merged by push, joined when its end comes), len
+-- bytes in all, last and before its last two bytes (where the blank line
+-- that ends it may have begun), big when it went past MAX_EVENT while only
+-- watched.
+
+local function reset(r)
+  clear(r.parts, r.n)
+  r.n, r.len, r.last, r.before, r.big = 0, 0, 0, 0, false
+end
+
+-- Holds piece as the latest bytes of the unfinished event. Past MAX_EVENT:
+-- when the body is rewritten, nothing is held and the message says why
+-- (its bytes were held back, so the client's stream can end cleanly at the
+-- event before); when it is only watched, the event goes on being read but
+-- only its last TAIL bytes are kept (big), where its usage is read at its
+-- end.
+local function hold(r, piece, rewrite)
+  local parts, n = r.parts, r.n
+  local len = r.len + #piece
+  if len > MAX_EVENT then
+    if rewrite then
+      reset(r)
+      return TOO_LARGE
+    end
+    r.big = true
+    local s = sub(concat(parts, "", 1, n) .. piece, -TAIL)
+    clear(parts, n)
+    parts[1], n, len = s, 1, #s
+  else
+    n = push(parts, n, piece)
+  end
+  r.n, r.len = n, len
+  if #piece >= 2 then
+    r.before, r.last = byte(piece, -2, -1)
+  else
+    r.before, r.last = r.last, byte(piece)
+  end
+end
+
+-- Where the blank line begun in what is held ends in chunk (1 or 2), else
+-- nil: the cases of event_end with its LF, or its LF and a CR, held.
+local function end_across(r, chunk)
+  local c = byte(chunk, 1)
+  if r.last == 10 then
+    if c == 10 then return 1 end
+    if c == 13 and byte(chunk, 2) == 10 then return 2 end
+  elseif r.last == 13 and r.before == 10 and c == 10 then
+    return 1
+  end
+  return nil
+end
+
+-- The complete events of an OpenAI-format stream so far, as raw text (the
+-- bytes exactly as they came, comments included), each ending in its blank
+-- line. An unfinished event waits for the next pieces (held by hold(): a
+-- stream is never copied again per chunk, nor searched again from an
+-- event's start). Returns the events and, when the body is rewritten and
+-- an event went past MAX_EVENT, why the stream cannot go on.
+local function raw_events(self, chunk, rewrite)
+  local out, at, len = {}, 1, #chunk
+  if len == 0 then return out end
+  local r = self.rev
+  local n = r.n
+  if n > 0 then
+    local e = end_across(r, chunk) or event_end(chunk, 1)
+    if not e then return out, hold(r, chunk, rewrite) end
+    -- past the bound only now: only its end is read, as for the pieces of one
+    local big = r.big or (not rewrite and r.len + e > MAX_EVENT)
+    local ev = concat(r.parts, "", 1, n) .. sub(chunk, 1, e)
+    reset(r)
+    if big then
+      self:read_usage(ev)
+    elseif rewrite and #ev > MAX_EVENT then
+      return out, TOO_LARGE
+    else
+      out[1] = ev
+    end
     at = e + 1
   end
-  self.rest = at <= #buf and sub(buf, at) or nil
+  while true do
+    local e = event_end(chunk, at)
+    if not e then break end
+    if e - at >= MAX_EVENT then
+      -- one chunk held the whole of an event past the bound
+      if rewrite then return out, TOO_LARGE end
+      self:read_usage(sub(chunk, e - TAIL + 1 > at and e - TAIL + 1 or at, e))
+    else
+      out[#out + 1] = sub(chunk, at, e)
+    end
+    at = e + 1
+  end
+  if at <= len then return out, hold(r, at == 1 and chunk or sub(chunk, at), rewrite) end
   return out
 end
 
@@ -249,34 +417,47 @@ end
 function X:pass(chunk, eof)
   if not self.stream then
     -- One JSON document: kept until its end, where the usage object is
-    -- read. Usage comes last: past 1 MB only the last 64 KB are kept.
+    -- read. Usage comes last: past KEEP_WHOLE only the last TAIL bytes
+    -- are kept.
     local parts = self.parts
-    if not parts then parts, self.kept = {}, 0; self.parts = parts end
+    if not parts then parts, self.np, self.kept = {}, 0, 0; self.parts = parts end
     if chunk ~= "" then
-      parts[#parts + 1] = chunk
-      self.kept = self.kept + #chunk
-      if self.kept > 1048576 then
-        parts = { sub(concat(parts), -65536) }
-        self.parts, self.kept = parts, 65536
+      local kept = self.kept + #chunk
+      if kept > KEEP_WHOLE then
+        local last = sub(concat(parts, "", 1, self.np) .. chunk, -TAIL)
+        clear(parts, self.np)
+        parts[1], self.np, self.kept = last, 1, #last
+      else
+        self.np, self.kept = push(parts, self.np, chunk), kept
       end
     end
     if eof then
-      self:read_usage(concat(parts))
+      self:read_usage(concat(parts, "", 1, self.np))
       self:finish(true)
     end
     return chunk
   end
+  if self.ended then return "" end   -- refused: nothing more goes out
   if self.upstream == "anthropic" then
-    for _, ev in ipairs(self.parser:feed(chunk)) do
+    -- Watched only: an event past the parser's bounds is skipped (the
+    -- bytes pass on as they came) and the next ones are read.
+    local evs, perr = self.parser:feed(chunk)
+    for _, ev in ipairs(evs) do
       local name = ev.event
-      if name == "message_start" or name == "message_delta" then self.acc:event(ev.data) end
+      if name == "message_start" or name == "message_delta" then
+        local d = decode(ev.data)
+        local u = type(d) == "table" and anthropic_usage(d)
+        if u then self.acc:event(u) end
+      end
     end
+    if perr then log.info("upstream ", tostring(self.ctx.provider or self.upstream), ": event not read for usage: ", perr) end
     if eof then self:finish(true) end
     return chunk
   end
   local rewrite = self.injected_usage
   local out = rewrite and {} or nil
-  for _, ev in ipairs(raw_events(self, chunk)) do
+  local evs, why = raw_events(self, chunk, rewrite)
+  for _, ev in ipairs(evs) do
     local keep = true
     if has_usage_object(ev) then
       local c = decode(event_data(ev) or "")
@@ -297,44 +478,57 @@ function X:pass(chunk, eof)
       out[#out + 1] = ev
     end
   end
+  if why then
+    -- Only when rewriting: the events before it, then the client's error
+    -- event; the upstream's bytes after it are dropped.
+    out[#out + 1] = self:refuse(why)
+    return concat(out)
+  end
   if eof then
-    if rewrite and self.rest then out[#out + 1] = self.rest end
-    self.rest = nil
+    local r = self.rev
+    if rewrite and r.n > 0 then out[#out + 1] = concat(r.parts, "", 1, r.n) end
+    reset(r)
     self:finish(true)
   end
   if rewrite then return concat(out) end
   return chunk
 end
 
--- Reads the top-level usage object of a whole JSON answer: the last
--- "usage" key of the text (providers write it last; a key of that name in
--- the content would be inside an escaped string or before it), decoded
--- alone, so the answer itself is never decoded. Plain searches only: this
--- runs on every answer that passes through.
+-- Reads the top-level usage object of a whole JSON answer (or of the end
+-- of one: see hold): the last "usage" key of the text whose value is an
+-- object (providers write it last; a key of that name in the content would
+-- be inside an escaped string or before it), decoded alone, so the answer
+-- itself is never decoded. Plain searches only: this runs on every answer
+-- that passes through.
 local cjson_decode = require("cjson.safe").decode
 
-function X:read_usage(body)
-  local at, last = 1, nil
-  while true do
-    local s = find(body, '"usage"', at, true)
-    if not s then break end
-    last, at = s, s + 7
-  end
-  if not last then return end
-  -- Byte loops (which LuaJIT compiles) rather than patterns (which it
-  -- does not): ':' and '{' after the key, then the object's end, braces
-  -- counted and strings skipped.
-  local n, i = #body, last + 7
+-- Where the object after a key ending at i - 1 begins: ':' and '{' after
+-- optional whitespace; nil when the value is something else. Byte loops
+-- (which LuaJIT compiles) rather than patterns (which it does not).
+local function object_after(body, i)
   local c = byte(body, i)
   while c == 32 or c == 9 or c == 10 or c == 13 do i = i + 1; c = byte(body, i) end
-  if c ~= 58 then return end
+  if c ~= 58 then return nil end
   i = i + 1
   c = byte(body, i)
   while c == 32 or c == 9 or c == 10 or c == 13 do i = i + 1; c = byte(body, i) end
-  if c ~= 123 then return end
-  local open, depth, instr = i, 0, false
+  if c ~= 123 then return nil end
+  return i
+end
+
+function X:read_usage(body)
+  local at, open = 1, nil
+  while true do
+    local s = find(body, '"usage"', at, true)
+    if not s then break end
+    open = object_after(body, s + 7) or open
+    at = s + 7
+  end
+  if not open then return end
+  -- the object's end: braces counted, strings skipped
+  local n, i, depth, instr = #body, open, 0, false
   while i <= n do
-    c = byte(body, i)
+    local c = byte(body, i)
     if instr then
       if c == 92 then i = i + 1 elseif c == 34 then instr = false end
     elseif c == 34 then
@@ -346,8 +540,11 @@ function X:read_usage(body)
       if depth == 0 then
         local u = cjson_decode(sub(body, open, i))
         if type(u) == "table" then
-          if self.upstream == "anthropic" then self.acc:event({ type = "message_delta", usage = u })
-          else self.acc:event({ usage = u }) end
+          if self.upstream == "anthropic" then
+            self.acc:event(anthropic_usage({ type = "message_delta", usage = u }))
+          else
+            self.acc:event({ usage = u })
+          end
         end
         return
       end
@@ -399,43 +596,76 @@ end
 -- The stream ends with the provider's failure (an error event, or the
 -- upstream gone): the client's error event, and nothing after it.
 function X:fail(message, etype)
+  if type(etype) ~= "string" then etype = nil end   -- the provider's, written as it is
   self.failed = true
   self.ended = true
+  -- nothing is read after it: what was held goes
+  self.parser, self.rev = nil, nil
   self:finish(false)
   return self:writer().error_event(self, message, etype)
 end
 
 -- Translated stream: every complete event is translated and written now.
+-- A line or an event past the parser's bounds, or a stream past a
+-- translator's (too many content blocks, tool calls or candidates), ends it
+-- with the client's error event after the events that came before; the
+-- upstream's bytes after it are dropped.
 function X:translate(chunk, eof, err)
   if self.ended then return "" end
   local out = {}
   local read, w = UPSTREAM[self.upstream], self:writer()
-  for _, ev in ipairs(self.parser:feed(chunk)) do
-    local chunks, msg, etype = read(self, ev)
+  -- After an event the parser dropped, none is the client's: the events
+  -- before it only. why: a translator's or the writer's bound.
+  local evs, perr, nbefore = self.parser:feed(chunk)
+  for i = 1, perr and nbefore or #evs do
+    local chunks, msg, etype, why = read(self, evs[i])
+    if chunks then
+      for _, c in ipairs(chunks) do
+        local s, werr = w.chunk(self, c)
+        if s then out[#out + 1] = s end
+        if werr then why = werr; break end
+      end
+    end
+    if why then perr = why; break end
     if not chunks then
       out[#out + 1] = self:fail(msg, etype)
       return concat(out)
     end
-    for _, c in ipairs(chunks) do
-      local s = w.chunk(self, c)
-      if s then out[#out + 1] = s end
-    end
+  end
+  if perr then
+    out[#out + 1] = self:refuse(perr)
+    return concat(out)
   end
   if err then
     out[#out + 1] = self:fail("upstream stream failed: " .. err)
   elseif eof then
     for _, c in ipairs(UPSTREAM_FINISH[self.upstream](self)) do
-      local s = w.chunk(self, c)
+      local s, werr = w.chunk(self, c)
       if s then out[#out + 1] = s end
+      if werr then
+        out[#out + 1] = self:refuse(werr)
+        return concat(out)
+      end
     end
     -- ctx.usage and ctx.cost first: a writer's last words may report them
     -- (a route adapter's final event does).
     self.ended = true
     self:finish(true)
-    local s = w.finish(self)
+    local s, werr = w.finish(self)
     if s then out[#out + 1] = s end
+    if werr then out[#out + 1] = self:refuse(werr) end
   end
   return concat(out)
+end
+
+-- A stream ended by the gateway (a bound, or what it cannot write): logged
+-- with the request's id (specs run without one), then the client's error
+-- event.
+function X:refuse(why)
+  local ok, id = pcall(request.id)
+  log.warn("request ", ok and id or "-", ": upstream ", tostring(self.ctx.provider or self.upstream),
+           ": stream refused: ", why)
+  return self:fail("upstream stream failed: " .. why)
 end
 
 -- The head is seen first for translated streams and for pass-through
@@ -449,8 +679,8 @@ function X:body(chunk, eof, err)
   if err then
     -- The error event follows complete events only; a half-written event
     -- is cut off (the client sees a broken stream, not a bad event).
-    local p = self.parser
-    local mid_event = self.rest or (p and (p._nparts > 0 or p._pending))
+    local p, r = self.parser, self.rev
+    local mid_event = (r and (r.n > 0 or r.big)) or (p and (p._nparts > 0 or p._pending))
     if self.stream and not self.failed and not mid_event then
       return self:fail("upstream stream failed: " .. err)
     end

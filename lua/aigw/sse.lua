@@ -10,7 +10,18 @@
 --
 -- Work is linear in the input: the buffer is searched with string.find from
 -- where the last search stopped, and a line split across chunks is kept as a
--- list of pieces joined once, when its end arrives.
+-- list of pieces joined when its end arrives.
+--
+-- Memory is bounded whatever the stream: a line is held up to max_line
+-- bytes and an event's data lines up to max_event (1 MiB each by default).
+-- A line or an event past its bound is dropped (the rest of its bytes are
+-- skipped as they come, none kept), the parser reads on from the next event,
+-- and feed says so in its second result. The checks are a comparison per
+-- chunk, per data line and, in a chunk longer than max_line only, per line;
+-- never a pass over the bytes. Pieces of a line and data lines of an event
+-- are merged as they come while the last is at least as long as the one
+-- before (luaL_Buffer's rule), so at most log2 of the bound of them are
+-- held: a flood of tiny ones costs no more than its bytes.
 
 local type, error, tonumber = type, error, tonumber
 local find, sub, byte, gsub = string.find, string.sub, string.byte, string.gsub
@@ -20,6 +31,10 @@ local _M = {}
 
 local BOM = "\239\187\191"
 local CR, LF = 13, 10
+
+-- The default bounds, in bytes.
+_M.MAX_LINE = 1048576
+_M.MAX_EVENT = 1048576
 
 _M.DONE = "data: [DONE]\n\n"
 
@@ -32,6 +47,20 @@ local function reset_event(self)
   self._event = nil
   self._retry = nil
   self._pending = false -- any field seen since the last dispatch
+  self._dsize = 0       -- bytes of the data lines, one more for each line end
+  self._drop = false    -- the event went past a bound: its lines are ignored
+end
+
+-- The event in progress is dropped: its fields are ignored up to the blank
+-- line that ends it, which dispatches nothing. err is feed's second result
+-- (the first of a feed), and how many events of out came before it its
+-- third.
+local function drop_event(self, err, out)
+  self._data = nil
+  self._ndata = 0
+  self._drop = true
+  self._pending = true
+  if not self._err then self._err, self._err_at = err, #out end
 end
 
 local function dispatch(self, out)
@@ -48,6 +77,7 @@ local function process_line(self, line, out)
   if line == "" then
     return dispatch(self, out)
   end
+  if self._drop then return end        -- the rest of a dropped event
   local c = find(line, ":", 1, true)
   if c == 1 then return end            -- comment
   local field, value
@@ -62,10 +92,20 @@ local function process_line(self, line, out)
     field, value = line, ""
   end
   if field == "data" then
+    local size = self._dsize + #value + 1
+    if size > self.max_event then
+      return drop_event(self, "event too large (limit " .. self.max_event .. " bytes)", out)
+    end
+    self._dsize = size
     local n = self._ndata + 1
     local d = self._data
     if not d then d = {}; self._data = d end
     d[n] = value
+    while n > 1 and #d[n - 1] <= #value do   -- see the top of the file
+      value = d[n - 1] .. "\n" .. value
+      d[n - 1], d[n] = value, nil
+      n = n - 1
+    end
     self._ndata = n
     self._pending = true
   elseif field == "event" then
@@ -87,6 +127,32 @@ local function process_line(self, line, out)
   -- any other field is ignored
 end
 
+local function line_err(self)
+  return "line too long (limit " .. self.max_line .. " bytes)"
+end
+
+-- The line being read went past max_line: what was kept of it goes, the
+-- rest is skipped up to its end, and its event is dropped.
+local function overlong(self, out)
+  local parts = self._parts
+  for i = self._nparts, 1, -1 do parts[i] = nil end
+  self._nparts = 0
+  self._plen = 0
+  self._skip_line = true
+  drop_event(self, line_err(self), out)
+end
+
+-- feed's results: the events, and why one was dropped with how many
+-- came before it.
+local function done(self, out)
+  local err = self._err
+  if err then
+    self._err = nil
+    return out, err, self._err_at
+  end
+  return out
+end
+
 -- Lines of `s` from `pos` on; what follows the last line end is kept.
 local function scan(self, s, pos, out)
   local len = #s
@@ -99,6 +165,9 @@ local function scan(self, s, pos, out)
   -- byte by Lua's matcher). The next CR and the next LF are each searched
   -- for again only once the last one found is behind us, so a stream that
   -- uses one of them alone is not scanned to its end for the other per line.
+  -- Only a piece longer than max_line can hold a whole line longer than
+  -- that: the lengths of its lines are compared, no others.
+  local check = len - pos >= self.max_line
   local cr, lf = find(s, "\r", pos, true), find(s, "\n", pos, true)
   while pos <= len do
     if cr and cr < pos then cr = find(s, "\r", pos, true) end
@@ -106,11 +175,18 @@ local function scan(self, s, pos, out)
     local e = lf
     if cr and (not lf or cr < lf) then e = cr end
     if not e then
+      local n = len - pos + 1
+      if n > self.max_line then return overlong(self, out) end
       self._parts[1] = sub(s, pos)   -- the start of an unterminated line
       self._nparts = 1
+      self._plen = n
       return
     end
-    process_line(self, sub(s, pos, e - 1), out)
+    if check and e - pos > self.max_line then
+      drop_event(self, line_err(self), out)
+    else
+      process_line(self, sub(s, pos, e - 1), out)
+    end
     if byte(s, e) == CR then
       if e == len then
         self._skip_lf = true         -- a LF may begin the next chunk
@@ -123,7 +199,9 @@ local function scan(self, s, pos, out)
 end
 
 --- Feed the next bytes of the stream. Returns the list of events completed
---- by them (an empty list when none).
+--- by them (an empty list when none). When these bytes took a line or an
+--- event past its bound, that event is dropped and two more results say
+--- why and how many events of the list came before it.
 function Parser:feed(chunk)
   if type(chunk) ~= "string" then
     error("bad argument #1 to 'feed' (string expected, got " .. type(chunk) .. ")", 2)
@@ -149,39 +227,61 @@ function Parser:feed(chunk)
   end
 
   local nparts = self._nparts
-  if nparts == 0 then
+  if nparts == 0 and not self._skip_line then
     scan(self, chunk, 1, out)
-    return out
+    return done(self, out)
   end
 
-  -- an unterminated line is pending: find where it ends in this chunk
+  -- an unterminated line is pending (or being skipped): find where it ends
+  -- in this chunk
   local pos = 1
   if self._skip_lf then  -- cannot happen with pending parts, kept for safety
     self._skip_lf = false
     if byte(chunk, 1) == LF then pos = 2 end
   end
   local e = find(chunk, "[\r\n]", pos)
-  local parts = self._parts
-  if not e then
-    nparts = nparts + 1
-    parts[nparts] = chunk
-    self._nparts = nparts
-    return out
+  if self._skip_line then
+    if not e then return out end
+    self._skip_line = false
+  else
+    local parts = self._parts
+    if not e then
+      local plen = self._plen + #chunk
+      if plen > self.max_line then
+        overlong(self, out)
+        return done(self, out)
+      end
+      nparts = nparts + 1
+      parts[nparts] = chunk
+      while nparts > 1 and #parts[nparts - 1] <= #chunk do   -- see the top of the file
+        chunk = parts[nparts - 1] .. chunk
+        parts[nparts - 1], parts[nparts] = chunk, nil
+        nparts = nparts - 1
+      end
+      self._nparts = nparts
+      self._plen = plen
+      return out
+    end
+    local too_long = self._plen + (e - pos) > self.max_line
+    local line = not too_long and concat(parts, "", 1, nparts) .. sub(chunk, pos, e - 1)
+    for i = nparts, 1, -1 do parts[i] = nil end
+    self._nparts = 0
+    self._plen = 0
+    if too_long then
+      drop_event(self, line_err(self), out)
+    else
+      process_line(self, line, out)
+    end
   end
-  parts[nparts + 1] = sub(chunk, pos, e - 1)
-  local line = concat(parts, "", 1, nparts + 1)
-  for i = nparts + 1, 1, -1 do parts[i] = nil end
-  self._nparts = 0
-  process_line(self, line, out)
   if byte(chunk, e) == CR then
     if e == #chunk then
       self._skip_lf = true
-      return out
+      return done(self, out)
     end
     if byte(chunk, e + 1) == LF then e = e + 1 end
   end
   scan(self, chunk, e + 1, out)
-  return out
+  return done(self, out)
 end
 
 --- End of stream. Returns the list of events still to deliver and whether
@@ -202,6 +302,7 @@ function Parser:finish()
     -- an unterminated comment loses nothing
     if byte(line, 1) ~= 58 then incomplete = true end
   end
+  if self._skip_line then incomplete = true end
   if self._pending then
     incomplete = true
     if self.dispatch_incomplete then dispatch(self, out) end
@@ -209,6 +310,9 @@ function Parser:finish()
   if not self.dispatch_incomplete then out = {} end
   reset_event(self)
   self._skip_lf = false
+  self._skip_line = false
+  self._plen = 0
+  self._err = nil
   self._bom_checked = false
   self._bom_head = ""
   self.last_event_id = nil
@@ -216,21 +320,44 @@ function Parser:finish()
   return out, incomplete
 end
 
---- A new parser for one stream.
+local function bound(opts, name, default)
+  local v = opts and opts[name]
+  if v == nil then return default end
+  if type(v) ~= "number" or v < 1 or v ~= v then
+    error("bad argument #1 to 'parser' (" .. name .. " must be a positive number)", 3)
+  end
+  return v
+end
+
+--- A new parser for one stream. opts (all optional): dispatch_incomplete,
+--- max_line and max_event (bytes; MAX_LINE and MAX_EVENT by default).
 function _M.parser(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #1 to 'parser' (table expected, got " .. type(opts) .. ")", 2)
   end
+  -- Every field is made here, those that start nil with a stand-in that
+  -- reset_event clears: LuaJIT sizes the hash part once. A field first set
+  -- on a full table makes it rehash, dropping the nil ones, and
+  -- reset_event's nils then made that happen again at every event.
   local self = setmetatable({
     dispatch_incomplete = opts and opts.dispatch_incomplete and true or false,
-    last_event_id = nil,
-    retry = nil,
+    max_line = bound(opts, "max_line", _M.MAX_LINE),
+    max_event = bound(opts, "max_event", _M.MAX_EVENT),
+    last_event_id = false,
+    retry = false,
     _parts = {},
     _nparts = 0,
+    _plen = 0,            -- bytes of the pending line's pieces
+    _skip_line = false,   -- the rest of an overlong line is being skipped
+    _err = false,         -- why something was dropped, for feed to report
+    _err_at = 0,          -- and how many events came before it
     _skip_lf = false,
     _bom_checked = false,
     _bom_head = "",
+    _data = false, _ndata = 0, _event = false, _retry = false, _pending = false,
+    _dsize = 0, _drop = false,
   }, Parser)
+  self.last_event_id, self.retry, self._err = nil, nil, nil
   reset_event(self)
   return self
 end

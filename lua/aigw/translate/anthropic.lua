@@ -8,13 +8,22 @@
 --   local resp = A.response_from_anthropic(anthropic_resp, model)
 --   local t = A.stream_from_anthropic(model, { include_usage = true })
 --   for _, chunk in ipairs(t:event(name, data)) do ... end ; t:usage()
+--   (event returns chunks, err: err = { message } past a bound below)
 --
 --   local req, notes = A.request_from_anthropic(anthropic_req)
 --   local msg = A.response_to_anthropic(openai_resp, model)
 --   local t = A.stream_to_anthropic(model)
 --   for _, ev in ipairs(t:chunk(openai_chunk)) do send(ev[1], ev[2]) end ; t:finish()
+--   (chunk returns events, err: err a message past a bound below)
 --
 --   A.error_from_anthropic(body, status) ; A.error_to_anthropic(body, status)
+--
+-- A stream's translator holds a bounded state whatever the provider sends:
+-- at most MAX_BLOCKS content blocks and MAX_TOOL_CALLS tool calls per
+-- stream (past them the stream fails with err), and an id or a model name
+-- from the stream that is repeated in every chunk, or kept, only when it
+-- is at most MAX_ID bytes (a longer one is taken as absent). Each event's
+-- output is then proportional to the event.
 
 local json = require "aigw.json"
 
@@ -26,6 +35,18 @@ local gsub, match = string.gsub, string.match
 local M = {}
 
 M.DEFAULT_MAX_TOKENS = 4096
+
+-- Far above any real answer (Anthropic's own limits are in the hundreds).
+M.MAX_BLOCKS = 1024
+M.MAX_TOOL_CALLS = 1024
+M.MAX_ID = 256
+local MAX_ID = M.MAX_ID
+
+-- s when it is a string of at most MAX_ID bytes, else nil.
+local function short(s)
+  if type(s) == "string" and #s <= MAX_ID then return s end
+  return nil
+end
 
 local function is_null(v) return v == nil or v == null end
 
@@ -357,7 +378,7 @@ function M.stream_from_anthropic(model, opts)
   return setmetatable({
     model = model, include_usage = opts.include_usage and true or false,
     created = opts.created or os.time(), id = opts.id,
-    blocks = {}, ntools = 0, u = nil, done = false,
+    blocks = {}, nblocks = 0, ntools = 0, u = nil, done = false,
   }, FromAnthropic)
 end
 
@@ -387,13 +408,22 @@ function FromAnthropic:event(name, data)
   local out = {}
   if name == "message_start" then
     local m = type(data.message) == "table" and data.message or {}
-    self.id = self.id or m.id
-    if not self.model then self.model = m.model end
+    self.id = self.id or short(m.id)
+    if not self.model then self.model = short(m.model) end
     self.u = merge_usage(self.u, m.usage)
     out[1] = self:chunk({ role = "assistant", content = "" })
   elseif name == "content_block_start" then
     local b = type(data.content_block) == "table" and data.content_block or {}
-    local idx = data.index or 0
+    -- The block's index is a key of self.blocks: a number, and a bounded
+    -- count of them.
+    local idx = data.index
+    if type(idx) ~= "number" then idx = 0 end
+    if self.blocks[idx] == nil then
+      if self.nblocks >= M.MAX_BLOCKS then
+        return out, { message = "too many content blocks (limit " .. M.MAX_BLOCKS .. ")" }
+      end
+      self.nblocks = self.nblocks + 1
+    end
     if b.type == "tool_use" then
       local ti = self.ntools
       self.ntools = ti + 1
@@ -406,7 +436,7 @@ function FromAnthropic:event(name, data)
         out[1] = self:chunk({ content = b.text })
       end
     else
-      self.blocks[idx] = { kind = b.type or "other" }
+      self.blocks[idx] = { kind = "other" }   -- not the provider's string: it is kept
     end
   elseif name == "content_block_delta" then
     local d = type(data.delta) == "table" and data.delta or {}
@@ -665,18 +695,18 @@ function M.stream_to_anthropic(model, opts)
   opts = opts or {}
   return setmetatable({
     model = model, id = opts.id, started = false, ended = false,
-    nblocks = 0, cur = nil, tools = {}, fr = nil, u = nil,
+    nblocks = 0, cur = nil, tools = {}, ntools = 0, fr = nil, u = nil,
   }, ToAnthropic)
 end
 
 function ToAnthropic:start(out, c)
   if self.started then return end
   self.started = true
-  self.id = self.id or message_id(c and c.id)
+  self.id = self.id or message_id(c and short(c.id))
   out[#out + 1] = { "message_start", {
     type = "message_start",
     message = { id = self.id, type = "message", role = "assistant",
-                model = self.model or (c and c.model), content = empty_array,
+                model = self.model or (c and short(c.model)), content = empty_array,
                 stop_reason = null, stop_sequence = null,
                 -- Input tokens are known only at the end: message_delta has them.
                 usage = { input_tokens = 0, output_tokens = 0 } },
@@ -741,16 +771,21 @@ function ToAnthropic:chunk(c)
     end
     if type(d.tool_calls) == "table" then
       for pos, tc in ipairs(d.tool_calls) do
-        local key = tonumber(tc.index) or (pos - 1)
+        local key = tonumber(tc.index)
+        if key == nil or key ~= key then key = pos - 1 end   -- NaN is no table key
         local fn = type(tc["function"]) == "table" and tc["function"] or {}
         local blk = self.tools[key]
-        local has_id = type(tc.id) == "string" and tc.id ~= ""
+        local has_id = type(tc.id) == "string" and tc.id ~= "" and #tc.id <= MAX_ID
         -- A new call: a new index, or (from servers that number every call
         -- 0) a new id. Servers that repeat the id on every piece are fine.
         if not blk or (has_id and tc.id ~= blk.id) then
+          if self.ntools >= M.MAX_TOOL_CALLS then
+            return out, "too many tool calls (limit " .. M.MAX_TOOL_CALLS .. ")"
+          end
+          self.ntools = self.ntools + 1
           local id = sanitize_id(has_id and tc.id or ("toolu_" .. key))
           blk = self:open(out, "tool", { type = "tool_use", id = id, name = fn.name or "", input = {} })
-          blk.id = tc.id
+          blk.id = has_id and tc.id or nil
           self.tools[key] = blk
         end
         if type(fn.arguments) == "string" and fn.arguments ~= "" then

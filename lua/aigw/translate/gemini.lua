@@ -22,6 +22,10 @@
 --   make_id   function() returning a tool-call id (default random)
 --   include_usage (stream) emit a final usage chunk with choices = []
 -- See docs/translation-gemini.md.
+--
+-- A stream's state is bounded whatever Gemini sends: at most MAX_CHOICES
+-- candidates (past them the stream fails with an error), and a responseId
+-- past MAX_ID bytes is not used for the id repeated in every chunk.
 
 local json = require "aigw.json"
 
@@ -32,6 +36,10 @@ local ceil = math.ceil
 local null, empty_array, array_mt = json.null, json.empty_array, json.array_mt
 
 local M = {}
+
+-- Gemini gives at most 8 candidates; OpenAI's n at most 128.
+M.MAX_CHOICES = 128
+M.MAX_ID = 256
 
 ---------------------------------------------------------------------------
 -- ids
@@ -460,7 +468,7 @@ end
 
 local function completion_id(resp, opts)
   if opts.id then return opts.id end
-  if type(resp) == "table" and type(resp.responseId) == "string" then
+  if type(resp) == "table" and type(resp.responseId) == "string" and #resp.responseId <= M.MAX_ID then
     return "chatcmpl-" .. resp.responseId
   end
   return "chatcmpl-" .. random_token(24)
@@ -515,6 +523,7 @@ function M.stream_from_gemini(model, opts)
     created = opts.created or os.time(),
     make_id = opts.make_id or M.new_tool_call_id,
     choices = {},    -- candidate index -> { started, tools, finished }
+    nchoices = 0,
     last_usage = nil,
     done = false,
   }, Stream)
@@ -559,7 +568,16 @@ function Stream:event(data)
     return out, self.failed
   end
   for i, c in ipairs(type(cands) == "table" and cands or {}) do
-    local index = tonumber(c.index) or (i - 1)
+    local index = tonumber(c.index)
+    if index == nil or index ~= index then index = i - 1 end   -- NaN is no table key
+    if not self.choices[index] then
+      if self.nchoices >= M.MAX_CHOICES then
+        self.failed = { status = 502, type = "api_error", bound = true,
+                        message = "too many candidates (limit " .. M.MAX_CHOICES .. ")" }
+        return out, self.failed
+      end
+      self.nchoices = self.nchoices + 1
+    end
     local s = self:state(index)
     local parts = type(c.content) == "table" and c.content.parts
     local text, calls = read_parts(parts, self.make_id)
