@@ -95,11 +95,15 @@ end
 local function mark_empty_arrays(s, c, e)
   local parts, np, n = {}, 0, 0
   local pos, last = 1, 1        -- pos is outside any string
+  -- The next quote at or after pos, found once and kept across candidates
+  -- (false: there is none): searching again from each candidate would be
+  -- quadratic in a text with many [] and no quote after them.
+  local q = find(s, '"', 1, true) or false
   while c do
     -- Step over the strings that start before the candidate. A quote ends
     -- the string unless an odd number of backslashes precedes it.
     while true do
-      local q = find(s, '"', pos, true)
+      if q and q < pos then q = find(s, '"', pos, true) or false end
       if not q or q > c then break end
       local j = q
       while true do
