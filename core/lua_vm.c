@@ -427,17 +427,18 @@ static int body_filter_call(aigw_req_t *r, const char *in, size_t len, int eof, 
   lua_pushboolean(S, r->plugin_body);
   if (usage) lua_pushlstring(S, usage, ulen);
   else lua_pushnil(S);
-  if (sync_call(r, g->body_filter_ref, 5, 1) != 0) {
+  if (sync_call(r, g->body_filter_ref, 5, 2) != 0) {
     sync_error(r, S, "body_filter");
     return -1;
   }
-  *out = lua_tolstring(S, -1, outlen);   /* kept in ctx by the runtime */
+  *out = lua_tolstring(S, -2, outlen);   /* kept in ctx by the runtime */
   if (*out == NULL) {
     *out = "";
     *outlen = 0;
   }
+  int ended = !eof && lua_toboolean(S, -1);
   lua_settop(S, 0);
-  return 0;
+  return ended ? 1 : 0;
 }
 
 /* The answer aigw.exit left in ctx.exit (status, body, header lines). */

@@ -64,7 +64,10 @@ void aigw_lua_request_release(aigw_req_t *r);
  * status, lines and len (kept alive by the request's ctx), 1 a plugin called
  * aigw.exit (send it with aigw_lua_respond_exit once the exchange is gone),
  * -1 the phase failed (answer 500). body_filter: 0 with the replacement
- * piece in out (valid until the next call), -1 on error; err non-NULL says
+ * piece in out (valid until the next call), 1 when that piece is the last
+ * of the response (the filter ended the client's stream before the
+ * upstream's: end it now, and do not read or reuse the upstream), -1 on
+ * error; err non-NULL says
  * the upstream failed mid-body (eof is then 1): what the filter returns is
  * the response's last words (an error event), nothing means cut it off. */
 int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_t *len,

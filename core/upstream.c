@@ -1103,6 +1103,23 @@ static int on_resp_headers_complete(llhttp_t *p) {
   return u->no_body ? 1 : 0;
 }
 
+/* The body filter ended the client's stream before the upstream's (the
+ * provider's error event, or a stream the gateway refused): its piece is the
+ * last of the response. The rest of the upstream's answer is not wanted:
+ * the exchange ends now and its connection, mid-answer, is closed. */
+SLOW_PATH static void filter_ended(aigw_upstream_t *u, const char *p, size_t n) {
+  aigw_req_t *r = u->req;
+  aigw_wbuf_t *b = u->out;
+  u->out = NULL;
+  destroy(u, 0);
+  if (aigw_respond_body(r, &b, p, n) != 0) {
+    if (b) aigw_wbuf_discard(b);
+    aigw_conn_close(r->conn);
+    return;
+  }
+  aigw_respond_end(r, &b);
+}
+
 /* Body pieces that do not go straight to the client: to a caller's sink,
  * through the body filter, or nowhere (the filtered status has no body). */
 SLOW_PATH static int slow_body(aigw_upstream_t *u, const char *at, size_t len) {
@@ -1147,13 +1164,16 @@ SLOW_PATH static int slow_body(aigw_upstream_t *u, const char *at, size_t len) {
   size_t olen;
   int rc = aigw_lua_body_filter(r, at, len, 0, NULL, &out, &olen);
   if (u->state == ST_DONE) return -1;
-  if (rc != 0) {
+  if (rc < 0) {
     filter_failed(u);
     return -1;
   }
   if (r->observe_body) {
     out = at;
     olen = len;
+  } else if (rc == 1) {
+    filter_ended(u, out, olen);
+    return -1;
   }
   return aigw_respond_body(r, &u->out, out, olen) ? -1 : 0;
 }

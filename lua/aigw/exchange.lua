@@ -669,8 +669,16 @@ function X:refuse(why)
 end
 
 -- The head is seen first for translated streams and for pass-through
--- bodies that are rewritten; one that only watches may not see it.
+-- bodies that are rewritten; one that only watches may not see it. A
+-- second result true: the client's stream has ended (the provider's error
+-- event, or the gateway refused the stream) before the upstream's did, so
+-- the core ends the response now and closes the upstream connection.
 function X:body(chunk, eof, err)
+  local out = self:body_piece(chunk, eof, err)
+  return out, self.ended and not eof and not err
+end
+
+function X:body_piece(chunk, eof, err)
   if self.error_status or self.raw or not (self.same or self.status) then
     if eof then self:finish(true) end
     return chunk

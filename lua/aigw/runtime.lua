@@ -472,14 +472,17 @@ function M.init_worker(conf_path, worker_id)
   -- asked for filter_body() (else only the runtime's filter runs); usage:
   -- for an answer the core only tapped, its "usage" member (one call).
   local bf = phases.body_filter
+  -- A second result true: the response ends with this chunk (the exchange
+  -- ended the client's stream before the upstream's), see aigw.exchange.
   out.body_filter = function(ctx, chunk, eof, err, plugins, usage)
     local x = ctx.exchange
+    local ended
     if x then
       if usage then
         x:tapped(usage)
         return ""
       end
-      chunk = x:body(chunk, eof, err)
+      chunk, ended = x:body(chunk, eof, err)
     end
     if plugins and #bf > 0 then
       response._begin(ctx, "body_filter")
@@ -495,7 +498,7 @@ function M.init_worker(conf_path, worker_id)
       response._finish()
     end
     ctx._chunk = chunk
-    return chunk
+    return chunk, ended
   end
 
   local lg = phases.log

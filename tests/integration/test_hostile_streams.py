@@ -339,7 +339,7 @@ def test_stream_past_a_bound_ends_with_an_error_event_in_bounded_memory(gateway,
         sent_then = provider.sent
         provider.release.set()
         s.read_to_end()
-        assert provider.done.wait(60), "the provider never got to send everything"
+        assert provider.done.wait(60), "the provider was never stopped"
     finally:
         watch.close()
         s.close()
@@ -347,7 +347,10 @@ def test_stream_past_a_bound_ends_with_an_error_event_in_bounded_memory(gateway,
     assert sent_then <= FIRST + MB, sent_then
     assert watch.peak_growth_mb < RSS_GROWTH_MAX_MB, \
         "the gateway grew by %.0f MB while the provider streamed" % watch.peak_growth_mb
-    assert provider.error is None and provider.sent >= TOTAL, "the gateway kept reading and dropping"
+    # The response ended at the error event, and the upstream connection with
+    # it: the provider's sending failed long before its 200 MB were through.
+    assert provider.error is not None and provider.sent < TOTAL / 2, \
+        "the gateway kept reading the refused stream (%d bytes)" % provider.sent
 
     # The events so far, then the error event, nothing after it; the body
     # ends with its last chunk.
