@@ -137,6 +137,19 @@ describe("adapters.seed_chat", function()
       assert.equal("[DONE]", d[4])
     end)
 
+    it("refuses a stream whose text passes what its final object may hold", function()
+      local w, self = chat, {}
+      w.start(self)
+      local piece = string.rep("x", 1024 * 1024)
+      local out, err
+      for _ = 1, 9 do
+        out, err = w.chunk(self, delta_chunk(piece))
+        if err then break end
+      end
+      assert.is_nil(out)
+      assert.matches("longer than 8388608 bytes", err)
+    end)
+
     it("falls back on the upstream model and writes error events", function()
       local text = run_writer(chat, {}, { delta_chunk("x") }, "up-model")
       assert.equal("up-model", cjson.decode(sse_data(text)[2]).model_used)

@@ -134,6 +134,20 @@ describe("aigw.usage", function()
       assert.equal(89, raw.output_tokens)
     end)
 
+    it("Anthropic: a stream naming endless made-up counts keeps a bounded object", function()
+      local acc = usage.stream("anthropic")
+      for e = 1, 50 do
+        local u = { input_tokens = 3, output_tokens = e }
+        for i = 1, 200 do u["made_up_" .. e .. "_" .. i] = i end
+        acc:event { type = "message_delta", usage = u }
+      end
+      local n = 0
+      for _ in pairs(acc:raw()) do n = n + 1 end
+      assert.is_true(n <= 64 + 4, n .. " fields kept")   -- 64 others, and the four it reads
+      assert.equal(3, acc:raw().input_tokens)
+      assert.equal(50, acc:raw().output_tokens)   -- known fields still follow the stream
+    end)
+
     it("Anthropic: input tokens that come only in message_delta", function()
       local acc = usage.stream("anthropic")
       acc:event { type = "message_start", message = { usage = { input_tokens = 0, output_tokens = 0 } } }

@@ -95,10 +95,27 @@ end
 local Stream = {}
 Stream.__index = Stream
 
-local function copy_numbers(dst, src)
+-- A provider's usage object has a handful of counts: a stream whose events
+-- name more than this many is not allowed to grow the accumulator further.
+local FIELDS_MAX = 64
+
+-- The counts aigw reads are always taken, whatever else an event names.
+local KNOWN = { input_tokens = true, output_tokens = true, cache_creation_input_tokens = true,
+                cache_read_input_tokens = true }
+
+-- Returns how many fields dst has now (n before).
+local function copy_numbers(dst, src, n)
   for k, v in pairs(src) do
-    if type(v) == "number" then dst[k] = v end
+    if type(v) == "number" and type(k) == "string" then
+      if dst[k] == nil and not KNOWN[k] then
+        if n >= FIELDS_MAX then goto next end
+        n = n + 1
+      end
+      dst[k] = v
+    end
+    ::next::
   end
+  return n
 end
 
 local seen = {
@@ -125,7 +142,7 @@ local seen = {
     if type(u) ~= "table" then return end
     local raw = self._raw
     if not raw then raw = {}; self._raw = raw end
-    copy_numbers(raw, u)
+    self._nraw = copy_numbers(raw, u, self._nraw or 0)
   end,
   -- Gemini: every chunk may carry usageMetadata; the last one is the
   -- whole count (the earlier ones are running figures), never summed.

@@ -127,12 +127,17 @@ end
 
 local function event(obj) return "data: " .. json.encode(obj) .. "\n\n" end
 
+-- The whole text is kept for the final event: no more than this of it (a
+-- provider that streams without end would otherwise grow one request's
+-- memory without end). Past it the stream ends with the error event.
+local TEXT_MAX = 8 * 1024 * 1024
+
 -- final(self, text, finish_reason, model) -> the last object of the stream,
 -- called once the provider's stream has ended (ctx.usage and ctx.cost set).
 function M.stream_writer(final)
   return {
     start = function(self)
-      self.seed_parts, self.seed_finish, self.seed_model = {}, nil, nil
+      self.seed_parts, self.seed_finish, self.seed_model, self.seed_bytes = {}, nil, nil, 0
     end,
     chunk = function(self, c)
       if type(c.model) == "string" and c.model ~= "" then self.seed_model = c.model end
@@ -146,6 +151,10 @@ function M.stream_writer(final)
           local piece = type(d) == "table" and d.content
           if type(piece) == "string" and piece ~= "" then
             local parts = self.seed_parts
+            self.seed_bytes = (self.seed_bytes or 0) + #piece
+            if self.seed_bytes > TEXT_MAX then
+              return nil, "the answer is longer than " .. TEXT_MAX .. " bytes"
+            end
             parts[#parts + 1] = piece
             out = (out or "") .. event({ delta = piece })
           end
