@@ -349,6 +349,9 @@ static int fail(aigw_conn_t *c, int status, const char *code, const char *msg) {
   r->keepalive = 0;
   c->close_after_write = 1;
   c->failed = 1;
+  /* Refused before its head was complete: the answer to a HEAD still has
+   * no body (the method is llhttp's once the request line is read). */
+  if (!r->headers_done) r->method = (uint8_t)c->parser.method;
   if (!r->responded) {
     if (r->id_len == 0) r->id_len = (uint8_t)aigw_request_id_new(r->id);
     aigw_respond_error(r, status, code, msg);

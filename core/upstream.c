@@ -1246,10 +1246,12 @@ static int client_header_dropped(const aigw_req_t *r, const aigw_target_t *t, co
   for (int i = 0; i < t->ndrop; i++)
     if (t->drop_len[i] == nl && strncasecmp(n, t->drop[i], nl) == 0) return 1;
   /* Headers the client's Connection header names are hop-by-hop too. */
-  const char *end = ctoks + ctl, *a;
-  size_t tl;
-  while (ctoks && next_token(&ctoks, end, &a, &tl))
-    if (tl == nl && strncasecmp(a, n, nl) == 0) return 1;
+  if (ctoks) {
+    const char *end = ctoks + ctl, *a;
+    size_t tl;
+    while (next_token(&ctoks, end, &a, &tl))
+      if (tl == nl && strncasecmp(a, n, nl) == 0) return 1;
+  }
   /* Headers the plugins set for this request replace the client's. */
   return elen && aigw_lines_have(extra, elen, n, nl);
 }

@@ -20,26 +20,35 @@ local function fail(file, field, expected, got)
   error(string.format("%s: %s: expected %s, got %s", file, field, expected, show(got)), 0)
 end
 
+-- Larger sizes and durations are nonsense, and the core keeps them in
+-- integers: a value past these is refused, never cast.
+local SIZE_MAX = 2 ^ 50                -- 1 PiB
+local DURATION_MAX = 365 * 24 * 3600   -- a year, in seconds
+
 -- "10m", "512k", 1048576 -> bytes
 function M.parse_size(v)
   if type(v) == "number" then
-    if v >= 0 and v == math.floor(v) then return v end
+    if v >= 0 and v <= SIZE_MAX and v == math.floor(v) then return v end
     return nil
   end
   if type(v) ~= "string" then return nil end
   local num, unit = v:lower():match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
   if not num or not SIZE_UNITS[unit] then return nil end
-  return math.floor(tonumber(num) * SIZE_UNITS[unit])
+  local n = math.floor(tonumber(num) * SIZE_UNITS[unit])
+  if n > SIZE_MAX then return nil end
+  return n
 end
 
 -- 10, "10s", "500ms", "2m" -> seconds
 function M.parse_duration(v)
-  if type(v) == "number" then return v >= 0 and v or nil end
+  if type(v) == "number" then return v >= 0 and v <= DURATION_MAX and v or nil end
   if type(v) ~= "string" then return nil end
   local num, unit = v:lower():match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
   local scale = ({ [""] = 1, s = 1, ms = 0.001, m = 60, h = 3600 })[unit or ""]
   if not num or not scale then return nil end
-  return tonumber(num) * scale
+  local d = tonumber(num) * scale
+  if d > DURATION_MAX then return nil end
+  return d
 end
 
 local SERVER_DEFAULTS = {
@@ -104,10 +113,21 @@ local TOP_FIELDS = {
   pid_file = true, watch = true, redis = true, api_prefix = true, prices = true, routing = true,
 }
 
+-- Four decimal octets as the core's parser (inet_pton) takes them: each
+-- 0-255, without leading zeros.
+local function ipv4(host)
+  local n = 0
+  for o in (host .. "."):gmatch("(%d+)%.") do
+    if #o > 1 and o:sub(1, 1) == "0" or tonumber(o) > 255 then return false end
+    n = n + 1
+  end
+  return n == 4
+end
+
 local function check_listen(file, field, v)
   local host = type(v) == "string" and (v:match("^(%d+%.%d+%.%d+%.%d+):%d+$") or v:match("^%[([%x:.]+)%]:%d+$")
                                        or v:match("^(localhost):%d+$") or v:match("^(%*?):%d+$"))
-  if not host then
+  if not host or (host:find("^%d") and not ipv4(host)) then
     fail(file, field, 'an IP address and port like "127.0.0.1:8080" or "[::1]:8080"', v)
   end
   local port = tonumber(v:match(":(%d+)$"))
@@ -164,8 +184,8 @@ local function check_server(file, s)
       if type(v) ~= "boolean" then fail(file, "server." .. k, "true or false", v) end
       out[k] = v
     elseif k == "max_connections" then
-      if type(v) ~= "number" or v < 1 or v ~= math.floor(v) then
-        fail(file, "server." .. k, "a whole number >= 1", v)
+      if type(v) ~= "number" or v < 1 or v > 10000000 or v ~= math.floor(v) then
+        fail(file, "server." .. k, "a whole number from 1 to 10000000", v)
       end
       out[k] = v
     else

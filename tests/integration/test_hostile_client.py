@@ -415,3 +415,13 @@ def test_client_leaving_while_its_body_is_awaited(gateway):
     # Logged as the client's leaving, and the gateway carries on.
     assert access_line(gw, "left-mid-body")["status"] == "499"
     assert gw.request("GET", "/health").status == 200
+
+
+def test_a_head_request_refused_before_its_head_ends_gets_no_body(gateway):
+    gw = gateway()
+    with gw.connect() as c:
+        c.send(b"HEAD /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A:\r\n folded\r\n\r\n")
+        raw = c.read_until_closed(timeout=5)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), raw[:200]
+    assert body == b"", "a HEAD answer carried a body: %r" % body[:100]
