@@ -300,6 +300,23 @@ describe("aigw.exchange", function()
       assert.equal(2, ctx.usage.completion_tokens)
     end)
 
+    it("OpenAI upstream to an Anthropic client: nothing follows message_stop, even a failure", function()
+      -- the finish and usage chunks close the client's stream (message_delta,
+      -- message_stop) before [DONE]; the upstream fails after them
+      local text = read("openai_text.sse")
+      local upto = text:find("data: [DONE]", 1, true)
+      local out, tail = pinned(function()
+        local x = exchange.new({}, { client = "anthropic", upstream = "openai", stream = true,
+                                     model = MODEL.openai })
+        x:head(200, SSE_HEAD)
+        local o = x:body(text:sub(1, upto - 1), false)
+        return o, x:body("", true, "upstream timed out")
+      end)
+      local evs = events(out)
+      assert.equal("message_stop", evs[#evs].event)
+      assert.equal("", tail)
+    end)
+
     it("OpenAI pass-through: the error event after complete events, usage partial", function()
       local file = "openai_text.sse"
       local out, tail, ctx = cut("openai", "openai", file, 3, { injected_usage = true })

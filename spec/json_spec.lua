@@ -28,7 +28,7 @@ describe("aigw.json", function()
     it("returns nil and an error for invalid JSON, never raising", function()
       local bad = { "", " ", "{", "[1,2", "[1,2,]", '{"a":1,}', '{"a"}', "nul", "NaN", "Infinity",
                     "0x10", "+1", "01", "'x'", '{"a":"unterminated}', "1 2", '{[]:1}', "[[]", "[]]",
-                    '"\\ud800"', '"\\x"' }
+                    '"\\ud800"', '"\\x"', "1 \0 []", '"a"\0[]', "[1]\0", '{"a":"\0"}' }
       for _, s in ipairs(bad) do
         local v, err
         assert.has_no.errors(function() v, err = json.decode(s) end)

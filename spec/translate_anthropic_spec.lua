@@ -270,4 +270,26 @@ describe("aigw.translate.anthropic on the wire", function()
       assert.is_nil(select(2, t:chunk(call(5, "call_5"))))
     end)
   end)
+
+  it("writes a provider's tool call id and name only as strings", function()
+    local tr = require "aigw.translate.anthropic"
+    local out = tr.response_from_anthropic({ id = "msg_1", content = {
+      { type = "tool_use", id = {}, name = 42, input = {} },
+      { type = "tool_use", id = "toolu_ok", name = "f", input = {} } } }, "m")
+    local calls = out.choices[1].message.tool_calls
+    assert.equal("string", type(calls[1].id))
+    assert.equal("", calls[1]["function"].name)
+    assert.equal("toolu_ok", calls[2].id)
+    local st = tr.stream_from_anthropic("m")
+    local chunks = st:event("content_block_start", { type = "content_block_start", index = 0,
+                              content_block = { type = "tool_use", id = {}, name = { 1 }, input = {} } })
+    local found
+    for _, c in ipairs(chunks or {}) do
+      local tc = c.choices and c.choices[1] and c.choices[1].delta.tool_calls
+      if tc then found = tc[1] end
+    end
+    assert.is_not_nil(found)
+    assert.equal("string", type(found.id))
+    assert.equal("", found["function"].name)
+  end)
 end)

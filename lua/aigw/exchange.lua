@@ -160,7 +160,10 @@ local CLIENT = {
       return s, err or werr
     end,
     finish = function(self) return anthropic_events(self.to:finish()) end,
-    error_event = function(_, message, etype)
+    error_event = function(self, message, etype)
+      -- The stream already ended with message_stop (the finish and the usage
+      -- came before the upstream failed): nothing may follow it.
+      if self.to and self.to.ended then return "" end
       -- OpenAI error types name Anthropic's closely enough; servers' own
       -- failures are api_error.
       local t = (etype == "rate_limit_error" or etype == "overloaded_error"

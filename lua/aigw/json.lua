@@ -151,12 +151,17 @@ function M.decode(s)
   if type(s) ~= "string" then
     return nil, "expected a string, got " .. type(s)
   end
+  -- A raw NUL is never valid JSON, and cjson's parser stops at one: "1\0[]"
+  -- would be the number 1 (and the marking below would walk the rest).
+  local z = find(s, "\0", 1, true)
+  if z then return nil, "NUL character at byte " .. z end
   local c, e = next_empty(s, 1)
   if not c then return cj_decode(s) end
   local marked, n = mark_empty_arrays(s, c, e)
   if not marked then return cj_decode(s) end
   local v = cj_decode(marked)
   if v == nil then return cj_decode(s) end   -- the error, at the input's offsets
+  if type(v) ~= "table" then return v end    -- a scalar: no [] was outside a string
   if v[1] == SENT and v[2] == nil then       -- the whole text was []
     v[1] = nil
     setmetatable(v, array_mt)

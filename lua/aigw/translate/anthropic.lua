@@ -43,6 +43,12 @@ M.MAX_ID = 256
 local MAX_ID = M.MAX_ID
 
 -- s when it is a string of at most MAX_ID bytes, else nil.
+-- A provider's (or client's) id or name, written on as a string: anything
+-- else (an object, a number) becomes d, never a value of another JSON type.
+local function text_or(v, d)
+  return type(v) == "string" and v or d
+end
+
 local function short(s)
   if type(s) == "string" and #s <= MAX_ID then return s end
   return nil
@@ -215,7 +221,7 @@ function M.request_to_anthropic(req, opts)
                                 " has arguments that are not a JSON object; sent as {}"
           end
           blocks[#blocks + 1] = { type = "tool_use", id = sanitize_id(tc.id),
-                                  name = fn.name or "", input = input }
+                                  name = text_or(fn.name, ""), input = input }
         end
       end
       if #blocks > 0 then
@@ -343,8 +349,8 @@ function M.response_from_anthropic(resp, model, opts)
     if b.type == "text" then
       texts[#texts + 1] = b.text or ""
     elseif b.type == "tool_use" then
-      calls[#calls + 1] = { id = b.id, type = "function",
-                            ["function"] = { name = b.name,
+      calls[#calls + 1] = { id = text_or(b.id, "call_" .. (#calls + 1)), type = "function",
+                            ["function"] = { name = text_or(b.name, ""),
                                              arguments = json.encode(as_object(b.input)) } }
     end
   end
@@ -428,8 +434,8 @@ function FromAnthropic:event(name, data)
       local ti = self.ntools
       self.ntools = ti + 1
       self.blocks[idx] = { kind = "tool", index = ti }
-      out[1] = self:chunk({ tool_calls = { { index = ti, id = b.id, type = "function",
-                                            ["function"] = { name = b.name, arguments = "" } } } })
+      out[1] = self:chunk({ tool_calls = { { index = ti, id = text_or(b.id, "call_" .. ti), type = "function",
+                                            ["function"] = { name = text_or(b.name, ""), arguments = "" } } } })
     elseif b.type == "text" then
       self.blocks[idx] = { kind = "text" }
       if type(b.text) == "string" and b.text ~= "" then
@@ -559,8 +565,8 @@ function M.request_from_anthropic(areq, opts)
         for _, b in ipairs(content or {}) do
           if b.type == "text" then texts[#texts + 1] = b.text or ""
           elseif b.type == "tool_use" then
-            calls[#calls + 1] = { id = b.id, type = "function",
-                                  ["function"] = { name = b.name,
+            calls[#calls + 1] = { id = text_or(b.id, "call_" .. (#calls + 1)), type = "function",
+                                  ["function"] = { name = text_or(b.name, ""),
                                                    arguments = json.encode(as_object(b.input)) } }
           else
             notes[#notes + 1] = "message " .. i .. ": block of type " .. tostring(b.type) .. " dropped"
@@ -665,7 +671,7 @@ function M.response_to_anthropic(resp, model)
   if type(msg.tool_calls) == "table" then
     for _, tc in ipairs(msg.tool_calls) do
       local fn = type(tc["function"]) == "table" and tc["function"] or {}
-      content[#content + 1] = { type = "tool_use", id = sanitize_id(tc.id), name = fn.name,
+      content[#content + 1] = { type = "tool_use", id = sanitize_id(tc.id), name = text_or(fn.name, ""),
                                 input = (parse_args(fn.arguments)) }
     end
   end
@@ -784,7 +790,7 @@ function ToAnthropic:chunk(c)
           end
           self.ntools = self.ntools + 1
           local id = sanitize_id(has_id and tc.id or ("toolu_" .. key))
-          blk = self:open(out, "tool", { type = "tool_use", id = id, name = fn.name or "", input = {} })
+          blk = self:open(out, "tool", { type = "tool_use", id = id, name = text_or(fn.name, ""), input = {} })
           blk.id = has_id and tc.id or nil
           self.tools[key] = blk
         end

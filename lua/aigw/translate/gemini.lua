@@ -455,7 +455,7 @@ local function read_parts(parts, make_id)
         local args = fc.args
         if type(args) ~= "table" then args = {} end
         local call = { id = id, type = "function",
-          ["function"] = { name = fc.name, arguments = json.encode(args) or "{}" } }
+          ["function"] = { name = type(fc.name) == "string" and fc.name or "", arguments = json.encode(args) or "{}" } }
         if type(p.thoughtSignature) == "string" then
           call.extra_content = { google = { thought_signature = p.thoughtSignature } }
         end
