@@ -125,7 +125,13 @@ end
 ---------------------------------------------------------------------------
 -- the stream writer
 
-local function event(obj) return "data: " .. json.encode(obj) .. "\n\n" end
+-- nil and why for what JSON cannot hold (a provider's 1e400 is inf): the
+-- exchange then ends the stream with the error event.
+local function event(obj)
+  local s, err = json.encode(obj)
+  if not s then return nil, err end
+  return "data: " .. s .. "\n\n"
+end
 
 -- The whole text is kept for the final event: no more than this of it (a
 -- provider that streams without end would otherwise grow one request's
@@ -156,7 +162,9 @@ function M.stream_writer(final)
               return nil, "the answer is longer than " .. TEXT_MAX .. " bytes"
             end
             parts[#parts + 1] = piece
-            out = (out or "") .. event({ delta = piece })
+            local e, err = event({ delta = piece })
+            if not e then return nil, err end
+            out = (out or "") .. e
           end
         end
       end
@@ -164,10 +172,12 @@ function M.stream_writer(final)
     end,
     finish = function(self)
       local obj = final(self, concat(self.seed_parts or {}), self.seed_finish, self.seed_model or self.model)
-      return event(obj) .. "data: [DONE]\n\n"
+      local e, err = event(obj)
+      if not e then return nil, err end
+      return e .. "data: [DONE]\n\n"
     end,
     error_event = function(_, message, etype)
-      return event({ error = { message = tostring(message), type = etype or "server_error" } })
+      return event({ error = { message = tostring(message), type = tostring(etype or "server_error") } })
     end,
   }
 end
