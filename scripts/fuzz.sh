@@ -7,7 +7,8 @@
 #
 # Environment: FUZZ_SECONDS (60), FUZZ_BUILD (build-fuzz), FUZZ_TIMEOUT
 # (seconds one input may take, 20), FUZZ_ARGS (more libFuzzer flags, e.g.
-# "-fork=1 -ignore_crashes=1" to go on past a finding).
+# "-fork=1 -ignore_crashes=1" to go on past a finding), AIGW_FUZZ_STRICT=1
+# (findings already reported, tests/fuzz/findings/, count again).
 #
 # New inputs go to a scratch corpus, $FUZZ_BUILD/corpus/TARGET (kept between
 # runs, so a later run starts where the last one got to); the seeds in
@@ -46,7 +47,11 @@ fi
 
 # Leaks are checked (libFuzzer's -detect_leaks); a UBSan report is fatal.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_stack_use_after_return=0:allocator_may_return_null=1}"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+# Reports already known are suppressed (tests/fuzz/ubsan.supp), unless
+# AIGW_FUZZ_STRICT=1, which also makes the targets' own known findings count.
+ubsan="print_stacktrace=1:halt_on_error=1"
+[ "${AIGW_FUZZ_STRICT:-}" = 1 ] || ubsan="$ubsan:suppressions=$PWD/tests/fuzz/ubsan.supp"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-$ubsan}"
 
 status=0
 summary=()

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fuzz.h"
 #include "lua_vm.h"
 #include "luacov.h"
 
@@ -96,8 +97,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argv;
   prefix = getenv("AIGW_PREFIX");
   if (prefix == NULL || *prefix == '\0') prefix = AIGW_DEFAULT_PREFIX;
-  const char *s = getenv("AIGW_FUZZ_STRICT");
-  strict = s && strcmp(s, "1") == 0;
+  strict = fuzz_strict();
   const char *tmp = getenv("TMPDIR");
   snprintf(path, sizeof path, "%s/aigw-fuzz-config-%ld.lua", tmp && *tmp ? tmp : "/tmp", (long)getpid());
   L = aigw_lua_new_state(prefix);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "json_scan.h"
+#include "fuzz.h"
 #include "split.h"
 
 #define NNAMES 5
