@@ -45,13 +45,11 @@ if ! cmake --build "$build" -j "$jobs" "${bins[@]}" >"$build/build.log" 2>&1; th
   exit 2
 fi
 
-# Leaks are checked (libFuzzer's -detect_leaks); a UBSan report is fatal.
+# Leaks are checked at exit (and per input where the target allows it); a
+# UBSan report is fatal, those already known are suppressed unless
+# AIGW_FUZZ_STRICT=1 (tests/fuzz/fuzz.h, tests/fuzz/ubsan.supp).
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_stack_use_after_return=0:allocator_may_return_null=1}"
-# Reports already known are suppressed (tests/fuzz/ubsan.supp), unless
-# AIGW_FUZZ_STRICT=1, which also makes the targets' own known findings count.
-ubsan="print_stacktrace=1:halt_on_error=1"
-[ "${AIGW_FUZZ_STRICT:-}" = 1 ] || ubsan="$ubsan:suppressions=$PWD/tests/fuzz/ubsan.supp"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:-$ubsan}"
+export AIGW_PREFIX="${AIGW_PREFIX:-$PWD}"
 
 status=0
 summary=()
