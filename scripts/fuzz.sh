@@ -53,6 +53,8 @@ export AIGW_PREFIX="${AIGW_PREFIX:-$PWD}"
 
 status=0
 summary=()
+passed=0
+failed=0
 for t in "${targets[@]}"; do
   corpus="$build/corpus/$t"
   findings="$build/findings/$t"
@@ -80,8 +82,11 @@ for t in "${targets[@]}"; do
   corp=$( (grep -oE 'corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" || true) | tail -1 | sed 's/corp: //')
   found=$( (grep -oE "Test unit written to .*" "$log" || true) | sed 's/Test unit written to //' | tr '\n' ' ')
   line="$t: ${execs:-?} execs, ${rate:-?}/s, ${cov:-cov ?}, corpus ${corp:-?}"
-  if [ $rc -ne 0 ] || [ -n "$found" ]; then
+  if [ $rc -eq 0 ] && [ -z "$found" ]; then
+    passed=$((passed + 1))
+  else
     status=1
+    failed=$((failed + 1))
     line="$line, FINDING (exit $rc): ${found:-see $log}"
     # The report: the sanitizer's or libFuzzer's, and the harness's own line.
     grep -m1 -B2 -A30 -E '^==[0-9]+==ERROR|runtime error|^fuzz_[a-z_]+: |deadly signal|libFuzzer: (timeout|out-of-memory)' "$log" | head -60 >&2 || true
@@ -92,4 +97,5 @@ done
 
 echo "== fuzz summary"
 printf '%s\n' "${summary[@]}"
+echo "fuzz: $passed passed, $failed failed"
 exit $status
