@@ -12,7 +12,8 @@
  * The providers (openai, anthropic, gemini kinds) all point at the
  * target's own listening socket, plain HTTP; error-mapping is on, so error
  * answers are held and re-shaped; the alias `fo` fails over between two
- * openai targets. Paths covered: the plain proxy (pass-through, usage
+ * openai targets (no breaker: an input's outcome must not depend on the
+ * ones before it). Paths covered: the plain proxy (pass-through, usage
  * tapped), the proxy with response filters (translated streams, the
  * usage chunk left out), the Lua sink (translated non-stream answers,
  * fetched whole by aigw.http's core), attempts (an alias), and an HTTP/1.0
@@ -51,7 +52,7 @@ static const char config[] =
     "    gemini = { kind = 'gemini', base_url = 'http://@UPSTREAM@', api_key = 'g-fuzz',\n"
     "               timeouts = { connect = 600, read = 600, total = 600 } },\n"
     "  },\n"
-    "  routing = { retry = { backoff = 0, max_backoff = 0, max_retry_after = 0 } },\n"
+    "  routing = { retry = { backoff = 0, max_backoff = 0, max_retry_after = 0 }, breaker = false },\n"
     "  models = { fo = { targets = { { provider = 'openai', model = 'gpt-a' },\n"
     "                                { provider = 'openai', model = 'gpt-b' } } } },\n"
     "}\n";
