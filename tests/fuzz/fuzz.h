@@ -17,6 +17,24 @@ static inline int fuzz_strict(void) {
   return s && strcmp(s, "1") == 0;
 }
 
+/* Adds a libFuzzer flag (e.g. "-detect_leaks=0") unless the command line
+ * sets it: call from LLVMFuzzerInitialize, which runs before libFuzzer reads
+ * its flags, so that a target run by hand on a file behaves as under
+ * scripts/fuzz.sh. */
+static inline void fuzz_default_flag(int *argc, char ***argv, const char *flag) {
+  const char *eq = strchr(flag, '=');
+  size_t klen = eq ? (size_t)(eq - flag) + 1 : strlen(flag);
+  for (int i = 1; i < *argc; i++)
+    if (strncmp((*argv)[i], flag, klen) == 0) return;
+  char **nv = malloc(((size_t)*argc + 2) * sizeof *nv);   /* lives as long as the process */
+  nv[0] = (*argv)[0];
+  nv[1] = (char *)flag;
+  for (int i = 1; i < *argc; i++) nv[i + 1] = (*argv)[i];
+  nv[*argc + 1] = NULL;
+  *argv = nv;
+  (*argc)++;
+}
+
 /* UBSan's defaults (UBSAN_OPTIONS adds to them): fatal reports, with the
  * known ones suppressed unless strict. Called while the sanitizers start:
  * no intercepted libc call (printf, strcpy) may be made here. */
