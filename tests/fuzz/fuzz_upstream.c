@@ -152,12 +152,18 @@ static void take_connections(const uint8_t *payload, size_t plen, int flags, int
     if (nups == 1) continue;
     fgw_settle();
     drain(fd);
-    if (send(fd, payload, plen, MSG_NOSIGNAL) < 0) continue;
-    if (flags & 1) shutdown(fd, SHUT_WR);
+    if (send(fd, payload, plen, MSG_NOSIGNAL) >= 0) fgw_settle();
+    if (flags & 1) {
+      shutdown(fd, SHUT_WR);
+    } else {
+      fgw_close(fd);
+      ups[nups - 1] = -1;
+    }
     fgw_settle();
   }
   if (reading)
-    for (int i = 0; i < nups; i++) drain(ups[i]);
+    for (int i = 0; i < nups; i++)
+      if (ups[i] >= 0) drain(ups[i]);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
