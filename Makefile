@@ -1,10 +1,13 @@
 # Everyday verbs over CMake. `make run` and `make test` set up what is missing first.
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
 CONF ?= conf/gateway.lua
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build run test unit spec integration asan test-asan bench clean
+.PHONY: all setup build run test unit spec integration asan test-asan fuzz bench clean
 
 all: build
 
@@ -42,10 +45,20 @@ test-asan:
 	@scripts/setup.sh test
 	@AIGW_SANITIZE=1 scripts/test.sh
 
+# libFuzzer targets (tests/fuzz, clang, ASan + UBSan): each runs FUZZ_SECONDS on its
+# seed corpus; make fuzz FUZZ_TARGETS="json_scan stream", or make fuzz-json_scan.
+fuzz:
+	@scripts/setup.sh fuzz
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(FUZZ_BUILD) scripts/fuzz.sh $(FUZZ_TARGETS)
+
+fuzz-%:
+	@scripts/setup.sh fuzz
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(FUZZ_BUILD) scripts/fuzz.sh $*
+
 bench:
 	@scripts/setup.sh bench
 	@$(MAKE) build
 	@tests/bench/run.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

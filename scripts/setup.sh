@@ -7,14 +7,18 @@ build_pkgs=(build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev node-
             lua-cjson-dev libssl-dev libhiredis-dev openssl ca-certificates)
 test_pkgs=(lua-busted redis-server python3 python3-pytest python3-pytest-timeout curl openssl)
 bench_pkgs=(nginx-light libnginx-mod-http-echo wrk)
+# libFuzzer targets (tests/fuzz): clang with its sanitizer and fuzzer runtimes.
+# CI runs each target briefly, so the test mode needs them too.
+fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 
 mode="${1:-build}"
 want=("${build_pkgs[@]}")
 case "$mode" in
   build) ;;
-  test)  want+=("${test_pkgs[@]}") ;;
+  test)  want+=("${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
   bench) want+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
-  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+  fuzz)  want+=("${fuzz_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|test|bench|fuzz]" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -24,7 +28,7 @@ done
 # The SDK tests (tests/sdk) need node and npm. Any node on PATH will do (a
 # NodeSource nodejs bundles npm and conflicts with Debian's npm package), so
 # Debian's packages are added only for a command that is missing.
-if [ "$mode" != build ]; then
+if [ "$mode" = test ] || [ "$mode" = bench ]; then
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
@@ -33,7 +37,7 @@ fi
 # versions pinned in tests/sdk/package-lock.json: installed when node_modules
 # is missing or older than the lock file. Only here, never at build time.
 sdk_install() {
-  [ "$mode" = build ] && return 0
+  [ "$mode" = build ] || [ "$mode" = fuzz ] && return 0
   local dir
   dir="$(cd "$(dirname "$0")/.." && pwd)/tests/sdk"
   if [ -d "$dir/node_modules" ] && [ ! "$dir/package-lock.json" -nt "$dir/node_modules" ]; then

@@ -2,7 +2,8 @@
 # test.sh -- the whole suite: build, C unit tests (ctest), busted specs
 # (aigw test), integration tests against the real binary. With CI=true or
 # AIGW_SANITIZE=1 the same suite runs again on an AddressSanitizer +
-# UndefinedBehaviorSanitizer build.
+# UndefinedBehaviorSanitizer build. With CI=true or AIGW_FUZZ=1 each fuzz
+# target (tests/fuzz) then runs FUZZ_CI_SECONDS (15) on its seed corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,4 +28,8 @@ if [ "${CI:-}" = "true" ] || [ "${AIGW_SANITIZE:-}" = "1" ]; then
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=0"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   suite build-asan -DCMAKE_BUILD_TYPE=Debug -DAIGW_SANITIZE=ON
+fi
+if [ "${CI:-}" = "true" ] || [ "${AIGW_FUZZ:-}" = "1" ]; then
+  echo "== fuzz (each target ${FUZZ_CI_SECONDS:-15}s)"
+  FUZZ_SECONDS="${FUZZ_CI_SECONDS:-15}" FUZZ_BUILD=build-fuzz scripts/fuzz.sh
 fi
