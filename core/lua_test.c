@@ -134,7 +134,7 @@ static void add_headers(lua_State *L, int opts, aigw_req_t *r, aigw_buf_t *head)
   size_t n = lua_objlen(L, t);
   for (size_t i = 1; i <= n; i++) {
     lua_rawgeti(L, t, (int)i);
-    size_t nl, vl;
+    size_t nl = 0, vl = 0;
     lua_rawgeti(L, -1, 1);
     lua_rawgeti(L, -2, 2);
     const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &nl) : NULL;
