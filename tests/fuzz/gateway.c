@@ -364,15 +364,21 @@ static int q_message_begin(llhttp_t *p) {
   return 0;
 }
 
-static int q_headers_complete(llhttp_t *p) {
+/* Whether each request is a HEAD is known from its request line: a head
+ * refused later (a bad header) is still answered as a HEAD's, no body. */
+static int q_method_complete(llhttp_t *p) {
   fgw_requests_t *r = p->data;
-  if (r->nheads < (int)sizeof r->heads) r->heads[r->nheads++] = llhttp_get_method(p) == HTTP_HEAD;
+  int i = r->begun - 1;
+  if (i >= 0 && i < (int)sizeof r->heads) {
+    r->heads[i] = llhttp_get_method(p) == HTTP_HEAD;
+    if (r->nheads < i + 1) r->nheads = i + 1;
+  }
   return 0;
 }
 
 static const llhttp_settings_t req_settings = {
     .on_message_begin = q_message_begin,
-    .on_headers_complete = q_headers_complete,
+    .on_method_complete = q_method_complete,
 };
 
 void fgw_read_requests(const char *p, size_t n, fgw_requests_t *out) {
