@@ -349,9 +349,6 @@ static int fail(aigw_conn_t *c, int status, const char *code, const char *msg) {
   r->keepalive = 0;
   c->close_after_write = 1;
   c->failed = 1;
-  /* Refused before its head was complete: the answer to a HEAD still has
-   * no body (the method is llhttp's once the request line is read). */
-  if (!r->headers_done) r->method = (uint8_t)c->parser.method;
   if (!r->responded) {
     if (r->id_len == 0) r->id_len = (uint8_t)aigw_request_id_new(r->id);
     aigw_respond_error(r, status, code, msg);
@@ -367,6 +364,14 @@ static int on_message_begin(llhttp_t *p) {
     return HPE_USER;
   }
   if (c->timer_kind != TIMER_HEADER) arm_timer(c, TIMER_HEADER);
+  return 0;
+}
+
+/* The method is known from the request line on: a head refused later (a bad
+ * header, too large) is still answered as a HEAD's, without a body. */
+static int on_method_complete(llhttp_t *p) {
+  aigw_conn_t *c = p->data;
+  c->req->method = (uint8_t)llhttp_get_method(p);
   return 0;
 }
 
@@ -638,6 +643,7 @@ static int on_message_complete(llhttp_t *p) {
 /* Filled once, read-only after: shared by every worker thread. */
 static const llhttp_settings_t request_parser_settings = {
     .on_message_begin = on_message_begin,
+    .on_method_complete = on_method_complete,
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,

@@ -425,3 +425,16 @@ def test_a_head_request_refused_before_its_head_ends_gets_no_body(gateway):
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 "), raw[:200]
     assert body == b"", "a HEAD answer carried a body: %r" % body[:100]
+
+
+def test_a_request_refused_in_its_request_line_after_a_head_gets_its_body(gateway):
+    """The method of a request refused before its method was read is not the
+    previous request's: after a HEAD, the next request's 400 has its body."""
+    gw = gateway()
+    with gw.connect() as c:
+        c.send(b"HEAD /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nP\xff\xffOST / HTTP/1.1\r\n\r\n")
+        first = c.read_response(method="HEAD")
+        assert first.status == 200 and first.body == b""
+        second = c.read_response()
+        assert second.status == 400, second
+        assert second.complete and len(second.body) == int(second.header("Content-Length")) > 0
