@@ -51,6 +51,7 @@ typedef struct aigw_req_s {
   uint8_t filter_errors : 1;         /* run header_filter on upstream error statuses (>= 400) */
   uint8_t dispatched : 1;            /* handed to Lua (or answered in C) */
   uint8_t reading_body : 1;          /* dispatched at its head, its body asked for */
+  uint8_t route_after_body : 1;      /* the runtime's route(ctx) waits for the body */
   int status;
   aigw_buf_t body;
   uint64_t declared;                 /* the body's Content-Length, if it had one */

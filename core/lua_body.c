@@ -6,7 +6,10 @@
  * asks for it: the runtime does after the access phase, and so does any
  * aigw.request function that needs it (get_body, get_json, ...), as
  * OpenResty's ngx.req.read_body(). The request itself is the operation the
- * lthread waits on (r->body_waiter): no allocation. */
+ * lthread waits on (r->body_waiter): no allocation. The runtime itself does
+ * not wait here: its handler returns aigw_core.need_body at the end of the
+ * access phase and route(ctx) is started when the body is in (lua_vm.c,
+ * await_body), which keeps the request path compiled. */
 #include <lauxlib.h>
 
 #include "http_conn.h"
@@ -47,10 +50,21 @@ static int core_read_body(lua_State *L) {
 
 void aigw_lua_body_ready(aigw_req_t *r) {
   aigw_lthread_t *t = r->body_waiter;
-  if (t == NULL) return;
-  r->body_waiter = NULL;
-  lua_pushboolean(t->co, 1);
-  aigw_lthread_resume(t, 1);
+  if (t != NULL) {
+    r->body_waiter = NULL;
+    lua_pushboolean(t->co, 1);
+    aigw_lthread_resume(t, 1);
+    return;
+  }
+  if (r->route_after_body && r->lt != NULL) {
+    /* The handler returned at the end of its access phase (need_body),
+     * leaving ctx on its coroutine: route(ctx) starts it again. */
+    r->route_after_body = 0;
+    t = r->lt;
+    lua_rawgeti(t->co, LUA_REGISTRYINDEX, t->gen->route_ref);
+    lua_insert(t->co, 1);
+    aigw_lthread_start(t, 1);
+  }
 }
 
 void aigw__lua_register_body(lua_State *L) {

@@ -154,6 +154,8 @@ lua_State *aigw_lua_new_state(const char *prefix) {
   aigw__lua_register_attempt(L);
   aigw__lua_register_redis(L);
   aigw__lua_register_body(L);
+  lua_pushlightuserdata(L, (void *)&aigw__need_body_marker);
+  lua_setfield(L, -2, "need_body");
   lua_pushcfunction(L, core_exit);
   lua_setfield(L, -2, "exit");
   lua_pushcfunction(L, core_exit_sync);
@@ -182,7 +184,7 @@ static aigw_gen_t *gen_alloc(aigw_worker_t *w, char *err, size_t errlen) {
   memset(g, 0, sizeof *g);
   g->w = w;
   g->refs = 1;
-  g->handler_ref = g->header_filter_ref = g->body_filter_ref = g->log_ref = LUA_NOREF;
+  g->handler_ref = g->route_ref = g->header_filter_ref = g->body_filter_ref = g->log_ref = LUA_NOREF;
   g->L = aigw_lua_new_state(w->conf->prefix);
   if (g->L == NULL) {
     aigw_free(g);
@@ -246,6 +248,7 @@ aigw_gen_t *aigw_gen_new(aigw_worker_t *w, char *err, size_t errlen) {
     return NULL;
   }
   g->handler_ref = ref_field(L, -1, "handler");
+  g->route_ref = ref_field(L, -1, "route");
   g->header_filter_ref = ref_field(L, -1, "header_filter");
   g->body_filter_ref = ref_field(L, -1, "body_filter");
   g->log_ref = ref_field(L, -1, "log");
@@ -516,10 +519,35 @@ void aigw_lua_respond_upstream(aigw_req_t *r, int status, const char *lines, siz
 
 static int valid_status(int status) { return status >= 200 && status <= 599; }
 
+const char aigw__need_body_marker = 0;
+
+/* The handler's access phase is done and the body has not all come: its
+ * coroutine, which has returned and so may be started again, keeps ctx on
+ * its stack, and route(ctx) runs on it once the body is in
+ * (aigw_lua_body_ready). A second start rather than a yield: LuaJIT
+ * compiles neither a yield nor the C call that makes it, so the code around
+ * such a wait would run in the interpreter on every request. */
+static void await_body(aigw_req_t *r, lua_State *co, int base) {
+  if (r->lt->gen->route_ref == LUA_NOREF || !lua_istable(co, base + 1)) {
+    lua_pushstring(co, "need_body from a handler without route(ctx)");
+    internal_error(r, co, "handler");
+    return;
+  }
+  lua_pushvalue(co, base + 1);
+  lua_replace(co, 1);
+  lua_settop(co, 1);
+  r->route_after_body = 1;
+  if (aigw_conn_read_body(r)) aigw_lua_body_ready(r);
+}
+
 /* The chain's results: (status, body, headers) or ("proxy", target, path,
  * body, headers); first at index base of co's stack. */
 static void act(aigw_req_t *r, lua_State *co, int base) {
   int n = lua_gettop(co) - base + 1;
+  if (n >= 1 && lua_touserdata(co, base) == (void *)&aigw__need_body_marker) {
+    await_body(r, co, base);
+    return;
+  }
   if (n >= 1 && lua_type(co, base) == LUA_TNUMBER) {
     int status = (int)lua_tointeger(co, base);
     size_t blen = 0, hlen = 0;

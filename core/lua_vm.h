@@ -20,6 +20,8 @@ struct aigw_gen_s {
   int retired;               /* replaced: timers stop, close at refs == 0 */
   /* the runtime's phase entry points (registry refs, LUA_NOREF if none) */
   int handler_ref;           /* access, routing, upstream: handler(ctx) */
+  int route_ref;             /* routing, upstream: route(ctx), when the handler
+                              * returned before the body had come */
   int header_filter_ref;     /* header_filter(ctx, status, lines) */
   int body_filter_ref;       /* body_filter(ctx, chunk, eof) */
   int log_ref;               /* log(ctx, status) */
@@ -94,8 +96,13 @@ void aigw__lua_register_http(lua_State *L);     /* lua_http.c: aigw.http */
 void aigw__lua_register_attempt(lua_State *L);  /* lua_attempt.c: proxy_attempt */
 void aigw__lua_register_body(lua_State *L);     /* lua_body.c: read_body */
 
-/* The body a request's Lua waits for is complete: resume it. */
+/* The body a request's Lua waits for is complete: resume it, or start
+ * the routing its handler left for then (aigw_core.need_body). */
 void aigw_lua_body_ready(aigw_req_t *r);
+
+/* What the handler returns when its access phase is done and the body has
+ * not all come (with ctx): lua_vm.c keeps the coroutine for route(ctx). */
+extern const char aigw__need_body_marker;
 
 /* lua_timer.c: cancels a generation's pending timers; stops the worker's
  * callbacks in flight (shutdown). */

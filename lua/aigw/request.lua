@@ -107,6 +107,11 @@ end
 -- below that needs the body reads it first.
 local read_body = aigw_core.read_body
 
+-- Whether the body is all in (it is, unless the access phase runs before it).
+function M.body_complete()
+  return C.aigw_ffi_req_body_complete(req()) ~= 0
+end
+
 function M.read_body()
   if C.aigw_ffi_req_body_complete(req()) ~= 0 then return true end
   return read_body()

@@ -31,6 +31,9 @@ local find = string.find
 
 local M = {}
 
+-- What the handler returns, with ctx, when the body is still to come.
+local NEED_BODY = aigw_core.need_body
+
 -- Inbound endpoints served by default, by path: the client's format, the
 -- provider operation they map to and the method they take.
 -- Each is served with and without the /v1 prefix, and again under the
@@ -344,10 +347,11 @@ function M.init_worker(conf_path, worker_id)
       if status then return answer(status, body, headers) end
     end
     -- The access phase may have run before the body arrived (it decides
-    -- at the head): what follows needs it. When it waits, the rest is
-    -- resumed in the interpreter; as a function of its own it is entered
-    -- compiled.
-    request.read_body()
+    -- at the head): what follows needs it. Then the handler ends here and
+    -- the core runs route(ctx) on the same coroutine once the body is in
+    -- (rather than waiting in read_body: code around a wait is not
+    -- compiled).
+    if not request.body_complete() then return NEED_BODY, ctx end
     return route_request(ctx)
   end
 
@@ -431,7 +435,7 @@ function M.init_worker(conf_path, worker_id)
     return run_upstream(ctx, dispatch.serve(ctx, route, provider, json, model, upstream_model, conf))
   end
 
-  local out = { handler = handler }
+  local out = { handler = handler, route = route_request }
 
   -- header_filter and body_filter are always there: the runtime's own
   -- (translation, usage; asked per request) run before the plugins'.
