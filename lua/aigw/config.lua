@@ -135,6 +135,23 @@ local function check_listen(file, field, v)
   return v
 end
 
+-- Whether two listen addresses would take the same port. Every listener is
+-- bound with SO_REUSEPORT (workers share it), so the kernel would let a
+-- second one bind the port silently and spread connections over both: the
+-- admin listener would answer part of the client traffic. A wildcard host
+-- overlaps every host.
+local WILDCARD = { [""] = true, ["*"] = true, ["0.0.0.0"] = true, ["::"] = true }
+local function listen_host_port(v)
+  local host, port = v:match("^%[?(.-)%]?:(%d+)$")
+  if host == "localhost" then host = "127.0.0.1" end
+  return host, tonumber(port)
+end
+local function listens_overlap(a, b)
+  local ha, pa = listen_host_port(a)
+  local hb, pb = listen_host_port(b)
+  return pa == pb and pa ~= 0 and (ha == hb or WILDCARD[ha] or WILDCARD[hb])
+end
+
 -- Admin keys: what the admin listener's paths other than /metrics take
 -- (see aigw.admin). `aigw reload` sends one in a header line, hence visible
 -- ASCII only. Errors never show a key.
@@ -666,8 +683,20 @@ function M.normalise(file, conf)
   if type(listen) ~= "table" or #listen == 0 then fail(file, "listen", "an address or a list of them", conf.listen) end
   out.listen = {}
   for i, l in ipairs(listen) do out.listen[i] = check_listen(file, "listen", l) end
+  for i = 2, #out.listen do
+    for j = 1, i - 1 do
+      if listens_overlap(out.listen[i], out.listen[j]) then
+        fail(file, "listen[" .. i .. "]", "an address with a port no other listen address takes", out.listen[i])
+      end
+    end
+  end
   if conf.admin_listen ~= nil and conf.admin_listen ~= false then
     out.admin_listen = check_listen(file, "admin_listen", conf.admin_listen)
+    for _, l in ipairs(out.listen) do
+      if listens_overlap(out.admin_listen, l) then
+        fail(file, "admin_listen", "a port of its own (listen takes " .. l .. ")", out.admin_listen)
+      end
+    end
   end
   local workers = conf.workers
   if workers == nil or workers == "auto" then

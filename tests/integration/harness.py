@@ -57,11 +57,21 @@ def aigw_bin() -> Path:
     return path.resolve()
 
 
+_ports_given: set = set()
+
+
 def free_port() -> int:
-    """A port nothing listens on right now (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A port nothing listens on right now (bind port 0, read it, close),
+    never one this process was given before: two calls in a row may
+    otherwise get the same port back, and a gateway told to listen twice
+    on it would share it between its listeners."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_until(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.02):
