@@ -63,6 +63,15 @@ void fgw_settle(void) {
   abort();
 }
 
+void fgw_settle_late(int ms) {
+  uv_loop_t *l = &gw.w.loop;
+  for (int i = 0; i < 100; i++) {
+    fgw_settle();
+    struct pollfd p = {.fd = uv_backend_fd(l), .events = POLLIN};
+    if (poll(&p, 1, ms) == 0) return;
+  }
+}
+
 int fgw_busy(void) { return gw.w.nconns > 0; }
 
 /* --- set-up and teardown --- */

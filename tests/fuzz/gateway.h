@@ -36,6 +36,12 @@ aigw_worker_t *fgw_worker(void);
 /* Runs the loop until it has nothing to do but wait. */
 void fgw_settle(void);
 
+/* Settles, and goes on while the backend sees readiness within `ms`:
+ * on a loaded machine the kernel may deliver a loopback FIN or reset
+ * after the loop looked settled. Only for the moment before a finding is
+ * declared: it costs `ms` at least. */
+void fgw_settle_late(int ms);
+
 /* A client connection, accepted by the gateway when this returns. */
 int fgw_connect(void);
 /* Writes all of p (running the loop while the socket is full). Returns 0,
