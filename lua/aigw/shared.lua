@@ -80,7 +80,8 @@ end
 local function check_ttl(ttl, n, method)
   if ttl == nil then return 0 end
   if type(ttl) ~= "number" then argerror(n, method, "number expected, got " .. type(ttl)) end
-  if not (ttl >= 0) then argerror(n, method, "ttl must be >= 0") end
+  -- not (ttl >= 0) rather than ttl < 0, so that NaN is refused too
+  if not (ttl >= 0) then argerror(n, method, "ttl must be >= 0") end  -- luacheck: ignore 581
   return ttl
 end
 
