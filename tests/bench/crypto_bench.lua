@@ -12,13 +12,8 @@ package.path = dir .. "/lua/?.lua;" .. dir .. "/lua/?/init.lua;" .. package.path
 
 local ffi = require "ffi"
 local crypto = require "aigw.crypto"
+require "aigw.ffi_defs"   -- declares HMAC() and EVP_sha256() too
 local C = ffi.C
-
-ffi.cdef [[
-const EVP_MD *EVP_sha256(void);
-unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len, const unsigned char *d,
-                    size_t n, unsigned char *md, unsigned int *md_len);
-]]
 
 local SECONDS = tonumber(os.getenv("SECONDS_PER_CASE")) or 0.3
 
