@@ -525,7 +525,4 @@ function M.init_worker(conf_path)
   return out
 end
 
--- For specs.
-M._header_lines = header_lines
-
 return M
