@@ -26,7 +26,7 @@ local floor = math.floor
 local USAGE_FIELDS = { "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
                        "reasoning_tokens", "cache_creation_tokens" }
 
-function plugin.log(conf, ctx)
+function plugin.log(_, ctx)
   if not aigw.log.enabled("info") then return end
   local req = aigw.request
   local f = {

@@ -81,7 +81,8 @@ function plugin.header_filter(conf, ctx)
   local msg, code, delay = read_body(ctx.upstream_body)
   local who = "provider " .. tostring(ctx.provider or "upstream")
   msg = msg or ("no error message (status " .. up .. ")")
-  local status, ecode = up, code
+  local status = up
+  local ecode  -- every branch below sets it
   if up == 504 or up == 408 then
     status, ecode = 504, "upstream_timeout"
     msg = who .. " timed out (" .. up .. "): " .. msg
@@ -110,7 +111,7 @@ function plugin.header_filter(conf, ctx)
   resp.filter_body()
 end
 
-function plugin.body_filter(conf, ctx, chunk, eof)
+function plugin.body_filter(_, ctx, _, eof)
   local body = ctx.mapped_error
   if not body then return nil end
   if eof then return body end

@@ -9,6 +9,13 @@ cd "$(dirname "$0")/.."
 
 jobs=$(nproc 2>/dev/null || echo 2)
 
+lint_lua() {  # luacheck over every Lua file (.luacheckrc); a warning fails the suite
+  echo "== luacheck"
+  command -v luacheck >/dev/null || { echo "luacheck not found: scripts/setup.sh test installs it" >&2; exit 1; }
+  luacheck -q --no-color .
+}
+lint_lua
+
 suite() {  # build-dir cmake-args...
   local dir=$1; shift
   echo "== build ($dir)"

@@ -302,9 +302,9 @@ describe("aigw.dispatch", function()
       assert.equal("models/gemini-2.0-flash", greq.model)
       assert.equal("user", greq.contents[1].role)
       for _, m in ipairs({ "oai/gpt-4o-mini" }) do
-        local res = handle("/v1/messages/count_tokens", { model = m, messages = { { role = "user", content = "x" } } })
-        assert.equal(400, res[1])
-        local d = json.decode(res[2])
+        local refused = handle("/v1/messages/count_tokens", { model = m, messages = { { role = "user", content = "x" } } })
+        assert.equal(400, refused[1])
+        local d = json.decode(refused[2])
         assert.equal("error", d.type)
         assert.matches("does not count tokens", d.error.message)
       end

@@ -143,6 +143,7 @@ describe("error-mapping", function()
         phases = { "header_filter", "body_filter" }, ctx = { upstream_status = 429 },
         response = { status = 429, body = "mine" },
       })
+      assert.equal(429, status)
       assert.equal("mine", out)
     end)
   end)

@@ -157,8 +157,8 @@ describe("aigw.exchange hostile streams", function()
             if ctx.usage then assert.is_true(ctx.usage.partial) end
           end)
           -- once, with the provider (the request id where there is one)
-          local _, n = logged:gsub("stream refused: " .. (pair.why or hostile[2]), "")
-          assert.equal(1, n, logged)
+          local _, times = logged:gsub("stream refused: " .. (pair.why or hostile[2]), "")
+          assert.equal(1, times, logged)
         end
       end)
     end

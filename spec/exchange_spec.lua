@@ -67,7 +67,6 @@ local function encode_events(list)
   return "[\n" .. concat(lines, ",\n") .. "\n]\n"
 end
 
-local SSE = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
 local SSE_HEAD = "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
 
 -- Feeds data in pieces: "whole" (one call, eof on it), "bytes" (one byte

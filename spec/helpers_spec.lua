@@ -60,20 +60,20 @@ describe("aigw.test.helpers", function()
           ctx.seen = aigw.request.get_path()
           if conf.answer then return conf.answer, { msg = conf.greeting }, { ["X-Probe"] = "1" } end
         end,
-        upstream = function(conf, ctx)
+        upstream = function(_, ctx)
           calls[#calls + 1] = "upstream"
           ctx.upstream.headers["x-extra"] = "yes"
         end,
-        header_filter = function(conf, ctx)
+        header_filter = function()
           calls[#calls + 1] = "header_filter"
           aigw.response.set_header("X-Filtered", "1")
           aigw.response.filter_body()
         end,
-        body_filter = function(conf, ctx, chunk, eof)
+        body_filter = function(_, _, chunk, eof)
           calls[#calls + 1] = "body_filter"
           return chunk:upper() .. (eof and "!" or "")
         end,
-        log = function(conf, ctx)
+        log = function(_, ctx)
           calls[#calls + 1] = "log"
           ctx.logged = ctx.status
         end,

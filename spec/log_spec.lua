@@ -3,8 +3,7 @@
 local h = require "aigw.test.helpers"
 local log = require "aigw.log"
 local ffi = require "ffi"
-
-ffi.cdef [[ int aigw_log_level; ]]   -- core/log.c's level (an enum: int-sized)
+require "aigw.ffi_defs"   -- declares aigw_log_level
 
 describe("aigw.log", function()
   local saved

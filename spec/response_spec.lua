@@ -93,9 +93,9 @@ describe("aigw.exit", function()
       assert.is_nil(ctx.after)
 
       local handled = false
-      p = { priority = 1, access = function(_, ctx)
+      p = { priority = 1, access = function(_, pctx)
         xpcall(function() aigw.exit(418, "x") end, function() handled = true end)
-        ctx.after = true
+        pctx.after = true
       end }
       status, _, _, ctx = h.run(p)
       assert.equal(418, status)

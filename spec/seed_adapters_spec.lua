@@ -323,7 +323,7 @@ describe("route adapters in the runtime", function()
     local plain = {
       request = function(b) return { model = "echo", stream = b.stream,
                                      messages = { { role = "user", content = "a" } } } end,
-      response = function(hub) return { text = hub.choices[1].message.content } end,
+      response = function(answer) return { text = answer.choices[1].message.content } end,
     }
 
     it("answers whole requests, and 400 to a stream request", function()

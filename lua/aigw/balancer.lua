@@ -305,7 +305,9 @@ function balancer:ready()
   if #self.aliases == 0 then return true end
   for _, g in pairs(self.groups) do
     for _, rec in ipairs(g.recs) do
-      if (not rec.k_health or self.zone:get(rec.k_health) ~= 0) and breaker_state(g, rec, now) ~= "open" then return true end
+      if (not rec.k_health or self.zone:get(rec.k_health) ~= 0) and breaker_state(g, rec, now) ~= "open" then
+        return true
+      end
     end
   end
   return false

@@ -84,12 +84,18 @@ local KINDS_TEXT = "one of openai, openai-compatible, azure-openai, anthropic, g
 local KIND_FIELDS = {
   anthropic = {
     -- the anthropic-version header
-    version = function(v) return type(v) == "string" and v:match("^[%w.-]+$") and v, "a version like \"2023-06-01\"" end,
+    version = function(v)
+      return type(v) == "string" and v:match("^[%w.-]+$") and v, "a version like \"2023-06-01\""
+    end,
     -- max_tokens for requests that have none (Anthropic requires it)
-    max_tokens = function(v) return type(v) == "number" and v >= 1 and v == math.floor(v) and v, "a whole number >= 1" end,
+    max_tokens = function(v)
+      return type(v) == "number" and v >= 1 and v == math.floor(v) and v, "a whole number >= 1"
+    end,
   },
   ["azure-openai"] = {
-    api_version = function(v) return type(v) == "string" and v:match("^[%w.-]+$") and v, "an api-version like \"2024-10-21\"" end,
+    api_version = function(v)
+      return type(v) == "string" and v:match("^[%w.-]+$") and v, "an api-version like \"2024-10-21\""
+    end,
     -- model name -> deployment name (a model not listed is its own deployment)
     deployments = function(v)
       if type(v) ~= "table" then return nil, "a table of model = deployment" end
@@ -250,15 +256,21 @@ local function check_health(file, field, h)
   local out = { method = HEALTH_DEFAULTS.method, interval = HEALTH_DEFAULTS.interval,
                 timeout = HEALTH_DEFAULTS.timeout, healthy = HEALTH_DEFAULTS.healthy,
                 unhealthy = HEALTH_DEFAULTS.unhealthy }
-  if type(h.path) ~= "string" or h.path:sub(1, 1) ~= "/" then fail(file, field .. ".path", "a path starting with /", h.path) end
+  if type(h.path) ~= "string" or h.path:sub(1, 1) ~= "/" then
+    fail(file, field .. ".path", "a path starting with /", h.path)
+  end
   out.path = h.path
   if h.method ~= nil then
-    if type(h.method) ~= "string" or not h.method:match("^%a+$") then fail(file, field .. ".method", "an HTTP method", h.method) end
+    if type(h.method) ~= "string" or not h.method:match("^%a+$") then
+      fail(file, field .. ".method", "an HTTP method", h.method)
+    end
     out.method = h.method:upper()
   end
   if type(h.body) == "table" then
     local body, err = require("aigw.json").encode(h.body)
-    if not body then fail(file, field .. ".body", "a string or a table JSON can hold (" .. tostring(err) .. ")", h.body) end
+    if not body then
+      fail(file, field .. ".body", "a string or a table JSON can hold (" .. tostring(err) .. ")", h.body)
+    end
     out.body = body
   elseif h.body ~= nil then
     if type(h.body) ~= "string" then fail(file, field .. ".body", "a string or a table", h.body) end
@@ -393,11 +405,15 @@ local function check_routes(file, routes, providers)
   for i, r in ipairs(routes) do
     local field = "routes[" .. i .. "]"
     if type(r) ~= "table" then fail(file, field, "a table", r) end
-    if type(r.path) ~= "string" or r.path:sub(1, 1) ~= "/" then fail(file, field .. ".path", "a path starting with /", r.path) end
+    if type(r.path) ~= "string" or r.path:sub(1, 1) ~= "/" then
+      fail(file, field .. ".path", "a path starting with /", r.path)
+    end
     if r.provider ~= nil and not providers[r.provider] then
       fail(file, field .. ".provider", "the name of a configured provider", r.provider)
     end
-    if r.endpoint ~= nil and type(r.endpoint) ~= "string" then fail(file, field .. ".endpoint", "a string", r.endpoint) end
+    if r.endpoint ~= nil and type(r.endpoint) ~= "string" then
+      fail(file, field .. ".endpoint", "a string", r.endpoint)
+    end
     if r.method ~= nil and (type(r.method) ~= "string" or not r.method:match("^%a+$")) then
       fail(file, field .. ".method", "an HTTP method", r.method)
     end
@@ -548,7 +564,9 @@ local function check_breaker(file, field, b, base)
   end
   if b.error_rate ~= nil then
     local v = b.error_rate
-    if type(v) ~= "number" or v <= 0 or v > 1 then fail(file, field .. ".error_rate", "a number above 0, up to 1", v) end
+    if type(v) ~= "number" or v <= 0 or v > 1 then
+      fail(file, field .. ".error_rate", "a number above 0, up to 1", v)
+    end
     out.error_rate = v
   end
   if b.window ~= nil then out.window = positive_duration(file, field .. ".window", b.window) end
@@ -574,18 +592,23 @@ local function check_routing(file, r)
 end
 
 local function check_target(file, field, t, i, providers)
-  if not providers[t.provider] then fail(file, field .. ".provider", "the name of a configured provider", t.provider) end
+  if not providers[t.provider] then
+    fail(file, field .. ".provider", "the name of a configured provider", t.provider)
+  end
   if not model_name(t.model) then fail(file, field .. ".model", MODEL_NAME, t.model) end
   local out = { provider = t.provider, model = t.model, weight = 1, priority = i,
                 key = t.provider .. "/" .. t.model .. "#" .. i }
   if t.weight ~= nil then
-    if type(t.weight) ~= "number" or not (t.weight > 0) or t.weight == math.huge then
+    -- not (w > 0) rather than w <= 0, so that NaN is refused too
+    if type(t.weight) ~= "number" or not (t.weight > 0) or t.weight == math.huge then  -- luacheck: ignore 581
       fail(file, field .. ".weight", "a number more than 0", t.weight)
     end
     out.weight = t.weight
   end
   if t.priority ~= nil then
-    if type(t.priority) ~= "number" or t.priority ~= t.priority then fail(file, field .. ".priority", "a number", t.priority) end
+    if type(t.priority) ~= "number" or t.priority ~= t.priority then
+      fail(file, field .. ".priority", "a number", t.priority)
+    end
     out.priority = t.priority
   end
   if t.ttfb_timeout ~= nil then out.ttfb_timeout = positive_duration(file, field .. ".ttfb_timeout", t.ttfb_timeout) end
@@ -613,7 +636,9 @@ end
 -- both normalised to the same shape.
 local function check_alias(file, alias, m, providers, routing)
   local f = "models." .. tostring(alias)
-  if not model_name(alias) then fail(file, "models", "alias names that are model names (at most 256 bytes, no control characters)", alias) end
+  if not model_name(alias) then
+    fail(file, "models", "alias names that are model names (at most 256 bytes, no control characters)", alias)
+  end
   if type(m) ~= "table" then fail(file, f, "a table { provider = ..., model = ... } or { targets = { ... } }", m) end
   local targets = {}
   if m.targets ~= nil then
@@ -776,7 +801,9 @@ function M.normalise(file, conf)
   -- Prices in USD per million tokens, over aigw.usage's defaults.
   out.prices = {}
   if conf.prices ~= nil then
-    if type(conf.prices) ~= "table" then fail(file, "prices", "a table of model = { input = ..., output = ... }", conf.prices) end
+    if type(conf.prices) ~= "table" then
+      fail(file, "prices", "a table of model = { input = ..., output = ... }", conf.prices)
+    end
     for model, pr in pairs(conf.prices) do
       local f = "prices." .. tostring(model)
       if type(model) ~= "string" or type(pr) ~= "table" then fail(file, f, "{ input = ..., output = ... }", pr) end

@@ -262,7 +262,7 @@ end
 
 local FILTER_HEADERS, FILTER_BODY, FILTER_OBSERVE, FILTER_USAGE = 1, 2, 4, 16
 
-local function proxy_through(ctx, provider, path, body, what)
+local function proxy_through(provider, path, body, what)
   response._filter(what)
   return "proxy", provider.target, path, body
 end
@@ -289,7 +289,7 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
     end
     exchange.new(ctx, { client = fmt, upstream = fmt, stream = stream, model = upstream_model,
                         include_usage = asked, injected_usage = not asked, prices = conf.prices })
-    return proxy_through(ctx, provider, provider:path(endpoint, upstream_model), body, what)
+    return proxy_through(provider, provider:path(endpoint, upstream_model), body, what)
   end
 
   if endpoint == "messages/count_tokens" then
@@ -318,11 +318,11 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
     end
     exchange.new(ctx, { client = fmt, upstream = fmt, stream = stream, model = upstream_model,
                         include_usage = asked, injected_usage = not asked, prices = conf.prices })
-    return proxy_through(ctx, provider, provider:path(endpoint, upstream_model), body, what)
+    return proxy_through(provider, provider:path(endpoint, upstream_model), body, what)
   end
 
   j = whole(ctx, j)
-  local oreq, err = j, nil
+  local oreq = j
   if client == "anthropic" then
     oreq = anthropic.request_from_anthropic(j)
   end
@@ -332,8 +332,7 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
   if fmt == "anthropic" then
     ubody = anthropic.request_to_anthropic(oreq, { default_max_tokens = provider.max_tokens })
   elseif fmt == "gemini" then
-    local g
-    g, err = gemini.request_to_gemini(oreq)
+    local g, err = gemini.request_to_gemini(oreq)
     if not g then return errors.response(400, "invalid_request", err) end
     ubody = g.body
   else
@@ -347,7 +346,7 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
   local path = provider:path("chat/completions", upstream_model, stream)
   local x = exchange.new(ctx, { client = client, upstream = fmt, stream = stream, model = upstream_model,
                                 include_usage = asked, prices = conf.prices })
-  if stream then return proxy_through(ctx, provider, path, body, FILTER_HEADERS + FILTER_BODY) end
+  if stream then return proxy_through(provider, path, body, FILTER_HEADERS + FILTER_BODY) end
   return answer_whole(ctx, client, provider, path, body, upstream_model, x)
 end
 

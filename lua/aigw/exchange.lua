@@ -453,7 +453,9 @@ function X:pass(chunk, eof)
         if u then self.acc:event(u) end
       end
     end
-    if perr then log.info("upstream ", tostring(self.ctx.provider or self.upstream), ": event not read for usage: ", perr) end
+    if perr then
+      log.info("upstream ", tostring(self.ctx.provider or self.upstream), ": event not read for usage: ", perr)
+    end
     if eof then self:finish(true) end
     return chunk
   end

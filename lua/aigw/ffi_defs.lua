@@ -80,4 +80,41 @@ int RAND_bytes(unsigned char *buf, int num);
 int EVP_EncodeBlock(unsigned char *t, const unsigned char *f, int n);
 ]]
 
+-- core/shdict.c: the shared dictionaries (aigw.shared).
+ffi.cdef [[
+typedef struct aigw_shdict_s aigw_shdict_t;
+aigw_shdict_t *aigw_shdict_lookup(const char *name);
+size_t aigw_shdict_capacity(const aigw_shdict_t *d);
+size_t aigw_shdict_used(const aigw_shdict_t *d);
+int aigw_shdict_get(aigw_shdict_t *d, const char *key, size_t klen,
+                    int *type, const char **str, size_t *len, double *num);
+int aigw_shdict_set(aigw_shdict_t *d, const char *key, size_t klen, int type,
+                    const char *str, size_t len, double num, double ttl);
+int aigw_shdict_add(aigw_shdict_t *d, const char *key, size_t klen, int type,
+                    const char *str, size_t len, double num, double ttl);
+int aigw_shdict_replace(aigw_shdict_t *d, const char *key, size_t klen, int type,
+                        const char *str, size_t len, double num, double ttl);
+int aigw_shdict_incr(aigw_shdict_t *d, const char *key, size_t klen, double delta,
+                     int has_init, double init, double init_ttl, double *out);
+int aigw_shdict_delete(aigw_shdict_t *d, const char *key, size_t klen);
+int aigw_shdict_ttl(aigw_shdict_t *d, const char *key, size_t klen, double *ttl);
+void aigw_shdict_flush_all(aigw_shdict_t *d);
+]]
+
+-- Readiness for GET /ready (aigw.health).
+ffi.cdef [[
+void aigw_ffi_set_ready(int ready);
+]]
+
+-- core/log.c's level (an enum: int-sized), which spec/log_spec.lua sets.
+ffi.cdef [[ int aigw_log_level; ]]
+
+-- OpenSSL's one-shot HMAC(), which aigw.crypto avoids: tests/bench/crypto_bench.lua
+-- times it next to aigw.crypto.
+ffi.cdef [[
+const EVP_MD *EVP_sha256(void);
+unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len, const unsigned char *d,
+                    size_t n, unsigned char *md, unsigned int *md_len);
+]]
+
 return true

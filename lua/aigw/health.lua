@@ -14,15 +14,12 @@
 -- target can take traffic.
 
 local ffi = require "ffi"
+require "aigw.ffi_defs"
 local log = require "aigw.log"
 local timer = require "aigw.timer"
 
 local C = ffi.C
 local core = aigw_core
-
-ffi.cdef [[
-void aigw_ffi_set_ready(int ready);
-]]
 
 local M = {}
 

@@ -214,8 +214,8 @@ function M.request(opts)
       if err then return nil, err end
       break
     end
-    local ok, cerr = pcall(on_chunk, piece)
-    if not ok then
+    local cok, cerr = pcall(on_chunk, piece)
+    if not cok then
       core.http_close(op)
       error(cerr, 0)
     end

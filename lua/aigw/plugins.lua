@@ -20,7 +20,7 @@ local M = {}
 
 local function check(plugin, conf)
   local schema = plugin.schema or {}
-  for field, v in pairs(conf) do
+  for field in pairs(conf) do
     if schema[field] == nil then
       error(string.format("plugin %s: config field '%s' is not known", plugin.name, tostring(field)), 0)
     end

@@ -245,7 +245,7 @@ local function answer(status, body, headers)
   return status, body or "", headers
 end
 
-function M.init_worker(conf_path, worker_id)
+function M.init_worker(conf_path)
   local conf = config.load(conf_path)
   require("aigw.redis")._configure(conf.redis)
   local prefix = aigw_core.prefix
@@ -524,8 +524,5 @@ function M.init_worker(conf_path, worker_id)
   end
   return out
 end
-
--- For specs.
-M._header_lines = header_lines
 
 return M

@@ -14,32 +14,12 @@
 -- No method yields: every one may be called in any phase.
 
 local ffi = require("ffi")
+require("aigw.ffi_defs")
 
 local C = ffi.C
 local ffi_string = ffi.string
 local error, tostring, tonumber, type = error, tostring, tonumber, type
 local rawset, setmetatable = rawset, setmetatable
-
-ffi.cdef [[
-typedef struct aigw_shdict_s aigw_shdict_t;
-aigw_shdict_t *aigw_shdict_lookup(const char *name);
-size_t aigw_shdict_capacity(const aigw_shdict_t *d);
-size_t aigw_shdict_used(const aigw_shdict_t *d);
-int aigw_shdict_get(aigw_shdict_t *d, const char *key, size_t klen,
-                    int *type, const char **str, size_t *len, double *num);
-int aigw_shdict_set(aigw_shdict_t *d, const char *key, size_t klen, int type,
-                    const char *str, size_t len, double num, double ttl);
-int aigw_shdict_add(aigw_shdict_t *d, const char *key, size_t klen, int type,
-                    const char *str, size_t len, double num, double ttl);
-int aigw_shdict_replace(aigw_shdict_t *d, const char *key, size_t klen, int type,
-                        const char *str, size_t len, double num, double ttl);
-int aigw_shdict_incr(aigw_shdict_t *d, const char *key, size_t klen, double delta,
-                     int has_init, double init, double init_ttl, double *out);
-int aigw_shdict_delete(aigw_shdict_t *d, const char *key, size_t klen);
-int aigw_shdict_ttl(aigw_shdict_t *d, const char *key, size_t klen, double *ttl);
-void aigw_shdict_flush_all(aigw_shdict_t *d);
-const char *aigw_strerror(int err);
-]]
 
 local NIL, STRING, NUMBER = 0, 1, 2
 
@@ -80,7 +60,8 @@ end
 local function check_ttl(ttl, n, method)
   if ttl == nil then return 0 end
   if type(ttl) ~= "number" then argerror(n, method, "number expected, got " .. type(ttl)) end
-  if not (ttl >= 0) then argerror(n, method, "ttl must be >= 0") end
+  -- not (ttl >= 0) rather than ttl < 0, so that NaN is refused too
+  if not (ttl >= 0) then argerror(n, method, "ttl must be >= 0") end  -- luacheck: ignore 581
   return ttl
 end
 

@@ -12,20 +12,16 @@ package.path = dir .. "/lua/?.lua;" .. dir .. "/lua/?/init.lua;" .. package.path
 
 local ffi = require "ffi"
 local crypto = require "aigw.crypto"
+require "aigw.ffi_defs"   -- declares HMAC() and EVP_sha256() too
 local C = ffi.C
-
-ffi.cdef [[
-const EVP_MD *EVP_sha256(void);
-unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len, const unsigned char *d,
-                    size_t n, unsigned char *md, unsigned int *md_len);
-]]
 
 local SECONDS = tonumber(os.getenv("SECONDS_PER_CASE")) or 0.3
 
 local function time(f, a, b)
   local best = math.huge
   for _ = 1, 3 do
-    local n, t0, elapsed = 0, os.clock(), nil
+    local n, t0 = 0, os.clock()
+    local elapsed
     repeat
       for _ = 1, 1000 do f(a, b) end
       n = n + 1000

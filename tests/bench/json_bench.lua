@@ -100,7 +100,8 @@ local function aj_rt(s) return json.encode(json.decode(s)) end
 
 print(string.format("%s, %s", jit and jit.version or _VERSION, "lua-cjson " .. (require("cjson")._VERSION or "?")))
 print()
-print("| body | bytes | cjson decode | aigw.json decode | cjson encode | aigw.json encode | cjson round trip | aigw.json round trip | ratio |")
+print("| body | bytes | cjson decode | aigw.json decode | cjson encode | aigw.json encode"
+      .. " | cjson round trip | aigw.json round trip | ratio |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for _, c in ipairs(cases) do
   -- Sanity: aigw.json keeps what cjson loses.

@@ -37,7 +37,9 @@ local function problem(c)
   for _, l in ipairs(c.listen) do
     if type(l) ~= "string" then return "a listen address that is a " .. type(l) end
   end
-  if c.admin_listen ~= nil and type(c.admin_listen) ~= "string" then return "admin_listen is a " .. type(c.admin_listen) end
+  if c.admin_listen ~= nil and type(c.admin_listen) ~= "string" then
+    return "admin_listen is a " .. type(c.admin_listen)
+  end
   if type(c.server) ~= "table" then return "no server table" end
   for k, v in pairs(c.server) do
     if k ~= "plugin_jit" and (type(v) ~= "number" or v ~= v or v < 0) then

@@ -120,7 +120,8 @@ local function check_sse(list, payload, flags)
   end
   -- Writing an event's data back and reading it again gives the same data.
   for _, ev in ipairs(whole) do
-    local again = parse_all(sse.parser(), { sse.event(ev.data, ev.event and not find(ev.event, "[\r\n]") and ev.event or nil) })
+    local name = ev.event and not find(ev.event, "[\r\n]") and ev.event or nil
+    local again = parse_all(sse.parser(), { sse.event(ev.data, name) })
     if #again ~= 1 or again[1].data ~= ev.data then finding("sse.event does not read back as it was written") end
   end
 end
@@ -174,14 +175,22 @@ local function check_openai(evs, ending)
           if type(c) ~= "table" or not is_num(c.index) or type(c.delta) ~= "table" then
             finding("openai: chunk %d has a choice without index or delta", i)
           end
-          if not opt_str(c.finish_reason) then finding("openai: chunk %d: finish_reason is a %s", i, type(c.finish_reason)) end
+          if not opt_str(c.finish_reason) then
+            finding("openai: chunk %d: finish_reason is a %s", i, type(c.finish_reason))
+          end
           local dl = c.delta
           if not opt_str(dl.content) then finding("openai: chunk %d: content is a %s", i, type(dl.content)) end
-          if dl.role ~= nil and dl.role ~= "assistant" then finding("openai: chunk %d: role %s", i, tostring(dl.role)) end
+          if dl.role ~= nil and dl.role ~= "assistant" then
+            finding("openai: chunk %d: role %s", i, tostring(dl.role))
+          end
           if dl.tool_calls ~= nil then
-            if type(dl.tool_calls) ~= "table" then finding("openai: chunk %d: tool_calls is a %s", i, type(dl.tool_calls)) end
+            if type(dl.tool_calls) ~= "table" then
+              finding("openai: chunk %d: tool_calls is a %s", i, type(dl.tool_calls))
+            end
             for _, tc in ipairs(dl.tool_calls) do
-              if type(tc) ~= "table" or not is_num(tc.index) then finding("openai: chunk %d: a tool call without index", i) end
+              if type(tc) ~= "table" or not is_num(tc.index) then
+                finding("openai: chunk %d: a tool call without index", i)
+              end
               local fn = tc["function"]
               if fn ~= nil and (type(fn) ~= "table" or not opt_str(fn.name) or not opt_str(fn.arguments)) then
                 finding("openai: chunk %d: a tool call's function is not strings", i)
@@ -213,13 +222,15 @@ local function check_anthropic(evs, ending)
   for i, ev in ipairs(evs) do
     local d, name = ev.json, ev.event
     if d == nil then finding("anthropic: event %d has no JSON data", i) end
-    if d.type ~= name then finding("anthropic: event %d is named %s, its data's type is %s", i, tostring(name), tostring(d.type)) end
+    if d.type ~= name then
+      finding("anthropic: event %d is named %s, its data's type is %s", i, tostring(name), tostring(d.type))
+    end
     if stopped then finding("anthropic: event %s after message_stop", tostring(name)) end
     if name == "error" then
       check_error_event(d, i, n, "anthropic")
       if not is_str(d.error.type) then finding("anthropic: error event without a type") end
-    elseif name == "ping" then
-      -- anywhere
+    elseif name == "ping" then  -- luacheck: ignore 542
+      -- anywhere: nothing to check, but not an unknown event either
     elseif name == "message_start" then
       if i ~= 1 then finding("anthropic: message_start is event %d", i) end
       local m = d.message
@@ -264,14 +275,20 @@ local function check_anthropic(evs, ending)
           finding("anthropic: a delta of type %s", tostring(dl.type))
         end
       elseif name == "content_block_stop" then
-        if d.index ~= open then finding("anthropic: content_block_stop for %s, open is %s", tostring(d.index), tostring(open)) end
+        if d.index ~= open then
+          finding("anthropic: content_block_stop for %s, open is %s", tostring(d.index), tostring(open))
+        end
         open = nil
       elseif name == "message_delta" then
         if open then finding("anthropic: message_delta while block %d is open", open) end
         if delta_seen then finding("anthropic: a second message_delta") end
         delta_seen = true
-        if type(d.delta) ~= "table" or not opt_str(d.delta.stop_reason) then finding("anthropic: message_delta's stop_reason") end
-        if type(d.usage) ~= "table" or not is_num(d.usage.output_tokens) then finding("anthropic: message_delta's usage") end
+        if type(d.delta) ~= "table" or not opt_str(d.delta.stop_reason) then
+          finding("anthropic: message_delta's stop_reason")
+        end
+        if type(d.usage) ~= "table" or not is_num(d.usage.output_tokens) then
+          finding("anthropic: message_delta's usage")
+        end
         check_usage_table(d.usage, "message_delta")
       elseif name == "message_stop" then
         if not delta_seen then finding("anthropic: message_stop without message_delta") end
@@ -283,11 +300,15 @@ local function check_anthropic(evs, ending)
   end
   local last = evs[n]
   local errored = last and last.event == "error"
-  if ending == "eof" and not (stopped or errored) then finding("anthropic: a complete stream does not end with message_stop or an error") end
+  if ending == "eof" and not (stopped or errored) then
+    finding("anthropic: a complete stream does not end with message_stop or an error")
+  end
   -- A failed stream ends with the error event, unless its message had
   -- ended already (OpenAI sends the finish and usage chunks before [DONE]):
   -- nothing may follow message_stop.
-  if ending == "err" and not (errored or stopped) then finding("anthropic: a failed stream does not end with an error event") end
+  if ending == "err" and not (errored or stopped) then
+    finding("anthropic: a failed stream does not end with an error event")
+  end
   -- A cut stream may well have ended its message already (OpenAI sends the
   -- finish and usage chunks before [DONE]).
 end
@@ -376,7 +397,9 @@ local function run_exchange(case, flags, list, payload)
     elseif client == "anthropic" then check_anthropic(evs, ending)
     else check_adapter(evs, ending) end
   elseif rewrites then
-    if ending ~= "err" and #text > #payload then finding("the pass-through body grew from %d to %d bytes", #payload, #text) end
+    if ending ~= "err" and #text > #payload then
+      finding("the pass-through body grew from %d to %d bytes", #payload, #text)
+    end
   elseif ending ~= "err" or not (same and stream and sse_head and status < 400) then
     -- Passed on as it came. (A pass-through stream that fails gets the
     -- client's error event after the bytes.)

@@ -54,7 +54,7 @@ function M.prompt_words(json)
   return prompt_words(type(json.messages) == "table" and json.messages or {})
 end
 
-function M:serve(ctx, endpoint, body, json)
+function M:serve(ctx, endpoint, _, json)
   if endpoint ~= "chat/completions" then
     return require("aigw.errors").response(404, "not_found", "the echo model only serves chat completions")
   end

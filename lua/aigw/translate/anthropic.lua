@@ -317,7 +317,6 @@ local FINISH = {
   end_turn = "stop", stop_sequence = "stop", pause_turn = "stop",
   max_tokens = "length", tool_use = "tool_calls", refusal = "content_filter",
 }
-M.FINISH_REASON = FINISH
 
 local function finish_reason(stop_reason)
   if is_null(stop_reason) then return null end
@@ -635,7 +634,6 @@ local STOP = {
   stop = "end_turn", length = "max_tokens", tool_calls = "tool_use",
   function_call = "tool_use", content_filter = "refusal",
 }
-M.STOP_REASON = STOP
 
 local function stop_reason(fr)
   if is_null(fr) then return null end

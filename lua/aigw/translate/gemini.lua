@@ -30,7 +30,7 @@
 local json = require "aigw.json"
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
-local concat, insert = table.concat, table.insert
+local concat = table.concat
 local ceil = math.ceil
 
 local null, empty_array, array_mt = json.null, json.empty_array, json.array_mt
@@ -476,7 +476,9 @@ end
 
 function M.response_from_gemini(resp, model, opts)
   opts = opts or {}
-  if type(resp) ~= "table" then return nil, { status = 502, message = "Gemini answered with no JSON object", type = "api_error" } end
+  if type(resp) ~= "table" then
+    return nil, { status = 502, message = "Gemini answered with no JSON object", type = "api_error" }
+  end
   local make_id = opts.make_id or M.new_tool_call_id
   local cands = resp.candidates
   if (type(cands) ~= "table" or #cands == 0) and type(resp.promptFeedback) == "table"

@@ -22,7 +22,7 @@ for h in string.gmatch(extra, "[^|]+") do
   if k then wrk.headers[k] = v end
 end
 
-function done(summary, latency, requests)
+function done(summary, latency)
   local secs = summary.duration / 1e6
   local e = summary.errors
   local non2xx = e.status
