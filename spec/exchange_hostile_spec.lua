@@ -356,6 +356,15 @@ describe("aigw.exchange translators' bounds", function()
       local out = x:body('data: {"candidates":[{"index":1e400,"content":{"parts":[{"text":"a"}]}}]}\n\n', true)
       assert_error_ending("openai", out, "a value the gateway cannot write")
 
+      -- the usage that ends an Anthropic client's message: its message_delta
+      -- cannot be written, so message_stop never went out and the error
+      -- event must
+      x = new("gemini", "anthropic")
+      out = x:body('data: {"candidates":[{"content":{"parts":[{"text":"a"}]},"finishReason":"STOP"}],' ..
+                   '"usageMetadata":{"promptTokenCount":1,"candidatesTokenCount":1e400}}\n\n', true)
+      assert.is_nil(out:find("message_stop", 1, true))
+      assert_error_ending("anthropic", out, "a value the gateway cannot write")
+
       -- a provider's error type that is no string
       x = new("anthropic", "openai")
       out = x:body('event: error\ndata: {"type":"error","error":{"type":{"n":1e400},"message":"m"}}\n\n', false)

@@ -124,14 +124,17 @@ local function openai_chunk(self, c)
   return "data: " .. j .. "\n\n"
 end
 
+-- Also returns whether message_stop was written: after it, nothing may
+-- follow (not even an error event).
 local function anthropic_events(list)
-  local out = {}
+  local out, stopped = {}, false
   for i, ev in ipairs(list) do
     local j = encode(ev[2])
-    if not j then return concat(out), UNWRITABLE end
+    if not j then return concat(out), UNWRITABLE, stopped end
     out[i] = "event: " .. ev[1] .. "\ndata: " .. j .. "\n\n"
+    if ev[1] == "message_stop" then stopped = true end
   end
-  return concat(out)
+  return concat(out), nil, stopped
 end
 
 -- OpenAI's in-stream error (the SDKs raise on a data event with "error").
@@ -156,14 +159,21 @@ local CLIENT = {
     start = function(self) self.to = anthropic.stream_to_anthropic(self.model) end,
     chunk = function(self, c)
       local list, err = self.to:chunk(c)
-      local s, werr = anthropic_events(list)
+      local s, werr, stopped = anthropic_events(list)
+      if stopped then self.stopped = true end
       return s, err or werr
     end,
-    finish = function(self) return anthropic_events(self.to:finish()) end,
+    finish = function(self)
+      local s, werr, stopped = anthropic_events(self.to:finish())
+      if stopped then self.stopped = true end
+      return s, werr
+    end,
     error_event = function(self, message, etype)
-      -- The stream already ended with message_stop (the finish and the usage
-      -- came before the upstream failed): nothing may follow it.
-      if self.to and self.to.ended then return "" end
+      -- The client's stream already ended with message_stop (the finish and
+      -- the usage came before the upstream failed): nothing may follow it.
+      -- The translator's having made one is not enough: an event before it
+      -- that could not be written (a count out of range) left it unsent.
+      if self.stopped then return "" end
       -- OpenAI error types name Anthropic's closely enough; servers' own
       -- failures are api_error.
       local t = (etype == "rate_limit_error" or etype == "overloaded_error"
