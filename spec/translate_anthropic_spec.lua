@@ -1,4 +1,4 @@
--- aigw.translate.anthropic: golden files under spec/golden/anthropic/.
+-- aigw.protocols.anthropic: golden files under spec/golden/anthropic/.
 --
 -- Each file is one case: {"fn": NAME, "args": [...], ...inputs, "expected": {...}}.
 --   request_*     expected = { result, notes }
@@ -15,7 +15,7 @@
 -- rewrites every case's. Review what it wrote before committing it.
 
 local json = require "aigw.json"
-local A = require "aigw.translate.anthropic"
+local A = require "aigw.protocols.anthropic"
 
 local DIR = "spec/golden/anthropic/"
 
@@ -114,7 +114,7 @@ if golden_write == "1" or golden_write == "all" then
   end
 end
 
-describe("aigw.translate.anthropic golden files", function()
+describe("aigw.protocols.anthropic golden files", function()
   for _, name in ipairs(CASES) do
     it(name, function()
       local case = load_case(name)
@@ -125,7 +125,7 @@ describe("aigw.translate.anthropic golden files", function()
   end
 end)
 
-describe("aigw.translate.anthropic on the wire", function()
+describe("aigw.protocols.anthropic on the wire", function()
   local function enc(v) return select(2, wire(v)) end
 
   it("keeps [] in the usage chunk's choices and in message_start's content", function()
@@ -272,7 +272,7 @@ describe("aigw.translate.anthropic on the wire", function()
   end)
 
   it("writes a provider's tool call id and name only as strings", function()
-    local tr = require "aigw.translate.anthropic"
+    local tr = require "aigw.protocols.anthropic"
     local out = tr.response_from_anthropic({ id = "msg_1", content = {
       { type = "tool_use", id = {}, name = 42, input = {} },
       { type = "tool_use", id = "toolu_ok", name = "f", input = {} } } }, "m")

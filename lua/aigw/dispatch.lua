@@ -19,8 +19,8 @@ local request = require "aigw.request"
 local response = require "aigw.response"
 local exchange = require "aigw.exchange"
 local usage = require "aigw.usage"
-local anthropic = require "aigw.translate.anthropic"
-local gemini = require "aigw.translate.gemini"
+local anthropic = require "aigw.protocols.anthropic"
+local gemini = require "aigw.protocols.gemini"
 
 local type, tostring, ipairs = type, tostring, ipairs
 local find, sub = string.find, string.sub

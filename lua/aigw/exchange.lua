@@ -38,7 +38,7 @@
 -- event read from its last TAIL bytes (OpenAI formats) or skipped
 -- (Anthropic's: usage is in message_start and message_delta, which are
 -- small). The translators hold a bounded state per stream (see
--- translate/*.lua), and a whole answer watched for its usage keeps its
+-- protocols/*.lua), and a whole answer watched for its usage keeps its
 -- last TAIL bytes past KEEP_WHOLE.
 
 local json = require "aigw.json"
@@ -46,8 +46,8 @@ local log = require "aigw.log"
 local request = require "aigw.request"
 local sse = require "aigw.sse"
 local usage_mod = require "aigw.usage"
-local anthropic = require "aigw.translate.anthropic"
-local gemini = require "aigw.translate.gemini"
+local anthropic = require "aigw.protocols.anthropic"
+local gemini = require "aigw.protocols.gemini"
 
 local type, setmetatable, tostring, ipairs, pcall = type, setmetatable, tostring, ipairs, pcall
 local find, sub, byte = string.find, string.sub, string.byte

@@ -1,8 +1,8 @@
--- aigw.translate.gemini -- OpenAI Chat Completions <-> Gemini generateContent.
+-- aigw.protocols.gemini -- OpenAI Chat Completions <-> Gemini generateContent.
 --
 -- Pure functions over tables: no I/O. OpenAI's format is the hub.
 --
---   local gemini = require "aigw.translate.gemini"
+--   local gemini = require "aigw.protocols.gemini"
 --   local up, err = gemini.request_to_gemini(openai_req, opts)   -- { path, body }
 --   local resp, err = gemini.response_from_gemini(gemini_resp, model, opts)
 --   local st = gemini.stream_from_gemini(model, opts)
@@ -206,7 +206,7 @@ local function content_parts(content)
   return parts
 end
 
-local content_text = require("aigw.translate.openai").text
+local content_text = require("aigw.protocols.openai").text
 
 local FINISH_MAP -- defined below
 

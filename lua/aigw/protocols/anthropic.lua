@@ -1,9 +1,9 @@
--- aigw.translate.anthropic -- OpenAI Chat Completions (the hub format) <-> Anthropic Messages.
+-- aigw.protocols.anthropic -- OpenAI Chat Completions (the hub format) <-> Anthropic Messages.
 --
 -- Pure functions over decoded tables (use aigw.json to decode and encode, so
 -- [] and exact numbers survive). No I/O. See docs/translation.md.
 --
---   local A = require "aigw.translate.anthropic"
+--   local A = require "aigw.protocols.anthropic"
 --   local body, notes = A.request_to_anthropic(openai_req, { default_max_tokens = 4096 })
 --   local resp = A.response_from_anthropic(anthropic_resp, model)
 --   local t = A.stream_from_anthropic(model, { include_usage = true })
@@ -88,7 +88,7 @@ local function as_object(v)
 end
 
 -- Text of an OpenAI content value (string or parts), parts other than text ignored.
-local openai_text = require("aigw.translate.openai").text
+local openai_text = require("aigw.protocols.openai").text
 
 ---------------------------------------------------------------------------
 -- OpenAI request -> Anthropic request

@@ -1,4 +1,4 @@
--- aigw.translate.openai -- small readers of OpenAI chat values shared by
+-- aigw.protocols.openai -- small readers of OpenAI chat values shared by
 -- the translators (OpenAI chat is the hub format they all go through).
 
 local concat = table.concat
