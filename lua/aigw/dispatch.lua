@@ -231,7 +231,7 @@ local function count_gemini(ctx, provider, j, upstream_model)
   local oreq = anthropic.request_to_hub(j)
   oreq.model = upstream_model
   local greq, err = gemini.request_from_hub(oreq)
-  if not greq then return errors.response(400, "invalid_request", err) end
+  if not greq then return errors.response(err.status, "invalid_request", err.message) end
   greq.model = "models/" .. upstream_model
   local status, headers, rbody, lines = fetch(ctx, provider,
     provider:path("messages/count_tokens", upstream_model), json.encode({ generateContentRequest = greq }))
@@ -315,7 +315,7 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
   local asked = client ~= "openai" or (type(j.stream_options) == "table" and j.stream_options.include_usage == true)
   local up = provider.protocol
   local ubody, err = up.request_from_hub(oreq, provider.request_opts)
-  if not ubody then return errors.response(400, "invalid_request", err) end
+  if not ubody then return errors.response(err.status, "invalid_request", err.message) end
   local body = json.encode(ubody)
   local path = provider:path("chat/completions", upstream_model, stream)
   local x = exchange.new(ctx, { client = client, upstream = fmt, stream = stream, model = upstream_model,

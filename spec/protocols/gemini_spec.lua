@@ -58,7 +58,7 @@ local function run(case)
     -- { path, body }: the body, and the path the provider's :path gives
     -- for the request's model
     local body, err = gemini.request_from_hub(case.input, case.opts)
-    if not body then return { error = err } end
+    if not body then return { error = err.message } end
     local model = (case.opts and case.opts.model) or case.input.model
     return { path = gemini.path(nil, "chat/completions", model, case.input.stream == true), body = body }
   elseif case.kind == "response" then
@@ -142,7 +142,7 @@ describe("aigw.protocols.gemini", function()
     local out, err = gemini.request_from_hub({ model = "m", messages = {
       { role = "tool", tool_call_id = "call_nope", content = "x" } } })
     assert.is_nil(out)
-    assert.matches("call_nope", err)
+    assert.matches("call_nope", err.message)
   end)
 
   it("keeps [] in arguments and writes choices = [] in the usage chunk", function()

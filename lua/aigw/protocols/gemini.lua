@@ -234,7 +234,7 @@ local function needs_signature(model)
   return major ~= nil and major >= 3
 end
 
-function M.request_from_hub(req, opts)
+local function request_from_hub(req, opts)
   opts = opts or {}
   if type(req) ~= "table" then return nil, "the request must be an object" end
   local model = opts.model or req.model
@@ -390,6 +390,14 @@ function M.request_from_hub(req, opts)
       mode = "ANY", allowedFunctionNames = { tc["function"].name } } }
   end
 
+  return body
+end
+
+-- A request Gemini cannot be given (an unknown role, a tool result with an
+-- unknown id, arguments that are not a JSON object) is the client's error.
+function M.request_from_hub(req, opts)
+  local body, msg = request_from_hub(req, opts)
+  if not body then return nil, { status = 400, message = msg, type = "invalid_request_error" } end
   return body
 end
 

@@ -63,7 +63,13 @@
 --                                              an endpoint the format does not serve; providers
 --                                              of the format use it as their :path method
 --
--- Adding a wire format: a module with this contract, and a line below.
+-- A format served only as a provider's (Gemini's, until its inbound API
+-- comes) has no request_to_hub, response_from_hub, stream_from_hub,
+-- writer or counted_usage yet; the hub (OpenAI's) needs no stream_from_hub
+-- (its writer writes hub chunks as they are).
+--
+-- Adding a wire format: a module with this contract, and a line below
+-- (docs/translation.md, "Adding a wire format").
 
 return {
   openai = require "aigw.protocols.openai",
