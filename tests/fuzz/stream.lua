@@ -58,6 +58,12 @@ local CASES = {
 -- CI stays green. AIGW_FUZZ_STRICT=1 makes them findings again (to check a
 -- fix: then take the entry out).
 local KNOWN = {
+  -- A usage count past the double range (1e400) in the usage that ends an
+  -- Anthropic client's message: its message_delta cannot be written, and
+  -- the stream is refused after the translator marked the message ended,
+  -- so the error event is left out too (inf_in_final_message_delta: Gemini
+  -- to Anthropic).
+  { "inf_in_final_message_delta", "^anthropic: a complete stream does not end with message_stop or an error" },
 }
 local strict = os.getenv("AIGW_FUZZ_STRICT") == "1"
 
