@@ -23,7 +23,6 @@ local response = require "aigw.response"
 local exchange = require "aigw.exchange"
 local protocols = require "aigw.protocols"
 local anthropic = protocols.anthropic
-local gemini = protocols.gemini
 
 local type, tostring, ipairs = type, tostring, ipairs
 local find, sub = string.find, string.sub
@@ -225,23 +224,23 @@ function M.mock(ctx, route, provider, j)
   return 200, out, client == "anthropic" and anthropic_headers() or JSON_HEADERS
 end
 
--- Anthropic's count_tokens on a Gemini provider: models/{m}:countTokens
--- with the request it would count, {"totalTokens"} back as {"input_tokens"}.
-local function count_gemini(ctx, provider, j, upstream_model)
-  local oreq = anthropic.request_to_hub(j)
+-- A client's count_tokens served by a provider whose format counts in its
+-- own way (Gemini's models/{m}:countTokens): the request it would count,
+-- the count back in the client's format.
+local function count_through(ctx, cp, up, provider, j, upstream_model)
+  local oreq = cp.request_to_hub(j)
   oreq.model = upstream_model
-  local greq, err = gemini.request_from_hub(oreq)
-  if not greq then return errors.response(err.status, "invalid_request", err.message) end
-  greq.model = "models/" .. upstream_model
+  local creq, err = up.count_request(oreq, upstream_model)
+  if not creq then return errors.response(err.status, "invalid_request", err.message) end
   local status, headers, rbody, lines = fetch(ctx, provider,
-    provider:path("messages/count_tokens", upstream_model), json.encode({ generateContentRequest = greq }))
+    provider:path("messages/count_tokens", upstream_model), json.encode(creq))
   if not status then return headers, rbody, lines end
   if status >= 400 then return upstream_error(ctx, status, headers, rbody) end
-  local d = json.decode(rbody)
-  if type(d) ~= "table" or type(d.totalTokens) ~= "number" then
-    return errors.response(502, "bad_gateway", "malformed answer from " .. provider.name .. " (no totalTokens)")
+  local n, why = up.count_answer(json.decode(rbody))
+  if not n then
+    return errors.response(502, "bad_gateway", "malformed answer from " .. provider.name .. " (" .. why .. ")")
   end
-  return 200, json.encode({ input_tokens = d.totalTokens }), anthropic_headers()
+  return 200, json.encode(cp.count_response(n)), cp == anthropic and anthropic_headers() or JSON_HEADERS
 end
 
 local FILTER_HEADERS, FILTER_BODY, FILTER_OBSERVE, FILTER_USAGE = 1, 2, 4, 16
@@ -277,10 +276,13 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
   end
 
   if endpoint == "messages/count_tokens" then
-    if fmt == "anthropic" then
+    if fmt == client then
       return "proxy", provider.target, provider:path(endpoint), passthrough_body(ctx, model, upstream_model)
     end
-    if fmt == "gemini" then return count_gemini(ctx, provider, whole(ctx, j), upstream_model) end
+    local up = provider.protocol
+    if up.count_request then
+      return count_through(ctx, protocols[client], up, provider, whole(ctx, j), upstream_model)
+    end
     return errors.response(400, "unsupported_endpoint", "provider '" .. provider.name .. "' (" ..
       provider.kind .. ") does not count tokens; count_tokens needs an anthropic or gemini provider")
   end

@@ -872,6 +872,11 @@ function M.error_format(status, err)
   } }
 end
 
+-- count_tokens's answer: n input tokens.
+function M.count_response(n)
+  return { input_tokens = n }
+end
+
 ---------------------------------------------------------------------------
 -- usage
 

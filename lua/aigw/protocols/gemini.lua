@@ -401,6 +401,20 @@ function M.request_from_hub(req, opts)
   return body
 end
 
+-- countTokens: the body that counts what a hub request would send
+-- ({generateContentRequest}), and the count its answer gives.
+function M.count_request(req, model)
+  local body, err = M.request_from_hub(req)
+  if not body then return nil, err end
+  body.model = "models/" .. model
+  return { generateContentRequest = body }
+end
+
+function M.count_answer(resp)
+  if type(resp) ~= "table" or type(resp.totalTokens) ~= "number" then return nil, "no totalTokens" end
+  return resp.totalTokens
+end
+
 ---------------------------------------------------------------------------
 -- responses
 

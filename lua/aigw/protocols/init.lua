@@ -58,6 +58,10 @@
 --                                              the counts the core read: count(name) -> number | nil
 --   P.usage_events                          (optional) the names of the events that carry usage,
 --                                              when a passed-through stream is read event by event
+-- token counting (optional: a provider format that counts with a request of its own)
+--   P.count_request(hub_req, model)         -> the body that counts hub_req's tokens | nil, err
+--   P.count_answer(resp)                    -> the count | nil, why
+--   P.count_response(n)                     (a client format with a count endpoint) its answer
 -- paths
 --   P.path(provider, endpoint, model, stream) the path under the provider's base URL, or nil for
 --                                              an endpoint the format does not serve; providers
