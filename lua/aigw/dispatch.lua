@@ -22,7 +22,6 @@ local request = require "aigw.request"
 local response = require "aigw.response"
 local exchange = require "aigw.exchange"
 local protocols = require "aigw.protocols"
-local anthropic = protocols.anthropic
 
 local type, tostring, ipairs = type, tostring, ipairs
 local find, sub = string.find, string.sub
@@ -35,10 +34,13 @@ local OPENAI_ONLY = { completions = "/v1/completions", embeddings = "/v1/embeddi
 
 local JSON_HEADERS = "Content-Type: application/json\r\n"
 
--- An answer made for an Anthropic client carries the request id where its
--- SDK looks (request-id), as Anthropic's own answers do.
-local function anthropic_headers(lines)
-  return (lines or JSON_HEADERS) .. "request-id: " .. request.id() .. "\r\n"
+-- The head of an answer made here for a client of format cp: an
+-- Anthropic client finds the request id where its SDK looks (the module's
+-- request_id_header, request-id), as in Anthropic's own answers.
+local function answer_headers(cp)
+  local h = cp and cp.request_id_header
+  if not h then return JSON_HEADERS end
+  return JSON_HEADERS .. h .. ": " .. request.id() .. "\r\n"
 end
 
 ---------------------------------------------------------------------------
@@ -186,7 +188,7 @@ local function answer_whole(ctx, client, up, provider, path, body, model, x)
     out = client.response(hub, ctx)
   end
   if type(out) ~= "string" then out = json.encode(out) end
-  return 200, out, client == anthropic and anthropic_headers() or JSON_HEADERS
+  return 200, out, client.request_id_header and answer_headers(client) or JSON_HEADERS
 end
 
 ---------------------------------------------------------------------------
@@ -196,8 +198,8 @@ end
 function M.mock(ctx, route, provider, j)
   local client, endpoint = route.client, route.endpoint
   if endpoint == "messages/count_tokens" then
-    return 200, json.encode({ input_tokens = provider.prompt_words(anthropic.request_to_hub(j)) }),
-           anthropic_headers()
+    local cp = protocols[client]
+    return 200, json.encode(cp.count_response(provider.prompt_words(cp.request_to_hub(j)))), answer_headers(cp)
   end
   if endpoint ~= "chat/completions" and endpoint ~= "messages" then
     return provider:serve(ctx, endpoint, nil, j)
@@ -221,7 +223,7 @@ function M.mock(ctx, route, provider, j)
   local hub = json.decode(body)
   local out = cp and cp.response_from_hub(hub, "echo") or client.response(hub, ctx)
   if type(out) ~= "string" then out = json.encode(out) end
-  return 200, out, client == "anthropic" and anthropic_headers() or JSON_HEADERS
+  return 200, out, cp and cp.request_id_header and answer_headers(cp) or JSON_HEADERS
 end
 
 -- A client's count_tokens served by a provider whose format counts in its
@@ -240,7 +242,7 @@ local function count_through(ctx, cp, up, provider, j, upstream_model)
   if not n then
     return errors.response(502, "bad_gateway", "malformed answer from " .. provider.name .. " (" .. why .. ")")
   end
-  return 200, json.encode(cp.count_response(n)), cp == anthropic and anthropic_headers() or JSON_HEADERS
+  return 200, json.encode(cp.count_response(n)), answer_headers(cp)
 end
 
 local FILTER_HEADERS, FILTER_BODY, FILTER_OBSERVE, FILTER_USAGE = 1, 2, 4, 16

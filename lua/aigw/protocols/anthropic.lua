@@ -39,6 +39,10 @@ local M = {}
 
 M.name = "anthropic"
 
+-- Answers made by the gateway for an Anthropic client carry the request id
+-- in this header too, as Anthropic's own do (its SDKs read it).
+M.request_id_header = "request-id"
+
 M.DEFAULT_MAX_TOKENS = 4096
 
 -- Far above any real answer (Anthropic's own limits are in the hundreds).
