@@ -18,7 +18,7 @@
 -- the assistant message that carries the tool_calls holds both id and name,
 -- so a tool message's name is found in the conversation itself.
 --
--- opts of response_from_gemini and stream_from_gemini (all optional):
+-- opts of response_to_hub and stream_to_hub (all optional):
 --   id        the completion id (default "chatcmpl-" .. responseId, or random)
 --   created   unix time (default os.time())
 --   make_id   function() returning a tool-call id (default random)
