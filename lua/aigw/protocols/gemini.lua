@@ -234,14 +234,20 @@ local function needs_signature(model)
   return major ~= nil and major >= 3
 end
 
-local function request_from_hub(req, opts)
+-- A request Gemini cannot be given (an unknown role, a tool result with an
+-- unknown id, arguments that are not a JSON object) is the client's error.
+local function bad(message)
+  return { status = 400, message = message, type = "invalid_request_error" }
+end
+
+function M.request_from_hub(req, opts)
   opts = opts or {}
-  if type(req) ~= "table" then return nil, "the request must be an object" end
+  if type(req) ~= "table" then return nil, bad("the request must be an object") end
   local model = opts.model or req.model
-  if type(model) ~= "string" or model == "" then return nil, "model is required" end
+  if type(model) ~= "string" or model == "" then return nil, bad("model is required") end
   model = model:gsub("^models/", "")
   local messages = req.messages
-  if type(messages) ~= "table" then return nil, "messages must be an array" end
+  if type(messages) ~= "table" then return nil, bad("messages must be an array") end
 
   local body = {}
   local contents = setmetatable({}, array_mt)
@@ -259,31 +265,31 @@ local function request_from_hub(req, opts)
   end
 
   for i, m in ipairs(messages) do
-    if type(m) ~= "table" then return nil, "messages[" .. i .. "] must be an object" end
+    if type(m) ~= "table" then return nil, bad("messages[" .. i .. "] must be an object") end
     local role = m.role
     if role == "system" or role == "developer" then
       local text = content_text(m.content)
       if text ~= "" then system_parts[#system_parts + 1] = { text = text } end
     elseif role == "user" then
       local parts, err = content_parts(m.content)
-      if not parts then return nil, "messages[" .. i .. "]: " .. err end
+      if not parts then return nil, bad("messages[" .. i .. "]: " .. err) end
       push("user", parts)
     elseif role == "assistant" then
       local parts, err = content_parts(m.content)
-      if not parts then return nil, "messages[" .. i .. "]: " .. err end
+      if not parts then return nil, bad("messages[" .. i .. "]: " .. err) end
       local first_call
       if type(m.tool_calls) == "table" then
         for _, tc in ipairs(m.tool_calls) do
           local fn = type(tc) == "table" and tc["function"]
           if type(fn) ~= "table" or type(fn.name) ~= "string" then
-            return nil, "messages[" .. i .. "]: a tool call needs function.name"
+            return nil, bad("messages[" .. i .. "]: a tool call needs function.name")
           end
           local args = {}
           local a = fn.arguments
           if type(a) == "string" and a:match("%S") then
             local v = json.decode(a)
             if type(v) ~= "table" then
-              return nil, "messages[" .. i .. "]: tool call arguments are not a JSON object"
+              return nil, bad("messages[" .. i .. "]: tool call arguments are not a JSON object")
             end
             args = v
           elseif type(a) == "table" then
@@ -306,8 +312,8 @@ local function request_from_hub(req, opts)
     elseif role == "tool" or role == "function" then
       local name = (m.tool_call_id ~= nil and names[m.tool_call_id]) or m.name
       if type(name) ~= "string" then
-        return nil, "messages[" .. i .. "]: no earlier tool call has id "
-          .. tostring(m.tool_call_id)
+        return nil, bad("messages[" .. i .. "]: no earlier tool call has id "
+          .. tostring(m.tool_call_id))
       end
       local response
       if type(m.content) == "table" and not is_array(m.content) then
@@ -317,7 +323,7 @@ local function request_from_hub(req, opts)
       end
       push("user", { { functionResponse = { name = name, response = response } } })
     else
-      return nil, "messages[" .. i .. "]: unknown role " .. tostring(role)
+      return nil, bad("messages[" .. i .. "]: unknown role " .. tostring(role))
     end
   end
 
@@ -390,14 +396,6 @@ local function request_from_hub(req, opts)
       mode = "ANY", allowedFunctionNames = { tc["function"].name } } }
   end
 
-  return body
-end
-
--- A request Gemini cannot be given (an unknown role, a tool result with an
--- unknown id, arguments that are not a JSON object) is the client's error.
-function M.request_from_hub(req, opts)
-  local body, msg = request_from_hub(req, opts)
-  if not body then return nil, { status = 400, message = msg, type = "invalid_request_error" } end
   return body
 end
 
