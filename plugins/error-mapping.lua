@@ -18,6 +18,7 @@
 
 local aigw = require "aigw"
 local json = require "aigw.json"
+local hub = require "aigw.protocols.openai"
 
 local plugin = {
   name = "error-mapping",
@@ -32,27 +33,17 @@ local plugin = {
 
 local type, tostring, tonumber = type, tostring, tonumber
 
--- message, provider's code or type, retry delay (seconds) from the body.
-local function read_body(body)
+-- message, provider's code or type, retry delay (seconds) from the body:
+-- read by the hub format's error reader, which reads every provider's
+-- envelope (OpenAI's, Azure's, Anthropic's, Gemini's and its RetryInfo).
+local function read_body(status, body)
   local d = json.decode(body or "")
-  if type(d) == "table" and d.error == nil and type(d[1]) == "table" then d = d[1] end
   if type(d) ~= "table" then
     local text = tostring(body or ""):gsub("%s+", " "):match("^ ?(.-) ?$"):sub(1, 200)
     return text ~= "" and text or nil
   end
-  local e = type(d.error) == "table" and d.error or d
-  local msg = type(e.message) == "string" and e.message or nil
-  local code = (type(e.code) == "string" and e.code) or (type(e.type) == "string" and e.type)
-               or (type(e.status) == "string" and e.status) or nil
-  local delay
-  if type(e.details) == "table" then
-    for _, det in ipairs(e.details) do
-      local rd = type(det) == "table" and det.retryDelay
-      local n = type(rd) == "string" and tonumber(rd:match("^%s*([%d.]+)s%s*$"))
-      if n then delay = math.max(1, math.ceil(n)); break end
-    end
-  end
-  return msg, code, delay
+  local e = hub.error_parse(status, d)
+  return e.message, e.code, e.retry_after
 end
 
 -- "1s", "6m0s", "250ms", "1h2m3.5s" (OpenAI's reset headers) -> seconds.
@@ -78,7 +69,7 @@ function plugin.header_filter(conf, ctx)
   local up = ctx.upstream_status
   if not up or up < 400 or not ctx.upstream_body then return end
   local resp = aigw.response
-  local msg, code, delay = read_body(ctx.upstream_body)
+  local msg, code, delay = read_body(up, ctx.upstream_body)
   local who = "provider " .. tostring(ctx.provider or "upstream")
   msg = msg or ("no error message (status " .. up .. ")")
   local status = up

@@ -6,8 +6,8 @@
 local json = require "aigw.json"
 local sse = require "aigw.sse"
 local exchange = require "aigw.exchange"
-local anthropic = require "aigw.translate.anthropic"
-local gemini = require "aigw.translate.gemini"
+local anthropic = require "aigw.protocols.anthropic"
+local gemini = require "aigw.protocols.gemini"
 local h = require "aigw.test.helpers"
 
 local concat = table.concat

@@ -1,13 +1,16 @@
 -- aigw.dispatch -- one API request to the provider the router picked.
 --
--- Same wire format on both sides (an OpenAI client to an OpenAI-kind
--- provider, an Anthropic client to Anthropic): the client's bytes go up
--- (only "model" rewritten, and an OpenAI stream asked for its usage), the
--- answer streams back as it came, and aigw.exchange reads its usage.
--- Different formats: the request is translated through OpenAI's chat
--- format (the hub); a stream is proxied and translated event by event on
--- its way back; a whole answer is fetched, translated and answered here,
--- so that a malformed one can still become a 502.
+-- The pairing of the client's wire format with the provider's (each a
+-- module of aigw.protocols, looked up by name). Same format on both sides
+-- (an OpenAI client to an OpenAI-kind provider, an Anthropic client to
+-- Anthropic): the client's bytes go up (only "model" rewritten, and an
+-- OpenAI stream asked for its usage), the answer streams back as it came,
+-- and aigw.exchange reads its usage. Different formats: the request is
+-- translated through the hub (OpenAI's chat format): the client's format
+-- to the hub, the hub to the provider's; a stream is proxied and
+-- translated event by event on its way back; a whole answer is fetched,
+-- translated and answered here, so that a malformed one can still become
+-- a 502.
 --
 -- Returns what the runtime's handler returns: status, body, headers, or
 -- "proxy", target, path, body, header lines.
@@ -18,9 +21,7 @@ local errors = require "aigw.errors"
 local request = require "aigw.request"
 local response = require "aigw.response"
 local exchange = require "aigw.exchange"
-local usage = require "aigw.usage"
-local anthropic = require "aigw.translate.anthropic"
-local gemini = require "aigw.translate.gemini"
+local protocols = require "aigw.protocols"
 
 local type, tostring, ipairs = type, tostring, ipairs
 local find, sub = string.find, string.sub
@@ -33,10 +34,13 @@ local OPENAI_ONLY = { completions = "/v1/completions", embeddings = "/v1/embeddi
 
 local JSON_HEADERS = "Content-Type: application/json\r\n"
 
--- An answer made for an Anthropic client carries the request id where its
--- SDK looks (request-id), as Anthropic's own answers do.
-local function anthropic_headers(lines)
-  return (lines or JSON_HEADERS) .. "request-id: " .. request.id() .. "\r\n"
+-- The head of an answer made here for a client of format cp: an
+-- Anthropic client finds the request id where its SDK looks (the module's
+-- request_id_header, request-id), as in Anthropic's own answers.
+local function answer_headers(cp)
+  local h = cp and cp.request_id_header
+  if not h then return JSON_HEADERS end
+  return JSON_HEADERS .. h .. ": " .. request.id() .. "\r\n"
 end
 
 ---------------------------------------------------------------------------
@@ -161,31 +165,9 @@ local function upstream_error(ctx, status, headers, body)
 end
 M.upstream_error = upstream_error
 
--- Provider answer -> hub (OpenAI) answer and its usage, or nil, status, message.
-local FROM = {
-  openai = function(d)
-    if type(d.choices) ~= "table" then return nil, 502, "the provider's answer has no choices" end
-    return d, usage.from_openai(type(d.usage) == "table" and d.usage or nil)
-  end,
-  anthropic = function(d, model)
-    if type(d.content) ~= "table" then return nil, 502, "the provider's answer has no content" end
-    return anthropic.response_from_anthropic(d, model),
-           usage.from_anthropic(type(d.usage) == "table" and d.usage or nil)
-  end,
-  gemini = function(d, model)
-    local r, err = gemini.response_from_gemini(d, model)
-    if not r then return nil, err.status or 502, err.message end
-    return r, usage.from_gemini(type(d.usageMetadata) == "table" and d.usageMetadata or nil)
-  end,
-}
-
--- Hub answer -> the client's.
-local TO = {
-  openai = function(r) return r end,
-  anthropic = function(r, model) return anthropic.response_to_anthropic(r, model) end,
-}
-
-local function answer_whole(ctx, client, provider, path, body, model, x)
+-- client: the client's protocol module, or a route adapter (its response
+-- function); up: the provider's protocol module.
+local function answer_whole(ctx, client, up, provider, path, body, model, x)
   local status, headers, rbody, lines = fetch(ctx, provider, path, body)
   if not status then return headers, rbody, lines end
   if status >= 400 then return upstream_error(ctx, status, headers, rbody) end
@@ -193,17 +175,20 @@ local function answer_whole(ctx, client, provider, path, body, model, x)
   if type(d) ~= "table" then
     return errors.response(502, "bad_gateway", "malformed answer from " .. provider.name .. " (not JSON)")
   end
-  local hub, u, msg = FROM[provider.format](d, model)
-  if not hub then return errors.response(u, u == 502 and "bad_gateway" or "upstream_error", msg) end
-  x:set_usage(u)
+  local hub, err = up.response_to_hub(d, model)
+  if not hub then
+    local code = err.status or 502
+    return errors.response(code, code == 502 and "bad_gateway" or "upstream_error", err.message)
+  end
+  x:set_usage(up.answer_usage(d))
   local out
-  if type(client) == "table" then
-    out = client.response(hub, ctx)
+  if client.response_from_hub then
+    out = client.response_from_hub(hub, model)
   else
-    out = TO[client](hub, model)
+    out = client.response(hub, ctx)
   end
   if type(out) ~= "string" then out = json.encode(out) end
-  return 200, out, client == "anthropic" and anthropic_headers() or JSON_HEADERS
+  return 200, out, client.request_id_header and answer_headers(client) or JSON_HEADERS
 end
 
 ---------------------------------------------------------------------------
@@ -213,14 +198,15 @@ end
 function M.mock(ctx, route, provider, j)
   local client, endpoint = route.client, route.endpoint
   if endpoint == "messages/count_tokens" then
-    return 200, json.encode({ input_tokens = provider.prompt_words(anthropic.request_from_anthropic(j)) }),
-           anthropic_headers()
+    local cp = protocols[client]
+    return 200, json.encode(cp.count_response(provider.prompt_words(cp.request_to_hub(j)))), answer_headers(cp)
   end
   if endpoint ~= "chat/completions" and endpoint ~= "messages" then
     return provider:serve(ctx, endpoint, nil, j)
   end
-  if client == "openai" then return provider:serve(ctx, endpoint, nil, j) end
-  local oreq = client == "anthropic" and anthropic.request_from_anthropic(j) or j
+  local cp = protocols[client]   -- nil for a route adapter (its request made a hub one)
+  if cp and cp.hub then return provider:serve(ctx, endpoint, nil, j) end
+  local oreq = cp and cp.request_to_hub(j) or j
   local status, body, headers = provider:serve(ctx, "chat/completions", nil, oreq)
   if status ~= 200 then return status, body, headers end
   if oreq.stream == true then
@@ -235,29 +221,28 @@ function M.mock(ctx, route, provider, j)
     return 200, body, head
   end
   local hub = json.decode(body)
-  local out = type(client) == "table" and client.response(hub, ctx) or TO[client](hub, "echo")
+  local out = cp and cp.response_from_hub(hub, "echo") or client.response(hub, ctx)
   if type(out) ~= "string" then out = json.encode(out) end
-  return 200, out, client == "anthropic" and anthropic_headers() or JSON_HEADERS
+  return 200, out, cp and cp.request_id_header and answer_headers(cp) or JSON_HEADERS
 end
 
--- Anthropic's count_tokens on a Gemini provider: models/{m}:countTokens
--- with the request it would count, {"totalTokens"} back as {"input_tokens"}.
-local function count_gemini(ctx, provider, j, upstream_model)
-  local oreq = anthropic.request_from_anthropic(j)
+-- A client's count_tokens served by a provider whose format counts in its
+-- own way (Gemini's models/{m}:countTokens): the request it would count,
+-- the count back in the client's format.
+local function count_through(ctx, cp, up, provider, j, upstream_model)
+  local oreq = cp.request_to_hub(j)
   oreq.model = upstream_model
-  local g, err = gemini.request_to_gemini(oreq)
-  if not g then return errors.response(400, "invalid_request", err) end
-  local greq = g.body
-  greq.model = "models/" .. upstream_model
+  local creq, err = up.count_request(oreq, upstream_model)
+  if not creq then return errors.response(err.status, "invalid_request", err.message) end
   local status, headers, rbody, lines = fetch(ctx, provider,
-    provider:path("messages/count_tokens", upstream_model), json.encode({ generateContentRequest = greq }))
+    provider:path("messages/count_tokens", upstream_model), json.encode(creq))
   if not status then return headers, rbody, lines end
   if status >= 400 then return upstream_error(ctx, status, headers, rbody) end
-  local d = json.decode(rbody)
-  if type(d) ~= "table" or type(d.totalTokens) ~= "number" then
-    return errors.response(502, "bad_gateway", "malformed answer from " .. provider.name .. " (no totalTokens)")
+  local n, why = up.count_answer(json.decode(rbody))
+  if not n then
+    return errors.response(502, "bad_gateway", "malformed answer from " .. provider.name .. " (" .. why .. ")")
   end
-  return 200, json.encode({ input_tokens = d.totalTokens }), anthropic_headers()
+  return 200, json.encode(cp.count_response(n)), answer_headers(cp)
 end
 
 local FILTER_HEADERS, FILTER_BODY, FILTER_OBSERVE, FILTER_USAGE = 1, 2, 4, 16
@@ -293,10 +278,13 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
   end
 
   if endpoint == "messages/count_tokens" then
-    if fmt == "anthropic" then
+    if fmt == client then
       return "proxy", provider.target, provider:path(endpoint), passthrough_body(ctx, model, upstream_model)
     end
-    if fmt == "gemini" then return count_gemini(ctx, provider, whole(ctx, j), upstream_model) end
+    local up = provider.protocol
+    if up.count_request then
+      return count_through(ctx, protocols[client], up, provider, whole(ctx, j), upstream_model)
+    end
     return errors.response(400, "unsupported_endpoint", "provider '" .. provider.name .. "' (" ..
       provider.kind .. ") does not count tokens; count_tokens needs an anthropic or gemini provider")
   end
@@ -321,33 +309,23 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
     return proxy_through(provider, provider:path(endpoint, upstream_model), body, what)
   end
 
+  -- Through the hub: the client's format to it (a route adapter's request
+  -- made a hub request already), then the provider's from it.
   j = whole(ctx, j)
+  local cp = protocols[client]   -- nil for a route adapter
   local oreq = j
-  if client == "anthropic" then
-    oreq = anthropic.request_from_anthropic(j)
-  end
+  if cp and not cp.hub then oreq = cp.request_to_hub(j) end
   oreq.model = upstream_model
   local asked = client ~= "openai" or (type(j.stream_options) == "table" and j.stream_options.include_usage == true)
-  local ubody
-  if fmt == "anthropic" then
-    ubody = anthropic.request_to_anthropic(oreq, { default_max_tokens = provider.max_tokens })
-  elseif fmt == "gemini" then
-    local g, err = gemini.request_to_gemini(oreq)
-    if not g then return errors.response(400, "invalid_request", err) end
-    ubody = g.body
-  else
-    ubody = oreq
-    if stream then
-      oreq.stream_options = type(oreq.stream_options) == "table" and oreq.stream_options or {}
-      oreq.stream_options.include_usage = true
-    end
-  end
+  local up = provider.protocol
+  local ubody, err = up.request_from_hub(oreq, provider.request_opts)
+  if not ubody then return errors.response(err.status, "invalid_request", err.message) end
   local body = json.encode(ubody)
   local path = provider:path("chat/completions", upstream_model, stream)
   local x = exchange.new(ctx, { client = client, upstream = fmt, stream = stream, model = upstream_model,
                                 include_usage = asked, prices = conf.prices })
   if stream then return proxy_through(provider, path, body, FILTER_HEADERS + FILTER_BODY) end
-  return answer_whole(ctx, client, provider, path, body, upstream_model, x)
+  return answer_whole(ctx, cp or client, up, provider, path, body, upstream_model, x)
 end
 
 return M

@@ -11,10 +11,13 @@
 --   out = x:body(chunk, eof, err)             -- body_filter
 --   x:finish()                                -- sets ctx.usage and ctx.cost
 --
--- Formats: "openai" (Chat Completions, the hub every translation goes
--- through), "anthropic" (Messages), "gemini" (generateContent) upstream;
--- "openai", "anthropic" or a route adapter (a table with chunk/finish/
--- error_event functions) on the client's side.
+-- Formats are named as in aigw.protocols: "openai" (Chat Completions, the
+-- hub every translation goes through), "anthropic" (Messages), "gemini"
+-- (generateContent). Each module's reader turns its provider's events into
+-- hub chunks, and its writer hub chunks into the client's wire text; a
+-- route adapter (a table with start/chunk/finish/error_event functions) is
+-- a writer too. Only the generic machinery is here: SSE feeding,
+-- pass-through watching, bounds, the end and the usage.
 --
 -- Same format on both sides: the bytes pass as they came (the body filter
 -- only watches for usage), except the usage chunk the gateway asked an
@@ -38,7 +41,7 @@
 -- event read from its last TAIL bytes (OpenAI formats) or skipped
 -- (Anthropic's: usage is in message_start and message_delta, which are
 -- small). The translators hold a bounded state per stream (see
--- translate/*.lua), and a whole answer watched for its usage keeps its
+-- protocols/*.lua), and a whole answer watched for its usage keeps its
 -- last TAIL bytes past KEEP_WHOLE.
 
 local json = require "aigw.json"
@@ -46,13 +49,12 @@ local log = require "aigw.log"
 local request = require "aigw.request"
 local sse = require "aigw.sse"
 local usage_mod = require "aigw.usage"
-local anthropic = require "aigw.translate.anthropic"
-local gemini = require "aigw.translate.gemini"
+local protocols = require "aigw.protocols"
 
 local type, setmetatable, tostring, ipairs, pcall = type, setmetatable, tostring, ipairs, pcall
 local find, sub, byte = string.find, string.sub, string.byte
 local concat = table.concat
-local encode, decode = json.encode, json.decode
+local decode = json.decode
 
 local M = {}
 
@@ -83,169 +85,24 @@ local function clear(parts, n)
   for i = n, 1, -1 do parts[i] = nil end
 end
 
--- Anthropic's counts picked out of message_start or message_delta for the
--- accumulator, which keeps every number of every usage object it is given:
--- fields a provider makes up by the thousand would pile up over a stream.
-local ANTHROPIC_COUNTS = { "input_tokens", "output_tokens", "cache_read_input_tokens",
-                           "cache_creation_input_tokens" }
-
-local function anthropic_usage(d)
-  local t, u = d.type, nil
-  if t == "message_start" then u = type(d.message) == "table" and d.message.usage
-  elseif t == "message_delta" then u = d.usage end
-  if type(u) ~= "table" then return nil end
-  local picked = {}
-  for i = 1, #ANTHROPIC_COUNTS do
-    local k = ANTHROPIC_COUNTS[i]
-    if type(u[k]) == "number" then picked[k] = u[k] end
-  end
-  return { type = "message_delta", usage = picked }
-end
-
 local X = {}
 X.__index = X
 
 ---------------------------------------------------------------------------
--- client-side writers: hub (OpenAI) chunks -> the client's wire text
 
--- Each returns the text, and a message when something could not be
--- written: a provider's number past a double's range decodes to inf, which
--- JSON cannot hold, and the stream fails there instead of raising.
-local UNWRITABLE = "a value the gateway cannot write (a number out of range)"
-
-local function openai_chunk(self, c)
-  -- The usage chunk the client did not ask for stays with the gateway.
-  if not self.include_usage and type(c.usage) == "table" and type(c.choices) == "table"
-     and c.choices[1] == nil then
-    return nil
-  end
-  local j = encode(c)
-  if not j then return nil, UNWRITABLE end
-  return "data: " .. j .. "\n\n"
-end
-
--- Also returns whether message_stop was written: after it, nothing may
--- follow (not even an error event).
-local function anthropic_events(list)
-  local out, stopped = {}, false
-  for i, ev in ipairs(list) do
-    local j = encode(ev[2])
-    if not j then return concat(out), UNWRITABLE, stopped end
-    out[i] = "event: " .. ev[1] .. "\ndata: " .. j .. "\n\n"
-    if ev[1] == "message_stop" then stopped = true end
-  end
-  return concat(out), nil, stopped
-end
-
--- OpenAI's in-stream error (the SDKs raise on a data event with "error").
-local function openai_error_event(message, etype, code)
-  return "data: " .. encode({ error = { message = message, type = etype or "server_error",
-                                        code = code or json.null, param = json.null } }) .. "\n\n"
-end
-
-local function anthropic_error_event(message, etype)
-  return "event: error\ndata: " .. encode({ type = "error",
-    error = { type = etype or "api_error", message = message } }) .. "\n\n"
-end
-
-local CLIENT = {
-  openai = {
-    start = function() return nil end,
-    chunk = openai_chunk,
-    finish = function() return "data: [DONE]\n\n" end,
-    error_event = function(_, message, etype, code) return openai_error_event(message, etype, code) end,
-  },
-  anthropic = {
-    start = function(self) self.to = anthropic.stream_to_anthropic(self.model) end,
-    chunk = function(self, c)
-      local list, err = self.to:chunk(c)
-      local s, werr, stopped = anthropic_events(list)
-      if stopped then self.stopped = true end
-      return s, err or werr
-    end,
-    finish = function(self)
-      local s, werr, stopped = anthropic_events(self.to:finish())
-      if stopped then self.stopped = true end
-      return s, werr
-    end,
-    error_event = function(self, message, etype)
-      -- The client's stream already ended with message_stop (the finish and
-      -- the usage came before the upstream failed): nothing may follow it.
-      -- The translator's having made one is not enough: an event before it
-      -- that could not be written (a count out of range) left it unsent.
-      if self.stopped then return "" end
-      -- OpenAI error types name Anthropic's closely enough; servers' own
-      -- failures are api_error.
-      local t = (etype == "rate_limit_error" or etype == "overloaded_error"
-                 or etype == "invalid_request_error") and etype or "api_error"
-      return anthropic_error_event(message, t)
-    end,
-  },
-}
-M.CLIENT = CLIENT
-
----------------------------------------------------------------------------
--- upstream-side readers: one SSE event -> hub chunks (or an error)
-
--- Each returns a list of hub chunks, or nil, message, type when the event
--- is the provider's report of a failure, or nil, message, type, why when
--- the stream went past a translator's bound.
-local UPSTREAM = {
-  openai = function(self, ev)
-    local d = ev.data
-    if d == "[DONE]" then return {} end
-    local c = decode(d)
-    if type(c) ~= "table" then return {} end
-    if type(c.error) == "table" then
-      return nil, tostring(c.error.message or "upstream stream error"), c.error.type
-    end
-    if type(c.usage) == "table" then self.acc:event(c) end
-    return { c }
-  end,
-  anthropic = function(self, ev)
-    local d = decode(ev.data)
-    if type(d) ~= "table" then return {} end
-    local name = ev.event or d.type
-    if name == "error" then
-      local e = type(d.error) == "table" and d.error or {}
-      return nil, tostring(e.message or "upstream stream error"), e.type
-    end
-    if name == "message_start" or name == "message_delta" then
-      local u = anthropic_usage(d)
-      if u then self.acc:event(u) end
-    end
-    local chunks, err = self.from:event(name, d)
-    if err then return nil, err.message, err.type, err.message end   -- only bounds
-    return chunks
-  end,
-  gemini = function(self, ev)
-    local d = decode(ev.data)
-    if type(d) ~= "table" then return {} end
-    if type(d.usageMetadata) == "table" then self.acc:event(d) end
-    local chunks, err = self.from:event(d)
-    if err then return nil, err.message, err.type, err.bound and err.message end
-    return chunks
-  end,
-}
-
-local UPSTREAM_FINISH = {
-  openai = function() return {} end,
-  anthropic = function() return {} end,
-  gemini = function(self) return self.from:finish() end,
-}
-
----------------------------------------------------------------------------
-
--- opts: client, upstream, stream, model (the upstream's model name),
--- include_usage (the client asked for a usage chunk), injected_usage (the
--- gateway asked the provider for it), prices (config overrides).
+-- opts: client (a format's name, or a route adapter), upstream (a
+-- format's name), stream, model (the upstream's model name), include_usage
+-- (the client asked for a usage chunk), injected_usage (the gateway asked
+-- the provider for it), prices (config overrides).
 function M.new(ctx, o)
+  local c, up = o.client, protocols[o.upstream]
   local self = setmetatable({
-    ctx = ctx, client = o.client, upstream = o.upstream, stream = o.stream and true or false,
+    ctx = ctx, client = c, upstream = o.upstream, stream = o.stream and true or false,
     model = o.model, include_usage = o.include_usage and true or false,
     injected_usage = o.injected_usage and true or false, prices = o.prices,
-    same = o.client == o.upstream, failed = false, ended = false, done = false,
-    acc = usage_mod.stream(o.upstream),
+    same = c == o.upstream, failed = false, ended = false, done = false,
+    up = up, w = type(c) == "table" and c or protocols[c].writer,
+    acc = usage_mod.accumulator(up),
   }, X)
   if self.stream then
     if self.same and self.upstream == "openai" then
@@ -258,9 +115,9 @@ function M.new(ctx, o)
   return self
 end
 
+-- The client's writer: its format's (aigw.protocols), or a route adapter.
 function X:writer()
-  local c = self.client
-  return type(c) == "table" and c or CLIENT[c]
+  return self.w
 end
 
 -- The response head: an error status turns translation off; a translated
@@ -282,13 +139,11 @@ function X:head(status, head)
   if not self.same then
     -- The usage chunk (and "usage": null in every chunk) only for a client
     -- that asked for it, or that needs it (Anthropic's message_delta).
-    local up, opts = self.upstream, { include_usage = self.include_usage or self.client ~= "openai" }
-    if up == "anthropic" then
-      self.from = anthropic.stream_from_anthropic(self.model, opts)
-    elseif up == "gemini" then
-      self.from = gemini.stream_from_gemini(self.model, opts)
+    local up = self.up
+    if not up.hub then
+      self.from = up.stream_to_hub(self.model, { include_usage = self.include_usage or self.client ~= "openai" })
     end
-    local w = self:writer()
+    local w = self.w
     if w.start then w.start(self) end
   end
   return status, head
@@ -451,15 +306,17 @@ function X:pass(chunk, eof)
     return chunk
   end
   if self.ended then return "" end   -- refused: nothing more goes out
-  if self.upstream == "anthropic" then
-    -- Watched only: an event past the parser's bounds is skipped (the
-    -- bytes pass on as they came) and the next ones are read.
+  local up = self.up
+  local named = up.usage_events
+  if named then
+    -- Watched only, event by event (the events that carry usage are
+    -- decoded): an event past the parser's bounds is skipped (the bytes
+    -- pass on as they came) and the next ones are read.
     local evs, perr = self.parser:feed(chunk)
     for _, ev in ipairs(evs) do
-      local name = ev.event
-      if name == "message_start" or name == "message_delta" then
+      if named[ev.event] then
         local d = decode(ev.data)
-        local u = type(d) == "table" and anthropic_usage(d)
+        local u = type(d) == "table" and up.event_usage(d)
         if u then self.acc:event(u) end
       end
     end
@@ -554,13 +411,7 @@ function X:read_usage(body)
       depth = depth - 1
       if depth == 0 then
         local u = cjson_decode(sub(body, open, i))
-        if type(u) == "table" then
-          if self.upstream == "anthropic" then
-            self.acc:event(anthropic_usage({ type = "message_delta", usage = u }))
-          else
-            self.acc:event({ usage = u })
-          end
-        end
+        if type(u) == "table" then self.acc:event(self.up.usage_event(u)) end
         return
       end
     end
@@ -573,16 +424,20 @@ end
 -- (aigw_json_numbers), with no table made for the JSON.
 local ffi = require "ffi"
 require "aigw.ffi_defs"
+-- The names of every count the formats' counted_usage reads.
 local COUNTS = { "prompt_tokens", "completion_tokens", "total_tokens", "input_tokens",
                  "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
                  "cached_tokens", "reasoning_tokens" }
 local count_names = ffi.new("const char *[?]", #COUNTS, COUNTS)
 local count_lens = ffi.new("size_t[?]", #COUNTS)
-for i, k in ipairs(COUNTS) do count_lens[i - 1] = #k end
+local COUNT_AT = {}
+for i, k in ipairs(COUNTS) do count_lens[i - 1] = #k; COUNT_AT[k] = i - 1 end
 local counts = ffi.new("double[?]", #COUNTS)
 
-local function count(i)
-  local v = counts[i - 1]
+local function count(name)
+  local i = COUNT_AT[name]
+  if not i then return nil end
+  local v = counts[i]
   if v < 0 then return nil end
   return v
 end
@@ -591,19 +446,10 @@ function X:tapped(text)
   if text ~= "" then
     for i = 0, #COUNTS - 1 do counts[i] = -1 end
     ffi.C.aigw_json_numbers(text, #text, count_names, count_lens, #COUNTS, counts)
-    local u
-    if self.upstream == "anthropic" then
-      u = { input_tokens = count(4), output_tokens = count(5), cache_read_input_tokens = count(6),
-            cache_creation_input_tokens = count(7) }
-      self.acc:event({ type = "message_delta", usage = u })
-    else
-      u = { prompt_tokens = count(1), completion_tokens = count(2), total_tokens = count(3),
-            input_tokens = count(4), output_tokens = count(5) }
-      local cached, reasoning = count(8), count(9)
-      if cached then u.prompt_tokens_details = { cached_tokens = cached } end
-      if reasoning then u.completion_tokens_details = { reasoning_tokens = reasoning } end
-      self.acc:event({ usage = u })
-    end
+    -- A whole answer: its usage is the one the counts make, nothing to
+    -- accumulate.
+    local up = self.up
+    self.usage = up.usage(up.counted_usage(count))
   end
   self:finish(true)
 end
@@ -617,7 +463,7 @@ function X:fail(message, etype)
   -- nothing is read after it: what was held goes
   self.parser, self.rev = nil, nil
   self:finish(false)
-  return self:writer().error_event(self, message, etype)
+  return self.w.error_event(self, message, etype)
 end
 
 -- Translated stream: every complete event is translated and written now.
@@ -628,7 +474,7 @@ end
 function X:translate(chunk, eof, err)
   if self.ended then return "" end
   local out = {}
-  local read, w = UPSTREAM[self.upstream], self:writer()
+  local read, w = self.up.reader.event, self.w
   -- After an event the parser dropped, none is the client's: the events
   -- before it only. why: a translator's or the writer's bound.
   local evs, perr, nbefore = self.parser:feed(chunk)
@@ -654,7 +500,7 @@ function X:translate(chunk, eof, err)
   if err then
     out[#out + 1] = self:fail("upstream stream failed: " .. err)
   elseif eof then
-    for _, c in ipairs(UPSTREAM_FINISH[self.upstream](self)) do
+    for _, c in ipairs(self.up.reader.finish(self)) do
       local s, werr = w.chunk(self, c)
       if s then out[#out + 1] = s end
       if werr then

@@ -9,6 +9,8 @@
 --   cache_creation_tokens  input tokens written to a prompt cache (Anthropic only)
 --   reasoning_tokens   output tokens spent on reasoning (absent when not reported)
 
+local protocols = require "aigw.protocols"
+
 local type, error, pairs = type, error, pairs
 local sub, byte = string.sub, string.byte
 
@@ -26,68 +28,25 @@ local function argcheck(fname, n, v, want, optional)
   end
 end
 
+-- Each wire format reads its own usage object (aigw.protocols.<name>.usage).
+
 --- OpenAI Chat Completions / Responses usage.
 function _M.from_openai(u)
   argcheck("from_openai", 1, u, "table", true)
-  if u == nil then return nil end
-  -- Chat Completions names, or the Responses API's input/output names
-  local prompt = num(u.prompt_tokens) or num(u.input_tokens) or 0
-  local completion = num(u.completion_tokens) or num(u.output_tokens) or 0
-  local r = {
-    prompt_tokens = prompt,
-    completion_tokens = completion,
-    total_tokens = num(u.total_tokens) or prompt + completion,
-  }
-  local pd = u.prompt_tokens_details
-  if type(pd) ~= "table" then pd = u.input_tokens_details end
-  if type(pd) == "table" then r.cached_tokens = num(pd.cached_tokens) end
-  local cd = u.completion_tokens_details
-  if type(cd) ~= "table" then cd = u.output_tokens_details end
-  if type(cd) == "table" then r.reasoning_tokens = num(cd.reasoning_tokens) end
-  return r
+  return protocols.openai.usage(u)
 end
 
---- Anthropic Messages usage. Anthropic's input_tokens counts only the input
---- after the last cache breakpoint: prompt_tokens here is input_tokens +
---- cache_read_input_tokens + cache_creation_input_tokens, so that it means
---- what OpenAI's prompt_tokens means (all input); cached_tokens is
---- cache_read_input_tokens and cache_creation_tokens is
---- cache_creation_input_tokens.
+--- Anthropic Messages usage: prompt_tokens counts the cache reads and
+--- writes too (Anthropic's input_tokens leaves them out).
 function _M.from_anthropic(u)
   argcheck("from_anthropic", 1, u, "table", true)
-  if u == nil then return nil end
-  local input = num(u.input_tokens) or 0
-  local read = num(u.cache_read_input_tokens)
-  local created = num(u.cache_creation_input_tokens)
-  local prompt = input + (read or 0) + (created or 0)
-  local completion = num(u.output_tokens) or 0
-  return {
-    prompt_tokens = prompt,
-    completion_tokens = completion,
-    total_tokens = prompt + completion,
-    cached_tokens = read,
-    cache_creation_tokens = created,
-  }
+  return protocols.anthropic.usage(u)
 end
 
---- Gemini usageMetadata. promptTokenCount already includes
---- cachedContentTokenCount. candidatesTokenCount leaves out the thinking
---- tokens (thoughtsTokenCount), which are billed as output: completion_tokens
---- is candidatesTokenCount + thoughtsTokenCount, and reasoning_tokens is
---- thoughtsTokenCount. toolUsePromptTokenCount is added to prompt_tokens.
+--- Gemini usageMetadata: completion_tokens counts the thinking tokens too.
 function _M.from_gemini(m)
   argcheck("from_gemini", 1, m, "table", true)
-  if m == nil then return nil end
-  local thoughts = num(m.thoughtsTokenCount)
-  local prompt = (num(m.promptTokenCount) or 0) + (num(m.toolUsePromptTokenCount) or 0)
-  local completion = (num(m.candidatesTokenCount) or 0) + (thoughts or 0)
-  return {
-    prompt_tokens = prompt,
-    completion_tokens = completion,
-    total_tokens = num(m.totalTokenCount) or prompt + completion,
-    cached_tokens = num(m.cachedContentTokenCount),
-    reasoning_tokens = thoughts,
-  }
+  return protocols.gemini.usage(m)
 end
 
 -- Stream accumulators ------------------------------------------------------
@@ -118,42 +77,6 @@ local function copy_numbers(dst, src, n)
   return n
 end
 
-local seen = {
-  -- OpenAI: usage arrives in one chunk (with stream_options.include_usage),
-  -- normally the last before [DONE]; other chunks carry "usage": null.
-  openai = function(self, ev)
-    local u = ev.usage
-    if type(u) == "table" then self._raw = u end
-  end,
-  -- Anthropic: message_start carries message.usage (input tokens, and an
-  -- output_tokens of 1 or so); message_delta carries cumulative totals for
-  -- the fields it names. A field in message_delta replaces the same field
-  -- from message_start: the counts are totals, never added up.
-  anthropic = function(self, ev)
-    local t = ev.type
-    local u
-    if t == "message_start" then
-      u = type(ev.message) == "table" and ev.message.usage
-    elseif t == "message_delta" then
-      u = ev.usage
-    else
-      return
-    end
-    if type(u) ~= "table" then return end
-    local raw = self._raw
-    if not raw then raw = {}; self._raw = raw end
-    self._nraw = copy_numbers(raw, u, self._nraw or 0)
-  end,
-  -- Gemini: every chunk may carry usageMetadata; the last one is the
-  -- whole count (the earlier ones are running figures), never summed.
-  gemini = function(self, ev)
-    local m = ev.usageMetadata
-    if type(m) == "table" then self._raw = m end
-  end,
-}
-
-local convert = { openai = _M.from_openai, anthropic = _M.from_anthropic, gemini = _M.from_gemini }
-
 --- Feed one decoded event (the JSON of an SSE event's data, as a table).
 --- Strings are decoded first; "[DONE]" and text that is not JSON are ignored.
 function Stream:event(ev)
@@ -164,14 +87,24 @@ function Stream:event(ev)
   elseif type(ev) ~= "table" then
     error("bad argument #1 to 'event' (table or string expected, got " .. type(ev) .. ")", 2)
   end
-  seen[self.kind](self, ev)
+  -- The format's reader: the usage object the event carries, and whether
+  -- its counts merge into the stream's (Anthropic's) or replace them.
+  local u, merge = self.p.stream_usage(ev)
+  if type(u) ~= "table" then return end
+  if not merge then
+    self._raw = u
+    return
+  end
+  local raw = self._raw
+  if not raw then raw = {}; self._raw = raw end
+  self._nraw = copy_numbers(raw, u, self._nraw or 0)
 end
 
 --- Normalised usage seen so far, or nil when the stream carried none.
 function Stream:result()
   local raw = self._raw
   if not raw then return nil end
-  return convert[self.kind](raw)
+  return self.p.usage(raw)
 end
 
 --- The provider's own usage object as last seen (for Anthropic, the fields of
@@ -182,11 +115,17 @@ end
 
 function _M.stream(kind)
   argcheck("stream", 1, kind, "string")
-  if not seen[kind] then
+  local p = protocols[kind]
+  if not p then
     error("bad argument #1 to 'stream' (\"openai\", \"anthropic\" or \"gemini\" expected, got \"" ..
           kind .. "\")", 2)
   end
-  return setmetatable({ kind = kind, _raw = nil }, Stream)
+  return setmetatable({ kind = kind, p = p, _raw = nil }, Stream)
+end
+
+-- The same for a protocol module p (aigw.exchange, which has it already).
+function _M.accumulator(p)
+  return setmetatable({ kind = p.name, p = p, _raw = nil }, Stream)
 end
 
 -- Prices -------------------------------------------------------------------

@@ -23,7 +23,7 @@
 local sse = require "aigw.sse"
 local json = require "aigw.json"
 local exchange = require "aigw.exchange"
-local gemini = require "aigw.translate.gemini"
+local gemini = require "aigw.protocols.gemini"
 
 local byte, sub, find = string.byte, string.sub, string.find
 local concat = table.concat

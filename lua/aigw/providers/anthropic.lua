@@ -9,20 +9,18 @@ local M = {}
 M.__index = M
 
 M.format = "anthropic"
+M.protocol = require "aigw.protocols.anthropic"
 
 function M.new(name, conf)
-  local self = setmetatable({ name = name, kind = conf.kind, max_tokens = conf.max_tokens }, M)
+  local self = setmetatable({ name = name, kind = conf.kind, max_tokens = conf.max_tokens,
+                              request_opts = { default_max_tokens = conf.max_tokens } }, M)
   return common.new(self, conf, {
     ["x-api-key"] = conf.api_key or false,
     ["anthropic-version"] = conf.version,
   })
 end
 
-local PATHS = { messages = "/v1/messages", ["messages/count_tokens"] = "/v1/messages/count_tokens",
-                ["chat/completions"] = "/v1/messages" }
-
-function M:path(endpoint)
-  return PATHS[endpoint]
-end
+-- Upstream paths (under the base URL): the format's.
+M.path = M.protocol.path
 
 return M

@@ -10,6 +10,7 @@ local M = {}
 M.__index = M
 
 M.format = "openai"
+M.protocol = require "aigw.protocols.openai"
 
 function M.new(name, conf)
   local self = setmetatable({ name = name, kind = conf.kind, deployments = conf.deployments,

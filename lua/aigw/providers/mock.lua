@@ -10,6 +10,7 @@ local M = {}
 M.__index = M
 
 M.format = "openai"
+M.protocol = require "aigw.protocols.openai"
 
 function M.new(name)
   return setmetatable({ name = name, kind = "mock" }, M)

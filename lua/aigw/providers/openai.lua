@@ -9,6 +9,7 @@ local M = {}
 M.__index = M
 
 M.format = "openai"
+M.protocol = require "aigw.protocols.openai"
 
 function M.new(name, conf)
   local self = setmetatable({ name = name, kind = conf.kind }, M)
@@ -17,15 +18,7 @@ function M.new(name, conf)
   })
 end
 
--- Upstream paths (under the base URL), built once per endpoint.
-local paths = setmetatable({}, { __index = function(t, endpoint)
-  local p = "/" .. endpoint
-  t[endpoint] = p
-  return p
-end })
-
-function M:path(endpoint)
-  return paths[endpoint]
-end
+-- Upstream paths (under the base URL): the format's.
+M.path = M.protocol.path
 
 return M

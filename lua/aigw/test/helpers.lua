@@ -280,7 +280,7 @@ end
 -- is 1700000000 and Gemini tool-call ids are call_gem_1, call_gem_2...
 -- (restored after, also when fn raises). Returns fn's results.
 function M.pinned(fn)
-  local gemini = require "aigw.translate.gemini"
+  local gemini = require "aigw.protocols.gemini"
   local time, make = os.time, gemini.new_tool_call_id
   local n = 0
   os.time = function(t) if t then return time(t) end return 1700000000 end

@@ -1,4 +1,4 @@
--- Golden-file specs for aigw.translate.gemini.
+-- Golden-file specs for aigw.protocols.gemini.
 --
 -- Each case is spec/golden/gemini/<name>.input.json, with the expected
 -- output in <name>.expected.json. Outputs are encoded with aigw.json and
@@ -6,7 +6,7 @@
 -- sides. GEMINI_GOLDEN_UPDATE=1 rewrites the expected files.
 
 local json = require "aigw.json"
-local gemini = require "aigw.translate.gemini"
+local gemini = require "aigw.protocols.gemini"
 local util = require "luassert.util"
 
 local DIR = "spec/golden/gemini/"
@@ -55,18 +55,22 @@ local function run(case)
   local opts = { id = "chatcmpl-test", created = 1700000000, make_id = ids() }
   if case.opts then for k, v in pairs(case.opts) do opts[k] = v end end
   if case.kind == "request" then
-    local out, err = gemini.request_to_gemini(case.input, case.opts)
-    return out or { error = err }
+    -- { path, body }: the body, and the path the provider's :path gives
+    -- for the request's model
+    local body, err = gemini.request_from_hub(case.input, case.opts)
+    if not body then return { error = err.message } end
+    local model = (case.opts and case.opts.model) or case.input.model
+    return { path = gemini.path(nil, "chat/completions", model, case.input.stream == true), body = body }
   elseif case.kind == "response" then
-    local out, err = gemini.response_from_gemini(case.input, case.model, opts)
+    local out, err = gemini.response_to_hub(case.input, case.model, opts)
     return out or { error = err }
   elseif case.kind == "stream" then
-    local st = gemini.stream_from_gemini(case.model, opts)
+    local st = gemini.stream_to_hub(case.model, opts)
     local chunks, errors = setmetatable({}, json.array_mt), {}
     for _, ev in ipairs(case.input) do
       -- each event goes through its SSE text, as the upstream sends it
       local data = assert(json.decode(assert(json.encode(ev))))
-      local list, err = st:event(data)
+      local list, err = st:event(nil, data)
       for _, c in ipairs(list) do chunks[#chunks + 1] = c end
       if err then errors[#errors + 1] = err end
     end
@@ -75,12 +79,12 @@ local function run(case)
     if #errors > 0 then out.errors = errors end
     return out
   elseif case.kind == "error" then
-    return gemini.error_from_gemini(case.status, case.input)
+    return gemini.error_parse(case.status, case.input)
   end
   error("unknown kind " .. tostring(case.kind))
 end
 
-describe("aigw.translate.gemini golden files", function()
+describe("aigw.protocols.gemini golden files", function()
   for _, name in ipairs(cases()) do
     it(name, function()
       local case = assert(json.decode(read(DIR .. name .. ".input.json")))
@@ -103,9 +107,9 @@ describe("aigw.translate.gemini golden files", function()
   end
 end)
 
-describe("aigw.translate.gemini", function()
+describe("aigw.protocols.gemini", function()
   it("maps a made-up tool-call id back to its name on the next turn", function()
-    local resp = assert(gemini.response_from_gemini({
+    local resp = assert(gemini.response_to_hub({
       candidates = { { content = { parts = { { functionCall = { name = "lookup", args = { q = "x" } } } } },
                        finishReason = "STOP" } },
     }, "gemini-2.0-flash"))
@@ -120,8 +124,8 @@ describe("aigw.translate.gemini", function()
       messages = { { role = "user", content = "find x" }, msg,
                    { role = "tool", tool_call_id = id, content = "found" } },
     }))))
-    local up = assert(gemini.request_to_gemini(req))
-    local c = up.body.contents
+    local body = assert(gemini.request_from_hub(req))
+    local c = body.contents
     assert.equal("model", c[2].role)
     assert.same({ name = "lookup", args = { q = "x" } }, c[2].parts[1].functionCall)
     assert.equal("user", c[3].role)
@@ -135,48 +139,48 @@ describe("aigw.translate.gemini", function()
   end)
 
   it("rejects a tool result whose id no tool call had", function()
-    local out, err = gemini.request_to_gemini({ model = "m", messages = {
+    local out, err = gemini.request_from_hub({ model = "m", messages = {
       { role = "tool", tool_call_id = "call_nope", content = "x" } } })
     assert.is_nil(out)
-    assert.matches("call_nope", err)
+    assert.matches("call_nope", err.message)
   end)
 
   it("keeps [] in arguments and writes choices = [] in the usage chunk", function()
-    local st = gemini.stream_from_gemini("m", { include_usage = true, id = "x", created = 1 })
-    st:event({ candidates = { { content = { parts = { { functionCall = { name = "f", args = { a = json.decode("[]") } } } } },
+    local st = gemini.stream_to_hub("m", { include_usage = true, id = "x", created = 1 })
+    st:event(nil, { candidates = { { content = { parts = { { functionCall = { name = "f", args = { a = json.decode("[]") } } } } },
                                 finishReason = "STOP" } } })
     local list = st:finish()
     local text = assert(json.encode(list[#list]))
     assert.matches('"choices":%[%]', text)
-    local up = assert(gemini.request_to_gemini(assert(json.decode(
+    local body = assert(gemini.request_from_hub(assert(json.decode(
       '{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\\"a\\":[]}"}}]}]}'))))
-    assert.matches('"a":%[%]', assert(json.encode(up.body)))
+    assert.matches('"a":%[%]', assert(json.encode(body)))
   end)
 
   it("takes usage from the last usageMetadata, not a sum", function()
-    local st = gemini.stream_from_gemini("m", {})
-    st:event({ usageMetadata = { promptTokenCount = 5, candidatesTokenCount = 1, totalTokenCount = 6 } })
-    st:event({ usageMetadata = { promptTokenCount = 5, candidatesTokenCount = 4, totalTokenCount = 9 } })
+    local st = gemini.stream_to_hub("m", {})
+    st:event(nil, { usageMetadata = { promptTokenCount = 5, candidatesTokenCount = 1, totalTokenCount = 6 } })
+    st:event(nil, { usageMetadata = { promptTokenCount = 5, candidatesTokenCount = 4, totalTokenCount = 9 } })
     assert.same({ prompt_tokens = 5, completion_tokens = 4, total_tokens = 9 }, st:usage())
   end)
 
   it("reads retryDelay with fractions as whole seconds, rounded up", function()
-    local e = gemini.error_from_gemini(429, { error = { code = 429, message = "slow down",
+    local e = gemini.error_parse(429, { error = { code = 429, message = "slow down",
       details = { { ["@type"] = "type.googleapis.com/google.rpc.RetryInfo", retryDelay = "1.2s" } } } })
     assert.equal(2, e.retry_after)
     assert.equal("rate_limit_error", e.type)
-    assert.is_nil(gemini.error_from_gemini(500, nil).retry_after)
+    assert.is_nil(gemini.error_parse(500, nil).retry_after)
   end)
 
   it("holds at most MAX_CHOICES candidates per stream; a NaN index is the candidate's position", function()
-    local st = gemini.stream_from_gemini("m", { id = "x", created = 1 })
-    local out, err = st:event({ candidates = { { index = "nan", content = { parts = { { text = "a" } } } } } })
+    local st = gemini.stream_to_hub("m", { id = "x", created = 1 })
+    local out, err = st:event(nil, { candidates = { { index = "nan", content = { parts = { { text = "a" } } } } } })
     assert.is_nil(err)
     assert.equal(0, out[1].choices[1].index)
     for i = 1, gemini.MAX_CHOICES - 1 do
-      assert.is_nil(select(2, st:event({ candidates = { { index = i, content = { parts = { { text = "a" } } } } } })))
+      assert.is_nil(select(2, st:event(nil, { candidates = { { index = i, content = { parts = { { text = "a" } } } } } })))
     end
-    err = select(2, st:event({ candidates = { { index = gemini.MAX_CHOICES, content = { parts = { { text = "a" } } } } } }))
+    err = select(2, st:event(nil, { candidates = { { index = gemini.MAX_CHOICES, content = { parts = { { text = "a" } } } } } }))
     assert.equal("too many candidates (limit 128)", err.message)
     assert.is_true(err.bound)
     local n = 0
@@ -187,12 +191,12 @@ describe("aigw.translate.gemini", function()
 
   it("does not repeat a responseId past MAX_ID bytes in every chunk", function()
     local long = ("r"):rep(gemini.MAX_ID + 1)
-    local st = gemini.stream_from_gemini("m", {})
-    local out = st:event({ responseId = long, candidates = { { content = { parts = { { text = "a" } } } } } })
+    local st = gemini.stream_to_hub("m", {})
+    local out = st:event(nil, { responseId = long, candidates = { { content = { parts = { { text = "a" } } } } } })
     assert.matches("^chatcmpl%-%w+$", out[1].id)
     assert.is_true(#out[1].id < 64)
-    st = gemini.stream_from_gemini("m", {})
-    out = st:event({ responseId = "abc", candidates = { { content = { parts = { { text = "a" } } } } } })
+    st = gemini.stream_to_hub("m", {})
+    out = st:event(nil, { responseId = "abc", candidates = { { content = { parts = { { text = "a" } } } } } })
     assert.equal("chatcmpl-abc", out[1].id)
   end)
 end)

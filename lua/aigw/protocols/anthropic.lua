@@ -1,22 +1,24 @@
--- aigw.translate.anthropic -- OpenAI Chat Completions (the hub format) <-> Anthropic Messages.
+-- aigw.protocols.anthropic -- Anthropic Messages: translation to and from
+-- OpenAI Chat Completions (the hub format), its streams read and written,
+-- its errors, usage and paths. The contract is in aigw.protocols.
 --
 -- Pure functions over decoded tables (use aigw.json to decode and encode, so
 -- [] and exact numbers survive). No I/O. See docs/translation.md.
 --
---   local A = require "aigw.translate.anthropic"
---   local body, notes = A.request_to_anthropic(openai_req, { default_max_tokens = 4096 })
---   local resp = A.response_from_anthropic(anthropic_resp, model)
---   local t = A.stream_from_anthropic(model, { include_usage = true })
+--   local A = require "aigw.protocols.anthropic"
+--   local body, notes = A.request_from_hub(openai_req, { default_max_tokens = 4096 })
+--   local resp = A.response_to_hub(anthropic_resp, model)
+--   local t = A.stream_to_hub(model, { include_usage = true })
 --   for _, chunk in ipairs(t:event(name, data)) do ... end ; t:usage()
---   (event returns chunks, err: err = { message } past a bound below)
+--   (event returns chunks, err: err = { message, bound = true } past a bound below)
 --
---   local req, notes = A.request_from_anthropic(anthropic_req)
---   local msg = A.response_to_anthropic(openai_resp, model)
---   local t = A.stream_to_anthropic(model)
+--   local req, notes = A.request_to_hub(anthropic_req)
+--   local msg = A.response_from_hub(openai_resp, model)
+--   local t = A.stream_from_hub(model)
 --   for _, ev in ipairs(t:chunk(openai_chunk)) do send(ev[1], ev[2]) end ; t:finish()
 --   (chunk returns events, err: err a message past a bound below)
 --
---   A.error_from_anthropic(body, status) ; A.error_to_anthropic(body, status)
+--   A.error_parse(status, body) ; A.error_format(status, err)
 --
 -- A stream's translator holds a bounded state whatever the provider sends:
 -- at most MAX_BLOCKS content blocks and MAX_TOOL_CALLS tool calls per
@@ -26,6 +28,7 @@
 -- output is then proportional to the event.
 
 local json = require "aigw.json"
+local hub = require "aigw.protocols.openai"
 
 local null, empty_array, array_mt = json.null, json.empty_array, json.array_mt
 local type, ipairs, tostring, tonumber = type, ipairs, tostring, tonumber
@@ -33,6 +36,12 @@ local concat = table.concat
 local gsub, match = string.gsub, string.match
 
 local M = {}
+
+M.name = "anthropic"
+
+-- Answers made by the gateway for an Anthropic client carry the request id
+-- in this header too, as Anthropic's own do (its SDKs read it).
+M.request_id_header = "request-id"
 
 M.DEFAULT_MAX_TOKENS = 4096
 
@@ -88,7 +97,7 @@ local function as_object(v)
 end
 
 -- Text of an OpenAI content value (string or parts), parts other than text ignored.
-local openai_text = require("aigw.translate.openai").text
+local openai_text = hub.text
 
 ---------------------------------------------------------------------------
 -- OpenAI request -> Anthropic request
@@ -163,7 +172,7 @@ local DROPPED_REQUEST_FIELDS = {
   "seed", "response_format", "service_tier", "modalities", "audio", "prediction",
 }
 
-function M.request_to_anthropic(req, opts)
+function M.request_from_hub(req, opts)
   opts = opts or {}
   local notes = {}
   local out = { model = opts.model or req.model }
@@ -341,7 +350,10 @@ function M.usage_to_openai(u)
 end
 local usage_to_openai = M.usage_to_openai
 
-function M.response_from_anthropic(resp, model, opts)
+function M.response_to_hub(resp, model, opts)
+  if type(resp.content) ~= "table" then
+    return nil, { status = 502, message = "the provider's answer has no content", type = "api_error" }
+  end
   opts = opts or {}
   local texts, calls = {}, {}
   for _, b in ipairs(resp.content or {}) do
@@ -378,7 +390,7 @@ end
 local FromAnthropic = {}
 FromAnthropic.__index = FromAnthropic
 
-function M.stream_from_anthropic(model, opts)
+function M.stream_to_hub(model, opts)
   opts = opts or {}
   return setmetatable({
     model = model, include_usage = opts.include_usage and true or false,
@@ -387,14 +399,7 @@ function M.stream_from_anthropic(model, opts)
   }, FromAnthropic)
 end
 
-function FromAnthropic:chunk(delta, finish)
-  local c = {
-    id = self.id, object = "chat.completion.chunk", created = self.created, model = self.model,
-    choices = { { index = 0, delta = delta, finish_reason = finish or null, logprobs = null } },
-  }
-  if self.include_usage then c.usage = null end
-  return c
-end
+local chunk = hub.chunk
 
 local function merge_usage(dst, src)
   if type(src) ~= "table" then return dst end
@@ -416,7 +421,7 @@ function FromAnthropic:event(name, data)
     self.id = self.id or short(m.id)
     if not self.model then self.model = short(m.model) end
     self.u = merge_usage(self.u, m.usage)
-    out[1] = self:chunk({ role = "assistant", content = "" })
+    out[1] = chunk(self, 0, { role = "assistant", content = "" })
   elseif name == "content_block_start" then
     local b = type(data.content_block) == "table" and data.content_block or {}
     -- The block's index is a key of self.blocks: a number, and a bounded
@@ -425,7 +430,8 @@ function FromAnthropic:event(name, data)
     if type(idx) ~= "number" then idx = 0 end
     if self.blocks[idx] == nil then
       if self.nblocks >= M.MAX_BLOCKS then
-        return out, { message = "too many content blocks (limit " .. M.MAX_BLOCKS .. ")" }
+        return out, { status = 502, type = "api_error", bound = true,
+                      message = "too many content blocks (limit " .. M.MAX_BLOCKS .. ")" }
       end
       self.nblocks = self.nblocks + 1
     end
@@ -433,12 +439,12 @@ function FromAnthropic:event(name, data)
       local ti = self.ntools
       self.ntools = ti + 1
       self.blocks[idx] = { kind = "tool", index = ti }
-      out[1] = self:chunk({ tool_calls = { { index = ti, id = text_or(b.id, "call_" .. ti), type = "function",
+      out[1] = chunk(self, 0, { tool_calls = { { index = ti, id = text_or(b.id, "call_" .. ti), type = "function",
                                             ["function"] = { name = text_or(b.name, ""), arguments = "" } } } })
     elseif b.type == "text" then
       self.blocks[idx] = { kind = "text" }
       if type(b.text) == "string" and b.text ~= "" then
-        out[1] = self:chunk({ content = b.text })
+        out[1] = chunk(self, 0, { content = b.text })
       end
     else
       self.blocks[idx] = { kind = "other" }   -- not the provider's string: it is kept
@@ -447,30 +453,26 @@ function FromAnthropic:event(name, data)
     local d = type(data.delta) == "table" and data.delta or {}
     local blk = self.blocks[data.index or 0]
     if d.type == "text_delta" and type(d.text) == "string" and d.text ~= "" then
-      out[1] = self:chunk({ content = d.text })
+      out[1] = chunk(self, 0, { content = d.text })
     elseif d.type == "input_json_delta" and blk and blk.kind == "tool"
            and type(d.partial_json) == "string" and d.partial_json ~= "" then
-      out[1] = self:chunk({ tool_calls = { { index = blk.index,
+      out[1] = chunk(self, 0, { tool_calls = { { index = blk.index,
                                             ["function"] = { arguments = d.partial_json } } } })
     end
   elseif name == "message_delta" then
     local d = type(data.delta) == "table" and data.delta or {}
     self.u = merge_usage(self.u, data.usage)
     if not is_null(d.stop_reason) then
-      self.finish = finish_reason(d.stop_reason)
-      out[1] = self:chunk({}, self.finish)
+      self.finish_reason = finish_reason(d.stop_reason)
+      out[1] = chunk(self, 0, {}, self.finish_reason)
     end
   elseif name == "message_stop" then
     self.done = true
     if self.include_usage then
-      local c = {
-        id = self.id, object = "chat.completion.chunk", created = self.created, model = self.model,
-        choices = empty_array, usage = self:usage() or null,
-      }
-      out[1] = c
+      out[1] = hub.usage_chunk(self, self:usage() or null)
     end
   elseif name == "error" then
-    out[1] = M.error_from_anthropic(data)
+    out[1] = hub.error_format(nil, M.error_parse(nil, data))
   end
   -- ping, content_block_stop and unknown events give nothing.
   return out
@@ -479,6 +481,11 @@ end
 -- OpenAI usage so far (nil before the provider reported any).
 function FromAnthropic:usage()
   return usage_to_openai(self.u)
+end
+
+-- The end of the stream: Anthropic's message_stop said all there was.
+function FromAnthropic:finish()
+  return {}
 end
 
 ---------------------------------------------------------------------------
@@ -518,7 +525,7 @@ local function anthropic_result_text(content, notes)
   return concat(out, "\n")
 end
 
-function M.request_from_anthropic(areq, opts)
+function M.request_to_hub(areq, opts)
   opts = opts or {}
   local notes = {}
   local out = { model = opts.model or areq.model }
@@ -659,7 +666,7 @@ local function message_id(id)
   return "msg_" .. sanitize_id(id)
 end
 
-function M.response_to_anthropic(resp, model)
+function M.response_from_hub(resp, model)
   local choice = type(resp.choices) == "table" and resp.choices[1] or {}
   local msg = type(choice.message) == "table" and choice.message or {}
   local content = {}
@@ -695,7 +702,7 @@ end
 local ToAnthropic = {}
 ToAnthropic.__index = ToAnthropic
 
-function M.stream_to_anthropic(model, opts)
+function M.stream_from_hub(model, opts)
   opts = opts or {}
   return setmetatable({
     model = model, id = opts.id, started = false, ended = false,
@@ -844,28 +851,200 @@ local OPENAI_ERROR_TYPE = {
   api_error = "server_error", overloaded_error = "server_error",
 }
 
--- An Anthropic error body ({"type":"error","error":{type,message}}) as
--- OpenAI's envelope, keeping the provider's message. `status` is the HTTP
--- status, used when the body says nothing.
-function M.error_from_anthropic(body, status)
+-- An Anthropic error body ({"type":"error","error":{type,message}}) ->
+-- { status, message, type, code }: the provider's message, its error type as
+-- code, and OpenAI's type for it. `status` is the HTTP status, used when the
+-- body says nothing.
+function M.error_parse(status, body)
   local e = type(body) == "table" and type(body.error) == "table" and body.error or {}
   local atype = type(e.type) == "string" and e.type or ANTHROPIC_ERROR_TYPE[status] or "api_error"
-  return { error = {
+  return {
+    status = status,
     message = type(e.message) == "string" and e.message or ("upstream error" .. (status and (" " .. status) or "")),
     type = OPENAI_ERROR_TYPE[atype] or atype,
     code = atype,
-    param = null,
-  } }
+  }
 end
 
--- An OpenAI error body ({"error":{message,type,code,param}}) as Anthropic's.
-function M.error_to_anthropic(body, status)
-  local e = type(body) == "table" and type(body.error) == "table" and body.error or {}
+-- An error ({ message }) in Anthropic's envelope; the type comes from the
+-- status, since OpenAI's own types do not map one to one.
+function M.error_format(status, err)
   return { type = "error", error = {
     type = ANTHROPIC_ERROR_TYPE[status] or (status and status >= 500 and "api_error")
            or (status and status >= 400 and "invalid_request_error") or "api_error",
-    message = type(e.message) == "string" and e.message or ("upstream error" .. (status and (" " .. status) or "")),
+    message = err.message or ("upstream error" .. (status and (" " .. status) or "")),
   } }
+end
+
+-- count_tokens's answer: n input tokens.
+function M.count_response(n)
+  return { input_tokens = n }
+end
+
+---------------------------------------------------------------------------
+-- usage
+
+local function num(v)
+  if type(v) == "number" then return v end
+  return nil
+end
+
+-- Anthropic's usage -> normalised usage (see aigw.usage). Anthropic's
+-- input_tokens counts only the input after the last cache breakpoint:
+-- prompt_tokens is input_tokens + cache_read_input_tokens +
+-- cache_creation_input_tokens, so that it means what OpenAI's prompt_tokens
+-- means (all input); cached_tokens is cache_read_input_tokens and
+-- cache_creation_tokens is cache_creation_input_tokens.
+function M.usage(u)
+  if u == nil then return nil end
+  local input = num(u.input_tokens) or 0
+  local read = num(u.cache_read_input_tokens)
+  local created = num(u.cache_creation_input_tokens)
+  local prompt = input + (read or 0) + (created or 0)
+  local completion = num(u.output_tokens) or 0
+  return {
+    prompt_tokens = prompt,
+    completion_tokens = completion,
+    total_tokens = prompt + completion,
+    cached_tokens = read,
+    cache_creation_tokens = created,
+  }
+end
+
+function M.answer_usage(resp)
+  return M.usage(type(resp.usage) == "table" and resp.usage or nil)
+end
+
+-- The usage object one decoded stream event carries, and true: its counts
+-- are merged over the stream's. message_start carries message.usage (input
+-- tokens, and an output_tokens of 1 or so); message_delta carries totals
+-- for the fields it names, which replace message_start's (never added).
+function M.stream_usage(ev)
+  local t = ev.type
+  if t == "message_start" then
+    return type(ev.message) == "table" and ev.message.usage, true
+  elseif t == "message_delta" then
+    return ev.usage, true
+  end
+  return nil
+end
+
+-- The events that carry usage, by name: a stream passed through decodes
+-- only these.
+M.usage_events = { message_start = true, message_delta = true }
+
+-- The counts picked out of message_start or message_delta for an
+-- accumulator, which keeps every number of every usage object it is given:
+-- fields a provider makes up by the thousand would pile up over a stream.
+local COUNTS = { "input_tokens", "output_tokens", "cache_read_input_tokens",
+                 "cache_creation_input_tokens" }
+
+local function event_usage(d)
+  local t, u = d.type, nil
+  if t == "message_start" then u = type(d.message) == "table" and d.message.usage
+  elseif t == "message_delta" then u = d.usage end
+  if type(u) ~= "table" then return nil end
+  local picked = {}
+  for i = 1, #COUNTS do
+    local k = COUNTS[i]
+    if type(u[k]) == "number" then picked[k] = u[k] end
+  end
+  return { type = "message_delta", usage = picked }
+end
+M.event_usage = event_usage
+
+-- The stream event an accumulator takes for a usage object u.
+function M.usage_event(u)
+  return event_usage({ type = "message_delta", usage = u })
+end
+
+-- A whole answer's usage object from the counts the core read out of it
+-- (count(name): the number, or nil).
+function M.counted_usage(count)
+  return { input_tokens = count("input_tokens"), output_tokens = count("output_tokens"),
+           cache_read_input_tokens = count("cache_read_input_tokens"),
+           cache_creation_input_tokens = count("cache_creation_input_tokens") }
+end
+
+---------------------------------------------------------------------------
+-- the stream as the exchange (aigw.exchange) reads and writes it
+
+local decode, encode = json.decode, json.encode
+
+M.reader = {
+  -- One SSE event -> hub chunks; nil, message, type for the provider's
+  -- error event; nil, message, type, why past the translator's bound.
+  event = function(x, ev)
+    local d = decode(ev.data)
+    if type(d) ~= "table" then return {} end
+    local name = ev.event or d.type
+    if name == "error" then
+      local e = type(d.error) == "table" and d.error or {}
+      return nil, tostring(e.message or "upstream stream error"), e.type
+    end
+    if name == "message_start" or name == "message_delta" then
+      local u = event_usage(d)
+      if u then x.acc:event(u) end
+    end
+    local chunks, err = x.from:event(name, d)
+    if err then return nil, err.message, err.type, err.bound and err.message end
+    return chunks
+  end,
+  finish = function() return {} end,
+}
+
+local UNWRITABLE = hub.UNWRITABLE
+
+-- Also returns whether message_stop was written: after it, nothing may
+-- follow (not even an error event).
+local function events(list)
+  local out, stopped = {}, false
+  for i, ev in ipairs(list) do
+    local j = encode(ev[2])
+    if not j then return concat(out), UNWRITABLE, stopped end
+    out[i] = "event: " .. ev[1] .. "\ndata: " .. j .. "\n\n"
+    if ev[1] == "message_stop" then stopped = true end
+  end
+  return concat(out), nil, stopped
+end
+
+M.writer = {
+  start = function(x) x.to = M.stream_from_hub(x.model) end,
+  chunk = function(x, c)
+    local list, err = x.to:chunk(c)
+    local s, werr, stopped = events(list)
+    if stopped then x.stopped = true end
+    return s, err or werr
+  end,
+  finish = function(x)
+    local s, werr, stopped = events(x.to:finish())
+    if stopped then x.stopped = true end
+    return s, werr
+  end,
+  error_event = function(x, message, etype)
+    -- The client's stream already ended with message_stop (the finish and
+    -- the usage came before the upstream failed): nothing may follow it.
+    -- The translator's having made one is not enough: an event before it
+    -- that could not be written (a count out of range) left it unsent.
+    if x.stopped then return "" end
+    -- OpenAI error types name Anthropic's closely enough; servers' own
+    -- failures are api_error.
+    local t = (etype == "rate_limit_error" or etype == "overloaded_error"
+               or etype == "invalid_request_error") and etype or "api_error"
+    return "event: error\ndata: " .. encode({ type = "error",
+      error = { type = t, message = message } }) .. "\n\n"
+  end,
+}
+
+---------------------------------------------------------------------------
+-- paths, under the base URL (without the version). Called as
+-- provider:path(endpoint, model, stream).
+
+local PATHS = { messages = "/v1/messages", ["messages/count_tokens"] = "/v1/messages/count_tokens",
+                ["chat/completions"] = "/v1/messages" }
+
+function M.path(_, endpoint)
+  return PATHS[endpoint]
 end
 
 return M

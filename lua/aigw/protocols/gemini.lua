@@ -1,22 +1,24 @@
--- aigw.translate.gemini -- OpenAI Chat Completions <-> Gemini generateContent.
+-- aigw.protocols.gemini -- Gemini generateContent: translation from and to
+-- OpenAI Chat Completions (the hub format), its streams read, its errors,
+-- usage and paths. The contract is in aigw.protocols.
 --
--- Pure functions over tables: no I/O. OpenAI's format is the hub.
+-- Pure functions over tables: no I/O.
 --
---   local gemini = require "aigw.translate.gemini"
---   local up, err = gemini.request_to_gemini(openai_req, opts)   -- { path, body }
---   local resp, err = gemini.response_from_gemini(gemini_resp, model, opts)
---   local st = gemini.stream_from_gemini(model, opts)
---   local chunks, err = st:event(data)       -- per SSE "data:" of ?alt=sse
+--   local gemini = require "aigw.protocols.gemini"
+--   local body, err = gemini.request_from_hub(openai_req, opts)
+--   local resp, err = gemini.response_to_hub(gemini_resp, model, opts)
+--   local st = gemini.stream_to_hub(model, opts)
+--   local chunks, err = st:event(name, data) -- per SSE "data:" of ?alt=sse (name unused)
 --   local chunks = st:finish()               -- at the end of the stream
 --   local usage = st:usage()
---   local e = gemini.error_from_gemini(status, body)  -- { status, message, type, retry_after }
+--   local e = gemini.error_parse(status, body)  -- { status, message, type, code, retry_after }
 --
 -- Tool-call ids: Gemini has none. They are made up on the way back
 -- ("call_" and 24 random letters and digits) and forgotten: on the next turn
 -- the assistant message that carries the tool_calls holds both id and name,
 -- so a tool message's name is found in the conversation itself.
 --
--- opts of response_from_gemini and stream_from_gemini (all optional):
+-- opts of response_to_hub and stream_to_hub (all optional):
 --   id        the completion id (default "chatcmpl-" .. responseId, or random)
 --   created   unix time (default os.time())
 --   make_id   function() returning a tool-call id (default random)
@@ -28,14 +30,16 @@
 -- past MAX_ID bytes is not used for the id repeated in every chunk.
 
 local json = require "aigw.json"
+local hub = require "aigw.protocols.openai"
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local concat = table.concat
-local ceil = math.ceil
 
-local null, empty_array, array_mt = json.null, json.empty_array, json.array_mt
+local null, array_mt = json.null, json.array_mt
 
 local M = {}
+
+M.name = "gemini"
 
 -- Gemini gives at most 8 candidates; OpenAI's n at most 128.
 M.MAX_CHOICES = 128
@@ -206,7 +210,7 @@ local function content_parts(content)
   return parts
 end
 
-local content_text = require("aigw.translate.openai").text
+local content_text = hub.text
 
 local FINISH_MAP -- defined below
 
@@ -230,14 +234,20 @@ local function needs_signature(model)
   return major ~= nil and major >= 3
 end
 
-function M.request_to_gemini(req, opts)
+-- A request Gemini cannot be given (an unknown role, a tool result with an
+-- unknown id, arguments that are not a JSON object) is the client's error.
+local function bad(message)
+  return { status = 400, message = message, type = "invalid_request_error" }
+end
+
+function M.request_from_hub(req, opts)
   opts = opts or {}
-  if type(req) ~= "table" then return nil, "the request must be an object" end
+  if type(req) ~= "table" then return nil, bad("the request must be an object") end
   local model = opts.model or req.model
-  if type(model) ~= "string" or model == "" then return nil, "model is required" end
+  if type(model) ~= "string" or model == "" then return nil, bad("model is required") end
   model = model:gsub("^models/", "")
   local messages = req.messages
-  if type(messages) ~= "table" then return nil, "messages must be an array" end
+  if type(messages) ~= "table" then return nil, bad("messages must be an array") end
 
   local body = {}
   local contents = setmetatable({}, array_mt)
@@ -255,31 +265,31 @@ function M.request_to_gemini(req, opts)
   end
 
   for i, m in ipairs(messages) do
-    if type(m) ~= "table" then return nil, "messages[" .. i .. "] must be an object" end
+    if type(m) ~= "table" then return nil, bad("messages[" .. i .. "] must be an object") end
     local role = m.role
     if role == "system" or role == "developer" then
       local text = content_text(m.content)
       if text ~= "" then system_parts[#system_parts + 1] = { text = text } end
     elseif role == "user" then
       local parts, err = content_parts(m.content)
-      if not parts then return nil, "messages[" .. i .. "]: " .. err end
+      if not parts then return nil, bad("messages[" .. i .. "]: " .. err) end
       push("user", parts)
     elseif role == "assistant" then
       local parts, err = content_parts(m.content)
-      if not parts then return nil, "messages[" .. i .. "]: " .. err end
+      if not parts then return nil, bad("messages[" .. i .. "]: " .. err) end
       local first_call
       if type(m.tool_calls) == "table" then
         for _, tc in ipairs(m.tool_calls) do
           local fn = type(tc) == "table" and tc["function"]
           if type(fn) ~= "table" or type(fn.name) ~= "string" then
-            return nil, "messages[" .. i .. "]: a tool call needs function.name"
+            return nil, bad("messages[" .. i .. "]: a tool call needs function.name")
           end
           local args = {}
           local a = fn.arguments
           if type(a) == "string" and a:match("%S") then
             local v = json.decode(a)
             if type(v) ~= "table" then
-              return nil, "messages[" .. i .. "]: tool call arguments are not a JSON object"
+              return nil, bad("messages[" .. i .. "]: tool call arguments are not a JSON object")
             end
             args = v
           elseif type(a) == "table" then
@@ -302,8 +312,8 @@ function M.request_to_gemini(req, opts)
     elseif role == "tool" or role == "function" then
       local name = (m.tool_call_id ~= nil and names[m.tool_call_id]) or m.name
       if type(name) ~= "string" then
-        return nil, "messages[" .. i .. "]: no earlier tool call has id "
-          .. tostring(m.tool_call_id)
+        return nil, bad("messages[" .. i .. "]: no earlier tool call has id "
+          .. tostring(m.tool_call_id))
       end
       local response
       if type(m.content) == "table" and not is_array(m.content) then
@@ -313,7 +323,7 @@ function M.request_to_gemini(req, opts)
       end
       push("user", { { functionResponse = { name = name, response = response } } })
     else
-      return nil, "messages[" .. i .. "]: unknown role " .. tostring(role)
+      return nil, bad("messages[" .. i .. "]: unknown role " .. tostring(role))
     end
   end
 
@@ -386,9 +396,21 @@ function M.request_to_gemini(req, opts)
       mode = "ANY", allowedFunctionNames = { tc["function"].name } } }
   end
 
-  local path = "/v1beta/models/" .. model
-    .. (req.stream == true and ":streamGenerateContent?alt=sse" or ":generateContent")
-  return { path = path, body = body }
+  return body
+end
+
+-- countTokens: the body that counts what a hub request would send
+-- ({generateContentRequest}), and the count its answer gives.
+function M.count_request(req, model)
+  local body, err = M.request_from_hub(req)
+  if not body then return nil, err end
+  body.model = "models/" .. model
+  return { generateContentRequest = body }
+end
+
+function M.count_answer(resp)
+  if type(resp) ~= "table" or type(resp.totalTokens) ~= "number" then return nil, "no totalTokens" end
+  return resp.totalTokens
 end
 
 ---------------------------------------------------------------------------
@@ -474,7 +496,7 @@ local function completion_id(resp, opts)
   return "chatcmpl-" .. random_token(24)
 end
 
-function M.response_from_gemini(resp, model, opts)
+function M.response_to_hub(resp, model, opts)
   opts = opts or {}
   if type(resp) ~= "table" then
     return nil, { status = 502, message = "Gemini answered with no JSON object", type = "api_error" }
@@ -516,7 +538,7 @@ end
 local Stream = {}
 Stream.__index = Stream
 
-function M.stream_from_gemini(model, opts)
+function M.stream_to_hub(model, opts)
   opts = opts or {}
   return setmetatable({
     model = model,
@@ -531,17 +553,7 @@ function M.stream_from_gemini(model, opts)
   }, Stream)
 end
 
-function Stream:chunk(index, delta, finish)
-  local c = {
-    id = self.id,
-    object = "chat.completion.chunk",
-    created = self.created,
-    model = self.model,
-    choices = { { index = index, delta = delta, finish_reason = finish or null, logprobs = null } },
-  }
-  if self.include_usage then c.usage = null end
-  return c
-end
+local chunk = hub.chunk
 
 function Stream:state(index)
   local s = self.choices[index]
@@ -553,13 +565,14 @@ function Stream:state(index)
 end
 
 -- One parsed "data:" event. Returns a list of chunks, and an error object
--- (as error_from_gemini) when the event is an error or a blocked prompt.
-function Stream:event(data)
+-- (as error_parse) when the event is an error or a blocked prompt. The
+-- event's name is not used: Gemini's events have none.
+function Stream:event(_, data)
   local out = setmetatable({}, array_mt)
   if type(data) ~= "table" then return out end
   if not self.id then self.id = completion_id(data, {}) end
   if type(data.error) == "table" then
-    self.failed = M.error_from_gemini(tonumber(data.error.code) or 500, data)
+    self.failed = M.error_parse(tonumber(data.error.code) or 500, data)
     return out, self.failed
   end
   if type(data.usageMetadata) == "table" then self.last_usage = data.usageMetadata end
@@ -596,11 +609,11 @@ function Stream:event(data)
     end
     if next(delta) then
       if delta.role and delta.content == nil and delta.tool_calls == nil then delta.content = "" end
-      out[#out + 1] = self:chunk(index, delta)
+      out[#out + 1] = chunk(self, index, delta)
     end
     if c.finishReason and not s.finished then
       s.finished = true
-      out[#out + 1] = self:chunk(index, {}, finish_reason(c.finishReason, s.tools > 0))
+      out[#out + 1] = chunk(self, index, {}, finish_reason(c.finishReason, s.tools > 0))
     end
   end
   return out
@@ -616,7 +629,7 @@ function Stream:finish()
   self.done = true
   if not self.id then self.id = "chatcmpl-" .. random_token(24) end
   if next(self.choices) == nil then
-    out[#out + 1] = self:chunk(0, { role = "assistant", content = "" })
+    out[#out + 1] = chunk(self, 0, { role = "assistant", content = "" })
     self:state(0).started = true
   end
   local idx = {}
@@ -626,14 +639,11 @@ function Stream:finish()
     local s = self.choices[i]
     if not s.finished then
       s.finished = true
-      out[#out + 1] = self:chunk(i, {}, s.tools > 0 and "tool_calls" or "stop")
+      out[#out + 1] = chunk(self, i, {}, s.tools > 0 and "tool_calls" or "stop")
     end
   end
   if self.include_usage then
-    out[#out + 1] = {
-      id = self.id, object = "chat.completion.chunk", created = self.created,
-      model = self.model, choices = empty_array, usage = self:usage(),
-    }
+    out[#out + 1] = hub.usage_chunk(self, self:usage())
   end
   return out
 end
@@ -653,16 +663,10 @@ local ERROR_TYPES = {
   [413] = "invalid_request_error", [429] = "rate_limit_error",
 }
 
--- "3s", "1.5s", "0.25s" -> whole seconds, rounded up (at least 1)
-local function parse_delay(d)
-  if type(d) == "number" then return d > 0 and ceil(d) or nil end
-  if type(d) ~= "string" then return nil end
-  local n = tonumber(d:match("^%s*([%d%.]+)s%s*$"))
-  if not n then return nil end
-  return math.max(1, ceil(n))
-end
-
-function M.error_from_gemini(status, body)
+-- A Gemini error body -> { status, message, type, code, retry_after }:
+-- code is Gemini's status name (RESOURCE_EXHAUSTED), retry_after the
+-- RetryInfo's retryDelay in whole seconds, rounded up.
+function M.error_parse(status, body)
   status = tonumber(status) or 502
   if type(body) == "table" and body.error == nil and type(body[1]) == "table" then
     body = body[1]    -- errors of streamGenerateContent come as a one-element array
@@ -675,15 +679,97 @@ function M.error_from_gemini(status, body)
     type = ERROR_TYPES[status] or (status >= 500 and "api_error") or "invalid_request_error",
   }
   if type(e.status) == "string" then out.code = e.status end
-  if type(e.details) == "table" then
-    for _, d in ipairs(e.details) do
-      if type(d) == "table" and d.retryDelay ~= nil then
-        out.retry_after = parse_delay(d.retryDelay)
-        if out.retry_after then break end
-      end
-    end
-  end
+  out.retry_after = hub.retry_delay(e.details)
   return out
+end
+
+-- An error in Gemini's envelope.
+local STATUS_NAMES = {
+  [400] = "INVALID_ARGUMENT", [401] = "UNAUTHENTICATED", [403] = "PERMISSION_DENIED",
+  [404] = "NOT_FOUND", [429] = "RESOURCE_EXHAUSTED", [500] = "INTERNAL", [503] = "UNAVAILABLE",
+  [504] = "DEADLINE_EXCEEDED",
+}
+
+function M.error_format(status, err)
+  status = tonumber(status) or 500
+  return { error = { code = status, message = err.message or ("upstream error " .. status),
+                     status = STATUS_NAMES[status] or (status >= 500 and "INTERNAL" or "INVALID_ARGUMENT") } }
+end
+
+---------------------------------------------------------------------------
+-- usage
+
+local function num(v)
+  if type(v) == "number" then return v end
+  return nil
+end
+
+-- usageMetadata -> normalised usage (see aigw.usage). promptTokenCount
+-- already includes cachedContentTokenCount. candidatesTokenCount leaves out
+-- the thinking tokens (thoughtsTokenCount), which are billed as output:
+-- completion_tokens is candidatesTokenCount + thoughtsTokenCount, and
+-- reasoning_tokens is thoughtsTokenCount. toolUsePromptTokenCount is added
+-- to prompt_tokens.
+function M.usage(m)
+  if m == nil then return nil end
+  local thoughts = num(m.thoughtsTokenCount)
+  local prompt = (num(m.promptTokenCount) or 0) + (num(m.toolUsePromptTokenCount) or 0)
+  local completion = (num(m.candidatesTokenCount) or 0) + (thoughts or 0)
+  return {
+    prompt_tokens = prompt,
+    completion_tokens = completion,
+    total_tokens = num(m.totalTokenCount) or prompt + completion,
+    cached_tokens = num(m.cachedContentTokenCount),
+    reasoning_tokens = thoughts,
+  }
+end
+
+function M.answer_usage(resp)
+  return M.usage(type(resp.usageMetadata) == "table" and resp.usageMetadata or nil)
+end
+
+-- Every chunk may carry usageMetadata; the last one is the whole count
+-- (the earlier ones are running figures), never summed.
+function M.stream_usage(ev)
+  return ev.usageMetadata
+end
+
+-- The stream event an accumulator takes for a usage object u.
+function M.usage_event(u)
+  return { usageMetadata = u }
+end
+
+---------------------------------------------------------------------------
+-- the stream as the exchange (aigw.exchange) reads it
+
+local decode = json.decode
+
+M.reader = {
+  event = function(x, ev)
+    local d = decode(ev.data)
+    if type(d) ~= "table" then return {} end
+    if type(d.usageMetadata) == "table" then x.acc:event(d) end
+    local chunks, err = x.from:event(nil, d)
+    if err then return nil, err.message, err.type, err.bound and err.message end
+    return chunks
+  end,
+  finish = function(x) return x.from:finish() end,
+}
+
+---------------------------------------------------------------------------
+-- paths: models/{model} and the method. Called as
+-- provider:path(endpoint, model, stream).
+
+local METHODS = { ["chat/completions"] = ":generateContent", messages = ":generateContent",
+                  ["messages/count_tokens"] = ":countTokens" }
+
+local escape = require("aigw.providers.common").escape
+
+function M.path(_, endpoint, model, stream)
+  local m = METHODS[endpoint]
+  if not m then return nil end
+  if stream and m == ":generateContent" then m = ":streamGenerateContent?alt=sse" end
+  return "/v1beta/models/" .. escape((model:gsub("^models/", ""))) .. m
 end
 
 return M

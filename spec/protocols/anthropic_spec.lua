@@ -1,6 +1,9 @@
--- aigw.translate.anthropic: golden files under spec/golden/anthropic/.
+-- aigw.protocols.anthropic: golden files under spec/golden/anthropic/.
 --
 -- Each file is one case: {"fn": NAME, "args": [...], ...inputs, "expected": {...}}.
+-- NAME is the translation, seen from OpenAI's side (FUNCTIONS: the contract's
+-- function that does it; error_from_anthropic is Anthropic's error_parse
+-- written by OpenAI's error_format, error_to_anthropic the other way round).
 --   request_*     expected = { result, notes }
 --   response_*, error_*  expected = { result }
 --   stream_from_anthropic: "events" [[name, data], ...]; expected = { result = every chunk
@@ -10,12 +13,18 @@
 -- Actual values are written with aigw.json and read back before comparing, so
 -- the comparison is of what goes on the wire: [] and {} are told apart.
 --
--- AIGW_GOLDEN_WRITE=1 build/aigw test spec/translate_anthropic_spec.lua fills in
+-- AIGW_GOLDEN_WRITE=1 build/aigw test spec/protocols/anthropic_spec.lua fills in
 -- the "expected" of the cases that have none from the current code; =all
 -- rewrites every case's. Review what it wrote before committing it.
 
 local json = require "aigw.json"
-local A = require "aigw.translate.anthropic"
+local A = require "aigw.protocols.anthropic"
+local hub = require "aigw.protocols.openai"
+
+local FUNCTIONS = {
+  request_to_anthropic = "request_from_hub", request_from_anthropic = "request_to_hub",
+  response_from_anthropic = "response_to_hub", response_to_anthropic = "response_from_hub",
+}
 
 local DIR = "spec/golden/anthropic/"
 
@@ -48,22 +57,28 @@ local function load_case(name)
 end
 
 local function run(case)
+  -- The cases name the translation (Anthropic seen from OpenAI's side),
+  -- each done by the contract's functions.
   local fn, args = case.fn, case.args
   if fn == "request_to_anthropic" or fn == "request_from_anthropic" then
-    local result, notes = A[fn](args[1], args[2])
+    local result, notes = A[FUNCTIONS[fn]](args[1], args[2])
     return { result = result, notes = setmetatable(notes, json.array_mt) }
-  elseif fn == "response_from_anthropic" or fn == "response_to_anthropic"
-         or fn == "error_from_anthropic" or fn == "error_to_anthropic" then
-    return { result = A[fn](args[1], args[2], args[3]) }
+  elseif fn == "response_from_anthropic" or fn == "response_to_anthropic" then
+    return { result = A[FUNCTIONS[fn]](args[1], args[2], args[3]) }
+  elseif fn == "error_from_anthropic" then
+    -- Anthropic's error body read, written in OpenAI's envelope
+    return { result = hub.error_format(args[2], A.error_parse(args[2], args[1])) }
+  elseif fn == "error_to_anthropic" then
+    return { result = A.error_format(args[2], hub.error_parse(args[2], args[1])) }
   elseif fn == "stream_from_anthropic" then
-    local t = A.stream_from_anthropic(args[1], args[2])
+    local t = A.stream_to_hub(args[1], args[2])
     local out = setmetatable({}, json.array_mt)
     for _, ev in ipairs(case.events) do
       for _, c in ipairs(t:event(ev[1], ev[2])) do out[#out + 1] = c end
     end
     return { result = out, usage = t:usage() or json.null }
   elseif fn == "stream_to_anthropic" then
-    local t = A.stream_to_anthropic(args[1], args[2])
+    local t = A.stream_from_hub(args[1], args[2])
     local out = setmetatable({}, json.array_mt)
     for _, c in ipairs(case.chunks) do
       for _, ev in ipairs(t:chunk(c)) do out[#out + 1] = ev end
@@ -114,7 +129,7 @@ if golden_write == "1" or golden_write == "all" then
   end
 end
 
-describe("aigw.translate.anthropic golden files", function()
+describe("aigw.protocols.anthropic golden files", function()
   for _, name in ipairs(CASES) do
     it(name, function()
       local case = load_case(name)
@@ -125,49 +140,49 @@ describe("aigw.translate.anthropic golden files", function()
   end
 end)
 
-describe("aigw.translate.anthropic on the wire", function()
+describe("aigw.protocols.anthropic on the wire", function()
   local function enc(v) return select(2, wire(v)) end
 
   it("keeps [] in the usage chunk's choices and in message_start's content", function()
-    local t = A.stream_from_anthropic("m", { include_usage = true, created = 1 })
+    local t = A.stream_to_hub("m", { include_usage = true, created = 1 })
     t:event("message_start", { message = { id = "msg_1", usage = { input_tokens = 3 } } })
     t:event("message_delta", { delta = { stop_reason = "end_turn" }, usage = { output_tokens = 2 } })
     local out = t:event("message_stop", {})
     assert.equal(1, #out)
     assert.matches('"choices":%[%]', enc(out[1]))
-    local s = A.stream_to_anthropic("m")
+    local s = A.stream_from_hub("m")
     local ev = s:chunk({ id = "x", choices = { { index = 0, delta = { content = "a" } } } })
     assert.equal("message_start", ev[1][1])
     assert.matches('"content":%[%]', enc(ev[1][2]))
   end)
 
   it("writes an empty tool input as {} and an empty answer's content as []", function()
-    local r = A.request_to_anthropic({ model = "m", messages = {
+    local r = A.request_from_hub({ model = "m", messages = {
       { role = "user", content = "x" },
       { role = "assistant", tool_calls = { { id = "c1", type = "function",
                                              ["function"] = { name = "f", arguments = "" } } } },
     } })
     assert.matches('"input":{}', enc(r))
-    local a = A.response_to_anthropic({ id = "c", choices = { { message = { content = "" },
+    local a = A.response_from_hub({ id = "c", choices = { { message = { content = "" },
                                                                 finish_reason = "stop" } } }, "m")
     assert.matches('"content":%[%]', enc(a))
   end)
 
   it("keeps tool-call arguments unchanged across both directions", function()
     local args = '{"n":123456789012345,"a":[],"o":{},"s":"x\\"y"}'
-    local areq = A.request_to_anthropic({ model = "m", messages = {
+    local areq = A.request_from_hub({ model = "m", messages = {
       { role = "user", content = "x" },
       { role = "assistant", tool_calls = { { id = "c1", type = "function",
                                              ["function"] = { name = "f", arguments = args } } } },
     } })
-    local back = A.request_from_anthropic(wire(areq))
+    local back = A.request_to_hub(wire(areq))
     local got = back.messages[2].tool_calls[1]["function"].arguments
     assert.same(normalize(json.decode(args)), normalize(json.decode(got)))
     assert.matches("123456789012345", got, 1, true)
   end)
 
   it("sanitises tool ids the same way in calls and results", function()
-    local r = A.request_to_anthropic({ model = "m", messages = {
+    local r = A.request_from_hub({ model = "m", messages = {
       { role = "user", content = "x" },
       { role = "assistant", tool_calls = { { id = "a.b:c", type = "function",
                                              ["function"] = { name = "f", arguments = "{}" } } } },
@@ -181,7 +196,7 @@ describe("aigw.translate.anthropic on the wire", function()
   end)
 
   it("notes only the dropped fields that would change the answer", function()
-    local _, notes = A.request_to_anthropic({ model = "m", n = 1, logprobs = false, seed = 3,
+    local _, notes = A.request_from_hub({ model = "m", n = 1, logprobs = false, seed = 3,
                                               messages = { { role = "user", content = "x" } } })
     assert.same({ "field seed dropped" }, notes)
   end)
@@ -195,12 +210,12 @@ describe("aigw.translate.anthropic on the wire", function()
 
   it("uses opts.default_max_tokens, then its own default, when max_tokens is absent", function()
     local req = { model = "m", messages = { { role = "user", content = "x" } } }
-    assert.equal(77, A.request_to_anthropic(req, { default_max_tokens = 77 }).max_tokens)
-    assert.equal(A.DEFAULT_MAX_TOKENS, A.request_to_anthropic(req).max_tokens)
+    assert.equal(77, A.request_from_hub(req, { default_max_tokens = 77 }).max_tokens)
+    assert.equal(A.DEFAULT_MAX_TOKENS, A.request_from_hub(req).max_tokens)
   end)
 
   it("ends a stream cut short with finish(), once", function()
-    local s = A.stream_to_anthropic("m")
+    local s = A.stream_from_hub("m")
     s:chunk({ id = "x", choices = { { index = 0, delta = { content = "a" } } } })
     local ev = s:finish()
     assert.same({ "content_block_stop", "message_delta", "message_stop" },
@@ -217,7 +232,7 @@ describe("aigw.translate.anthropic on the wire", function()
     end
 
     it("from Anthropic: at most MAX_BLOCKS content blocks, indices kept as numbers, kinds as ours", function()
-      local t = A.stream_from_anthropic("m")
+      local t = A.stream_to_hub("m")
       for i = 1, A.MAX_BLOCKS - 1 do
         local out, err = t:event("content_block_start", { index = i, content_block = { type = ("k"):rep(500) } })
         assert.same({}, out)
@@ -227,7 +242,8 @@ describe("aigw.translate.anthropic on the wire", function()
       assert.is_nil(select(2, t:event("content_block_start", { index = ("s"):rep(500), content_block = { type = "text" } })))
       assert.is_nil(select(2, t:event("content_block_start", { index = { 1 }, content_block = { type = "text" } })))
       local _, err = t:event("content_block_start", { index = A.MAX_BLOCKS + 1, content_block = { type = "text" } })
-      assert.same({ message = "too many content blocks (limit 1024)" }, err)
+      assert.same({ status = 502, type = "api_error", bound = true,
+                    message = "too many content blocks (limit 1024)" }, err)
       assert.equal(A.MAX_BLOCKS, count(t.blocks))
       for k, b in pairs(t.blocks) do
         assert.equal("number", type(k))
@@ -238,12 +254,12 @@ describe("aigw.translate.anthropic on the wire", function()
     end)
 
     it("from Anthropic: a message id or model past MAX_ID bytes is not put in every chunk", function()
-      local t = A.stream_from_anthropic(nil)
+      local t = A.stream_to_hub(nil)
       local long = ("i"):rep(A.MAX_ID + 1)
       local c = t:event("message_start", { message = { id = long, model = long } })[1]
       assert.is_nil(c.id)
       assert.is_nil(c.model)
-      t = A.stream_from_anthropic(nil)
+      t = A.stream_to_hub(nil)
       local ok = ("i"):rep(A.MAX_ID)
       c = t:event("message_start", { message = { id = ok, model = ok } })[1]
       assert.equal(ok, c.id)
@@ -251,7 +267,7 @@ describe("aigw.translate.anthropic on the wire", function()
     end)
 
     it("to Anthropic: at most MAX_TOOL_CALLS tool calls; long ids and NaN indices are not kept", function()
-      local t = A.stream_to_anthropic("m")
+      local t = A.stream_from_hub("m")
       local function call(index, id)
         return { id = "c", choices = { { index = 0, delta = { tool_calls = { { index = index, id = id,
                  ["function"] = { name = "f", arguments = "{}" } } } } } } }
@@ -272,15 +288,15 @@ describe("aigw.translate.anthropic on the wire", function()
   end)
 
   it("writes a provider's tool call id and name only as strings", function()
-    local tr = require "aigw.translate.anthropic"
-    local out = tr.response_from_anthropic({ id = "msg_1", content = {
+    local tr = require "aigw.protocols.anthropic"
+    local out = tr.response_to_hub({ id = "msg_1", content = {
       { type = "tool_use", id = {}, name = 42, input = {} },
       { type = "tool_use", id = "toolu_ok", name = "f", input = {} } } }, "m")
     local calls = out.choices[1].message.tool_calls
     assert.equal("string", type(calls[1].id))
     assert.equal("", calls[1]["function"].name)
     assert.equal("toolu_ok", calls[2].id)
-    local st = tr.stream_from_anthropic("m")
+    local st = tr.stream_to_hub("m")
     local chunks = st:event("content_block_start", { type = "content_block_start", index = 0,
                               content_block = { type = "tool_use", id = {}, name = { 1 }, input = {} } })
     local found
