@@ -40,14 +40,14 @@ static void arm_timer(aigw_conn_t *c, int kind);
 static void on_handle_closed(uv_handle_t *h) {
   aigw_conn_t *c = h->data;
   if (--c->closing_handles > 0) return;
-  aigw_worker_t *w = c->w;
+  aigw_loop_t *loop = c->loop;
   aigw_free(c);
-  aigw__worker_conn_closed(w);
+  if (loop->draining == 1 && loop->nconns == 0 && loop->drained) loop->drained(loop);
 }
 
 static void release_rbuf(aigw_conn_t *c) {
   if (c->rbuf == NULL) return;
-  if (c->rcap == AIGW_RBUF_SIZE) aigw__rbuf_put(c->w, c->rbuf);
+  if (c->rcap == AIGW_RBUF_SIZE) aigw_rbuf_put(c->loop, c->rbuf);
   else aigw_free(c->rbuf);
   c->rbuf = NULL;
   c->rlen = c->rcap = c->parsed = 0;
@@ -69,9 +69,9 @@ static void request_free(aigw_req_t *r) {
   r->up = NULL;
   aigw_lua_request_release(r);
   body_uncharge(r);
-  aigw_worker_t *w = r->conn->w;
+  aigw_loop_t *loop = r->conn->loop;
   if (r->body.cap > KEEP_BODY_CAP) aigw_buf_free(&r->body);
-  if (!aigw__free_push(&w->free_reqs, &w->nfree_reqs, r)) aigw__request_destroy(r);
+  if (!aigw_free_push(&loop->free_reqs, r)) aigw__request_destroy(r);
 }
 
 void aigw_conn_close(aigw_conn_t *c) {
@@ -89,17 +89,17 @@ void aigw_conn_close(aigw_conn_t *c) {
     c->req = NULL;
   }
   release_rbuf(c);
-  aigw_worker_t *w = c->w;
+  aigw_loop_t *loop = c->loop;
   if (c->posted) {
-    aigw_conn_t **pp = &w->posted;
+    aigw_conn_t **pp = &loop->posted;
     while (*pp != c) pp = &(*pp)->posted_next;
     *pp = c->posted_next;
     c->posted = 0;
   }
   if (c->prev) c->prev->next = c->next;
-  else w->conns = c->next;
+  else loop->conns = c->next;
   if (c->next) c->next->prev = c->prev;
-  w->nconns--;
+  loop->nconns--;
   c->closing_handles = 2;
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -112,7 +112,7 @@ void aigw_conn_close_if_idle(aigw_conn_t *c) {
 static void on_timer(uv_timer_t *t) {
   aigw_conn_t *c = t->data;
   if (c->deadline == 0) return;   /* nothing is being waited for */
-  uint64_t now = uv_now(&c->w->loop);
+  uint64_t now = uv_now(&c->loop->uv);
   if (now < c->deadline) {
     /* The deadline moved later since the timer was started: sleep on. */
     uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
@@ -154,7 +154,7 @@ static void on_timer(uv_timer_t *t) {
  * the one it is set for; a later deadline is picked up when it fires. This
  * keeps the per-request cost to about one timer operation. */
 static void arm_timer(aigw_conn_t *c, int kind) {
-  const aigw_config_t *cf = c->w->conf;
+  const aigw_config_t *cf = c->loop->conf;
   uint64_t ms = 0;
   switch (kind) {
     case TIMER_IDLE: ms = cf->keepalive_timeout_ms; break;
@@ -165,7 +165,7 @@ static void arm_timer(aigw_conn_t *c, int kind) {
     default: break;
   }
   c->timer_kind = (uint8_t)kind;
-  uint64_t now = uv_now(&c->w->loop);
+  uint64_t now = uv_now(&c->loop->uv);
   uint64_t deadline = ms ? now + ms : 0;
   /* Each gap between body reads is bounded, and so is the whole body, so a
    * client trickling a byte at a time cannot hold the connection forever. */
@@ -202,23 +202,23 @@ static void rearm_timer(aigw_conn_t *c) {
 /* --- accept --- */
 
 void aigw_conn_accept(aigw_listener_t *l) {
-  aigw_worker_t *w = l->worker;
+  aigw_loop_t *loop = l->loop;
   aigw_conn_t *c = aigw_calloc(1, sizeof *c);
-  c->w = w;
-  uv_tcp_init(&w->loop, &c->tcp);
-  uv_timer_init(&w->loop, &c->timer);
+  c->loop = loop;
+  uv_tcp_init(&loop->uv, &c->tcp);
+  uv_timer_init(&loop->uv, &c->timer);
   c->tcp.data = c;
   c->timer.data = c;
-  c->next = w->conns;
-  if (w->conns) w->conns->prev = c;
-  w->conns = c;
-  w->nconns++;
+  c->next = loop->conns;
+  if (loop->conns) loop->conns->prev = c;
+  loop->conns = c;
+  loop->nconns++;
   if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
     aigw_conn_close(c);
     return;
   }
-  if (w->draining || w->nconns > w->max_conns) {
-    if (!w->draining) aigw_log_warn("connection cap (%d per worker) reached: refusing", w->max_conns);
+  if (loop->draining || loop->nconns > loop->max_conns) {
+    if (!loop->draining) aigw_log_warn("connection cap (%d per worker) reached: refusing", loop->max_conns);
     aigw_conn_close(c);
     return;
   }
@@ -240,14 +240,14 @@ void aigw_conn_accept(aigw_listener_t *l) {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   aigw_conn_t *c = h->data;
   if (c->rbuf == NULL) {
-    c->rbuf = aigw__rbuf_get(c->w);
+    c->rbuf = aigw_rbuf_get(c->loop);
     c->rcap = AIGW_RBUF_SIZE;
     c->rlen = c->parsed = 0;
   }
   if (c->rlen == c->rcap) {
     /* Only a request head may need more than one buffer; its size is
      * bounded by max_header_size (checked while parsing). */
-    size_t limit = c->w->conf->max_header_size + 4096;
+    size_t limit = c->loop->conf->max_header_size + 4096;
     if (c->paused || c->rcap >= limit) {
       buf->base = NULL;
       buf->len = 0;
@@ -261,7 +261,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
       return;
     }
     memcpy(nb, c->rbuf, c->rlen);
-    if (c->rcap == AIGW_RBUF_SIZE) aigw__rbuf_put(c->w, c->rbuf);
+    if (c->rcap == AIGW_RBUF_SIZE) aigw_rbuf_put(c->loop, c->rbuf);
     else aigw_free(c->rbuf);
     c->rbuf = nb;
     c->rcap = (uint32_t)ncap;
@@ -322,8 +322,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 /* --- parsing --- */
 
 static aigw_req_t *request_new(aigw_conn_t *c) {
-  aigw_worker_t *w = c->w;
-  aigw_req_t *r = aigw__free_pop(&w->free_reqs, &w->nfree_reqs);
+  aigw_loop_t *loop = c->loop;
+  aigw_req_t *r = aigw_free_pop(&loop->free_reqs);
   aigw_buf_t body = {0};
   if (r) body = r->body;            /* a recycled request keeps its body buffer */
   else r = aigw_try_malloc(sizeof *r);
@@ -333,7 +333,7 @@ static aigw_req_t *request_new(aigw_conn_t *c) {
   r->body.cap = body.cap;
   r->conn = c;
   r->ctx_ref = -2;   /* LUA_NOREF */
-  r->start_ms = uv_now(&c->w->loop);
+  r->start_ms = uv_now(&c->loop->uv);
   return r;
 }
 
@@ -376,7 +376,7 @@ static int on_method_complete(llhttp_t *p) {
 }
 
 static int check_head_size(aigw_conn_t *c, const char *at, size_t len) {
-  if ((size_t)(at + len - c->rbuf) > c->w->conf->max_header_size)
+  if ((size_t)(at + len - c->rbuf) > c->loop->conf->max_header_size)
     return fail(c, 431, "headers_too_large", "request headers too large");
   return 0;
 }
@@ -394,7 +394,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
 static int count_framing(aigw_conn_t *c, size_t len) {
   aigw_req_t *r = c->req;
   r->framing += len;
-  if (r->body.len + r->framing > c->w->conf->max_body_size)
+  if (r->body.len + r->framing > c->loop->conf->max_body_size)
     return fail(c, 413, "request_too_large", "request body too large");
   return 0;
 }
@@ -507,7 +507,7 @@ static int is_anthropic_path(const char *p, size_t n) {
 static int on_headers_complete(llhttp_t *p) {
   aigw_conn_t *c = p->data;
   aigw_req_t *r = c->req;
-  const aigw_config_t *cf = c->w->conf;
+  const aigw_config_t *cf = c->loop->conf;
   r->headers_done = 1;
   r->method = (uint8_t)llhttp_get_method(p);
   r->http_minor = llhttp_get_http_minor(p);
@@ -579,7 +579,7 @@ static int on_headers_complete(llhttp_t *p) {
     return HPE_PAUSED;
   }
   if (cf->client_body_total_timeout_ms)
-    r->body_deadline = uv_now(&c->w->loop) + cf->client_body_total_timeout_ms;
+    r->body_deadline = uv_now(&c->loop->uv) + cf->client_body_total_timeout_ms;
   arm_timer(c, TIMER_BODY);
   return 0;
 }
@@ -604,7 +604,7 @@ static int body_reserve(aigw_conn_t *c, aigw_req_t *r, size_t need) {
   if (cap < need) cap = need;
   size_t add = cap - r->body.cap;
   size_t was = atomic_fetch_add_explicit(&bodies_buffered, add, memory_order_relaxed);
-  if (was + add > c->w->conf->max_buffered_bodies) {
+  if (was + add > c->loop->conf->max_buffered_bodies) {
     atomic_fetch_sub_explicit(&bodies_buffered, add, memory_order_relaxed);
     static const char retry[] = "Retry-After: 1\r\n";
     r->extra_headers = retry;
@@ -625,7 +625,7 @@ static int body_reserve(aigw_conn_t *c, aigw_req_t *r, size_t need) {
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   aigw_conn_t *c = p->data;
   aigw_req_t *r = c->req;
-  if (r->body.len + r->framing + len > c->w->conf->max_body_size)
+  if (r->body.len + r->framing + len > c->loop->conf->max_body_size)
     return fail(c, 413, "request_too_large", "request body too large");
   if (r->body.len + len > r->body.cap && body_reserve(c, r, r->body.len + len) != 0) return HPE_USER;
   memcpy(r->body.data + r->body.len, at, len);
@@ -785,7 +785,7 @@ static void next_request(aigw_conn_t *c) {
 /* The response of the current request is fully queued. */
 void aigw__request_finish(aigw_req_t *r) {
   aigw_conn_t *c = r->conn;
-  int keep = r->keepalive && r->complete && !c->w->draining && !c->close_after_write;
+  int keep = r->keepalive && r->complete && !c->loop->draining && !c->close_after_write;
   /* Answered before its body was read (refused at its head): the client may
    * still be sending it, so the connection lingers before it closes. */
   if (!r->complete) c->failed = 1;
@@ -815,10 +815,10 @@ void aigw__request_finish(aigw_req_t *r) {
 /* Connections whose buffered bytes must be parsed, but not from where the
  * need arose (inside Lua): they are parsed on the next loop turn. */
 static void on_posted(uv_idle_t *h) {
-  aigw_worker_t *w = h->data;
-  while (w->posted) {
-    aigw_conn_t *c = w->posted;
-    w->posted = c->posted_next;
+  aigw_loop_t *loop = h->data;
+  while (loop->posted) {
+    aigw_conn_t *c = loop->posted;
+    loop->posted = c->posted_next;
     c->posted = 0;
     c->posted_next = NULL;
     parse_more(c);
@@ -827,17 +827,17 @@ static void on_posted(uv_idle_t *h) {
 }
 
 static void post_parse(aigw_conn_t *c) {
-  aigw_worker_t *w = c->w;
+  aigw_loop_t *loop = c->loop;
   if (c->posted) return;
-  if (!w->posted_init) {
-    uv_idle_init(&w->loop, &w->posted_idle);
-    w->posted_idle.data = w;
-    w->posted_init = 1;
+  if (!loop->posted_init) {
+    uv_idle_init(&loop->uv, &loop->posted_idle);
+    loop->posted_idle.data = loop;
+    loop->posted_init = 1;
   }
   c->posted = 1;
-  c->posted_next = w->posted;
-  w->posted = c;
-  uv_idle_start(&w->posted_idle, on_posted);
+  c->posted_next = loop->posted;
+  loop->posted = c;
+  uv_idle_start(&loop->posted_idle, on_posted);
 }
 
 int aigw_conn_read_body(aigw_req_t *r) {
@@ -852,9 +852,9 @@ int aigw_conn_read_body(aigw_req_t *r) {
     else if (b) aigw_wbuf_discard(b);
     r->expect_continue = 0;
   }
-  const aigw_config_t *cf = c->w->conf;
+  const aigw_config_t *cf = c->loop->conf;
   if (cf->client_body_total_timeout_ms)
-    r->body_deadline = uv_now(&c->w->loop) + cf->client_body_total_timeout_ms;
+    r->body_deadline = uv_now(&c->loop->uv) + cf->client_body_total_timeout_ms;
   c->paused = 0;
   llhttp_resume(&c->parser);
   arm_timer(c, TIMER_BODY);

@@ -14,12 +14,24 @@
 #include <uv.h>
 
 #include "buf.h"
-#include "worker.h"
+#include "loop.h"
 
 #define AIGW_MAX_HEADERS 128
 #define AIGW_REQUEST_ID_MAX 64
 
 typedef struct aigw_upstream_s aigw_upstream_t;
+typedef struct aigw_conn_s aigw_conn_t;
+
+/* A listening socket of a loop (listener.c). */
+typedef struct aigw_listener_s {
+  uv_tcp_t tcp;
+  aigw_loop_t *loop;
+  int admin;
+} aigw_listener_t;
+
+/* Opens a listening socket with SO_REUSEPORT on the loop (listener.c);
+ * returns 0 or a negative code. */
+int aigw__listener_open(aigw_loop_t *loop, aigw_listener_t *l, const char *addr, int admin);
 
 typedef struct {
   uint32_t name, name_len, value, value_len;   /* offsets into conn->rbuf */
@@ -77,7 +89,7 @@ struct aigw_conn_s {
   uv_timer_t timer;
   uv_shutdown_t shutdown_req;
   llhttp_t parser;
-  aigw_worker_t *w;
+  aigw_loop_t *loop;
   aigw_conn_t *next, *prev;
   char *rbuf;
   uint32_t rlen;          /* bytes in rbuf */
@@ -109,6 +121,9 @@ void aigw_conn_accept(aigw_listener_t *l);
 
 /* Closes the connection now; any upstream request is aborted. */
 void aigw_conn_close(aigw_conn_t *c);
+
+/* Frees a request parked on the loop's free list (at the loop's end). */
+void aigw__request_destroy(void *r);
 
 /* Closes the connection if it is idle between requests (for draining). */
 void aigw_conn_close_if_idle(aigw_conn_t *c);

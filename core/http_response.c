@@ -100,7 +100,7 @@ static void on_write(uv_write_t *wr, int status) {
     aigw_conn_close(c);
     return;
   }
-  if (c->pending_writes == 0 && (c->close_after_write || (c->req == NULL && c->w->draining))) {
+  if (c->pending_writes == 0 && (c->close_after_write || (c->req == NULL && c->loop->draining))) {
     aigw__conn_end(c);
     return;
   }
@@ -169,7 +169,7 @@ static int append_head(aigw_wbuf_t **b, aigw_req_t *r, int status, const char *r
   rc |= aigw_wbuf_append(b, "\r\n", 2);
   if (headers && hlen) rc |= aigw_wbuf_append(b, headers, hlen);
   if (r->resp_lines_len) rc |= aigw_wbuf_append(b, r->resp_lines, r->resp_lines_len);
-  if (!r->has_date) rc |= aigw_wbuf_append(b, aigw__worker_date(c->w), AIGW_DATE_LEN);
+  if (!r->has_date) rc |= aigw_wbuf_append(b, aigw_loop_date(c->loop), AIGW_DATE_LEN);
   rc |= aigw_wbuf_append(b, "x-request-id: ", 14);
   rc |= aigw_wbuf_append(b, r->id, r->id_len);
   rc |= aigw_wbuf_append(b, "\r\n", 2);
@@ -190,7 +190,7 @@ static int append_head(aigw_wbuf_t **b, aigw_req_t *r, int status, const char *r
 static int keep_alive(aigw_req_t *r) {
   aigw_conn_t *c = r->conn;
   /* A request answered before its body was read ends its connection. */
-  return r->keepalive && r->complete && !c->w->draining && !c->close_after_write;
+  return r->keepalive && r->complete && !c->loop->draining && !c->close_after_write;
 }
 
 void aigw_respond(aigw_req_t *r, int status, const char *headers, size_t hlen,

@@ -10,7 +10,7 @@
 
 #include "http_conn.h"
 #include "log.h"
-#include "server.h"
+#include "config.h"
 
 static void on_connection(uv_stream_t *s, int status) {
   aigw_listener_t *l = s->data;
@@ -21,7 +21,7 @@ static void on_connection(uv_stream_t *s, int status) {
   aigw_conn_accept(l);
 }
 
-int aigw__listener_open(aigw_worker_t *w, aigw_listener_t *l, const char *addr, int admin) {
+int aigw__listener_open(aigw_loop_t *loop, aigw_listener_t *l, const char *addr, int admin) {
   struct sockaddr_storage ss;
   int rc = aigw_parse_listen(addr, &ss);
   if (rc < 0) return rc;
@@ -41,9 +41,9 @@ int aigw__listener_open(aigw_worker_t *w, aigw_listener_t *l, const char *addr, 
     close(fd);
     return rc;
   }
-  uv_tcp_init(&w->loop, &l->tcp);
+  uv_tcp_init(&loop->uv, &l->tcp);
   l->tcp.data = l;
-  l->worker = w;
+  l->loop = loop;
   l->admin = admin;
   rc = uv_tcp_open(&l->tcp, fd);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);

@@ -48,9 +48,9 @@ void aigw_lthread_resume(aigw_lthread_t *t, int nargs) {
   t->op = NULL;
   t->cancel = NULL;
   t->running = 1;
-  aigw_lua_enter(t->w, t->co);
+  aigw_lua_enter(t->loop, t->co);
   int rc = lua_resume(t->co, nargs);
-  aigw_lua_leave(t->w);
+  aigw_lua_leave(t->loop);
   t->running = 0;
   if (rc == LUA_YIELD && t->op != NULL) return;   /* waiting on an operation */
   /* done may free t: nothing touches it after this call. */
@@ -59,17 +59,17 @@ void aigw_lthread_resume(aigw_lthread_t *t, int nargs) {
 
 void aigw_lthread_start(aigw_lthread_t *t, int nargs) { aigw_lthread_resume(t, nargs); }
 
-aigw_worker_t *aigw_lua_worker(lua_State *L) {
+aigw_loop_t *aigw_lua_loop(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "aigw.worker");
-  aigw_worker_t *w = lua_touserdata(L, -1);
+  aigw_loop_t *loop = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  return w;
+  return loop;
 }
 
 aigw_lthread_t *aigw_lthread_new(aigw_gen_t *gen, void *owner, aigw_lthread_done_fn done) {
   lua_State *L = gen->L;
-  aigw_worker_t *w = gen->w;
-  aigw_lthread_t *t = aigw__free_pop(&w->free_lts, &w->nfree_lts);
+  aigw_loop_t *loop = gen->loop;
+  aigw_lthread_t *t = aigw_free_pop(&loop->free_lts);
   if (t == NULL) t = aigw_try_malloc(sizeof *t);
   if (t == NULL) {
     lua_pop(L, 1);
@@ -80,7 +80,7 @@ aigw_lthread_t *aigw_lthread_new(aigw_gen_t *gen, void *owner, aigw_lthread_done
   lua_xmove(L, t->co, 1);
   lua_setexdata2(t->co, t);
   t->gen = gen;
-  t->w = gen->w;
+  t->loop = gen->loop;
   t->owner = owner;
   t->done = done;
   t->op = NULL;
@@ -98,7 +98,7 @@ void aigw_lthread_free(aigw_lthread_t *t) {
   lua_setexdata(t->co, NULL);
   aigw_gen_t *gen = t->gen;
   luaL_unref(gen->L, LUA_REGISTRYINDEX, t->ref);
-  aigw_worker_t *w = t->w;
-  if (!aigw__free_push(&w->free_lts, &w->nfree_lts, t)) aigw_free(t);
+  aigw_loop_t *loop = t->loop;
+  if (!aigw_free_push(&loop->free_lts, t)) aigw_free(t);
   aigw_gen_unref(gen);
 }

@@ -21,7 +21,7 @@
 
 #include <lua.h>
 
-typedef struct aigw_worker_s aigw_worker_t;
+typedef struct aigw_loop_s aigw_loop_t;
 typedef struct aigw_gen_s aigw_gen_t;
 typedef struct aigw_lthread_s aigw_lthread_t;
 
@@ -35,7 +35,7 @@ typedef void (*aigw_lthread_done_fn)(aigw_lthread_t *t, int status);
 struct aigw_lthread_s {
   lua_State *co;
   aigw_gen_t *gen;           /* holds a reference on the generation */
-  aigw_worker_t *w;
+  aigw_loop_t *loop;
   void *owner;               /* the request or timer this thread runs for */
   aigw_lthread_done_fn done;
   void *op;                  /* the operation being waited on, or NULL */
@@ -60,7 +60,7 @@ int aigw_lthread_wait(lua_State *L, aigw_lthread_t *t, void *op, aigw_op_cancel_
 void aigw_lthread_resume(aigw_lthread_t *t, int nargs);
 
 /* The worker a VM belongs to (from any of its coroutines). */
-aigw_worker_t *aigw_lua_worker(lua_State *L);
+aigw_loop_t *aigw_lua_loop(lua_State *L);
 
 /* --- for the owners of threads (lua_vm.c, timers, the test runner) --- */
 

@@ -176,8 +176,8 @@ static int http_request(lua_State *L) {
   if (!(timeout > 0) || !(max_body >= 0))
     return luaL_error(L, "aigw.http: bad timeout or max_body");
   aigw_lthread_t *t = aigw_lthread_current(L);
-  aigw_worker_t *w = t ? aigw_lua_worker(L) : NULL;
-  if (w == NULL) return aigw_lthread_cannot_yield(L, "aigw.http.request");
+  aigw_loop_t *loop = t ? aigw_lua_loop(L) : NULL;
+  if (loop == NULL) return aigw_lthread_cannot_yield(L, "aigw.http.request");
   /* The target and the body live as long as the op. */
   lua_createtable(L, 2, 0);
   lua_pushvalue(L, 2);
@@ -191,7 +191,7 @@ static int http_request(lua_State *L) {
   if (timeout > 1e9) timeout = 1e9;
   f.timeout_ms = (uint64_t)llround(timeout * 1000.0);
   if (f.timeout_ms == 0) f.timeout_ms = 1;
-  if (aigw_upstream_fetch(w, *tp, &f, &op->sink) != 0) return push_err(L, "no memory");
+  if (aigw_upstream_fetch(loop, *tp, &f, &op->sink) != 0) return push_err(L, "no memory");
   if (op->sink.err) return push_err(L, op->sink.err);   /* failed at once (dns cache) */
   op->t = t;
   op->want_head = 1;

@@ -27,7 +27,7 @@
 #include "buf.h"
 #include "lthread.h"
 #include "redis.h"
-#include "worker.h"
+#include "loop.h"
 
 #define CLIENT_MT "aigw.redis_client"
 
@@ -83,8 +83,8 @@ static int core_redis_client(lua_State *L) {
    * first command): a reload's new generation then holds it before the old
    * one lets go, and the connection carries on. Elsewhere (aigw check)
    * there is no worker loop; the first command would take it. */
-  aigw_worker_t *w = aigw_lua_worker(L);
-  if (w && w->dns) c->r = aigw_redis_acquire(w, url, ct, t, err, sizeof err);
+  aigw_loop_t *loop = aigw_lua_loop(L);
+  if (loop && loop->dns) c->r = aigw_redis_acquire(loop, url, ct, t, err, sizeof err);
   return 1;
 }
 
@@ -266,7 +266,7 @@ static int send_and_wait(lua_State *L, client_t *c, aigw_buf_t *b, size_t *lens,
   }
   if (c->r == NULL) {
     char err[200];
-    c->r = aigw_redis_acquire(t->w, c->url, c->connect_timeout, c->timeout, err, sizeof err);
+    c->r = aigw_redis_acquire(t->loop, c->url, c->connect_timeout, c->timeout, err, sizeof err);
     if (c->r == NULL) {
       aigw_buf_free(b);
       lua_pushnil(L);
@@ -276,7 +276,7 @@ static int send_and_wait(lua_State *L, client_t *c, aigw_buf_t *b, size_t *lens,
   }
   /* The loop's clock is cached: Lua may have run a while since it was read,
    * and the command's deadline counts from now. */
-  uv_update_time(&t->w->loop);
+  uv_update_time(&t->loop->uv);
   const char *err = NULL;
   aigw_redis_op_t *op = aigw_redis_send(c->r, b->data, lens, n, cb, t, &err);
   aigw_buf_free(b);

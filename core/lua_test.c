@@ -188,7 +188,7 @@ static int l_request(lua_State *L) {
   lua_setmetatable(L, 2);
   aigw_conn_t *c = &t->conn;
   aigw_req_t *r = &t->req;
-  c->w = aigw_lua_worker(L);
+  c->loop = aigw_lua_loop(L);
   c->req = r;
   r->conn = c;
   r->ctx_ref = LUA_NOREF;
@@ -245,7 +245,7 @@ static int l_request(lua_State *L) {
   }
   if (body && blen && aigw_buf_append(&r->body, body, blen) != 0)
     return luaL_error(L, "request: out of memory");
-  if (c->w) r->start_ms = uv_now(&c->w->loop);
+  if (c->loop) r->start_ms = uv_now(&c->loop->uv);
   return 1;
 }
 

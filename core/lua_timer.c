@@ -55,10 +55,10 @@ static int core_sleep(lua_State *L) {
   sleep_op_t *op = aigw_try_malloc(sizeof *op);
   if (op == NULL) return luaL_error(L, "aigw.sleep: no memory");
   op->t = t;
-  uv_timer_init(&t->w->loop, &op->timer);
+  uv_timer_init(&t->loop->uv, &op->timer);
   op->timer.data = op;
   /* The loop's clock is cached: Lua may have run a while since it was read. */
-  uv_update_time(&t->w->loop);
+  uv_update_time(&t->loop->uv);
   uv_timer_start(&op->timer, on_sleep_done, (uint64_t)llround(s * 1000.0), 0);
   return aigw_lthread_wait(L, t, op, sleep_cancel);
 }
@@ -155,11 +155,11 @@ static void on_timer(uv_timer_t *h) {
   run->t = t;
   run->timer = tm;
   tm->running++;
-  aigw_worker_t *w = g->w;
-  run->next = w->timer_runs;
-  run->pprev = (run_t **)&w->timer_runs;
+  aigw_loop_t *loop = g->loop;
+  run->next = loop->timer_runs;
+  run->pprev = (run_t **)&loop->timer_runs;
   if (run->next) run->next->pprev = &run->next;
-  w->timer_runs = run;
+  loop->timer_runs = run;
   if (tm->interval_ms == 0) {
     /* A one-shot timer is done once started; the run keeps the callback. */
     tm->running--;
@@ -179,8 +179,8 @@ static int add_timer(lua_State *L, int repeat) {
   lua_pop(L, 1);
   if (g == NULL) return luaL_error(L, "%s: no generation", what);
   if (g->retired) return luaL_error(L, "%s: this generation has been replaced by a reload", what);
-  aigw_worker_t *w = g->w;
-  if (w->draining) return luaL_error(L, "%s: the worker is stopping", what);
+  aigw_loop_t *loop = g->loop;
+  if (loop->draining) return luaL_error(L, "%s: the worker is stopping", what);
   int nargs = lua_gettop(L) - 2;
   lua_createtable(L, nargs + 2, 0);
   lua_pushvalue(L, 2);
@@ -196,12 +196,12 @@ static int add_timer(lua_State *L, int repeat) {
   memset(tm, 0, sizeof *tm);
   tm->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   tm->gen = g;
-  tm->id = ++w->timer_ids;
+  tm->id = ++loop->timer_ids;
   uint64_t ms = (uint64_t)llround(s * 1000.0);
   tm->interval_ms = repeat ? ms : 0;
   /* From now, not from the loop's cached time (Lua may have run a while). */
-  uv_update_time(&w->loop);
-  uv_timer_init(&w->loop, &tm->h);
+  uv_update_time(&loop->uv);
+  uv_timer_init(&loop->uv, &tm->h);
   tm->h.data = tm;
   uv_timer_start(&tm->h, on_timer, ms, tm->interval_ms);
   tm->next = g->timers;
@@ -243,9 +243,9 @@ void aigw__timers_cancel(aigw_gen_t *g) {
   while (g->timers) timer_close(g->timers);
 }
 
-void aigw__timers_stop_runs(aigw_worker_t *w) {
-  while (w->timer_runs) {
-    run_t *run = w->timer_runs;
+void aigw__timers_stop_runs(aigw_loop_t *loop) {
+  while (loop->timer_runs) {
+    run_t *run = loop->timer_runs;
     run_unlink(run);
     if (run->timer && --run->timer->running == 0 && run->timer->cancelled == 2)
       aigw_free(run->timer);

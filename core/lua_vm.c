@@ -19,7 +19,6 @@
 #include "alloc.h"
 #include "log.h"
 #include "redis.h"
-#include "server.h"
 #include "upstream.h"
 #include "watchdog.h"
 
@@ -175,31 +174,31 @@ static void copy_error(lua_State *L, char *err, size_t errlen) {
   snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
 }
 
-static aigw_gen_t *gen_alloc(aigw_worker_t *w, char *err, size_t errlen) {
+static aigw_gen_t *gen_alloc(aigw_loop_t *loop, char *err, size_t errlen) {
   aigw_gen_t *g = aigw_try_malloc(sizeof *g);
   if (g == NULL) {
     snprintf(err, errlen, "no memory for a Lua generation");
     return NULL;
   }
   memset(g, 0, sizeof *g);
-  g->w = w;
+  g->loop = loop;
   g->refs = 1;
   g->handler_ref = g->route_ref = g->header_filter_ref = g->body_filter_ref = g->log_ref = LUA_NOREF;
-  g->L = aigw_lua_new_state(w->conf->prefix);
+  g->L = aigw_lua_new_state(loop->conf->prefix);
   if (g->L == NULL) {
     aigw_free(g);
     snprintf(err, errlen, "cannot create a Lua state");
     return NULL;
   }
   lua_State *L = g->L;
-  lua_pushlightuserdata(L, w);
+  lua_pushlightuserdata(L, loop);
   lua_setfield(L, LUA_REGISTRYINDEX, "aigw.worker");
   lua_pushlightuserdata(L, g);
   lua_setfield(L, LUA_REGISTRYINDEX, "aigw.gen");
   lua_getglobal(L, "aigw_core");
-  lua_pushinteger(L, w->id);
+  lua_pushinteger(L, loop->id);
   lua_setfield(L, -2, "worker_id");
-  lua_pushinteger(L, w->server ? w->server->nworkers : 1);
+  lua_pushinteger(L, loop->host && loop->host->nworkers ? loop->host->nworkers : 1);
   lua_setfield(L, -2, "worker_count");
   lua_pop(L, 1);
   g->sync = lua_newthread(L);
@@ -222,21 +221,21 @@ static int ref_field(lua_State *L, int idx, const char *name) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-aigw_gen_t *aigw_gen_new(aigw_worker_t *w, char *err, size_t errlen) {
-  aigw_gen_t *g = gen_alloc(w, err, errlen);
+aigw_gen_t *aigw_gen_new(aigw_loop_t *loop, char *err, size_t errlen) {
+  aigw_gen_t *g = gen_alloc(loop, err, errlen);
   if (g == NULL) return NULL;
   lua_State *L = g->L;
-  aigw_lua_enter(w->server ? w : NULL, L);
+  aigw_lua_enter(loop->host ? loop : NULL, L);
   lua_getglobal(L, "require");
   lua_pushstring(L, "aigw.runtime");
   int rc = lua_pcall(L, 1, 1, 0);
   if (rc == 0) {
     lua_getfield(L, -1, "init_worker");
-    lua_pushstring(L, w->conf->path);
-    lua_pushinteger(L, w->id);
+    lua_pushstring(L, loop->conf->path);
+    lua_pushinteger(L, loop->id);
     rc = lua_pcall(L, 2, 1, 0);
   }
-  aigw_lua_leave(w->server ? w : NULL);
+  aigw_lua_leave(loop->host ? loop : NULL);
   if (rc != 0) {
     copy_error(L, err, errlen);
     gen_close(g);
@@ -265,14 +264,14 @@ aigw_gen_t *aigw_gen_new(aigw_worker_t *w, char *err, size_t errlen) {
   return g;
 }
 
-aigw_gen_t *aigw_gen_new_bare(aigw_worker_t *w, char *err, size_t errlen) {
-  return gen_alloc(w, err, errlen);
+aigw_gen_t *aigw_gen_new_bare(aigw_loop_t *loop, char *err, size_t errlen) {
+  return gen_alloc(loop, err, errlen);
 }
 
 void aigw_gen_unref(aigw_gen_t *g) {
   if (--g->refs > 0) return;
-  aigw_worker_t *w = g->w;
-  for (aigw_gen_t **p = &w->retired; *p; p = &(*p)->next) {
+  aigw_loop_t *loop = g->loop;
+  for (aigw_gen_t **p = &loop->retired; *p; p = &(*p)->next) {
     if (*p == g) {
       *p = g->next;
       break;
@@ -280,35 +279,44 @@ void aigw_gen_unref(aigw_gen_t *g) {
   }
   aigw_log_debug("generation %lu closed", g->id);
   gen_close(g);
-  aigw__worker_note_lua(w);
+  aigw_lua_note_memory(loop);
 }
 
 void aigw_gen_retire(aigw_gen_t *g) {
   g->retired = 1;
   aigw__timers_cancel(g);
-  g->next = g->w->retired;
-  g->w->retired = g;
+  g->next = g->loop->retired;
+  g->loop->retired = g;
   aigw_gen_unref(g);
 }
 
 size_t aigw_gen_memory_kb(aigw_gen_t *g) { return (size_t)lua_gc(g->L, LUA_GCCOUNT, 0); }
 
-int aigw_lua_worker_init(aigw_worker_t *w, char *err, size_t errlen) {
-  aigw_gen_t *g = aigw_gen_new(w, err, errlen);
+void aigw_lua_note_memory(aigw_loop_t *loop) {
+  if (loop->gen) atomic_store_explicit(&loop->stat_lua_kb, aigw_gen_memory_kb(loop->gen), memory_order_relaxed);
+  int n = 0;
+  size_t kb = 0;
+  for (aigw_gen_t *g = loop->retired; g; g = g->next, n++) kb += aigw_gen_memory_kb(g);
+  atomic_store_explicit(&loop->stat_retired, n, memory_order_relaxed);
+  atomic_store_explicit(&loop->stat_retired_kb, kb, memory_order_relaxed);
+}
+
+int aigw_lua_worker_init(aigw_loop_t *loop, char *err, size_t errlen) {
+  aigw_gen_t *g = aigw_gen_new(loop, err, errlen);
   if (g == NULL) return -1;
   g->id = 1;
-  w->gen = g;
+  loop->gen = g;
   return 0;
 }
 
-void aigw_lua_worker_close(aigw_worker_t *w) {
-  aigw_gen_t *g = w->gen;
-  w->gen = NULL;
+void aigw_lua_worker_close(aigw_loop_t *loop) {
+  aigw_gen_t *g = loop->gen;
+  loop->gen = NULL;
   if (g) aigw_gen_retire(g);
   /* Whatever is left is held by threads that never finished: close it. */
-  while (w->retired) {
-    g = w->retired;
-    w->retired = g->next;
+  while (loop->retired) {
+    g = loop->retired;
+    loop->retired = g->next;
     gen_close(g);
   }
 }
@@ -322,9 +330,9 @@ void aigw_lua_request_release(aigw_req_t *r) {
   if (r->ctx_ref != LUA_NOREF) luaL_unref(g->L, LUA_REGISTRYINDEX, r->ctx_ref);
   r->ctx_ref = LUA_NOREF;
   r->lt = NULL;
-  aigw_worker_t *w = t->w;
+  aigw_loop_t *loop = t->loop;
   aigw_lthread_free(t);
-  aigw__worker_note_lua(w);
+  aigw_lua_note_memory(loop);
 }
 
 static void internal_error(aigw_req_t *r, lua_State *co, const char *what) {
@@ -353,9 +361,9 @@ static int sync_call(aigw_req_t *r, int ref, int nargs, int nres) {
   lua_insert(S, -2 - nargs);
   lua_insert(S, -2 - nargs);
   lua_setexdata(S, r);
-  aigw_lua_enter(g->w, S);
+  aigw_lua_enter(g->loop, S);
   int rc = lua_pcall(S, 1 + nargs, nres, 0);
-  aigw_lua_leave(g->w);
+  aigw_lua_leave(g->loop);
   lua_setexdata(S, NULL);
   return rc;
 }
@@ -606,8 +614,8 @@ static void request_done(aigw_lthread_t *t, int status) {
 }
 
 void aigw_lua_handle_request(aigw_req_t *r) {
-  aigw_worker_t *w = r->conn->w;
-  aigw_gen_t *g = w->gen;
+  aigw_loop_t *loop = r->conn->loop;
+  aigw_gen_t *g = loop->gen;
   lua_State *L = g->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->handler_ref);
   aigw_lthread_t *t = aigw_lthread_new(g, r, request_done);

@@ -13,7 +13,7 @@
  * one beside it, and the old one is closed when the last request, timer or
  * thread that started on it has finished (refs == 0). */
 struct aigw_gen_s {
-  aigw_worker_t *w;
+  aigw_loop_t *loop;
   lua_State *L;
   unsigned long id;          /* 1 for the first, +1 per reload */
   int refs;                  /* the worker's (while current) + each lthread */
@@ -33,12 +33,44 @@ struct aigw_gen_s {
   aigw_gen_t *next;          /* the worker's list of retired generations */
 };
 
-/* Builds a generation for w from its config file: a new VM, the runtime,
+/* What the process offers the Lua side of its workers (aigw_core.reload,
+ * aigw_core.status, aigw_core.worker_count). The server installs one in
+ * each loop (loop->host) before the loop's VM is built; with none (NULL),
+ * there is one worker, Lua is not watched, and reload and status are not
+ * available. Any member may be NULL. */
+typedef struct {
+  unsigned long generation;  /* the generation serving */
+  int reloading;             /* a reload is under way */
+  int has_last;              /* a reload has been answered: */
+  int last_ok;               /*   whether it took */
+  char last[1024];           /*   "generation N" or why it was rejected */
+} aigw_process_status_t;
+
+typedef struct aigw_lua_host_s {
+  int nworkers;
+  void *ctx;
+  /* Asks for a reload (any thread): returns the ticket; the worker later
+   * calls aigw_lua_reload_answer with the reloads done. */
+  unsigned long (*reload)(void *ctx);
+  /* The process's reload state, and worker i's loop (0-based; its stat_*
+   * counters are read with relaxed atomic loads). */
+  void (*status)(void *ctx, aigw_process_status_t *st);
+  aigw_loop_t *(*worker_loop)(void *ctx, int i);
+} aigw_lua_host_t;
+
+/* lua_reload.c: resumes the lthreads waiting in aigw_core.reload whose
+ * ticket is covered by `done`, with (true, msg) or (nil, msg). */
+void aigw_lua_reload_answer(aigw_loop_t *loop, unsigned long done, int ok, const char *msg);
+
+/* Refreshes the loop's VM memory counters for the admin status. */
+void aigw_lua_note_memory(aigw_loop_t *loop);
+
+/* Builds a generation for loop from its config file: a new VM, the runtime,
  * init_worker. Returns NULL with the error in err. */
-aigw_gen_t *aigw_gen_new(aigw_worker_t *w, char *err, size_t errlen);
+aigw_gen_t *aigw_gen_new(aigw_loop_t *loop, char *err, size_t errlen);
 /* A generation with a bare VM (the aigw API, no config, no plugins): for
  * `aigw test`. */
-aigw_gen_t *aigw_gen_new_bare(aigw_worker_t *w, char *err, size_t errlen);
+aigw_gen_t *aigw_gen_new_bare(aigw_loop_t *loop, char *err, size_t errlen);
 static inline void aigw_gen_ref(aigw_gen_t *g) { g->refs++; }
 /* Drops a reference; a retired generation is closed at zero. */
 void aigw_gen_unref(aigw_gen_t *g);
@@ -51,8 +83,8 @@ lua_State *aigw_lua_new_state(const char *prefix);
 
 /* Loads the runtime in the worker's VM and runs its init_worker with the
  * config. Returns 0, or -1 with the error written to err. */
-int aigw_lua_worker_init(aigw_worker_t *w, char *err, size_t errlen);
-void aigw_lua_worker_close(aigw_worker_t *w);
+int aigw_lua_worker_init(aigw_loop_t *loop, char *err, size_t errlen);
+void aigw_lua_worker_close(aigw_loop_t *loop);
 
 /* Runs the request through the plugin chain in a new coroutine and acts on
  * the outcome: a response, or an upstream exchange. */
@@ -91,7 +123,7 @@ size_t aigw_gen_memory_kb(aigw_gen_t *g);
 /* Registration of the C parts of aigw_core (table on top of L). */
 void aigw__lua_register_target(lua_State *L);   /* lua_target.c */
 void aigw__lua_register_timer(lua_State *L);    /* lua_timer.c: sleep, timers */
-void aigw__lua_register_admin(lua_State *L);    /* reload.c: reload, status */
+void aigw__lua_register_admin(lua_State *L);    /* lua_reload.c: reload, status */
 void aigw__lua_register_http(lua_State *L);     /* lua_http.c: aigw.http */
 void aigw__lua_register_attempt(lua_State *L);  /* lua_attempt.c: proxy_attempt */
 void aigw__lua_register_body(lua_State *L);     /* lua_body.c: read_body */
@@ -107,6 +139,6 @@ extern const char aigw__need_body_marker;
 /* lua_timer.c: cancels a generation's pending timers; stops the worker's
  * callbacks in flight (shutdown). */
 void aigw__timers_cancel(aigw_gen_t *g);
-void aigw__timers_stop_runs(aigw_worker_t *w);
+void aigw__timers_stop_runs(aigw_loop_t *loop);
 
 #endif

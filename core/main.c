@@ -46,15 +46,15 @@ static int cmd_check(const char *path) {
   /* Plugins and providers load in a worker VM: build one to check them. */
   aigw_worker_t w;
   memset(&w, 0, sizeof w);
-  w.conf = c;
+  w.loop.conf = c;
   /* A loop for what init_worker may set up (timers), closed unrun. */
-  uv_loop_init(&w.loop);
+  uv_loop_init(&w.loop.uv);
   char err[2048];
-  int rc = aigw_lua_worker_init(&w, err, sizeof err);
-  aigw_lua_worker_close(&w);
-  uv_run(&w.loop, UV_RUN_DEFAULT);
-  uv_loop_close(&w.loop);
-  aigw__worker_free_lists(&w);
+  int rc = aigw_lua_worker_init(&w.loop, err, sizeof err);
+  aigw_lua_worker_close(&w.loop);
+  uv_run(&w.loop.uv, UV_RUN_DEFAULT);
+  uv_loop_close(&w.loop.uv);
+  aigw__loop_free_lists(&w.loop);
   aigw_config_free(c);
   if (rc != 0) {
     fprintf(stderr, "aigw: %s\n", err);

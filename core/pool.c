@@ -21,7 +21,7 @@ typedef struct bucket_s {
 } bucket_t;
 
 struct aigw_pool_s {
-  aigw_worker_t *w;
+  aigw_loop_t *loop;
   bucket_t *buckets;
   uv_timer_t sweep;
   uint64_t connects, reuses;
@@ -68,7 +68,7 @@ aigw_upconn_t *aigw_upconn_new(aigw_pool_t *p, const char *key) {
   aigw_upconn_t *uc = aigw_calloc(1, sizeof *uc);
   uc->pool = p;
   uc->key = aigw_strdup(key);
-  uv_tcp_init(&p->w->loop, &uc->tcp);
+  uv_tcp_init(&p->loop->uv, &uc->tcp);
   uc->tcp.data = uc;
   p->open++;
   return uc;
@@ -91,7 +91,7 @@ void aigw__pool_idle_broken(aigw_upconn_t *uc) {
 
 static void on_sweep(uv_timer_t *t) {
   aigw_pool_t *p = t->data;
-  uint64_t now = uv_now(&p->w->loop);
+  uint64_t now = uv_now(&p->loop->uv);
   for (bucket_t *b = p->buckets; b; b = b->next) {
     aigw_upconn_t *uc = b->idle, *next;
     for (; uc; uc = next) {
@@ -104,10 +104,10 @@ static void on_sweep(uv_timer_t *t) {
   }
 }
 
-aigw_pool_t *aigw_pool_new(aigw_worker_t *w) {
+aigw_pool_t *aigw_pool_new(aigw_loop_t *loop) {
   aigw_pool_t *p = aigw_calloc(1, sizeof *p);
-  p->w = w;
-  uv_timer_init(&w->loop, &p->sweep);
+  p->loop = loop;
+  uv_timer_init(&loop->uv, &p->sweep);
   p->sweep.data = p;
   uv_timer_start(&p->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
   uv_unref((uv_handle_t *)&p->sweep);
@@ -173,7 +173,7 @@ aigw_upconn_t *aigw_pool_acquire(aigw_pool_t *p, const char *key) {
 
 void aigw_pool_release(aigw_pool_t *p, aigw_upconn_t *uc, int max_idle, uint64_t idle_ms) {
   uc->user = NULL;
-  if (p->freeing || p->w->draining || max_idle <= 0 || idle_ms == 0) {
+  if (p->freeing || p->loop->draining || max_idle <= 0 || idle_ms == 0) {
     aigw_upconn_close(uc);
     return;
   }
@@ -182,7 +182,7 @@ void aigw_pool_release(aigw_pool_t *p, aigw_upconn_t *uc, int max_idle, uint64_t
     aigw_upconn_close(uc);
     return;
   }
-  uc->expires = uv_now(&p->w->loop) + idle_ms;
+  uc->expires = uv_now(&p->loop->uv) + idle_ms;
   uc->prev = NULL;
   uc->next = b->idle;
   if (b->idle) b->idle->prev = uc;

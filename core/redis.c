@@ -49,7 +49,7 @@
 #include "alloc.h"
 #include "errors.h"
 #include "log.h"
-#include "worker.h"
+#include "loop.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
@@ -127,7 +127,7 @@ struct aigw_redis_s {
   int destroyed;
   int timer_state;           /* 0 open, 1 closing, 2 closed */
   /* the worker's clients */
-  aigw_worker_t *w;
+  aigw_loop_t *owner;      /* NULL: not one of a loop's clients */
   aigw_redis_t *next;
   int refs;
 };
@@ -912,9 +912,9 @@ void aigw_redis_cancel(aigw_redis_op_t *op) {
 
 /* ------------------------------------------------------------ per worker */
 
-aigw_redis_t *aigw_redis_acquire(aigw_worker_t *w, const char *url, double connect_timeout,
+aigw_redis_t *aigw_redis_acquire(aigw_loop_t *loop, const char *url, double connect_timeout,
                                  double timeout, char *err, size_t errlen) {
-  for (aigw_redis_t *r = w->redis; r; r = r->next) {
+  for (aigw_redis_t *r = loop->redis; r; r = r->next) {
     /* A closed client (worker stopping) is still returned: it refuses. */
     if (strcmp(r->url_str, url) == 0 && r->connect_timeout_ms == to_ms(connect_timeout) &&
         r->timeout_ms == to_ms(timeout)) {
@@ -922,19 +922,19 @@ aigw_redis_t *aigw_redis_acquire(aigw_worker_t *w, const char *url, double conne
       return r;
     }
   }
-  aigw_redis_t *r = aigw_redis_new(&w->loop, w->dns, url, connect_timeout, timeout, err, errlen);
+  aigw_redis_t *r = aigw_redis_new(&loop->uv, loop->dns, url, connect_timeout, timeout, err, errlen);
   if (r == NULL) return NULL;
-  r->w = w;
+  r->owner = loop;
   r->refs = 1;
-  r->next = w->redis;
-  w->redis = r;
+  r->next = loop->redis;
+  loop->redis = r;
   return r;
 }
 
 void aigw_redis_release(aigw_redis_t *r) {
   if (r == NULL || --r->refs > 0) return;
-  if (r->w) {
-    for (aigw_redis_t **pp = &r->w->redis; *pp; pp = &(*pp)->next) {
+  if (r->owner) {
+    for (aigw_redis_t **pp = &r->owner->redis; *pp; pp = &(*pp)->next) {
       if (*pp == r) {
         *pp = r->next;
         break;
@@ -944,11 +944,11 @@ void aigw_redis_release(aigw_redis_t *r) {
   aigw_redis_free(r);
 }
 
-void aigw_redis_worker_close(aigw_worker_t *w) {
+void aigw_redis_close_all(aigw_loop_t *loop) {
   /* Closing runs callbacks, which may add or release clients: start over
    * after each one. */
   for (;;) {
-    aigw_redis_t *r = w->redis;
+    aigw_redis_t *r = loop->redis;
     while (r && r->closed) r = r->next;
     if (r == NULL) break;
     aigw_redis_close(r);

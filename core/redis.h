@@ -51,7 +51,7 @@
 
 typedef struct aigw_redis_s aigw_redis_t;
 typedef struct aigw_redis_op_s aigw_redis_op_t;
-typedef struct aigw_worker_s aigw_worker_t;
+typedef struct aigw_loop_s aigw_loop_t;
 
 typedef struct {
   char *host;            /* a name or an IP literal (no brackets) */
@@ -106,14 +106,14 @@ int aigw_redis_format(aigw_buf_t *b, int argc, const char *const *argv, const si
 
 /* The worker's client for this URL and these timeouts, made on first use;
  * each call takes a reference. NULL with err set when the URL is bad. */
-aigw_redis_t *aigw_redis_acquire(aigw_worker_t *w, const char *url, double connect_timeout,
+aigw_redis_t *aigw_redis_acquire(aigw_loop_t *loop, const char *url, double connect_timeout,
                                  double timeout, char *err, size_t errlen);
 /* Drops a reference; the last one frees the client. */
 void aigw_redis_release(aigw_redis_t *r);
 /* Closes every client of the worker (its connection and handles); for the
  * worker's shutdown, before its loop ends. Clients still referenced stay
  * allocated, closed, until released. */
-void aigw_redis_worker_close(aigw_worker_t *w);
+void aigw_redis_close_all(aigw_loop_t *loop);
 
 /* lua_redis.c: registers aigw_core.redis_client() in the table on top of L. */
 void aigw__lua_register_redis(lua_State *L);

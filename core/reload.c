@@ -13,7 +13,6 @@
  * Requests in flight keep the generation they started on until they end;
  * a worker builds on its own thread, so only that worker pauses while its
  * VM loads (milliseconds), and never two workers' VMs share anything. */
-#include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,12 +22,6 @@
 #include "server.h"
 
 enum { RELOAD_BUILDING = 1, RELOAD_APPLYING = 2 };
-
-typedef struct waiter_s {
-  aigw_lthread_t *t;
-  unsigned long ticket;
-  struct waiter_s *next;
-} waiter_t;
 
 unsigned long aigw_server_reload(aigw_server_t *srv) {
   uv_mutex_lock(&srv->mu);
@@ -56,7 +49,7 @@ void aigw__server_reload_step(aigw_server_t *srv) {
       if (!w->build_ok && ok) {
         ok = 0;
         first_err = w->build_err;
-        err_worker = w->id;
+        err_worker = w->loop.id;
       }
     }
     if (reported == srv->nworkers) {
@@ -108,28 +101,6 @@ void aigw__server_reload_step(aigw_server_t *srv) {
     for (int i = 0; i < srv->nworkers; i++) uv_async_send(&srv->workers[i].wakeup);
 }
 
-static void answer_waiters(aigw_worker_t *w, unsigned long done, int ok, const char *msg) {
-  waiter_t **p = (waiter_t **)&w->reload_waiters;
-  while (*p) {
-    waiter_t *wt = *p;
-    if (wt->ticket > done) {
-      p = &wt->next;
-      continue;
-    }
-    *p = wt->next;
-    aigw_lthread_t *t = wt->t;
-    aigw_free(wt);
-    if (ok) {
-      lua_pushboolean(t->co, 1);
-      lua_pushstring(t->co, msg);
-    } else {
-      lua_pushnil(t->co);
-      lua_pushstring(t->co, msg);
-    }
-    aigw_lthread_resume(t, 2);
-  }
-}
-
 void aigw__worker_reload_step(aigw_worker_t *w) {
   aigw_server_t *srv = w->server;
   uv_mutex_lock(&srv->mu);
@@ -140,7 +111,7 @@ void aigw__worker_reload_step(aigw_worker_t *w) {
 
   if (build > w->built) {
     char err[512] = "";
-    aigw_gen_t *g = w->draining ? NULL : aigw_gen_new(w, err, sizeof err);
+    aigw_gen_t *g = w->loop.draining ? NULL : aigw_gen_new(&w->loop, err, sizeof err);
     if (g == NULL && err[0] == '\0') snprintf(err, sizeof err, "worker is stopping");
     uv_mutex_lock(&srv->mu);
     w->pending = g;
@@ -156,103 +127,54 @@ void aigw__worker_reload_step(aigw_worker_t *w) {
     w->pending = NULL;
     if (g && commit) {
       g->id = generation;
-      aigw_gen_t *old = w->gen;
-      w->gen = g;
+      aigw_gen_t *old = w->loop.gen;
+      w->loop.gen = g;
       if (old) aigw_gen_retire(old);
-      atomic_store(&w->stat_gen, generation);
+      atomic_store(&w->loop.stat_gen, generation);
     } else if (g) {
       aigw_gen_retire(g);
     }
-    aigw__worker_note_lua(w);
+    aigw_lua_note_memory(&w->loop);
     uv_mutex_lock(&srv->mu);
     w->applied = decided;
     uv_mutex_unlock(&srv->mu);
     uv_async_send(&srv->reload_async);
   }
-  if (w->reload_waiters) {
+  if (w->loop.reload_waiters) {
     uv_mutex_lock(&srv->mu);
     unsigned long done = srv->reload_done;
     int ok = srv->reload_ok;
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", srv->reload_msg);
     uv_mutex_unlock(&srv->mu);
-    answer_waiters(w, done, ok, msg);
+    aigw_lua_reload_answer(&w->loop, done, ok, msg);
   }
 }
 
-/* --- aigw_core.reload(): the admin endpoint's way in --- */
+/* --- what the Lua side sees of the process (lua_vm.h's host) --- */
 
-static void waiter_cancel(void *p) {
-  waiter_t *wt = p;
-  aigw_worker_t *w = wt->t->w;
-  for (waiter_t **q = (waiter_t **)&w->reload_waiters; *q; q = &(*q)->next) {
-    if (*q == wt) {
-      *q = wt->next;
-      break;
-    }
-  }
-  aigw_free(wt);
-}
+static unsigned long host_reload(void *ctx) { return aigw_server_reload(ctx); }
 
-static int core_reload(lua_State *L) {
-  aigw_worker_t *w = aigw_lua_worker(L);
-  if (w == NULL || w->server == NULL) {
-    lua_pushnil(L);
-    lua_pushstring(L, "reload is not available here");
-    return 2;
-  }
-  aigw_lthread_t *t = aigw_lthread_current(L);
-  if (t == NULL) return aigw_lthread_cannot_yield(L, "aigw reload");
-  waiter_t *wt = aigw_try_malloc(sizeof *wt);
-  if (wt == NULL) return luaL_error(L, "no memory");
-  wt->t = t;
-  wt->ticket = aigw_server_reload(w->server);
-  wt->next = w->reload_waiters;
-  w->reload_waiters = wt;
-  return aigw_lthread_wait(L, t, wt, waiter_cancel);
-}
-
-/* aigw_core.status(): every worker's generation and VM memory. */
-static int core_status(lua_State *L) {
-  aigw_worker_t *self = aigw_lua_worker(L);
-  aigw_server_t *srv = self ? self->server : NULL;
-  lua_newtable(L);
-  if (srv == NULL) return 1;
+static void host_status(void *ctx, aigw_process_status_t *st) {
+  aigw_server_t *srv = ctx;
   uv_mutex_lock(&srv->mu);
-  lua_pushinteger(L, (lua_Integer)srv->generation);
-  lua_setfield(L, -2, "generation");
-  lua_pushboolean(L, srv->reload_running);
-  lua_setfield(L, -2, "reloading");
-  if (srv->reload_done) {
-    lua_pushboolean(L, srv->reload_ok);
-    lua_setfield(L, -2, "last_reload_ok");
-    lua_pushstring(L, srv->reload_msg);
-    lua_setfield(L, -2, "last_reload");
-  }
+  st->generation = srv->generation;
+  st->reloading = srv->reload_running != 0;
+  st->has_last = srv->reload_done != 0;
+  st->last_ok = srv->reload_ok;
+  snprintf(st->last, sizeof st->last, "%s", srv->reload_msg);
   uv_mutex_unlock(&srv->mu);
-  lua_createtable(L, srv->nworkers, 0);
-  for (int i = 0; i < srv->nworkers; i++) {
-    aigw_worker_t *w = &srv->workers[i];
-    lua_createtable(L, 0, 5);
-    lua_pushinteger(L, w->id);
-    lua_setfield(L, -2, "id");
-    lua_pushinteger(L, (lua_Integer)atomic_load(&w->stat_gen));
-    lua_setfield(L, -2, "generation");
-    lua_pushinteger(L, (lua_Integer)atomic_load(&w->stat_lua_kb));
-    lua_setfield(L, -2, "lua_memory_kb");
-    lua_pushinteger(L, atomic_load(&w->stat_retired));
-    lua_setfield(L, -2, "old_generations");
-    lua_pushinteger(L, (lua_Integer)atomic_load(&w->stat_retired_kb));
-    lua_setfield(L, -2, "old_generations_memory_kb");
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_setfield(L, -2, "workers");
-  return 1;
 }
 
-void aigw__lua_register_admin(lua_State *L) {
-  lua_pushcfunction(L, core_reload);
-  lua_setfield(L, -2, "reload");
-  lua_pushcfunction(L, core_status);
-  lua_setfield(L, -2, "status");
+static aigw_loop_t *host_worker_loop(void *ctx, int i) {
+  aigw_server_t *srv = ctx;
+  return &srv->workers[i].loop;
+}
+
+void aigw__server_lua_host(aigw_server_t *srv, aigw_lua_host_t *h) {
+  h->nworkers = srv->nworkers;
+  h->ctx = srv;
+  h->reload = host_reload;
+  h->status = host_status;
+  h->worker_loop = host_worker_loop;
 }

@@ -63,8 +63,9 @@ static void on_reload_async(uv_async_t *a) { aigw__server_reload_step(a->data); 
 
 static void on_watchdog(uv_timer_t *t) {
   aigw_server_t *srv = t->data;
-  aigw_watchdog_check(srv->workers, srv->nworkers, srv->conf->lua_time_limit_ms,
-                      srv->conf->lua_kill_after_ms);
+  for (int i = 0; i < srv->nworkers; i++)
+    aigw_watchdog_check(&srv->workers[i].loop, srv->workers[i].thread, srv->conf->lua_time_limit_ms,
+                        srv->conf->lua_kill_after_ms);
 }
 
 /* --- file watching --- */
@@ -152,13 +153,14 @@ int aigw_server_run(aigw_config_t *conf) {
     return 1;
   }
   srv.workers = aigw_calloc((size_t)srv.nworkers, sizeof *srv.workers);
+  aigw__server_lua_host(&srv, &srv.lua_host);
   int ok = 1;
   int started = 0;
   for (int i = 0; i < srv.nworkers && ok; i++) {
     aigw_worker_t *w = &srv.workers[i];
-    w->id = i + 1;
+    w->loop.id = i + 1;
     w->server = &srv;
-    w->conf = conf;
+    w->loop.conf = conf;
     if (aigw__worker_setup(w, err, sizeof err) != 0) {
       fprintf(stderr, "aigw: %s\n", err);
       ok = 0;

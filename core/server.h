@@ -4,6 +4,7 @@
 #define AIGW_SERVER_H
 
 #include "config.h"
+#include "lua_vm.h"
 #include "worker.h"
 
 struct aigw_server_s {
@@ -27,14 +28,15 @@ struct aigw_server_s {
   int reload_ok;
   char reload_msg[1024];
   struct aigw_watch_s *watch;  /* optional file watching */
+  aigw_lua_host_t lua_host;    /* what the workers' Lua sees of the process */
 };
 
 /* Runs until SIGTERM/SIGINT and the drain that follows. Returns the process
  * exit code (0 after a clean shutdown). */
 int aigw_server_run(aigw_config_t *conf);
 
-/* Opens a listening socket with SO_REUSEPORT on the worker's loop. */
-int aigw__listener_open(aigw_worker_t *w, aigw_listener_t *l, const char *addr, int admin);
+/* Fills h with the process's side of the Lua host (reload.c). */
+void aigw__server_lua_host(aigw_server_t *srv, aigw_lua_host_t *h);
 
 /* Asks for a reload (any thread). Returns the ticket to wait for. */
 unsigned long aigw_server_reload(aigw_server_t *srv);

@@ -82,8 +82,9 @@ static void add_system_paths(lua_State *L) {
 }
 
 typedef struct {
-  aigw_worker_t w;
-  aigw_server_t srv;
+  aigw_loop_t loop;
+  aigw_lua_host_t host;       /* one worker; no reload, no status */
+  int live;                   /* the loop is set up */
   aigw_config_t *conf;
 } test_env_t;
 
@@ -97,15 +98,15 @@ static int env_setup(test_env_t *e, const char *conf_path) {
   aigw_log_level = (aigw_log_level_t)e->conf->log_level;
   aigw_log_set_thread_id(1);   /* log lines say [w1], as from a worker */
   if (create_zones(e->conf) != 0) return -1;
-  aigw_worker_t *w = &e->w;
-  e->srv.conf = e->conf;
-  e->srv.nworkers = 1;
+  aigw_loop_t *w = &e->loop;
+  e->host.nworkers = 1;
   w->id = 1;
-  w->server = &e->srv;
+  w->host = &e->host;
   w->conf = e->conf;
   w->max_conns = e->conf->max_connections;
-  uv_loop_init(&w->loop);
-  w->dns = aigw_dns_new(&w->loop, 30.0);
+  uv_loop_init(&w->uv);
+  e->live = 1;
+  w->dns = aigw_dns_new(&w->uv, 30.0);
   w->pool = aigw_pool_new(w);
   /* A bare generation: the aigw API, no config, no plugins. */
   w->gen = aigw_gen_new_bare(w, err, sizeof err);
@@ -125,24 +126,24 @@ static int env_setup(test_env_t *e, const char *conf_path) {
 }
 
 static void env_teardown(test_env_t *e) {
-  aigw_worker_t *w = &e->w;
+  aigw_loop_t *w = &e->loop;
   aigw__test_kill_children();
-  if (w->server) {
+  if (e->live) {
     /* As a worker stops: timers, then the pool and the DNS cache; the
      * loop runs until their handles have closed; then the VM. */
     if (w->gen) aigw__timers_cancel(w->gen);
     aigw__timers_stop_runs(w);
-    aigw_redis_worker_close(w);
+    aigw_redis_close_all(w);
     aigw_pool_free(w->pool);
     aigw_dns_free(w->dns);
     w->pool = NULL;
     w->dns = NULL;
-    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_run(&w->uv, UV_RUN_DEFAULT);
     aigw_lua_worker_close(w);
-    uv_run(&w->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&w->loop) != 0) aigw_log_warn("aigw test: loop closed with handles open");
-    aigw__worker_free_lists(w);
-    w->server = NULL;
+    uv_run(&w->uv, UV_RUN_DEFAULT);
+    if (uv_loop_close(&w->uv) != 0) aigw_log_warn("aigw test: loop closed with handles open");
+    aigw__loop_free_lists(w);
+    e->live = 0;
   }
   aigw_shdict_thread_cleanup();
   aigw_shdict_free_all();
@@ -178,7 +179,7 @@ static void run_done(aigw_lthread_t *t, int status) {
  * status. Specs may wait (aigw.sleep, HTTP, Redis): the loop runs until the
  * thread has finished. */
 static int run_busted(test_env_t *e, int argc, char **argv) {
-  aigw_worker_t *w = &e->w;
+  aigw_loop_t *w = &e->loop;
   lua_State *L = w->gen->L;
   lua_getglobal(L, "require");
   lua_pushstring(L, "aigw.test.runner");
@@ -202,7 +203,7 @@ static int run_busted(test_env_t *e, int argc, char **argv) {
   }
   aigw_lthread_start(t, 1);
   while (!st.finished) {
-    if (uv_run(&w->loop, UV_RUN_ONCE) == 0 && !st.finished) {
+    if (uv_run(&w->uv, UV_RUN_ONCE) == 0 && !st.finished) {
       /* Nothing on the loop can ever resume it. */
       fprintf(stderr, "aigw test: the run is waiting on an operation that can never complete\n");
       aigw_lthread_free(t);

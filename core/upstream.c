@@ -57,7 +57,7 @@ enum { ST_RESOLVE, ST_CONNECT, ST_HANDSHAKE, ST_WAIT, ST_BODY, ST_DONE };
 struct aigw_upstream_s {
   aigw_req_t *req;              /* proxy sink: the client request; NULL once detached */
   aigw_upstream_sink_t *sink;   /* caller's sink; NULL for the proxy, or once detached */
-  aigw_worker_t *w;
+  aigw_loop_t *loop;
   aigw_target_t *t;
   aigw_upconn_t *uc;
   aigw_dns_query_t *dnsq;
@@ -161,7 +161,7 @@ void aigw__upstream_destroy(void *p) {
 
 static void on_timer_closed(uv_handle_t *h) {
   aigw_upstream_t *u = h->data;
-  aigw_worker_t *w = u->w;
+  aigw_loop_t *loop = u->loop;
   if (u->out) aigw_wbuf_discard(u->out);
   u->out = NULL;
   aigw_buf_free(&u->held);
@@ -170,14 +170,14 @@ static void on_timer_closed(uv_handle_t *h) {
     aigw_free(u->tap);
     u->tap = NULL;
   }
-  if (u->rbuf) aigw__rbuf_put(w, u->rbuf);
-  if (u->cbuf) aigw__rbuf_put(w, u->cbuf);
+  if (u->rbuf) aigw_rbuf_put(loop, u->rbuf);
+  if (u->cbuf) aigw_rbuf_put(loop, u->cbuf);
   aigw_buf_t *bufs[] = {&u->head, &u->rhead, &u->hname, &u->hval, &u->reason, &u->conn_tokens};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
     if (bufs[i]->cap > KEEP_BUF_CAP) aigw_buf_free(bufs[i]);
     bufs[i]->len = 0;
   }
-  if (!aigw__free_push(&w->free_ups, &w->nfree_ups, u)) aigw__upstream_destroy(u);
+  if (!aigw_free_push(&loop->free_ups, u)) aigw__upstream_destroy(u);
 }
 
 /* Detaches the exchange from its request and frees it; the connection is
@@ -316,7 +316,7 @@ SLOW_PATH static void filter_failed(aigw_upstream_t *u) {
 
 static void on_timeout(uv_timer_t *t) {
   aigw_upstream_t *u = t->data;
-  uint64_t now = uv_now(&u->w->loop);
+  uint64_t now = uv_now(&u->loop->uv);
   if (now < u->wait_until) {
     /* The wait was extended since the timer was set (lazy re-arm). */
     uv_timer_start(&u->timer, on_timeout, u->wait_until - now, 0);
@@ -334,7 +334,7 @@ static void on_timeout(uv_timer_t *t) {
 /* Waits at most ms (0: only the total deadline) for the next event. The
  * libuv timer is restarted only when the wait ends earlier than planned. */
 static void arm(aigw_upstream_t *u, uint64_t ms) {
-  uint64_t now = uv_now(&u->w->loop);
+  uint64_t now = uv_now(&u->loop->uv);
   uint64_t until = ms ? now + ms : u->deadline;
   if (until > u->deadline) until = u->deadline;
   u->wait_until = until;
@@ -422,7 +422,7 @@ static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     return;
   }
   char **slot = uc->tls ? &u->cbuf : &u->rbuf;
-  if (*slot == NULL) *slot = aigw__rbuf_get(u->w);
+  if (*slot == NULL) *slot = aigw_rbuf_get(u->loop);
   buf->base = *slot;
   buf->len = AIGW_RBUF_SIZE;
 }
@@ -472,7 +472,7 @@ static void on_resolved(void *data, int status, const struct sockaddr *addr) {
     return;
   }
   u->state = ST_CONNECT;
-  u->uc = aigw_upconn_new(u->w->pool, u->t->pool_key);
+  u->uc = aigw_upconn_new(u->loop->pool, u->t->pool_key);
   u->uc->user = u;
   up_connect_t *cr = aigw_try_malloc(sizeof *cr);
   if (cr == NULL) {
@@ -496,7 +496,7 @@ static void start_connect(aigw_upstream_t *u) {
   u->reused = 0;
   arm(u, u->connect_ms);
   /* May call on_resolved before returning (IP literal, cache hit). */
-  u->dnsq = aigw_dns_resolve(u->w->dns, u->t->host, u->t->port, on_resolved, u);
+  u->dnsq = aigw_dns_resolve(u->loop->dns, u->t->host, u->t->port, on_resolved, u);
 }
 
 /* --- reading the response --- */
@@ -707,7 +707,7 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
  * exchange ends, or the client (or the sink's owner) asks us to pause. */
 static void tls_pump(aigw_upstream_t *u) {
   aigw_upconn_t *uc = u->uc;
-  if (u->rbuf == NULL) u->rbuf = aigw__rbuf_get(u->w);
+  if (u->rbuf == NULL) u->rbuf = aigw_rbuf_get(u->loop);
   for (;;) {
     int n = aigw_tls_read(uc->tls, u->rbuf, AIGW_RBUF_SIZE);
     if (tls_flush(u) < 0) {
@@ -1334,8 +1334,8 @@ static int build_fetch_head(aigw_upstream_t *u, const aigw_fetch_t *f, const cha
 }
 
 /* A cleared exchange, recycled (keeping its buffers) or new. */
-static inline __attribute__((always_inline)) aigw_upstream_t *exchange_new(aigw_worker_t *w) {
-  aigw_upstream_t *u = aigw__free_pop(&w->free_ups, &w->nfree_ups);
+static inline __attribute__((always_inline)) aigw_upstream_t *exchange_new(aigw_loop_t *loop) {
+  aigw_upstream_t *u = aigw_free_pop(&loop->free_ups);
   if (u) {
     /* Recycled: keep the buffers (emptied when parked), clear the rest. */
     aigw_buf_t keep[6] = {u->head, u->rhead, u->hname, u->hval, u->reason, u->conn_tokens};
@@ -1351,27 +1351,27 @@ static inline __attribute__((always_inline)) aigw_upstream_t *exchange_new(aigw_
     if (u == NULL) return NULL;
     memset(u, 0, sizeof *u);
   }
-  u->w = w;
+  u->loop = loop;
   return u;
 }
 
 static inline __attribute__((always_inline)) void exchange_init(aigw_upstream_t *u,
                                                                 uint64_t total_ms) {
-  aigw_worker_t *w = u->w;
-  uv_timer_init(&w->loop, &u->timer);
+  aigw_loop_t *loop = u->loop;
+  uv_timer_init(&loop->uv, &u->timer);
   u->timer.data = u;
   llhttp_init(&u->parser, HTTP_RESPONSE, response_settings());
   u->parser.data = u;
   /* Body bytes take the slow path, which refuses them, until a final head
    * is in: the fast path's only test stays the one it had. */
   u->slow_body = 1;
-  u->deadline = uv_now(&w->loop) + (total_ms ? total_ms : UINT32_MAX);
+  u->deadline = uv_now(&loop->uv) + (total_ms ? total_ms : UINT32_MAX);
   aigw_buf_reserve(&u->rhead, 768);
 }
 
 /* Sends on an idle pooled connection for the target, or connects. */
 static inline __attribute__((always_inline)) void exchange_go(aigw_upstream_t *u, int pooled) {
-  aigw_upconn_t *uc = pooled ? aigw_pool_acquire(u->w->pool, u->t->pool_key) : NULL;
+  aigw_upconn_t *uc = pooled ? aigw_pool_acquire(u->loop->pool, u->t->pool_key) : NULL;
   if (uc) {
     u->uc = uc;
     uc->user = u;
@@ -1386,7 +1386,7 @@ static inline __attribute__((always_inline)) void exchange_go(aigw_upstream_t *u
 static inline __attribute__((always_inline)) void proxy_start(
     aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen, const char *body, size_t blen,
     const char *extra, size_t elen, aigw_attempt_t *a) {
-  aigw_upstream_t *u = exchange_new(r->conn->w);
+  aigw_upstream_t *u = exchange_new(r->conn->loop);
   if (u == NULL) {
     if (a) {
       a->status = 0;
@@ -1411,7 +1411,7 @@ static inline __attribute__((always_inline)) void proxy_start(
     u->attempt = a;
     exchange_init(u, a->total_ms ? a->total_ms : t->total_ms);
     u->full_deadline = u->deadline;
-    uint64_t first = uv_now(&u->w->loop) + a->ttfb_ms;
+    uint64_t first = uv_now(&u->loop->uv) + a->ttfb_ms;
     if (a->ttfb_ms && first < u->deadline) u->deadline = first;
   } else {
     exchange_init(u, t->total_ms);
@@ -1454,9 +1454,9 @@ static uint8_t method_number(const char *m) {
   return METHOD_OTHER;
 }
 
-int aigw_upstream_fetch(aigw_worker_t *w, aigw_target_t *t, const aigw_fetch_t *f,
+int aigw_upstream_fetch(aigw_loop_t *loop, aigw_target_t *t, const aigw_fetch_t *f,
                         aigw_upstream_sink_t *s) {
-  aigw_upstream_t *u = exchange_new(w);
+  aigw_upstream_t *u = exchange_new(loop);
   if (u == NULL) return AIGW_ENOMEM_REQ;
   u->sink = s;
   s->up = u;

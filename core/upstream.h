@@ -78,6 +78,9 @@ void aigw_upstream_attempt(aigw_req_t *r, aigw_target_t *t, const char *path, si
  * and free the exchange. A sink is not notified. */
 void aigw_upstream_abort(aigw_upstream_t *u);
 
+/* Frees an exchange parked on the loop's free list (at the loop's end). */
+void aigw__upstream_destroy(void *u);
+
 /* The client's write queue has drained: resume reading the upstream. */
 void aigw_upstream_client_drained(aigw_upstream_t *u);
 
@@ -132,16 +135,17 @@ typedef struct {
  * (compared case-insensitively). */
 int aigw_lines_have(const char *lines, size_t len, const char *name, size_t nl);
 
-int aigw_upstream_fetch(aigw_worker_t *w, aigw_target_t *t, const aigw_fetch_t *f,
+int aigw_upstream_fetch(aigw_loop_t *loop, aigw_target_t *t, const aigw_fetch_t *f,
                         aigw_upstream_sink_t *s);
 /* Stream: the caller took s->body; read on (may notify before returning). */
 void aigw_upstream_sink_more(aigw_upstream_t *u);
 
 /* --- per-worker connection pool (pool.c) --- */
 
+typedef struct aigw_pool_s aigw_pool_t;
 typedef struct aigw_upconn_s aigw_upconn_t;
 
-aigw_pool_t *aigw_pool_new(aigw_worker_t *w);
+aigw_pool_t *aigw_pool_new(aigw_loop_t *loop);
 /* Closes every idle connection; the pool is freed once they are closed. */
 void aigw_pool_free(aigw_pool_t *p);
 /* An idle connection for key, or NULL. The caller owns it until release. */

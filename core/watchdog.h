@@ -19,7 +19,7 @@
 #include <stdatomic.h>
 #include <uv.h>
 
-#include "worker.h"
+#include "loop.h"
 
 typedef struct {
   lua_State *volatile L;       /* the VM being run, while depth > 0 */
@@ -29,10 +29,10 @@ typedef struct {
 
 extern _Thread_local aigw_lua_run_t aigw__lua_run;
 
-static inline void aigw_lua_enter(aigw_worker_t *w, lua_State *L) {
+static inline void aigw_lua_enter(aigw_loop_t *loop, lua_State *L) {
   if (aigw__lua_run.depth == 0) {
     aigw__lua_run.L = L;
-    if (w) atomic_store_explicit(&w->lua_since, uv_now(&w->loop) + 1, memory_order_relaxed);
+    if (loop) atomic_store_explicit(&loop->lua_since, uv_now(&loop->uv) + 1, memory_order_relaxed);
   }
   atomic_signal_fence(memory_order_seq_cst);
   aigw__lua_run.depth++;
@@ -40,16 +40,17 @@ static inline void aigw_lua_enter(aigw_worker_t *w, lua_State *L) {
 
 void aigw__lua_unhook(lua_State *L);
 
-static inline void aigw_lua_leave(aigw_worker_t *w) {
+static inline void aigw_lua_leave(aigw_loop_t *loop) {
   if (--aigw__lua_run.depth > 0) return;
   atomic_signal_fence(memory_order_seq_cst);
-  if (w) atomic_store_explicit(&w->lua_since, 0, memory_order_relaxed);
+  if (loop) atomic_store_explicit(&loop->lua_since, 0, memory_order_relaxed);
   if (aigw__lua_run.hooked) aigw__lua_unhook(aigw__lua_run.L);
 }
 
 /* Installs the signal handler (once per process). */
 void aigw_watchdog_install(void);
-/* Checks every worker of srv; called from the main thread's timer. */
-void aigw_watchdog_check(aigw_worker_t *workers, int n, uint64_t limit_ms, uint64_t kill_ms);
+/* Checks the loop of one worker (its thread); called from the main
+ * thread's timer. */
+void aigw_watchdog_check(aigw_loop_t *loop, uv_thread_t thread, uint64_t limit_ms, uint64_t kill_ms);
 
 #endif

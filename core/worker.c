@@ -10,7 +10,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "alloc.h"
 #include "http_conn.h"
@@ -21,181 +20,103 @@
 #include "shdict.h"
 #include "upstream.h"
 
-void aigw__request_destroy(void *r);
-void aigw__upstream_destroy(void *u);
-
-/* Sanitizer builds recycle nothing, so a use after free is caught rather
- * than hidden by a recycled object. */
-#if defined(__SANITIZE_ADDRESS__)
-#define RECYCLE 0
-#else
-#define RECYCLE 1
-#endif
-
-typedef struct free_rbuf_s {
-  struct free_rbuf_s *next;
-} free_rbuf_t;
-
-#define MAX_FREE_RBUFS 256
-
-char *aigw__rbuf_get(aigw_worker_t *w) {
-  free_rbuf_t *f = w->free_rbufs;
-  if (f) {
-    w->free_rbufs = f->next;
-    w->nfree_rbufs--;
-    return (char *)f;
-  }
-  return aigw_malloc(AIGW_RBUF_SIZE);
-}
-
-void aigw__rbuf_put(aigw_worker_t *w, char *buf) {
-  if (!RECYCLE || w->nfree_rbufs >= MAX_FREE_RBUFS) {
-    aigw_free(buf);
-    return;
-  }
-  free_rbuf_t *f = (free_rbuf_t *)buf;
-  f->next = w->free_rbufs;
-  w->free_rbufs = f;
-  w->nfree_rbufs++;
-}
-
-void *aigw__free_pop(void **list, int *n) {
-  void **obj = *list;
-  if (obj == NULL) return NULL;
-  *list = *obj;
-  (*n)--;
-  return obj;
-}
-
-int aigw__free_push(void **list, int *n, void *obj) {
-  if (!RECYCLE || *n >= AIGW_MAX_FREE_OBJS) return 0;
-  *(void **)obj = *list;
-  *list = obj;
-  (*n)++;
-  return 1;
-}
-
-const char *aigw__worker_date(aigw_worker_t *w) {
-  uint64_t now = uv_now(&w->loop) / 1000;
-  if (now != w->date_sec || w->date[0] == '\0') {
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(w->date, sizeof w->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-    w->date_sec = now;
-  }
-  return w->date;
-}
-
 static void on_closed_nothing(uv_handle_t *h) { (void)h; }
 
-void aigw__worker_note_lua(aigw_worker_t *w) {
-  if (w->gen) atomic_store_explicit(&w->stat_lua_kb, aigw_gen_memory_kb(w->gen), memory_order_relaxed);
-  int n = 0;
-  size_t kb = 0;
-  for (aigw_gen_t *g = w->retired; g; g = g->next, n++) kb += aigw_gen_memory_kb(g);
-  atomic_store_explicit(&w->stat_retired, n, memory_order_relaxed);
-  atomic_store_explicit(&w->stat_retired_kb, kb, memory_order_relaxed);
-}
-
 static void finish(aigw_worker_t *w) {
-  if (w->draining == 2) return;
-  w->draining = 2;
+  if (w->loop.draining == 2) return;
+  w->loop.draining = 2;
   /* Timers and their callbacks would keep the loop alive: stop them. */
-  if (w->gen) aigw__timers_cancel(w->gen);
-  aigw__timers_stop_runs(w);
+  if (w->loop.gen) aigw__timers_cancel(w->loop.gen);
+  aigw__timers_stop_runs(&w->loop);
   if (w->pending) {
     aigw_gen_retire(w->pending);
     w->pending = NULL;
   }
-  aigw_redis_worker_close(w);
+  aigw_redis_close_all(&w->loop);
   uv_close((uv_handle_t *)&w->wakeup, on_closed_nothing);
   uv_close((uv_handle_t *)&w->drain_timer, on_closed_nothing);
-  if (w->posted_init) uv_close((uv_handle_t *)&w->posted_idle, on_closed_nothing);
-  aigw_pool_free(w->pool);
-  w->pool = NULL;
-  aigw_dns_free(w->dns);
-  w->dns = NULL;
+  if (w->loop.posted_init) uv_close((uv_handle_t *)&w->loop.posted_idle, on_closed_nothing);
+  aigw_pool_free(w->loop.pool);
+  w->loop.pool = NULL;
+  aigw_dns_free(w->loop.dns);
+  w->loop.dns = NULL;
 }
 
-void aigw__worker_conn_closed(aigw_worker_t *w) {
-  if (w->draining == 1 && w->nconns == 0) finish(w);
-}
+static void on_drained(aigw_loop_t *l) { finish(l->data); }
 
 static void on_drain_timeout(uv_timer_t *t) {
   aigw_worker_t *w = t->data;
-  if (w->nconns > 0) aigw_log_warn("drain timeout: closing %d connection(s)", w->nconns);
-  for (aigw_conn_t *c = w->conns, *next; c; c = next) {
+  if (w->loop.nconns > 0) aigw_log_warn("drain timeout: closing %d connection(s)", w->loop.nconns);
+  for (aigw_conn_t *c = w->loop.conns, *next; c; c = next) {
     next = c->next;
     aigw_conn_close(c);
   }
-  if (w->nconns == 0) finish(w);
+  if (w->loop.nconns == 0) finish(w);
 }
 
 static void drain(aigw_worker_t *w) {
-  w->draining = 1;
+  w->loop.draining = 1;
   for (int i = 0; i < w->nlisteners; i++) uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
-  for (aigw_conn_t *c = w->conns, *next; c; c = next) {
+  for (aigw_conn_t *c = w->loop.conns, *next; c; c = next) {
     next = c->next;
     aigw_conn_close_if_idle(c);
   }
-  if (w->nconns == 0) {
+  if (w->loop.nconns == 0) {
     finish(w);
     return;
   }
-  uv_timer_start(&w->drain_timer, on_drain_timeout, w->conf->drain_timeout_ms, 0);
+  uv_timer_start(&w->drain_timer, on_drain_timeout, w->loop.conf->drain_timeout_ms, 0);
 }
 
 static void on_wakeup(uv_async_t *a) {
   aigw_worker_t *w = a->data;
-  if (atomic_load(&w->stop_asked) && !w->draining) drain(w);
-  if (w->draining != 2 && w->server) aigw__worker_reload_step(w);
+  if (atomic_load(&w->stop_asked) && !w->loop.draining) drain(w);
+  if (w->loop.draining != 2 && w->server) aigw__worker_reload_step(w);
 }
 
-void aigw__worker_free_lists(aigw_worker_t *w) {
+void aigw__loop_free_lists(aigw_loop_t *l) {
   void *obj;
-  while ((obj = aigw__free_pop(&w->free_reqs, &w->nfree_reqs)) != NULL) aigw__request_destroy(obj);
-  while ((obj = aigw__free_pop(&w->free_ups, &w->nfree_ups)) != NULL) aigw__upstream_destroy(obj);
-  while ((obj = aigw__free_pop(&w->free_lts, &w->nfree_lts)) != NULL) aigw_free(obj);
-  while (w->free_rbufs) {
-    free_rbuf_t *f = w->free_rbufs;
-    w->free_rbufs = f->next;
-    aigw_free(f);
-  }
+  while ((obj = aigw_free_pop(&l->free_reqs)) != NULL) aigw__request_destroy(obj);
+  while ((obj = aigw_free_pop(&l->free_ups)) != NULL) aigw__upstream_destroy(obj);
+  while ((obj = aigw_free_pop(&l->free_lts)) != NULL) aigw_free(obj);
+  aigw_loop_free_rbufs(l);
 }
 
 static void thread_main(void *arg) {
   aigw_worker_t *w = arg;
-  aigw_log_set_thread_id(w->id);
-  uv_run(&w->loop, UV_RUN_DEFAULT);
-  aigw_lua_worker_close(w);
+  aigw_log_set_thread_id(w->loop.id);
+  uv_run(&w->loop.uv, UV_RUN_DEFAULT);
+  aigw_lua_worker_close(&w->loop);
   /* Handles closed in finish() have had their callbacks; anything left is a bug. */
-  if (uv_loop_close(&w->loop) != 0) aigw_log_warn("worker loop closed with handles open");
-  aigw__worker_free_lists(w);
+  if (uv_loop_close(&w->loop.uv) != 0) aigw_log_warn("worker loop closed with handles open");
+  aigw__loop_free_lists(&w->loop);
   aigw_shdict_thread_cleanup();
 }
 
 /* Sets up the worker on the calling thread: loop, VM, listeners. */
 static int worker_setup(aigw_worker_t *w, char *err, size_t errlen) {
-  const aigw_config_t *c = w->conf;
-  uv_loop_init(&w->loop);
-  uv_async_init(&w->loop, &w->wakeup, on_wakeup);
+  const aigw_config_t *c = w->loop.conf;
+  uv_loop_init(&w->loop.uv);
+  uv_async_init(&w->loop.uv, &w->wakeup, on_wakeup);
   w->wakeup.data = w;
-  uv_timer_init(&w->loop, &w->drain_timer);
+  uv_timer_init(&w->loop.uv, &w->drain_timer);
   w->drain_timer.data = w;
-  w->dns = aigw_dns_new(&w->loop, 30.0);
-  w->pool = aigw_pool_new(w);
-  w->max_conns = c->max_connections / w->server->nworkers;
-  if (w->max_conns < 1) w->max_conns = 1;
-  if (aigw_lua_worker_init(w, err, errlen) != 0) return -1;
-  atomic_store(&w->stat_gen, 1);
-  aigw__worker_note_lua(w);
+  w->loop.data = w;
+  w->loop.drained = on_drained;
+  w->loop.host = &w->server->lua_host;
+  w->loop.dns = aigw_dns_new(&w->loop.uv, 30.0);
+  w->loop.pool = aigw_pool_new(&w->loop);
+  w->loop.max_conns = c->max_connections / w->server->nworkers;
+  if (w->loop.max_conns < 1) w->loop.max_conns = 1;
+  if (aigw_lua_worker_init(&w->loop, err, errlen) != 0) return -1;
+  atomic_store(&w->loop.stat_gen, 1);
+  aigw_lua_note_memory(&w->loop);
   w->nlisteners = c->nlisten + (c->admin_listen ? 1 : 0);
   w->listeners = aigw_calloc((size_t)w->nlisteners, sizeof *w->listeners);
   for (int i = 0; i < w->nlisteners; i++) {
     int admin = i == c->nlisten;
     const char *addr = admin ? c->admin_listen : c->listen[i];
-    int rc = aigw__listener_open(w, &w->listeners[i], addr, admin);
+    int rc = aigw__listener_open(&w->loop, &w->listeners[i], addr, admin);
     if (rc < 0) {
       snprintf(err, errlen, "cannot listen on %s%s: %s", addr, admin ? " (admin)" : "",
                aigw_strerror(rc));
@@ -209,11 +130,11 @@ static int worker_setup(aigw_worker_t *w, char *err, size_t errlen) {
 /* Tears down a worker whose setup failed, on the calling thread. */
 static void worker_abandon(aigw_worker_t *w) {
   for (int i = 0; i < w->nlisteners; i++) uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
-  w->draining = 1;
+  w->loop.draining = 1;
   finish(w);
-  uv_run(&w->loop, UV_RUN_DEFAULT);
-  aigw_lua_worker_close(w);
-  uv_loop_close(&w->loop);
+  uv_run(&w->loop.uv, UV_RUN_DEFAULT);
+  aigw_lua_worker_close(&w->loop);
+  uv_loop_close(&w->loop.uv);
 }
 
 int aigw__worker_setup(aigw_worker_t *w, char *err, size_t errlen) {

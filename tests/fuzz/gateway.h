@@ -25,13 +25,13 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "worker.h"
+#include "loop.h"
 
 /* Starts the worker from config text; its listen address is replaced by
  * 127.0.0.1:0. The config may hold "@UPSTREAM@", replaced by the address
  * of fgw_upstream_listen()'s socket. Exits on failure. */
 void fgw_start(const char *name, const char *config_text);
-aigw_worker_t *fgw_worker(void);
+aigw_loop_t *fgw_loop(void);
 
 /* Runs the loop until it has nothing to do but wait. */
 void fgw_settle(void);
