@@ -14,8 +14,8 @@
 
 #include "alloc.h"
 #include "errors.h"
+#include "http_hooks.h"
 #include "log.h"
-#include "lua_vm.h"
 #include "request_id.h"
 #include "upstream.h"
 
@@ -32,6 +32,8 @@ static const llhttp_settings_t *parser_settings(void);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void parse_more(aigw_conn_t *c);
+
+aigw_http_hooks_t aigw_http_hooks;
 
 static void arm_timer(aigw_conn_t *c, int kind);
 
@@ -67,7 +69,7 @@ static void body_uncharge(aigw_req_t *r);
 static void request_free(aigw_req_t *r) {
   if (r->up) aigw_upstream_abort(r->up);
   r->up = NULL;
-  aigw_lua_request_release(r);
+  aigw_http_hooks.request_release(r);
   body_uncharge(r);
   aigw_loop_t *loop = r->conn->loop;
   if (r->body.cap > KEEP_BODY_CAP) aigw_buf_free(&r->body);
@@ -84,7 +86,7 @@ void aigw_conn_close(aigw_conn_t *c) {
     aigw_req_t *r = c->req;
     if (r->up) aigw_upstream_abort(r->up);
     if (r->status == 0) r->status = 499;
-    aigw_lua_log_phase(r);
+    aigw_http_hooks.log_phase(r);
     request_free(r);
     c->req = NULL;
   }
@@ -716,7 +718,7 @@ static void dispatch(aigw_conn_t *c) {
     aigw_respond(r, 200, ct, sizeof ct - 1, ok, sizeof ok - 1);
     return;
   }
-  aigw_lua_handle_request(r);
+  aigw_http_hooks.handle_request(r);
 }
 
 /* Parses what the read buffer holds, serving each complete request in turn.
@@ -743,7 +745,7 @@ static void parse_more(aigw_conn_t *c) {
       } else {
         r->reading_body = 0;      /* the body Lua asked for is in */
         arm_timer(c, TIMER_NONE);
-        aigw_lua_body_ready(r);
+        aigw_http_hooks.body_ready(r);
       }
       continue;
     }
@@ -789,7 +791,7 @@ void aigw__request_finish(aigw_req_t *r) {
   /* Answered before its body was read (refused at its head): the client may
    * still be sending it, so the connection lingers before it closes. */
   if (!r->complete) c->failed = 1;
-  aigw_lua_log_phase(r);
+  aigw_http_hooks.log_phase(r);
   request_free(r);
   c->req = NULL;
   if (!keep) {

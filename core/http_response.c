@@ -9,9 +9,9 @@
 
 #include "alloc.h"
 #include "errors.h"
+#include "http_hooks.h"
 #include "header_lines.h"
 #include "http_conn.h"
-#include "lua_vm.h"
 #include "log.h"
 #include "upstream.h"
 
@@ -297,10 +297,10 @@ void aigw_respond_error(aigw_req_t *r, int status, const char *code, const char 
   size_t hl = (size_t)hlen;
   int st = status;
   if (r->filter_headers && r->lt) {
-    int rc = aigw_lua_header_filter(r, &st, &h, &hl, 0, NULL, 0);
+    int rc = aigw_http_hooks.header_filter(r, &st, &h, &hl, 0, NULL, 0);
     if (rc == 1) {
       aigw_buf_free(&o);
-      aigw_lua_respond_exit(r);
+      aigw_http_hooks.respond_exit(r);
       return;
     }
     if (rc < 0) {

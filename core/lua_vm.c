@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "http_hooks.h"
 #include "log.h"
 #include "redis.h"
 #include "upstream.h"
@@ -174,6 +175,21 @@ static void copy_error(lua_State *L, char *err, size_t errlen) {
   snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
 }
 
+/* The HTTP layer's way into Lua (http_hooks.h). */
+static void install_http_hooks(void) {
+  aigw_http_hooks = (aigw_http_hooks_t){
+      .handle_request = aigw_lua_handle_request,
+      .body_ready = aigw_lua_body_ready,
+      .log_phase = aigw_lua_log_phase,
+      .request_release = aigw_lua_request_release,
+      .header_filter = aigw_lua_header_filter,
+      .body_filter = aigw_lua_body_filter,
+      .body_filter_usage = aigw_lua_body_filter_usage,
+      .respond_exit = aigw_lua_respond_exit,
+      .respond_upstream = aigw_lua_respond_upstream,
+  };
+}
+
 static aigw_gen_t *gen_alloc(aigw_loop_t *loop, char *err, size_t errlen) {
   aigw_gen_t *g = aigw_try_malloc(sizeof *g);
   if (g == NULL) {
@@ -265,6 +281,7 @@ aigw_gen_t *aigw_gen_new(aigw_loop_t *loop, char *err, size_t errlen) {
 }
 
 aigw_gen_t *aigw_gen_new_bare(aigw_loop_t *loop, char *err, size_t errlen) {
+  install_http_hooks();
   return gen_alloc(loop, err, errlen);
 }
 
@@ -302,6 +319,7 @@ void aigw_lua_note_memory(aigw_loop_t *loop) {
 }
 
 int aigw_lua_worker_init(aigw_loop_t *loop, char *err, size_t errlen) {
+  install_http_hooks();
   aigw_gen_t *g = aigw_gen_new(loop, err, errlen);
   if (g == NULL) return -1;
   g->id = 1;

@@ -38,10 +38,10 @@
 
 #include "alloc.h"
 #include "errors.h"
+#include "http_hooks.h"
 #include "header_lines.h"
 #include "log.h"
 #include "json_scan.h"
-#include "lua_vm.h"
 
 #define CLIENT_HIGH_WATER (1024 * 1024)
 
@@ -220,7 +220,7 @@ void aigw_upstream_abort(aigw_upstream_t *u) {
 SLOW_PATH static int end_with_filter(aigw_req_t *r, aigw_wbuf_t **out, const char *msg) {
   const char *p;
   size_t n;
-  if (aigw_lua_body_filter(r, "", 0, 1, msg, &p, &n) != 0 || n == 0) return -1;
+  if (aigw_http_hooks.body_filter(r, "", 0, 1, msg, &p, &n) != 0 || n == 0) return -1;
   if (r->conn->closing || aigw_respond_body(r, out, p, n) != 0) return -1;
   aigw_respond_end(r, out);
   return 0;
@@ -514,7 +514,7 @@ SLOW_PATH static void sink_finish(aigw_upstream_t *u, int reuse) {
 SLOW_PATH static void respond_held(aigw_upstream_t *u, int reuse) {
   aigw_req_t *r = u->req;
   destroy(u, reuse);
-  aigw_lua_respond_upstream(r, u->held_status, u->rhead.data ? u->rhead.data : "", u->rhead.len,
+  aigw_http_hooks.respond_upstream(r, u->held_status, u->rhead.data ? u->rhead.data : "", u->rhead.len,
                             u->held.data ? u->held.data : "", u->held.len);
 }
 
@@ -957,13 +957,13 @@ SLOW_PATH static int filtered_head(aigw_upstream_t *u, unsigned flags, uint64_t 
   aigw_req_t *r = u->req;
   if (r->filter_headers) {
     int st = *status;
-    int rc = aigw_lua_header_filter(r, &st, lines, hlen, 1, NULL, 0);
+    int rc = aigw_http_hooks.header_filter(r, &st, lines, hlen, 1, NULL, 0);
     if (u->state == ST_DONE) return -1;   /* the request ended meanwhile */
     if (rc == 1) {
       /* A plugin answered instead (aigw.exit): that answer goes out once
        * the exchange is gone. */
       destroy(u, 0);
-      aigw_lua_respond_exit(r);
+      aigw_http_hooks.respond_exit(r);
       return -1;
     }
     if (rc != 0 || st < 200 || st > 599) {
@@ -1162,7 +1162,7 @@ SLOW_PATH static int slow_body(aigw_upstream_t *u, const char *at, size_t len) {
   aigw_req_t *r = u->req;
   const char *out;
   size_t olen;
-  int rc = aigw_lua_body_filter(r, at, len, 0, NULL, &out, &olen);
+  int rc = aigw_http_hooks.body_filter(r, at, len, 0, NULL, &out, &olen);
   if (u->state == ST_DONE) return -1;
   if (rc < 0) {
     filter_failed(u);
@@ -1193,7 +1193,7 @@ SLOW_PATH static int filter_eof(aigw_upstream_t *u) {
   u->eof_filtered = 1;
   if (u->tap) {
     aigw_buf_t *v = &u->tap->value;
-    rc = aigw_lua_body_filter_usage(r, v->len ? v->data : NULL, v->len);
+    rc = aigw_http_hooks.body_filter_usage(r, v->len ? v->data : NULL, v->len);
     if (u->state == ST_DONE) return -1;
     if (rc != 0) {
       filter_failed(u);
@@ -1201,7 +1201,7 @@ SLOW_PATH static int filter_eof(aigw_upstream_t *u) {
     }
     return 0;
   }
-  rc = aigw_lua_body_filter(r, "", 0, 1, NULL, &out, &olen);
+  rc = aigw_http_hooks.body_filter(r, "", 0, 1, NULL, &out, &olen);
   if (u->state == ST_DONE) return -1;
   if (rc != 0) {
     filter_failed(u);
