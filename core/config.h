@@ -2,15 +2,15 @@
  *
  * The config file is Lua; lua/aigw/config.lua validates and normalises it
  * (sizes, durations, defaults) in a throw-away VM on the main thread, and
- * aigw_config_load() copies out the fields the core itself needs. Plugins,
- * providers and routes stay on the Lua side: each worker VM loads the same
- * file again through the same validator. */
+ * aigw_config_load() (config_load.c) copies out the fields the core itself
+ * needs into this plain struct. Plugins, providers and routes stay on the
+ * Lua side: each worker VM loads the same file again through the same
+ * validator. */
 #ifndef AIGW_CONFIG_H
 #define AIGW_CONFIG_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 typedef struct {
   char *name;
@@ -46,14 +46,7 @@ typedef struct {
   int nzones;
 } aigw_config_t;
 
-/* Loads and validates path. On failure returns NULL and writes one line
- * ("file:line: what is wrong") into err. */
-aigw_config_t *aigw_config_load(const char *path, const char *prefix, char *err, size_t errlen);
+/* Frees what aigw_config_load (config_load.h) made. */
 void aigw_config_free(aigw_config_t *c);
-
-/* Splits "host:port" / "[v6]:port" into a sockaddr. Returns 0 or a negative code. */
-int aigw_parse_listen(const char *s, struct sockaddr_storage *out);
-/* 1 when the address is loopback (127/8 or ::1). */
-int aigw_sockaddr_is_loopback(const struct sockaddr *sa);
 
 #endif

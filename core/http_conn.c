@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "addr.h"
 #include "alloc.h"
 #include "errors.h"
 #include "http_hooks.h"

@@ -10,7 +10,7 @@
 
 #include "http_conn.h"
 #include "log.h"
-#include "config.h"
+#include "addr.h"
 
 static void on_connection(uv_stream_t *s, int status) {
   aigw_listener_t *l = s->data;

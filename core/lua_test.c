@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
-#include "config.h"
+#include "addr.h"
 #include "http_conn.h"
 #include "lua_vm.h"
 #include "watchdog.h"

@@ -6,7 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "addr.h"
+#include "config_load.h"
 #include "log.h"
 #include "lua_vm.h"
 #include "server.h"

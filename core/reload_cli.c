@@ -21,6 +21,7 @@
 
 #include <openssl/crypto.h>
 
+#include "addr.h"
 #include "config.h"
 
 /* The admin key to send, copied into out (at most outlen - 1 bytes), and

@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "alloc.h"
-#include "config.h"
+#include "config_load.h"
 #include "log.h"
 #include "lua_vm.h"
 #include "redis.h"

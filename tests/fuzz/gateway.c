@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "config_load.h"
 #include "http_conn.h"
 #include "log.h"
 #include "lua_vm.h"
