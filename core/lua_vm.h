@@ -127,10 +127,15 @@ void aigw__lua_register_admin(lua_State *L);    /* lua_reload.c: reload, status 
 void aigw__lua_register_http(lua_State *L);     /* lua_http.c: aigw.http */
 void aigw__lua_register_attempt(lua_State *L);  /* lua_attempt.c: proxy_attempt */
 void aigw__lua_register_body(lua_State *L);     /* lua_body.c: read_body */
+void aigw__lua_register_redis(lua_State *L);    /* lua_redis.c: redis_client */
 
 /* The body a request's Lua waits for is complete: resume it, or start
  * the routing its handler left for then (aigw_core.need_body). */
 void aigw_lua_body_ready(aigw_req_t *r);
+
+/* What aigw.exit yields first (lua_vm.c), for lua_phases.c to tell it from
+ * a response. */
+extern const char aigw__exit_marker;
 
 /* What the handler returns when its access phase is done and the body has
  * not all come (with ctx): lua_vm.c keeps the coroutine for route(ctx). */

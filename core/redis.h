@@ -39,7 +39,6 @@
 #ifndef AIGW_REDIS_H
 #define AIGW_REDIS_H
 
-#include <lua.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -114,8 +113,5 @@ void aigw_redis_release(aigw_redis_t *r);
  * worker's shutdown, before its loop ends. Clients still referenced stay
  * allocated, closed, until released. */
 void aigw_redis_close_all(aigw_loop_t *loop);
-
-/* lua_redis.c: registers aigw_core.redis_client() in the table on top of L. */
-void aigw__lua_register_redis(lua_State *L);
 
 #endif
