@@ -1,6 +1,6 @@
-/* upstream.c -- one upstream exchange: DNS, connect (or a pooled
- * connection), TLS, the request, and the response, delivered to one of two
- * sinks.
+/* upstream.c -- one upstream exchange: a pooled connection or a new one
+ * (upstream_conn.c), the request head (upstream_head.c), and the response,
+ * delivered to one of two sinks. The three files share upstream_int.h.
  *
  * The response is parsed with llhttp; headers are filtered (hop-by-hop ones
  * dropped, RFC 9110 section 7.6.1).
@@ -30,7 +30,7 @@
  * sink's owner; while a streamed exchange waits for its owner to take a
  * piece, only its timer can fire, and that path (fail) does not touch the
  * target, so an owner being collected may free the two in either order. */
-#include "upstream.h"
+#include "upstream_int.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -39,102 +39,10 @@
 #include "alloc.h"
 #include "errors.h"
 #include "http_hooks.h"
-#include "header_lines.h"
 #include "log.h"
-#include "json_scan.h"
 
-#define CLIENT_HIGH_WATER (1024 * 1024)
-
-/* Paths the proxy without filters never takes: kept out of line, so that
- * the hot callbacks stay small (tail calls, no extra stack frame). */
-#define SLOW_PATH __attribute__((noinline, cold))
-
-enum { ST_RESOLVE, ST_CONNECT, ST_HANDSHAKE, ST_WAIT, ST_BODY, ST_DONE };
-
-/* u->method for a method llhttp has no number for (a caller's sink only). */
-#define METHOD_OTHER 255
-
-struct aigw_upstream_s {
-  aigw_req_t *req;              /* proxy sink: the client request; NULL once detached */
-  aigw_upstream_sink_t *sink;   /* caller's sink; NULL for the proxy, or once detached */
-  aigw_loop_t *loop;
-  aigw_target_t *t;
-  aigw_upconn_t *uc;
-  aigw_dns_query_t *dnsq;
-  uv_timer_t timer;
-  llhttp_t parser;
-  aigw_buf_t head;              /* the request head */
-  const char *body;
-  size_t blen;
-  aigw_buf_t rhead;             /* response header lines for the client */
-  aigw_buf_t hname, hval, reason, conn_tokens;
-  aigw_buf_t held;              /* hold_error: the answer's body */
-  aigw_json_tap_t *tap;         /* tap_usage: the answer's "usage" member */
-  aigw_attempt_t *attempt;      /* an attempt not yet committed to the client */
-  uint64_t full_deadline;       /* attempt: the total deadline, once the first byte is in */
-  uint64_t trial_cl;            /* attempt: the head waiting for the first byte */
-  int trial_status;
-  uint16_t trial_flags;
-  int held_status;
-  aigw_wbuf_t *out;             /* what this read sends to the client */
-  char *rbuf;                   /* read buffer (plaintext for TLS) */
-  char *cbuf;                   /* ciphertext read buffer (TLS only) */
-  uint64_t deadline;            /* the total timeout */
-  uint64_t wait_until;          /* the current connect/read wait */
-  uint64_t timer_due;
-  uint64_t connect_ms, read_ms; /* 0: only the total deadline */
-  const char *bad, *bad_why;    /* why the answer is refused (fail's msg and why) */
-  uint32_t head_bytes;          /* of the head, then of trailers and chunk extensions */
-  uint16_t head_lines;
-  int state;
-  uint8_t method;               /* llhttp_method_t, or METHOD_OTHER */
-  uint8_t reused : 1;
-  uint8_t retried : 1;
-  uint8_t got_bytes : 1;
-  uint8_t paused : 1;
-  uint8_t complete : 1;
-  uint8_t has_date : 1;
-  uint8_t no_body : 1;
-  uint8_t slow_body : 1;        /* body pieces go through slow_body() */
-  uint8_t filtering : 1;        /* proxy: the body filter runs */
-  uint8_t discard_body : 1;     /* proxy: the filtered status has no body */
-  uint8_t no_reuse : 1;         /* sink: keepalive off */
-  uint8_t ready : 1;            /* sink, stream: this read brought the head or body */
-  uint8_t too_big : 1;          /* sink: the body is past max_body */
-  uint8_t nomem : 1;
-  uint8_t hold_error : 1;       /* proxy: an error answer kept whole for the filters */
-  uint8_t eof_filtered : 1;     /* the body filter had its last call */
-  uint8_t trial_head : 1;       /* attempt: a head is in, the first body byte is not */
-};
-
-typedef struct {
-  uv_write_t wr;
-  aigw_upconn_t *uc;
-  char *owned;
-} up_write_t;
-
-typedef struct {
-  uv_connect_t req;
-  aigw_upconn_t *uc;
-} up_connect_t;
-
-static const llhttp_settings_t *response_settings(void);
-static void start_connect(aigw_upstream_t *u);
-static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-static void send_request(aigw_upstream_t *u);
-static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void tls_pump(aigw_upstream_t *u);
-static int safe_to_retry(aigw_upstream_t *u);
-
-static void start_read(aigw_upconn_t *uc) {
-  uv_read_start((uv_stream_t *)&uc->tcp, up_alloc, on_up_read);
-  uc->reading = 1;
-}
-
-static void stop_read(aigw_upconn_t *uc) {
-  uv_read_stop((uv_stream_t *)&uc->tcp);
-  uc->reading = 0;
-}
+static const llhttp_settings_t *response_settings(void);
 
 /* --- teardown --- */
 
@@ -265,7 +173,7 @@ SLOW_PATH static void attempt_error(aigw_upstream_t *u, int reuse) {
 /* The exchange failed. Proxy: the client gets an error response (status,
  * code, msg), or, if its response already started, its connection is
  * closed (a truncated body must not look complete). Sink: err is `why`. */
-static void fail(aigw_upstream_t *u, int status, const char *code, const char *msg,
+void aigw__up_fail(aigw_upstream_t *u, int status, const char *code, const char *msg,
                  const char *why) {
   aigw_upstream_sink_t *s = u->sink;
   if (s) {
@@ -324,16 +232,16 @@ static void on_timeout(uv_timer_t *t) {
     return;
   }
   if (now >= u->deadline && u->attempt && u->deadline < u->full_deadline)
-    fail(u, 504, "upstream_timeout", "upstream first byte timeout", "timeout");
-  else if (now >= u->deadline) fail(u, 504, "upstream_timeout", "upstream timeout (total)", "timeout");
+    aigw__up_fail(u, 504, "upstream_timeout", "upstream first byte timeout", "timeout");
+  else if (now >= u->deadline) aigw__up_fail(u, 504, "upstream_timeout", "upstream timeout (total)", "timeout");
   else if (u->state <= ST_HANDSHAKE)
-    fail(u, 504, "upstream_timeout", "upstream connect timeout", "timeout");
-  else fail(u, 504, "upstream_timeout", "upstream read timeout", "timeout");
+    aigw__up_fail(u, 504, "upstream_timeout", "upstream connect timeout", "timeout");
+  else aigw__up_fail(u, 504, "upstream_timeout", "upstream read timeout", "timeout");
 }
 
 /* Waits at most ms (0: only the total deadline) for the next event. The
  * libuv timer is restarted only when the wait ends earlier than planned. */
-static void arm(aigw_upstream_t *u, uint64_t ms) {
+void aigw__up_arm(aigw_upstream_t *u, uint64_t ms) {
   uint64_t now = uv_now(&u->loop->uv);
   uint64_t until = ms ? now + ms : u->deadline;
   if (until > u->deadline) until = u->deadline;
@@ -342,161 +250,6 @@ static void arm(aigw_upstream_t *u, uint64_t ms) {
     uv_timer_start(&u->timer, on_timeout, until > now ? until - now : 1, 0);
     u->timer_due = until;
   }
-}
-
-/* --- writing to the upstream --- */
-
-static void on_up_write(uv_write_t *wr, int status) {
-  up_write_t *w = (up_write_t *)wr;
-  aigw_upconn_t *uc = w->uc;
-  aigw_free(w->owned);
-  aigw_free(w);
-  uc->writes--;
-  if (status < 0 && uc->user) {
-    aigw_upstream_t *u = uc->user;
-    if (!u->got_bytes && u->reused && !u->retried && safe_to_retry(u)) return;   /* the read side retries */
-    fail(u, 502, "bad_gateway", "upstream write failed", "write failed");
-  }
-}
-
-static int up_write(aigw_upstream_t *u, const uv_buf_t *bufs, unsigned n, char *owned) {
-  up_write_t *w = aigw_try_malloc(sizeof *w);
-  if (w == NULL) {
-    aigw_free(owned);
-    return AIGW_ENOMEM_REQ;
-  }
-  w->uc = u->uc;
-  w->owned = owned;
-  int rc = uv_write(&w->wr, (uv_stream_t *)&u->uc->tcp, bufs, n, on_up_write);
-  if (rc < 0) {
-    aigw_free(owned);
-    aigw_free(w);
-    return rc;
-  }
-  u->uc->writes++;
-  return 0;
-}
-
-/* Sends whatever ciphertext TLS has produced. */
-static int tls_flush(aigw_upstream_t *u) {
-  size_t len;
-  char *out;
-  while ((out = aigw_tls_take_output(u->uc->tls, &len)) != NULL) {
-    uv_buf_t b = uv_buf_init(out, (unsigned)len);
-    int rc = up_write(u, &b, 1, out);
-    if (rc < 0) return rc;
-  }
-  return 0;
-}
-
-static void send_request(aigw_upstream_t *u) {
-  u->state = ST_WAIT;
-  int rc;
-  if (u->uc->tls) {
-    rc = aigw_tls_write(u->uc->tls, u->head.data, u->head.len);
-    if (rc == 0 && u->blen) rc = aigw_tls_write(u->uc->tls, u->body, u->blen);
-    if (rc == 0) rc = tls_flush(u);
-  } else {
-    uv_buf_t b[2] = {uv_buf_init(u->head.data, (unsigned)u->head.len),
-                     uv_buf_init((char *)u->body, (unsigned)u->blen)};
-    rc = up_write(u, b, u->blen ? 2 : 1, NULL);
-  }
-  if (rc < 0) {
-    fail(u, 502, "bad_gateway", "upstream write failed", "write failed");
-    return;
-  }
-  u->uc->requests++;
-  arm(u, u->read_ms);
-}
-
-/* --- connecting --- */
-
-static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  aigw_upconn_t *uc = h->data;
-  aigw_upstream_t *u = uc->user;
-  if (u == NULL) {
-    /* Idle in the pool: anything read is discarded and ends the connection. */
-    static _Thread_local char sink[64];
-    buf->base = sink;
-    buf->len = sizeof sink;
-    return;
-  }
-  char **slot = uc->tls ? &u->cbuf : &u->rbuf;
-  if (*slot == NULL) *slot = aigw_rbuf_get(u->loop);
-  buf->base = *slot;
-  buf->len = AIGW_RBUF_SIZE;
-}
-
-static void tls_start(aigw_upstream_t *u) {
-  u->state = ST_HANDSHAKE;
-  u->uc->tls = aigw_tls_client_new(u->t->tls_ctx, u->t->host, "http/1.1");
-  if (u->uc->tls == NULL) {
-    fail(u, 502, "bad_gateway", "tls: cannot create a connection",
-         "tls: cannot create a connection");
-    return;
-  }
-  int rc = aigw_tls_handshake(u->uc->tls);
-  if (rc < 0 || tls_flush(u) < 0) {
-    fail(u, 502, "bad_gateway", "tls handshake failed", "tls: handshake failed");
-    return;
-  }
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-  up_connect_t *cr = (up_connect_t *)req;
-  aigw_upconn_t *uc = cr->uc;
-  aigw_free(cr);
-  aigw_upstream_t *u = uc->user;
-  if (u == NULL) return;      /* aborted; the connection is already closing */
-  if (status < 0) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "upstream connect failed: %s", uv_strerror(status));
-    fail(u, 502, "upstream_connect_failed", msg, msg + 9);
-    return;
-  }
-  aigw__pool_note_connect(uc->pool);
-  uv_tcp_nodelay(&uc->tcp, 1);
-  start_read(uc);
-  if (u->t->tls) tls_start(u);
-  else send_request(u);
-}
-
-static void on_resolved(void *data, int status, const struct sockaddr *addr) {
-  aigw_upstream_t *u = data;
-  u->dnsq = NULL;
-  if (status < 0) {
-    char msg[300], why[300];
-    snprintf(msg, sizeof msg, "cannot resolve upstream host %s", u->t->host);
-    snprintf(why, sizeof why, "dns: cannot resolve %s", u->t->host);
-    fail(u, 502, "upstream_dns_failed", msg, why);
-    return;
-  }
-  u->state = ST_CONNECT;
-  u->uc = aigw_upconn_new(u->loop->pool, u->t->pool_key);
-  u->uc->user = u;
-  up_connect_t *cr = aigw_try_malloc(sizeof *cr);
-  if (cr == NULL) {
-    fail(u, 503, "no_memory", "no memory", "no memory");
-    return;
-  }
-  cr->uc = u->uc;
-  int rc = uv_tcp_connect(&cr->req, &u->uc->tcp, addr, on_connect);
-  if (rc < 0) {
-    aigw_free(cr);
-    char msg[160];
-    snprintf(msg, sizeof msg, "upstream connect failed: %s", uv_strerror(rc));
-    fail(u, 502, "upstream_connect_failed", msg, msg + 9);
-    return;
-  }
-  arm(u, u->connect_ms);
-}
-
-static void start_connect(aigw_upstream_t *u) {
-  u->state = ST_RESOLVE;
-  u->reused = 0;
-  arm(u, u->connect_ms);
-  /* May call on_resolved before returning (IP literal, cache hit). */
-  u->dnsq = aigw_dns_resolve(u->loop->dns, u->t->host, u->t->port, on_resolved, u);
 }
 
 /* --- reading the response --- */
@@ -539,7 +292,7 @@ static void finish_ok(aigw_upstream_t *u, int reuse) {
  * brought and stop reading until the owner has taken it. */
 SLOW_PATH static void sink_after_read(aigw_upstream_t *u) {
   if (!u->ready) {
-    arm(u, u->read_ms);
+    aigw__up_arm(u, u->read_ms);
     return;
   }
   aigw_upstream_sink_t *s = u->sink;
@@ -547,26 +300,26 @@ SLOW_PATH static void sink_after_read(aigw_upstream_t *u) {
   stop_read(u->uc);
   u->paused = 1;
   s->paused = 1;
-  arm(u, 0);   /* only the total deadline runs while the owner is busy */
+  aigw__up_arm(u, 0);   /* only the total deadline runs while the owner is busy */
   s->notify(s);
 }
 
 SLOW_PATH static void parse_failed(aigw_upstream_t *u, llhttp_errno_t err) {
   if (u->too_big) {
-    fail(u, 502, "bad_gateway", "upstream response too large", "response body too large");
+    aigw__up_fail(u, 502, "bad_gateway", "upstream response too large", "response body too large");
     return;
   }
   if (u->nomem) {
-    fail(u, 503, "no_memory", "no memory", "no memory");
+    aigw__up_fail(u, 503, "no_memory", "no memory", "no memory");
     return;
   }
   if (u->bad) {
-    fail(u, 502, "bad_gateway", u->bad, u->bad_why);
+    aigw__up_fail(u, 502, "bad_gateway", u->bad, u->bad_why);
     return;
   }
   aigw_log_debug("upstream response: %s (%s)", llhttp_errno_name(err),
                  llhttp_get_error_reason(&u->parser));
-  fail(u, 502, "bad_gateway", "bad upstream response", "bad response");
+  aigw__up_fail(u, 502, "bad_gateway", "bad upstream response", "bad response");
 }
 
 static void process(aigw_upstream_t *u, const char *data, size_t len) {
@@ -595,16 +348,16 @@ static void process(aigw_upstream_t *u, const char *data, size_t len) {
   if (aigw_conn_write_queue(u->req->conn) > CLIENT_HIGH_WATER) {
     stop_read(u->uc);
     u->paused = 1;
-    arm(u, 0);   /* only the total deadline runs while the client catches up */
+    aigw__up_arm(u, 0);   /* only the total deadline runs while the client catches up */
   } else {
-    arm(u, u->read_ms);
+    aigw__up_arm(u, u->read_ms);
   }
 }
 
 /* Whether a request that failed on a reused connection before any answer
  * may be sent again: always for idempotent methods; otherwise only if part
  * of it never left us, so the server cannot have acted on all of it. */
-static int safe_to_retry(aigw_upstream_t *u) {
+int aigw__up_safe_to_retry(aigw_upstream_t *u) {
   int m = u->method;
   if (m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_PUT || m == HTTP_DELETE)
     return 1;
@@ -615,7 +368,7 @@ static int safe_to_retry(aigw_upstream_t *u) {
  * connection's TCP stream ended without a close_notify, which anyone on
  * the path can forge: it cannot end a close-delimited body (RFC 8446 6.1). */
 static void on_eof(aigw_upstream_t *u, int status, int bare_fin) {
-  if (!u->got_bytes && u->reused && !u->retried && u->state == ST_WAIT && safe_to_retry(u)) {
+  if (!u->got_bytes && u->reused && !u->retried && u->state == ST_WAIT && aigw__up_safe_to_retry(u)) {
     /* A pooled connection the server had already closed: retry once on a
      * fresh one. */
     if (u->req)
@@ -628,11 +381,11 @@ static void on_eof(aigw_upstream_t *u, int status, int bare_fin) {
     u->retried = 1;
     llhttp_init(&u->parser, HTTP_RESPONSE, response_settings());
     u->parser.data = u;
-    start_connect(u);
+    aigw__up_start_connect(u);
     return;
   }
   if (status == UV_EOF && u->state == ST_BODY && bare_fin) {
-    fail(u, 502, "bad_gateway", "upstream closed the connection mid-response (no tls close_notify)",
+    aigw__up_fail(u, 502, "bad_gateway", "upstream closed the connection mid-response (no tls close_notify)",
          "closed mid-response");
     return;
   }
@@ -644,12 +397,12 @@ static void on_eof(aigw_upstream_t *u, int status, int bare_fin) {
       finish_ok(u, 0);
       return;
     }
-    fail(u, 502, "bad_gateway", "upstream closed the connection mid-response",
+    aigw__up_fail(u, 502, "bad_gateway", "upstream closed the connection mid-response",
          "closed mid-response");
     return;
   }
   if (u->state == ST_HANDSHAKE) {
-    fail(u, 502, "bad_gateway", "upstream closed the connection during the tls handshake",
+    aigw__up_fail(u, 502, "bad_gateway", "upstream closed the connection during the tls handshake",
          "tls: closed during the handshake");
     return;
   }
@@ -658,10 +411,10 @@ static void on_eof(aigw_upstream_t *u, int status, int bare_fin) {
            status == UV_EOF ? "" : ": ", status == UV_EOF ? "" : uv_strerror(status));
   snprintf(why, sizeof why, "closed%s%s", status == UV_EOF ? "" : ": ",
            status == UV_EOF ? "" : uv_strerror(status));
-  fail(u, 502, "bad_gateway", msg, why);
+  aigw__up_fail(u, 502, "bad_gateway", msg, why);
 }
 
-static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+void aigw__up_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   aigw_upconn_t *uc = s->data;
   aigw_upstream_t *u = uc->user;
   if (nread == 0) return;
@@ -678,13 +431,13 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (aigw_tls_feed(uc->tls, buf->base, (size_t)nread) < 0) {
-    fail(u, 503, "no_memory", "no memory", "no memory");
+    aigw__up_fail(u, 503, "no_memory", "no memory", "no memory");
     return;
   }
   if (!aigw_tls_handshake_done(uc->tls)) {
     int rc = aigw_tls_handshake(uc->tls);
-    if (tls_flush(u) < 0) {
-      fail(u, 502, "bad_gateway", "upstream write failed", "write failed");
+    if (aigw__up_tls_flush(u) < 0) {
+      aigw__up_fail(u, 502, "bad_gateway", "upstream write failed", "write failed");
       return;
     }
     if (rc < 0) {
@@ -692,12 +445,12 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       snprintf(msg, sizeof msg, "tls handshake with upstream failed: %s",
                aigw_tls_last_error(uc->tls));
       snprintf(why, sizeof why, "tls: %s", aigw_tls_last_error(uc->tls));
-      fail(u, 502, rc == AIGW_ETLS_VERIFY ? "upstream_tls_verify_failed" : "bad_gateway", msg,
+      aigw__up_fail(u, 502, rc == AIGW_ETLS_VERIFY ? "upstream_tls_verify_failed" : "bad_gateway", msg,
            why);
       return;
     }
     if (rc == AIGW_TLS_WANT_IO) return;
-    send_request(u);
+    aigw__up_send_request(u);
     if (u->uc == NULL || u->uc->user != u) return;
   }
   tls_pump(u);
@@ -710,8 +463,8 @@ static void tls_pump(aigw_upstream_t *u) {
   if (u->rbuf == NULL) u->rbuf = aigw_rbuf_get(u->loop);
   for (;;) {
     int n = aigw_tls_read(uc->tls, u->rbuf, AIGW_RBUF_SIZE);
-    if (tls_flush(u) < 0) {
-      fail(u, 502, "bad_gateway", "upstream write failed", "write failed");
+    if (aigw__up_tls_flush(u) < 0) {
+      aigw__up_fail(u, 502, "bad_gateway", "upstream write failed", "write failed");
       return;
     }
     if (n == 0) break;
@@ -720,7 +473,7 @@ static void tls_pump(aigw_upstream_t *u) {
       return;
     }
     if (n < 0) {
-      fail(u, 502, "bad_gateway", "tls error reading from upstream", "tls: read error");
+      aigw__up_fail(u, 502, "bad_gateway", "tls error reading from upstream", "tls: read error");
       return;
     }
     process(u, u->rbuf, (size_t)n);
@@ -732,7 +485,7 @@ static inline void resume_reading(aigw_upstream_t *u) {
   if (!u->paused || u->uc == NULL) return;
   u->paused = 0;
   start_read(u->uc);
-  arm(u, u->read_ms);
+  aigw__up_arm(u, u->read_ms);
   /* Records decrypted before the pause may still wait inside OpenSSL. */
   if (u->uc->tls) tls_pump(u);
 }
@@ -803,28 +556,6 @@ static int on_chunk_extension(llhttp_t *p, const char *at, size_t len) {
   return count_head(p->data, len);
 }
 
-typedef struct {
-  const char *name;
-  size_t len;
-} name_t;
-
-#define NAME(s) {s, sizeof s - 1}
-
-static int name_in(const name_t *list, size_t count, const char *n, size_t len) {
-  for (size_t i = 0; i < count; i++)
-    if (list[i].len == len && strncasecmp(n, list[i].name, len) == 0) return 1;
-  return 0;
-}
-
-static const name_t hop_by_hop[] = {
-    NAME("connection"), NAME("keep-alive"), NAME("proxy-connection"),
-    NAME("proxy-authenticate"), NAME("proxy-authorization"), NAME("te"),
-    NAME("trailer"), NAME("transfer-encoding"), NAME("upgrade")};
-
-static int is_hop_by_hop(const char *n, size_t len) {
-  return name_in(hop_by_hop, sizeof hop_by_hop / sizeof *hop_by_hop, n, len);
-}
-
 static int on_resp_header_field(llhttp_t *p, const char *at, size_t len) {
   aigw_upstream_t *u = p->data;
   return head_append(u, &u->hname, at, len);
@@ -872,22 +603,6 @@ static int on_resp_header_value_complete(llhttp_t *p) {
   return rc ? -1 : 0;
 }
 
-/* Iterates a comma-separated header list: the next token, trimmed of
- * spaces and tabs, goes to *tok and *len (possibly empty). Returns 0 at the
- * end of the list. */
-static int next_token(const char **p, const char *end, const char **tok, size_t *len) {
-  if (*p >= end) return 0;
-  const char *comma = memchr(*p, ',', (size_t)(end - *p));
-  if (comma == NULL) comma = end;
-  const char *a = *p, *b = comma;
-  while (a < b && (*a == ' ' || *a == '\t')) a++;
-  while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
-  *tok = a;
-  *len = (size_t)(b - a);
-  *p = comma + 1;
-  return 1;
-}
-
 /* Drops header lines named by the upstream's Connection header. */
 static void drop_connection_tokens(aigw_upstream_t *u) {
   if (u->conn_tokens.len == 0 || u->rhead.len == 0) return;
@@ -909,19 +624,6 @@ static void drop_connection_tokens(aigw_upstream_t *u) {
       }
     }
   }
-}
-
-/* 1 when the header lines ("Name: value\r\n"...) have one named name
- * (compared case-insensitively). */
-int aigw_lines_have(const char *lines, size_t len, const char *name, size_t nl) {
-  const char *p = lines, *end = lines + len;
-  while (p < end) {
-    const char *eol = memchr(p, '\n', (size_t)(end - p));
-    if (eol == NULL) eol = end;
-    if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) return 1;
-    p = eol + 1;
-  }
-  return 0;
 }
 
 /* The head for a caller's sink: it takes the header lines. */
@@ -1235,104 +937,6 @@ static const llhttp_settings_t response_parser_settings = {
 
 static const llhttp_settings_t *response_settings(void) { return &response_parser_settings; }
 
-/* --- the request head --- */
-
-static int client_header_dropped(const aigw_req_t *r, const aigw_target_t *t, const char *n,
-                                 size_t nl, const char *ctoks, size_t ctl, const char *extra,
-                                 size_t elen) {
-  static const name_t always[] = {NAME("host"), NAME("content-length"), NAME("expect"),
-                                  NAME("x-request-id")};
-  if (name_in(always, sizeof always / sizeof *always, n, nl) || is_hop_by_hop(n, nl)) return 1;
-  for (int i = 0; i < t->ndrop; i++)
-    if (t->drop_len[i] == nl && strncasecmp(n, t->drop[i], nl) == 0) return 1;
-  /* Headers the client's Connection header names are hop-by-hop too. */
-  if (ctoks) {
-    const char *end = ctoks + ctl, *a;
-    size_t tl;
-    while (next_token(&ctoks, end, &a, &tl))
-      if (tl == nl && strncasecmp(a, n, nl) == 0) return 1;
-  }
-  /* Headers the plugins set for this request replace the client's. */
-  return elen && aigw_lines_have(extra, elen, n, nl);
-}
-
-/* Returns 0, AIGW_ENOMEM_REQ, or AIGW_EHEAD_REFUSED with *why set: the
- * path or the extra lines (the plugins' and the runtime's) would not make a
- * sound head. The client's own lines were checked when they were parsed. */
-static int build_head(aigw_upstream_t *u, const char *path, size_t plen, const char *extra,
-                      size_t elen, const char **why) {
-  aigw_req_t *r = u->req;
-  aigw_target_t *t = u->t;
-  aigw_conn_t *c = r->conn;
-  aigw_buf_t *h = &u->head;
-  int rc = aigw_buf_reserve(h, 1024 + r->url_len);
-  const char *m = llhttp_method_name((llhttp_method_t)r->method);
-  rc |= aigw_buf_append_str(h, m);
-  rc |= aigw_buf_append(h, " ", 1);
-  size_t target = h->len;
-  rc |= aigw_buf_append_str(h, t->base_path);
-  if (plen == 0 || path[0] != '/') rc |= aigw_buf_append(h, "/", 1);
-  rc |= aigw_buf_append(h, path, plen);
-  if (rc == 0) *why = aigw_header_path_check(h->data + target, h->len - target);
-  if (rc == 0 && *why == NULL && elen) *why = aigw_header_lines_check(extra, elen);
-  if (rc == 0 && *why != NULL) return AIGW_EHEAD_REFUSED;
-  rc |= aigw_buf_append_str(h, " HTTP/1.1\r\n");
-  rc |= aigw_buf_append_str(h, t->host_header);
-  const char *ctoks = NULL;
-  size_t ctl = 0;
-  aigw_req_find_header(r, "connection", 10, &ctoks, &ctl);
-  for (int i = 0; i < r->nhdrs; i++) {
-    const aigw_hdr_t *hd = &r->hdrs[i];
-    const char *n = c->rbuf + hd->name;
-    if (client_header_dropped(r, t, n, hd->name_len, ctoks, ctl, extra, elen)) continue;
-    rc |= aigw_buf_append(h, n, hd->name_len);
-    rc |= aigw_buf_append(h, ": ", 2);
-    rc |= aigw_buf_append(h, c->rbuf + hd->value, hd->value_len);
-    rc |= aigw_buf_append(h, "\r\n", 2);
-  }
-  if (t->set_headers_len) rc |= aigw_buf_append(h, t->set_headers, t->set_headers_len);
-  if (elen) rc |= aigw_buf_append(h, extra, elen);
-  rc |= aigw_buf_append(h, "x-request-id: ", 14);
-  rc |= aigw_buf_append(h, r->id, r->id_len);
-  rc |= aigw_buf_append(h, "\r\n", 2);
-  if (u->blen || r->method == HTTP_POST || r->method == HTTP_PUT || r->method == HTTP_PATCH) {
-    char num[24];
-    rc |= aigw_buf_append(h, "Content-Length: ", 16);
-    rc |= aigw_buf_append(h, num, aigw_u64toa(u->blen, num));
-    rc |= aigw_buf_append(h, "\r\n", 2);
-  }
-  rc |= aigw_buf_append(h, "\r\n", 2);
-  return rc ? AIGW_ENOMEM_REQ : 0;
-}
-
-/* The request head for a caller's sink: method and path as given, the
- * target's Host and User-Agent unless the caller sends its own, the
- * caller's lines, then framing. Returns as build_head does. */
-static int build_fetch_head(aigw_upstream_t *u, const aigw_fetch_t *f, const char **why) {
-  *why = aigw_header_token_check(f->method, f->mlen);
-  if (*why == NULL) *why = aigw_header_path_check(f->path, f->plen);
-  if (*why == NULL) *why = aigw_header_lines_check(f->headers, f->hlen);
-  if (*why != NULL) return AIGW_EHEAD_REFUSED;
-  aigw_buf_t *h = &u->head;
-  int rc = aigw_buf_reserve(h, 256 + f->plen + f->hlen);
-  rc |= aigw_buf_append(h, f->method, f->mlen);
-  rc |= aigw_buf_append(h, " ", 1);
-  rc |= aigw_buf_append(h, f->path, f->plen);
-  rc |= aigw_buf_append_str(h, " HTTP/1.1\r\n");
-  if (f->add_host) rc |= aigw_buf_append_str(h, u->t->host_header);
-  if (f->add_user_agent) rc |= aigw_buf_append_str(h, "User-Agent: aigw/" AIGW_VERSION "\r\n");
-  if (f->hlen) rc |= aigw_buf_append(h, f->headers, f->hlen);
-  if (!f->keepalive) rc |= aigw_buf_append_str(h, "Connection: close\r\n");
-  if (u->blen || u->method == HTTP_POST || u->method == HTTP_PUT || u->method == HTTP_PATCH) {
-    char num[24];
-    rc |= aigw_buf_append(h, "Content-Length: ", 16);
-    rc |= aigw_buf_append(h, num, aigw_u64toa(u->blen, num));
-    rc |= aigw_buf_append(h, "\r\n", 2);
-  }
-  rc |= aigw_buf_append(h, "\r\n", 2);
-  return rc ? AIGW_ENOMEM_REQ : 0;
-}
-
 /* A cleared exchange, recycled (keeping its buffers) or new. */
 static inline __attribute__((always_inline)) aigw_upstream_t *exchange_new(aigw_loop_t *loop) {
   aigw_upstream_t *u = aigw_free_pop(&loop->free_ups);
@@ -1377,10 +981,10 @@ static inline __attribute__((always_inline)) void exchange_go(aigw_upstream_t *u
     uc->user = u;
     u->reused = 1;
     if (!uc->reading) start_read(uc);
-    send_request(u);
+    aigw__up_send_request(u);
     return;
   }
-  start_connect(u);
+  aigw__up_start_connect(u);
 }
 
 static inline __attribute__((always_inline)) void proxy_start(
@@ -1417,14 +1021,14 @@ static inline __attribute__((always_inline)) void proxy_start(
     exchange_init(u, t->total_ms);
   }
   const char *why = NULL;
-  int rc = build_head(u, path, plen, extra, elen, &why);
+  int rc = aigw__up_build_head(u, path, plen, extra, elen, &why);
   if (__builtin_expect(rc != 0, 0)) {
     if (rc == AIGW_EHEAD_REFUSED) {
       /* Lines a plugin or the runtime made: the gateway's fault, never sent. */
       aigw_log_error("request %s: refused upstream request head: %s", r->id, why);
-      fail(u, 500, "internal_error", "internal error in the gateway", why);
+      aigw__up_fail(u, 500, "internal_error", "internal error in the gateway", why);
     } else {
-      fail(u, 503, "no_memory", "no memory", "no memory");
+      aigw__up_fail(u, 503, "no_memory", "no memory", "no memory");
     }
     return;
   }
@@ -1471,15 +1075,15 @@ int aigw_upstream_fetch(aigw_loop_t *loop, aigw_target_t *t, const aigw_fetch_t 
   u->blen = f->body ? f->blen : 0;
   exchange_init(u, f->timeout_ms);
   const char *why = NULL;
-  int rc = build_fetch_head(u, f, &why);
+  int rc = aigw__up_build_fetch_head(u, f, &why);
   if (rc == AIGW_EHEAD_REFUSED) {
     char msg[128];
     snprintf(msg, sizeof msg, "bad request head: %s", why);
-    fail(u, 500, "internal_error", "internal error in the gateway", msg);
+    aigw__up_fail(u, 500, "internal_error", "internal error in the gateway", msg);
     return 0;
   }
   if (rc != 0) {
-    fail(u, 503, "no_memory", "no memory", "no memory");
+    aigw__up_fail(u, 503, "no_memory", "no memory", "no memory");
     return 0;
   }
   exchange_go(u, f->keepalive);
