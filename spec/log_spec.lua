@@ -4,7 +4,7 @@ local h = require "aigw.test.helpers"
 local log = require "aigw.log"
 local ffi = require "ffi"
 
-ffi.cdef [[ int aigw_log_level; ]]   -- core/log.c's level (an enum: int-sized)
+ffi.cdef [[ int aigw_log_level; ]]   -- core/base/log.c's level (an enum: int-sized)
 
 describe("aigw.log", function()
   local saved

@@ -13,14 +13,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "config_load.h"
-#include "http_conn.h"
-#include "log.h"
-#include "lua_vm.h"
-#include "redis.h"
-#include "server.h"
-#include "shdict.h"
-#include "upstream.h"
+#include "base/log.h"
+#include "base/shdict.h"
+#include "http/http_conn.h"
+#include "http/upstream.h"
+#include "loop/redis.h"
+#include "lua/lua_vm.h"
+#include "server/config_load.h"
+#include "server/server.h"
 
 #define DIE(...)                      \
   do {                                \
