@@ -101,15 +101,16 @@ void aigw_redis_cancel(aigw_redis_op_t *op);
  * Returns 0 or AIGW_ENOMEM_REQ (b is then as it was). */
 int aigw_redis_format(aigw_buf_t *b, int argc, const char *const *argv, const size_t *argvlen);
 
-/* --- per worker: clients shared by every VM generation of a worker --- */
+/* --- per loop (loop->redis): clients shared by every VM generation of a
+ * worker --- */
 
-/* The worker's client for this URL and these timeouts, made on first use;
+/* The loop's client for this URL and these timeouts, made on first use;
  * each call takes a reference. NULL with err set when the URL is bad. */
 aigw_redis_t *aigw_redis_acquire(aigw_loop_t *loop, const char *url, double connect_timeout,
                                  double timeout, char *err, size_t errlen);
 /* Drops a reference; the last one frees the client. */
 void aigw_redis_release(aigw_redis_t *r);
-/* Closes every client of the worker (its connection and handles); for the
+/* Closes every client of the loop (its connection and handles); for the
  * worker's shutdown, before its loop ends. Clients still referenced stay
  * allocated, closed, until released. */
 void aigw_redis_close_all(aigw_loop_t *loop);

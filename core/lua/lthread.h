@@ -59,7 +59,7 @@ int aigw_lthread_wait(lua_State *L, aigw_lthread_t *t, void *op, aigw_op_cancel_
  * coroutine stops (returns, fails or yields a non-operation). */
 void aigw_lthread_resume(aigw_lthread_t *t, int nargs);
 
-/* The worker a VM belongs to (from any of its coroutines). */
+/* The loop a VM belongs to (from any of its coroutines). */
 aigw_loop_t *aigw_lua_loop(lua_State *L);
 
 /* --- for the owners of threads (lua_vm.c, timers, the test runner) --- */

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "http/upstream.h"
+#include "lua/lthread.h"
 #include "lua/lua_vm.h"
 
 typedef struct {

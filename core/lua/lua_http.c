@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "http/upstream.h"
+#include "lua/lthread.h"
 #include "lua/lua_vm.h"
 
 #define OP_MT "aigw.http.op"

@@ -16,8 +16,65 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "http/upstream.h"
+#include "lua/lthread.h"
 #include "lua/lua_vm.h"
 #include "lua/watchdog.h"
+
+/* --- aigw.exit --- */
+
+/* The address of this is the marker aigw.exit yields. */
+static const char exit_marker;
+
+/* What the handler returns (aigw_core.need_body), with ctx, when its access
+ * phase is done and the body has not all come: await_body keeps the
+ * coroutine for route(ctx). */
+static const char need_body_marker;
+
+static int core_exit(lua_State *L) {
+  if (lua_getexdata(L) == NULL) return luaL_error(L, "aigw.exit: there is no request here");
+  aigw_lthread_t *t = aigw_lthread_current(L);
+  if (t == NULL) {
+    return luaL_error(L, "aigw.exit: cannot be called here (it answers from access or "
+                         "upstream, and not from inside a coroutine a plugin created)");
+  }
+  lua_settop(L, 3);
+  lua_pushlightuserdata(L, (void *)&exit_marker);
+  lua_insert(L, 1);
+  return lua_yield(L, 4);
+}
+
+/* aigw.exit in header_filter, which runs where nothing may yield: the
+ * answer is already in ctx._exit; raise, and keep raising at every
+ * instruction until Lua returns to C (the hook goes in aigw_lua_leave), so
+ * neither a plugin's pcall nor the code after it can carry on. */
+static void exit_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_getfield(L, LUA_REGISTRYINDEX, "aigw.exit_error");
+  lua_error(L);
+}
+
+static int core_exit_sync(lua_State *L) {
+  lua_settop(L, 1);
+  /* Only on a thread the core called into (no lthread: the sync thread),
+   * which removes the hook when the call returns. A spec calling a phase
+   * runner directly from its own lthread gets a plain error. */
+  if (lua_getexdata2(L) == NULL) {
+    lua_pushvalue(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "aigw.exit_error");
+    aigw__lua_run.hooked = 1;
+    lua_sethook(L, exit_hook, LUA_MASKCOUNT, 1);
+  }
+  return lua_error(L);
+}
+
+void aigw__lua_register_exit(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&need_body_marker);
+  lua_setfield(L, -2, "need_body");
+  lua_pushcfunction(L, core_exit);
+  lua_setfield(L, -2, "exit");
+  lua_pushcfunction(L, core_exit_sync);
+  lua_setfield(L, -2, "exit_sync");
+}
 
 /* --- the request's plugin chain --- */
 
@@ -225,8 +282,6 @@ void aigw_lua_respond_upstream(aigw_req_t *r, int status, const char *lines, siz
 
 static int valid_status(int status) { return status >= 200 && status <= 599; }
 
-const char aigw__need_body_marker = 0;
-
 /* The handler's access phase is done and the body has not all come: its
  * coroutine, which has returned and so may be started again, keeps ctx on
  * its stack, and route(ctx) runs on it once the body is in
@@ -250,7 +305,7 @@ static void await_body(aigw_req_t *r, lua_State *co, int base) {
  * body, headers); first at index base of co's stack. */
 static void act(aigw_req_t *r, lua_State *co, int base) {
   int n = lua_gettop(co) - base + 1;
-  if (n >= 1 && lua_touserdata(co, base) == (void *)&aigw__need_body_marker) {
+  if (n >= 1 && lua_touserdata(co, base) == (void *)&need_body_marker) {
     await_body(r, co, base);
     return;
   }
@@ -299,7 +354,7 @@ static void request_done(aigw_lthread_t *t, int status) {
   if (status == 0) {
     act(r, co, 1);
   } else if (status == LUA_YIELD) {
-    if (lua_touserdata(co, 1) == (void *)&aigw__exit_marker) {
+    if (lua_touserdata(co, 1) == (void *)&exit_marker) {
       act(r, co, 2);
       return;
     }

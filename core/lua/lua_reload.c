@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 
 #include "base/alloc.h"
+#include "lua/lthread.h"
 #include "lua/lua_vm.h"
 
 typedef struct waiter_s {

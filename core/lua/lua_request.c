@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "http/http_conn.h"
+#include "lua/lthread.h"
 #include "lua/lua_vm.h"
 
 typedef struct {

@@ -37,6 +37,7 @@
 #include "base/alloc.h"
 #include "base/request_id.h"
 #include "http/http_conn.h"
+#include "lua/lthread.h"
 #include "lua/lua_vm.h"
 #include "lua/watchdog.h"
 

@@ -15,6 +15,7 @@
 
 #include "base/alloc.h"
 #include "base/log.h"
+#include "lua/lthread.h"
 #include "lua/lua_vm.h"
 
 /* --- sleep --- */

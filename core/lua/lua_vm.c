@@ -17,46 +17,6 @@
 extern int luaopen_cjson(lua_State *L);
 extern int luaopen_cjson_safe(lua_State *L);
 
-/* The address of this is the marker aigw.exit yields. */
-const char aigw__exit_marker = 0;
-
-static int core_exit(lua_State *L) {
-  if (lua_getexdata(L) == NULL) return luaL_error(L, "aigw.exit: there is no request here");
-  aigw_lthread_t *t = aigw_lthread_current(L);
-  if (t == NULL) {
-    return luaL_error(L, "aigw.exit: cannot be called here (it answers from access or "
-                         "upstream, and not from inside a coroutine a plugin created)");
-  }
-  lua_settop(L, 3);
-  lua_pushlightuserdata(L, (void *)&aigw__exit_marker);
-  lua_insert(L, 1);
-  return lua_yield(L, 4);
-}
-
-/* aigw.exit in header_filter, which runs where nothing may yield: the
- * answer is already in ctx._exit; raise, and keep raising at every
- * instruction until Lua returns to C (the hook goes in aigw_lua_leave), so
- * neither a plugin's pcall nor the code after it can carry on. */
-static void exit_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  lua_getfield(L, LUA_REGISTRYINDEX, "aigw.exit_error");
-  lua_error(L);
-}
-
-static int core_exit_sync(lua_State *L) {
-  lua_settop(L, 1);
-  /* Only on a thread the core called into (no lthread: the sync thread),
-   * which removes the hook when the call returns. A spec calling a phase
-   * runner directly from its own lthread gets a plain error. */
-  if (lua_getexdata2(L) == NULL) {
-    lua_pushvalue(L, 1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "aigw.exit_error");
-    aigw__lua_run.hooked = 1;
-    lua_sethook(L, exit_hook, LUA_MASKCOUNT, 1);
-  }
-  return lua_error(L);
-}
-
 /* A coroutine inherits the exdata of the thread that creates it (LuaJIT
  * copies both slots into a new thread), and aigw.request finds the request
  * in exdata. One a plugin keeps past its request (in a module table) and
@@ -145,12 +105,7 @@ lua_State *aigw_lua_new_state(const char *prefix) {
   aigw__lua_register_attempt(L);
   aigw__lua_register_redis(L);
   aigw__lua_register_body(L);
-  lua_pushlightuserdata(L, (void *)&aigw__need_body_marker);
-  lua_setfield(L, -2, "need_body");
-  lua_pushcfunction(L, core_exit);
-  lua_setfield(L, -2, "exit");
-  lua_pushcfunction(L, core_exit_sync);
-  lua_setfield(L, -2, "exit_sync");
+  aigw__lua_register_exit(L);
   lua_pushstring(L, prefix);
   lua_setfield(L, -2, "prefix");
   lua_pushstring(L, AIGW_VERSION);

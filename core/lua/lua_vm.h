@@ -6,7 +6,8 @@
 #include <lua.h>
 
 #include "http/http_conn.h"
-#include "lua/lthread.h"
+
+typedef struct aigw_gen_s aigw_gen_t;
 
 /* A generation: one VM with one config and one set of plugins. A worker
  * serves new requests on its current generation; a reload builds the next
@@ -81,8 +82,10 @@ void aigw_gen_retire(aigw_gen_t *g);
  * module, and package.path set to <prefix>/lua and <prefix>/plugins. */
 lua_State *aigw_lua_new_state(const char *prefix);
 
-/* Loads the runtime in the worker's VM and runs its init_worker with the
- * config. Returns 0, or -1 with the error written to err. */
+/* Builds the loop's first generation (loop->gen): the runtime, its
+ * init_worker with the config. Fills the HTTP hooks (http_hooks.h) first.
+ * Returns 0, or -1 with the error written to err. On the main thread,
+ * before the loop's thread runs. */
 int aigw_lua_worker_init(aigw_loop_t *loop, char *err, size_t errlen);
 void aigw_lua_worker_close(aigw_loop_t *loop);
 
@@ -128,18 +131,12 @@ void aigw__lua_register_http(lua_State *L);     /* lua_http.c: aigw.http */
 void aigw__lua_register_attempt(lua_State *L);  /* lua_attempt.c: proxy_attempt */
 void aigw__lua_register_body(lua_State *L);     /* lua_body.c: read_body */
 void aigw__lua_register_redis(lua_State *L);    /* lua_redis.c: redis_client */
+void aigw__lua_register_exit(lua_State *L);     /* lua_phases.c: exit, exit_sync, need_body */
 
 /* The body a request's Lua waits for is complete: resume it, or start
  * the routing its handler left for then (aigw_core.need_body). */
 void aigw_lua_body_ready(aigw_req_t *r);
 
-/* What aigw.exit yields first (lua_vm.c), for lua_phases.c to tell it from
- * a response. */
-extern const char aigw__exit_marker;
-
-/* What the handler returns when its access phase is done and the body has
- * not all come (with ctx): lua_vm.c keeps the coroutine for route(ctx). */
-extern const char aigw__need_body_marker;
 
 /* lua_timer.c: cancels a generation's pending timers; stops the worker's
  * callbacks in flight (shutdown). */

@@ -22,7 +22,6 @@ struct aigw_watch_s {
   uv_timer_t settle;
 };
 
-int aigw__worker_setup(aigw_worker_t *w, char *err, size_t errlen);
 
 static void on_stop_signal(uv_signal_t *s, int signum) {
   aigw_server_t *srv = s->data;
@@ -161,6 +160,9 @@ int aigw_server_run(aigw_config_t *conf) {
     w->loop.id = i + 1;
     w->server = &srv;
     w->loop.conf = conf;
+    w->loop.host = &srv.lua_host;
+    w->loop.max_conns = conf->max_connections / srv.nworkers;
+    if (w->loop.max_conns < 1) w->loop.max_conns = 1;
     if (aigw__worker_setup(w, err, sizeof err) != 0) {
       fprintf(stderr, "aigw: %s\n", err);
       ok = 0;

@@ -40,7 +40,5 @@ void aigw__server_lua_host(aigw_server_t *srv, aigw_lua_host_t *h);
 
 /* Asks for a reload (any thread). Returns the ticket to wait for. */
 unsigned long aigw_server_reload(aigw_server_t *srv);
-/* Worker side: the main thread posted a command (called on wakeup). */
-void aigw__worker_reload_step(aigw_worker_t *w);
 
 #endif

@@ -27,6 +27,7 @@
 #include "base/shdict.h"
 #include "http/upstream.h"
 #include "loop/redis.h"
+#include "lua/lthread.h"
 #include "lua/lua_vm.h"
 #include "server/config_load.h"
 #include "server/server.h"

@@ -18,7 +18,6 @@
 #include "http/upstream.h"
 #include "loop/redis.h"
 #include "lua/lua_vm.h"
-#include "server/server.h"
 
 static void on_closed_nothing(uv_handle_t *h) { (void)h; }
 
@@ -103,11 +102,8 @@ static int worker_setup(aigw_worker_t *w, char *err, size_t errlen) {
   w->drain_timer.data = w;
   w->loop.data = w;
   w->loop.drained = on_drained;
-  w->loop.host = &w->server->lua_host;
   w->loop.dns = aigw_dns_new(&w->loop.uv, 30.0);
   w->loop.pool = aigw_pool_new(&w->loop);
-  w->loop.max_conns = c->max_connections / w->server->nworkers;
-  if (w->loop.max_conns < 1) w->loop.max_conns = 1;
   if (aigw_lua_worker_init(&w->loop, err, errlen) != 0) return -1;
   atomic_store(&w->loop.stat_gen, 1);
   aigw_lua_note_memory(&w->loop);

@@ -32,11 +32,19 @@ typedef struct aigw_worker_s {
   _Atomic int stop_asked;
 } aigw_worker_t;
 
+/* Sets the worker up on the calling thread (the main thread, before any
+ * worker runs): its loop, first generation and listeners. The caller has
+ * set server, loop.id, loop.conf, loop.host and loop.max_conns. Returns 0,
+ * or -1 with the error in err and everything set up torn down again. */
+int aigw__worker_setup(aigw_worker_t *w, char *err, size_t errlen);
 /* Starts the worker thread; returns 0 or a negative code. */
 int aigw_worker_start(aigw_worker_t *w);
 /* Asks the worker to drain and stop (thread-safe). */
 void aigw_worker_stop(aigw_worker_t *w);
 void aigw_worker_join(aigw_worker_t *w);
+
+/* reload.c, worker side: the main thread posted a command (on wakeup). */
+void aigw__worker_reload_step(aigw_worker_t *w);
 
 /* Frees everything parked on the loop's free lists (at its end). */
 void aigw__loop_free_lists(aigw_loop_t *l);
