@@ -3,7 +3,7 @@
 
 core/ is in folders, one per layer, lowest first (core/ARCHITECTURE.md):
 
-    base < loop < http < lua < server
+    base < loop < http < upstream < lua < server
 
 A file may include headers of its own layer and of the layers below it,
 never of a layer above: a lower layer reaches a higher one only through a
@@ -15,7 +15,10 @@ under core/ and exits 1, naming the file, the line and the include, when
     "http/upstream.h", or beside the including file);
   - an include runs up the layers;
   - a private header (name_int.h) is included from another folder;
-  - includes make a cycle (among files, or among layers).
+  - includes make a cycle: among files, among modules (a module is
+    name.c with name.h and name_int.h: "http/http_conn" includes
+    "upstream/upstream.h" and upstream.c includes http_conn.h is one),
+    or among layers.
 
 Usage: scripts/check-layers.py [core-dir]     (Python 3 standard library)
 """
@@ -24,7 +27,7 @@ import re
 import sys
 
 # The layer order, lowest first: the one place it is written down.
-LAYERS = ["base", "loop", "http", "lua", "server"]
+LAYERS = ["base", "loop", "http", "upstream", "lua", "server"]
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
@@ -81,6 +84,11 @@ def main():
                               f"{tlayer}/")
 
     errors += cycles({rel: [t for _, _, t in incs] for rel, incs in files.items()}, "files")
+    module_graph = {}
+    for rel, incs in files.items():
+        deps = module_graph.setdefault(module(rel), set())
+        deps.update(module(t) for _, _, t in incs if module(t) != module(rel))
+    errors += cycles({k: sorted(v) for k, v in module_graph.items()}, "modules")
     layer_graph = {name: set() for name in LAYERS}
     for rel, incs in files.items():
         for _, _, target in incs:
@@ -100,6 +108,12 @@ def main():
     return 0
 
 
+def module(rel):
+    """core/upstream/upstream_int.h -> upstream/upstream"""
+    stem = os.path.splitext(rel)[0]
+    return stem[:-len("_int")] if stem.endswith("_int") else stem
+
+
 def cycles(graph, what):
     """Every cycle found by a depth-first walk, as "a -> b -> a"."""
     found, state, stack = [], {}, []
@@ -111,7 +125,7 @@ def cycles(graph, what):
             if state.get(w) == 1:
                 loop = stack[stack.index(w):] + [w]
                 found.append(f"include cycle among {what}: " +
-                             " -> ".join(f"core/{x}" if what == "files" else x for x in loop))
+                             " -> ".join(f"core/{x}" if what != "layers" else x for x in loop))
             elif w not in state:
                 walk(w)
         stack.pop()

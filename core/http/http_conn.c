@@ -18,7 +18,6 @@
 #include "base/log.h"
 #include "base/request_id.h"
 #include "http/http_hooks.h"
-#include "http/upstream.h"
 
 enum { TIMER_NONE, TIMER_IDLE, TIMER_HEADER, TIMER_BODY, TIMER_SEND, TIMER_LINGER };
 
@@ -68,7 +67,7 @@ void aigw__request_destroy(void *p) {
 static void body_uncharge(aigw_req_t *r);
 
 static void request_free(aigw_req_t *r) {
-  if (r->up) aigw_upstream_abort(r->up);
+  if (r->up) aigw_http_hooks.upstream_abort(r->up);
   r->up = NULL;
   aigw_http_hooks.request_release(r);
   body_uncharge(r);
@@ -85,7 +84,7 @@ void aigw_conn_close(aigw_conn_t *c) {
      * timeout) still gets its log phase, with what it had: 499 when no
      * response was started, as nginx logs a client that closed first. */
     aigw_req_t *r = c->req;
-    if (r->up) aigw_upstream_abort(r->up);
+    if (r->up) aigw_http_hooks.upstream_abort(r->up);
     if (r->status == 0) r->status = 499;
     aigw_http_hooks.log_phase(r);
     request_free(r);

@@ -1,10 +1,11 @@
-/* http_hooks.h -- where the HTTP layer hands a request to the layer above.
+/* http_hooks.h -- where the HTTP layer reaches the layers above it.
  *
- * The connection hands a parsed request to the plugin chain, and the
- * response path (a response made above, or an upstream's streamed through
- * upstream.c) runs the filter phases, through this one table of functions,
- * as nginx's phase handlers and filter chain let its HTTP core call modules
- * it does not know. The Lua side (lua_vm.c) fills it before any loop runs
+ * The connection hands a parsed request to the plugin chain, the response
+ * path (a response made above, or an upstream's streamed through
+ * upstream/upstream.c) runs the filter phases, and a request that ends
+ * aborts its upstream exchange, through this one table of functions, as
+ * nginx's phase handlers and filter chain let its HTTP core call modules it
+ * does not know. The Lua side (lua_vm.c) fills it before any loop runs
  * (aigw_lua_worker_init, or aigw test's bare generation); it is read-only
  * from then on, so every worker thread reads it without a lock. Each hook
  * is one indirect call where a direct call was: no lookup, no copy. */
@@ -14,6 +15,7 @@
 #include <stddef.h>
 
 typedef struct aigw_req_s aigw_req_t;
+typedef struct aigw_upstream_s aigw_upstream_t;
 
 typedef struct {
   /* The request is parsed (or its head is, when its body did not come with
@@ -39,6 +41,12 @@ typedef struct {
   /* An upstream's error answer, held whole for the filters. */
   void (*respond_upstream)(aigw_req_t *r, int status, const char *lines, size_t hlen,
                            const char *body, size_t blen);
+  /* The request's upstream exchange (r->up): abort it (the request is
+   * torn down or cut short), or let it read again (the client's write
+   * queue has drained). upstream.h's aigw_upstream_abort and
+   * aigw_upstream_client_drained. */
+  void (*upstream_abort)(aigw_upstream_t *u);
+  void (*upstream_drained)(aigw_upstream_t *u);
 } aigw_http_hooks_t;
 
 /* Defined in http_conn.c; filled by the layer above. */

@@ -13,7 +13,6 @@
 #include "base/log.h"
 #include "http/http_conn.h"
 #include "http/http_hooks.h"
-#include "http/upstream.h"
 
 struct aigw_wbuf_s {
   uv_write_t wr;
@@ -105,7 +104,7 @@ static void on_write(uv_write_t *wr, int status) {
     return;
   }
   if (c->req && c->req->up && c->tcp.write_queue_size < AIGW_CLIENT_LOW_WATER)
-    aigw_upstream_client_drained(c->req->up);
+    aigw_http_hooks.upstream_drained(c->req->up);
   aigw__conn_wrote(c);
 }
 

@@ -25,9 +25,9 @@
 #include <lauxlib.h>
 #include <string.h>
 
-#include "http/upstream.h"
 #include "lua/lthread.h"
 #include "lua/lua_vm.h"
+#include "upstream/upstream.h"
 
 typedef struct {
   aigw_attempt_t a;            /* first: failed() gets &op->a */

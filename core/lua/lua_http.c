@@ -26,9 +26,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "http/upstream.h"
 #include "lua/lthread.h"
 #include "lua/lua_vm.h"
+#include "upstream/upstream.h"
 
 #define OP_MT "aigw.http.op"
 

@@ -15,10 +15,10 @@
 
 #include "base/alloc.h"
 #include "base/log.h"
-#include "http/upstream.h"
 #include "lua/lthread.h"
 #include "lua/lua_vm.h"
 #include "lua/watchdog.h"
+#include "upstream/upstream.h"
 
 /* --- aigw.exit --- */
 

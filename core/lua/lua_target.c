@@ -20,8 +20,8 @@
 #include <strings.h>
 
 #include "base/alloc.h"
-#include "http/upstream.h"
 #include "lua/lua_vm.h"
+#include "upstream/upstream.h"
 
 static void target_free(aigw_target_t *t) {
   aigw_free(t->host);

@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "http/http_hooks.h"
 #include "lua/watchdog.h"
+#include "upstream/upstream.h"
 
 extern int luaopen_cjson(lua_State *L);
 extern int luaopen_cjson_safe(lua_State *L);
@@ -133,6 +134,8 @@ static void install_http_hooks(void) {
       .body_filter_usage = aigw_lua_body_filter_usage,
       .respond_exit = aigw_lua_respond_exit,
       .respond_upstream = aigw_lua_respond_upstream,
+      .upstream_abort = aigw_upstream_abort,
+      .upstream_drained = aigw_upstream_client_drained,
   };
 }
 

@@ -25,12 +25,12 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "base/shdict.h"
-#include "http/upstream.h"
 #include "loop/redis.h"
 #include "lua/lthread.h"
 #include "lua/lua_vm.h"
 #include "server/config_load.h"
 #include "server/server.h"
+#include "upstream/upstream.h"
 
 void aigw__test_core_preload(lua_State *L);
 void aigw__test_kill_children(void);

@@ -15,9 +15,9 @@
 #include "base/log.h"
 #include "base/shdict.h"
 #include "http/http_conn.h"
-#include "http/upstream.h"
 #include "loop/redis.h"
 #include "lua/lua_vm.h"
+#include "upstream/upstream.h"
 
 static void on_closed_nothing(uv_handle_t *h) { (void)h; }
 

@@ -16,11 +16,11 @@
 #include "base/log.h"
 #include "base/shdict.h"
 #include "http/http_conn.h"
-#include "http/upstream.h"
 #include "loop/redis.h"
 #include "lua/lua_vm.h"
 #include "server/config_load.h"
 #include "server/server.h"
+#include "upstream/upstream.h"
 
 #define DIE(...)                      \
   do {                                \

@@ -1,13 +1,13 @@
-/* test_pool.c -- the per-worker upstream connection pool (core/http/pool.c):
+/* test_pool.c -- the per-worker upstream connection pool (core/upstream/pool.c):
  * parking, reuse by key, the max_idle bound, idle expiry by the sweep
  * timer, and a clean shutdown with every handle closed. */
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/upstream.h"
 #include "loop/loop.h"
 #include "test.h"
+#include "upstream/upstream.h"
 
 static uv_tcp_t server;
 static int accepted;

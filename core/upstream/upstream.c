@@ -30,7 +30,7 @@
  * sink's owner; while a streamed exchange waits for its owner to take a
  * piece, only its timer can fire, and that path (fail) does not touch the
  * target, so an owner being collected may free the two in either order. */
-#include "http/upstream_int.h"
+#include "upstream/upstream_int.h"
 
 #include <stdio.h>
 #include <string.h>

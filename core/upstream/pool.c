@@ -11,7 +11,7 @@
 
 #include "base/alloc.h"
 #include "base/log.h"
-#include "http/upstream.h"
+#include "upstream/upstream.h"
 
 typedef struct bucket_s {
   char *key;

@@ -15,7 +15,7 @@
 #include <strings.h>
 
 #include "base/json_scan.h"
-#include "http/upstream.h"
+#include "upstream/upstream.h"
 
 #define CLIENT_HIGH_WATER (1024 * 1024)
 

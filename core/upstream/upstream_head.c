@@ -7,7 +7,7 @@
 
 #include "base/errors.h"
 #include "base/header_lines.h"
-#include "http/upstream_int.h"
+#include "upstream/upstream_int.h"
 
 /* 1 when the header lines ("Name: value\r\n"...) have one named name
  * (compared case-insensitively). */

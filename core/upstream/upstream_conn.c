@@ -7,7 +7,7 @@
 
 #include "base/alloc.h"
 #include "base/errors.h"
-#include "http/upstream_int.h"
+#include "upstream/upstream_int.h"
 
 typedef struct {
   uv_write_t wr;
