@@ -7,7 +7,7 @@ FUZZ_TARGETS ?=
 CONF ?= conf/gateway.lua
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build run test unit spec integration asan test-asan fuzz bench clean
+.PHONY: all setup build run test layers unit spec integration asan test-asan fuzz bench clean
 
 all: build
 
@@ -26,6 +26,10 @@ run: setup build
 test:
 	@scripts/setup.sh test
 	@scripts/test.sh
+
+# core/ includes keep to its layers (core/ARCHITECTURE.md)
+layers:
+	@python3 scripts/check-layers.py
 
 unit: build
 	@cd $(BUILD) && ctest --output-on-failure

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# test.sh -- the whole suite: build, C unit tests (ctest), busted specs
-# (aigw test), integration tests against the real binary. With CI=true or
+# test.sh -- the whole suite: the core's layering (scripts/check-layers.py),
+# build, C unit tests (ctest), busted specs (aigw test), integration tests
+# against the real binary. With CI=true or
 # AIGW_SANITIZE=1 the same suite runs again on an AddressSanitizer +
 # UndefinedBehaviorSanitizer build. With CI=true or AIGW_FUZZ=1 each fuzz
 # target (tests/fuzz) then runs FUZZ_CI_SECONDS (15) on its seed corpus.
@@ -30,6 +31,8 @@ suite() {  # build-dir cmake-args...
   AIGW_BIN="$dir/aigw" scripts/integration.sh
 }
 
+echo "== layers (core/)"
+python3 scripts/check-layers.py
 suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [ "${CI:-}" = "true" ] || [ "${AIGW_SANITIZE:-}" = "1" ]; then
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=0"

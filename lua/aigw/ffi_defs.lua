@@ -80,7 +80,7 @@ int RAND_bytes(unsigned char *buf, int num);
 int EVP_EncodeBlock(unsigned char *t, const unsigned char *f, int n);
 ]]
 
--- core/shdict.c: the shared dictionaries (aigw.shared).
+-- core/base/shdict.c: the shared dictionaries (aigw.shared).
 ffi.cdef [[
 typedef struct aigw_shdict_s aigw_shdict_t;
 aigw_shdict_t *aigw_shdict_lookup(const char *name);
@@ -106,7 +106,7 @@ ffi.cdef [[
 void aigw_ffi_set_ready(int ready);
 ]]
 
--- core/log.c's level (an enum: int-sized), which spec/log_spec.lua sets.
+-- core/base/log.c's level (an enum: int-sized), which spec/log_spec.lua sets.
 ffi.cdef [[ int aigw_log_level; ]]
 
 -- OpenSSL's one-shot HMAC(), which aigw.crypto avoids: tests/bench/crypto_bench.lua

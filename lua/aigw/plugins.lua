@@ -8,7 +8,7 @@
 --
 -- Plugin files run with the JIT off for all their functions (unless
 -- server.plugin_jit): interpreted code is where the watchdog's hook can
--- stop a runaway loop (see core/watchdog.h). Library code under lua/ stays
+-- stop a runaway loop (see core/lua/watchdog.h). Library code under lua/ stays
 -- compiled. A plugin whose loops are all bounded by its input may say so
 -- with `jit = true`: its functions are compiled once it has loaded, and so
 -- can be the request path that calls them (LuaJIT cannot compile a trace

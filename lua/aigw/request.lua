@@ -154,7 +154,7 @@ end
 -- The members the router reads (model, stream, stream_options,
 -- max_tokens), decoded, without decoding the whole body: the core checks
 -- the whole text is valid JSON and finds them in one pass (see
--- core/json_scan.h). Cached in ctx. Returns nil, err for a body that is not
+-- core/base/json_scan.h). Cached in ctx. Returns nil, err for a body that is not
 -- a JSON object (err says where and why; a third value true when it is
 -- valid JSON but not an object).
 local FIELDS = { "model", "stream", "stream_options", "max_tokens" }

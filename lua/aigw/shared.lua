@@ -1,4 +1,4 @@
--- aigw.shared -- the shared dictionaries of core/shdict.c, through the FFI.
+-- aigw.shared -- the shared dictionaries of core/base/shdict.c, through the FFI.
 --
 --   local shared = require("aigw.shared")
 --   local limits = shared.limits              -- the zone, or nil if none is configured

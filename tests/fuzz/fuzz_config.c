@@ -9,7 +9,7 @@
  * 1. by aigw.config in the target's own VM (tests/fuzz/config.lua), whose
  *    Lua lines count as coverage (luacov.h): it must give a message, or a
  *    config with every field the core reads, of its type;
- * 2. by aigw_config_load (core/config.c), in a VM of its own as `aigw run`
+ * 2. by aigw_config_load (core/server/config_load.c), in a VM of its own as `aigw run`
  *    does: it must agree (NULL with a message exactly when 1 failed), and a
  *    config it returns must hold listen addresses aigw_parse_listen takes,
  *    a header size of at least 1k, at least one worker, zones of 4k or more.
@@ -21,10 +21,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "base/addr.h"
 #include "fuzz.h"
-#include "lua_vm.h"
+#include "lua/lua_vm.h"
 #include "luacov.h"
+#include "server/config_load.h"
 
 #define FAIL(...)                        \
   do {                                   \

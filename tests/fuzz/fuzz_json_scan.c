@@ -1,4 +1,4 @@
-/* fuzz_json_scan.c -- core/json_scan.c on any bytes.
+/* fuzz_json_scan.c -- core/base/json_scan.c on any bytes.
  *
  * Input: split.h's format; the payload is the JSON text, the cuts are where
  * the incremental tap (aigw_json_tap_*) gets its pieces. Checked:
@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_scan.h"
+#include "base/json_scan.h"
 #include "fuzz.h"
 #include "split.h"
 

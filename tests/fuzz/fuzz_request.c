@@ -1,5 +1,5 @@
 /* fuzz_request.c -- the client request path: bytes from a client, in any
- * cuts, through the real connection code (core/http_conn.c, the plugin
+ * cuts, through the real connection code (core/http/http_conn.c, the plugin
  * chain, responses) of a worker in this process (gateway.h).
  *
  * Input: byte 1 is flags, then split.h's format: the payload is what the
@@ -25,8 +25,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "gateway.h"
 #include "fuzz.h"
+#include "gateway.h"
 #include "split.h"
 
 static const char config[] =

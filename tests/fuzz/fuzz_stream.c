@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "lua_vm.h"
+#include "lua/lua_vm.h"
 #include "luacov.h"
 
 static lua_State *L;

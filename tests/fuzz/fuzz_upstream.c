@@ -1,5 +1,5 @@
 /* fuzz_upstream.c -- the upstream response path: a hostile provider's
- * bytes, in any cuts, through the real exchange code (core/upstream.c)
+ * bytes, in any cuts, through the real exchange code (core/upstream/upstream.c)
  * of a worker in this process (gateway.h), to a client.
  *
  * Input: byte 1 picks the client's request (REQUESTS below: which path and

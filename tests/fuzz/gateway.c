@@ -13,14 +13,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "http_conn.h"
-#include "log.h"
-#include "lua_vm.h"
-#include "redis.h"
-#include "server.h"
-#include "shdict.h"
-#include "upstream.h"
+#include "base/log.h"
+#include "base/shdict.h"
+#include "http/http_conn.h"
+#include "loop/redis.h"
+#include "lua/lua_vm.h"
+#include "server/config_load.h"
+#include "server/server.h"
+#include "upstream/upstream.h"
 
 #define DIE(...)                      \
   do {                                \
@@ -34,8 +34,8 @@
 #define SETTLE_MAX_TURNS 200000
 
 static struct {
-  aigw_server_t srv;
-  aigw_worker_t w;
+  aigw_loop_t w;
+  aigw_lua_host_t host;
   aigw_config_t *conf;
   aigw_listener_t listener;
   struct sockaddr_in addr;       /* the listener's */
@@ -45,7 +45,7 @@ static struct {
   int started;
 } gw = {.up_fd = -1};
 
-aigw_worker_t *fgw_worker(void) { return &gw.w; }
+aigw_loop_t *fgw_loop(void) { return &gw.w; }
 
 static int quiescent(uv_loop_t *l) {
   if (uv_backend_timeout(l) == 0) return 0;
@@ -54,7 +54,7 @@ static int quiescent(uv_loop_t *l) {
 }
 
 void fgw_settle(void) {
-  uv_loop_t *l = &gw.w.loop;
+  uv_loop_t *l = &gw.w.uv;
   for (int i = 0; i < SETTLE_MAX_TURNS; i++) {
     if (quiescent(l)) return;
     uv_run(l, UV_RUN_NOWAIT);
@@ -96,7 +96,7 @@ static char *replace_all(const char *s, const char *what, const char *with) {
 static void teardown(void) {
   if (!gw.started) return;
   gw.started = 0;
-  aigw_worker_t *w = &gw.w;
+  aigw_loop_t *w = &gw.w;
   /* As a worker stops: connections, the listener, timers, the pool and the
    * DNS cache; the loop runs until their handles have closed; then the VM.
    * Whatever a run leaked is then reported by LeakSanitizer at exit. */
@@ -107,16 +107,16 @@ static void teardown(void) {
   uv_close((uv_handle_t *)&gw.listener.tcp, NULL);
   if (w->gen) aigw__timers_cancel(w->gen);
   aigw__timers_stop_runs(w);
-  aigw_redis_worker_close(w);
+  aigw_redis_close_all(w);
   aigw_pool_free(w->pool);
   aigw_dns_free(w->dns);
   w->pool = NULL;
   w->dns = NULL;
-  uv_run(&w->loop, UV_RUN_DEFAULT);
+  uv_run(&w->uv, UV_RUN_DEFAULT);
   aigw_lua_worker_close(w);
-  uv_run(&w->loop, UV_RUN_DEFAULT);
-  if (uv_loop_close(&w->loop) != 0) fprintf(stderr, "fuzz gateway: loop closed with handles open\n");
-  aigw__worker_free_lists(w);
+  uv_run(&w->uv, UV_RUN_DEFAULT);
+  if (uv_loop_close(&w->uv) != 0) fprintf(stderr, "fuzz gateway: loop closed with handles open\n");
+  aigw__loop_free_lists(w);
   aigw_shdict_thread_cleanup();
   aigw_shdict_free_all();
   aigw_config_free(gw.conf);
@@ -169,21 +169,18 @@ void fgw_start(const char *name, const char *config_text) {
         aigw_shdict_new(gw.conf->zones[i].name, gw.conf->zones[i].size, &e) == NULL)
       DIE("shared zone %s: %s", gw.conf->zones[i].name, e ? e : "cannot create");
   }
-  aigw_worker_t *w = &gw.w;
-  gw.srv.conf = gw.conf;
-  gw.srv.nworkers = 1;
+  aigw_loop_t *w = &gw.w;
+  gw.host.nworkers = 1;
   w->id = 1;
-  w->server = &gw.srv;
+  w->host = &gw.host;
   w->conf = gw.conf;
   w->max_conns = gw.conf->max_connections;
-  uv_loop_init(&w->loop);
-  w->dns = aigw_dns_new(&w->loop, 30.0);
+  uv_loop_init(&w->uv);
+  w->dns = aigw_dns_new(&w->uv, 30.0);
   w->pool = aigw_pool_new(w);
   if (aigw_lua_worker_init(w, err, sizeof err) != 0) DIE("%s", err);
   int rc = aigw__listener_open(w, &gw.listener, "127.0.0.1:0", 0);
   if (rc < 0) DIE("listen: %s", uv_strerror(rc));
-  w->listeners = &gw.listener;
-  w->nlisteners = 1;
   int len = sizeof gw.addr;
   uv_tcp_getsockname(&gw.listener.tcp, (struct sockaddr *)&gw.addr, &len);
   gw.started = 1;
@@ -229,7 +226,7 @@ int fgw_send(int fd, const void *p, size_t n) {
     if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       /* The gateway reads no more (it pauses a client that does not read
        * its answers): that is its right, the rest is not sent. */
-      uv_run(&gw.w.loop, UV_RUN_NOWAIT);
+      uv_run(&gw.w.uv, UV_RUN_NOWAIT);
       fgw_settle();
       struct pollfd pf = {.fd = fd, .events = POLLOUT};
       if (poll(&pf, 1, 0) == 1 && (pf.revents & POLLOUT)) continue;

@@ -2,7 +2,7 @@
  * connections around it.
  *
  * fgw_start() sets a worker up as `aigw run` does for each of its threads
- * (core/worker.c, core/test_cmd.c): a uv loop, DNS cache, upstream pool,
+ * (core/server/worker.c, core/server/test_cmd.c): a uv loop, DNS cache, upstream pool,
  * shared zones, the VM generation built from a config, and a listener on
  * 127.0.0.1 at a port the kernel picks. The target then plays the client
  * (and, for the upstream target, the provider) with plain non-blocking
@@ -24,14 +24,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "worker.h"
+#include "base/buf.h"
+#include "loop/loop.h"
 
 /* Starts the worker from config text; its listen address is replaced by
  * 127.0.0.1:0. The config may hold "@UPSTREAM@", replaced by the address
  * of fgw_upstream_listen()'s socket. Exits on failure. */
 void fgw_start(const char *name, const char *config_text);
-aigw_worker_t *fgw_worker(void);
+aigw_loop_t *fgw_loop(void);
 
 /* Runs the loop until it has nothing to do but wait. */
 void fgw_settle(void);

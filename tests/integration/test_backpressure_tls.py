@@ -1,6 +1,6 @@
 """Client backpressure over an https upstream.
 
-When the client's write queue passes CLIENT_HIGH_WATER (1 MiB, core/upstream.c)
+When the client's write queue passes CLIENT_HIGH_WATER (1 MiB, core/upstream/upstream_int.h)
 the gateway stops reading the upstream and resumes below 256 KiB. Over TLS,
 records already decrypted into OpenSSL's buffer at the pause must be processed
 on resume even if no new bytes ever arrive on the socket: otherwise the end of
@@ -22,7 +22,7 @@ import httpc
 from harness import Elapsed, wait_until
 
 READ_TIMEOUT = 3            # the provider's upstream read timeout in these tests
-HIGH_WATER = 1024 * 1024    # CLIENT_HIGH_WATER in core/upstream.c
+HIGH_WATER = 1024 * 1024    # CLIENT_HIGH_WATER in core/upstream/upstream_int.h
 CT_JSON = ("Content-Type", "application/json")
 
 

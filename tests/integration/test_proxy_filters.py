@@ -1,4 +1,4 @@
-"""The proxy path with response filters on (core/upstream.c's hooks): a body
+"""The proxy path with response filters on (core/upstream/upstream.c's hooks): a body
 filter makes the response chunked (close-delimited for HTTP/1.0), keeps
 backpressure working, and a header filter may change the status to one
 without a body."""

@@ -1,4 +1,4 @@
-/* test_dns.c -- core/dns.c: literals, async lookups, sharing, TTL, negative
+/* test_dns.c -- core/loop/dns.c: literals, async lookups, sharing, TTL, negative
  * caching, eviction, cancel and free (also from inside callbacks).
  *
  * libuv's test style: callbacks count their calls, assertions follow uv_run,
@@ -6,14 +6,14 @@
  * no network: "localhost" comes from /etc/hosts, "127.0.N" is an inet_aton
  * form that getaddrinfo parses itself but dns.c does not treat as a literal,
  * and ".invalid" fails fast. */
-#include "dns.h"
+#include "loop/dns.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "errors.h"
+#include "base/errors.h"
 #include "test.h"
 
 typedef struct {

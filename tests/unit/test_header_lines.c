@@ -1,8 +1,8 @@
-/* test_header_lines.c -- unit tests for core/header_lines.c: well-formed
+/* test_header_lines.c -- unit tests for core/base/header_lines.c: well-formed
  * blocks pass, every way of adding or ending a line is refused, the word-at-
  * a-time scans agree with a byte-by-byte reference at every position and on
  * random input. */
-#include "header_lines.h"
+#include "base/header_lines.h"
 
 #include "test.h"
 

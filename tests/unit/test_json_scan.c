@@ -1,7 +1,7 @@
-/* test_json_scan.c -- unit tests for core/json_scan.c: what is valid JSON
+/* test_json_scan.c -- unit tests for core/base/json_scan.c: what is valid JSON
  * and what is not (with where), top-level members found and others not,
  * and the tap keeping one member of an answer fed in any pieces. */
-#include "json_scan.h"
+#include "base/json_scan.h"
 
 #include "test.h"
 

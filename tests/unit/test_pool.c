@@ -1,13 +1,13 @@
-/* test_pool.c -- the per-worker upstream connection pool (core/pool.c):
+/* test_pool.c -- the per-worker upstream connection pool (core/upstream/pool.c):
  * parking, reuse by key, the max_idle bound, idle expiry by the sweep
  * timer, and a clean shutdown with every handle closed. */
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "loop/loop.h"
 #include "test.h"
-#include "upstream.h"
-#include "worker.h"
+#include "upstream/upstream.h"
 
 static uv_tcp_t server;
 static int accepted;
@@ -34,21 +34,21 @@ static void on_connect(uv_connect_t *req, int status) {
 }
 
 /* A connected upstream connection for key, as upstream.c would make it. */
-static aigw_upconn_t *connect_one(aigw_worker_t *w, aigw_pool_t *p, const char *key, int port) {
+static aigw_upconn_t *connect_one(aigw_loop_t *w, aigw_pool_t *p, const char *key, int port) {
   aigw_upconn_t *uc = aigw_upconn_new(p, key);
   struct sockaddr_in addr;
   uv_ip4_addr("127.0.0.1", port, &addr);
   uv_connect_t *req = malloc(sizeof *req);
   uv_tcp_connect(req, &uc->tcp, (struct sockaddr *)&addr, on_connect);
   int before = connected;
-  while (connected == before) uv_run(&w->loop, UV_RUN_ONCE);
+  while (connected == before) uv_run(&w->uv, UV_RUN_ONCE);
   return uc;
 }
 
-static int setup(aigw_worker_t *w) {
+static int setup(aigw_loop_t *w) {
   memset(w, 0, sizeof *w);
-  uv_loop_init(&w->loop);
-  uv_tcp_init(&w->loop, &server);
+  uv_loop_init(&w->uv);
+  uv_tcp_init(&w->uv, &server);
   struct sockaddr_in addr;
   uv_ip4_addr("127.0.0.1", 0, &addr);
   uv_tcp_bind(&server, (struct sockaddr *)&addr, 0);
@@ -59,17 +59,17 @@ static int setup(aigw_worker_t *w) {
   return ntohs(bound.sin_port);
 }
 
-static void teardown(aigw_worker_t *w, aigw_pool_t *p) {
+static void teardown(aigw_loop_t *w, aigw_pool_t *p) {
   aigw_pool_free(p);
   for (int i = 0; i < npeers; i++) uv_close((uv_handle_t *)peers[i], (uv_close_cb)free);
   npeers = 0;
   uv_close((uv_handle_t *)&server, NULL);
-  uv_run(&w->loop, UV_RUN_DEFAULT);
-  CHECK_EQ_INT(uv_loop_close(&w->loop), 0);
+  uv_run(&w->uv, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(uv_loop_close(&w->uv), 0);
 }
 
 TEST(reuse_by_key) {
-  aigw_worker_t w;
+  aigw_loop_t w;
   int port = setup(&w);
   aigw_pool_t *p = aigw_pool_new(&w);
   CHECK(aigw_pool_acquire(p, "http://a:1") == NULL);
@@ -85,7 +85,7 @@ TEST(reuse_by_key) {
 }
 
 TEST(max_idle_bound) {
-  aigw_worker_t w;
+  aigw_loop_t w;
   int port = setup(&w);
   aigw_pool_t *p = aigw_pool_new(&w);
   aigw_upconn_t *c[3];
@@ -101,7 +101,7 @@ TEST(max_idle_bound) {
 }
 
 TEST(max_idle_zero_or_draining_closes) {
-  aigw_worker_t w;
+  aigw_loop_t w;
   int port = setup(&w);
   aigw_pool_t *p = aigw_pool_new(&w);
   aigw_upconn_t *a = connect_one(&w, p, "k", port);
@@ -118,23 +118,23 @@ TEST(max_idle_zero_or_draining_closes) {
 static void on_expiry_check(uv_timer_t *t) { uv_stop(t->loop); }
 
 TEST(idle_expiry) {
-  aigw_worker_t w;
+  aigw_loop_t w;
   int port = setup(&w);
   aigw_pool_t *p = aigw_pool_new(&w);
   aigw_upconn_t *uc = connect_one(&w, p, "k", port);
   aigw_pool_release(p, uc, 8, 50);   /* idle for at most 50 ms */
   /* The sweep runs once a second: after it, the connection is gone. */
   uv_timer_t t;
-  uv_timer_init(&w.loop, &t);
+  uv_timer_init(&w.uv, &t);
   uv_timer_start(&t, on_expiry_check, 1500, 0);
-  uv_run(&w.loop, UV_RUN_DEFAULT);
+  uv_run(&w.uv, UV_RUN_DEFAULT);
   CHECK(aigw_pool_acquire(p, "k") == NULL);
   uv_close((uv_handle_t *)&t, NULL);
   teardown(&w, p);
 }
 
 TEST(closed_peer_not_reused) {
-  aigw_worker_t w;
+  aigw_loop_t w;
   int port = setup(&w);
   aigw_pool_t *p = aigw_pool_new(&w);
   aigw_upconn_t *uc = connect_one(&w, p, "k", port);
@@ -145,7 +145,7 @@ TEST(closed_peer_not_reused) {
   uv_fileno((uv_handle_t *)&uc->tcp, &fd);
   struct pollfd pfd = {.fd = fd, .events = POLLIN};
   for (int i = 0; i < 200 && !(pfd.revents & POLLIN); i++) {
-    uv_run(&w.loop, UV_RUN_NOWAIT);
+    uv_run(&w.uv, UV_RUN_NOWAIT);
     poll(&pfd, 1, 10);
   }
   /* Even before any read callback could see the EOF, acquire must not hand
@@ -155,7 +155,7 @@ TEST(closed_peer_not_reused) {
 }
 
 TEST(free_closes_idle) {
-  aigw_worker_t w;
+  aigw_loop_t w;
   int port = setup(&w);
   aigw_pool_t *p = aigw_pool_new(&w);
   for (int i = 0; i < 5; i++) aigw_pool_release(p, connect_one(&w, p, "k", port), 8, 60000);

@@ -1,4 +1,4 @@
-/* test_redis.c -- core/redis.c against a real redis-server: URL parsing,
+/* test_redis.c -- core/loop/redis.c against a real redis-server: URL parsing,
  * the protocol writer, commands and pipelines, many commands in flight on
  * one connection, AUTH and SELECT, timeouts (late replies reach nobody),
  * cancel, a refused connection and its back-off, a lost connection,
@@ -11,7 +11,7 @@
  * by PID; without redis-server installed it says so and skips the tests
  * that need it. The fake server runs on the test's own loop. Every wait is
  * bounded by a guard timer. */
-#include "redis.h"
+#include "loop/redis.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,9 +1,9 @@
-/* test_shdict.c -- unit tests for core/shdict.c: return codes of every call,
+/* test_shdict.c -- unit tests for core/base/shdict.c: return codes of every call,
  * binary keys and values, TTL expiry, LRU eviction, byte accounting, the
  * registry, and atomic incr across threads. */
-#include "shdict.h"
+#include "base/shdict.h"
 
-#include "errors.h"
+#include "base/errors.h"
 #include "test.h"
 
 #include <pthread.h>

@@ -1,4 +1,4 @@
-/* test_tls.c -- core/tls.c, client and server pumped into each other in memory.
+/* test_tls.c -- core/base/tls.c, client and server pumped into each other in memory.
  *
  * main() makes a throw-away CA, a server certificate for "localhost" and
  * 127.0.0.1 signed by it, and a second unrelated CA, as PEM files in a
@@ -6,9 +6,9 @@
  * take_output() of one side into feed() of the other. */
 #include "test.h"
 
-#include "alloc.h"
-#include "errors.h"
-#include "tls.h"
+#include "base/alloc.h"
+#include "base/errors.h"
+#include "base/tls.h"
 
 #include <stdlib.h>
 #include <unistd.h>

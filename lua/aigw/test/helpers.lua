@@ -8,7 +8,7 @@
 --                                            { global = { api_keys = { "k" } } })
 --
 -- h.request(opts)
---   A real C request (core/http_conn.h's aigw_req_t, built by core/lua_test.c)
+--   A real C request (core/http/http_conn.h's aigw_req_t, built by core/lua/lua_test.c)
 --   whose URL and headers are offsets into a request head, as the server's
 --   parser leaves them, so aigw.request reads it exactly as it reads a
 --   served request. opts (all optional):

@@ -1,4 +1,4 @@
--- aigw.test.runner -- runs busted for `aigw test` (core/test_cmd.c).
+-- aigw.test.runner -- runs busted for `aigw test` (core/server/test_cmd.c).
 --
 -- run(args) hands args to busted's own command line (so its options,
 -- --filter, -o, --list, ..., work as they do for `busted`) and returns the

@@ -1,0 +1,474 @@
+/* json_scan.c -- see json_scan.h. */
+#include "base/json_scan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 1000
+
+typedef struct {
+  const char *p;
+  size_t n, i;
+  const char *what;   /* on error: what was expected */
+} scan_t;
+
+static inline void skip_ws(scan_t *s) {
+  while (s->i < s->n) {
+    char c = s->p[s->i];
+    if (c != ' ' && c != '\t' && c != '\n' && c != '\r') return;
+    s->i++;
+  }
+}
+
+/* Bytes that end a run of plain string content: '"', '\\' and the control
+ * characters. One table look-up per byte in the loops below. */
+static const uint8_t STRING_STOP[256] = {
+    [0] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1,
+};
+
+static inline int is_hex(unsigned char c) {
+  return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+/* At the opening quote; leaves i past the closing one. */
+static int scan_string(scan_t *s) {
+  const char *p = s->p;
+  size_t i = s->i + 1, n = s->n;
+  for (;;) {
+    /* The common case, plain bytes, without a branch per kind. */
+    while (i < n && !STRING_STOP[(unsigned char)p[i]]) i++;
+    if (i >= n) {
+      s->i = i;
+      s->what = "the end of a string";
+      return -1;
+    }
+    unsigned char c = (unsigned char)p[i];
+    if (c == '"') {
+      s->i = i + 1;
+      return 0;
+    }
+    if (c < 0x20) {
+      s->i = i;
+      s->what = "no control character in a string";
+      return -1;
+    }
+    /* an escape */
+    if (i + 1 >= n) {
+      s->i = i;
+      s->what = "an escape";
+      return -1;
+    }
+    c = (unsigned char)p[i + 1];
+    if (c == 'u') {
+      if (i + 5 >= n || !is_hex((unsigned char)p[i + 2]) || !is_hex((unsigned char)p[i + 3]) ||
+          !is_hex((unsigned char)p[i + 4]) || !is_hex((unsigned char)p[i + 5])) {
+        s->i = i;
+        s->what = "four hex digits after \\u";
+        return -1;
+      }
+      i += 6;
+    } else if (strchr("\"\\/bfnrt", c) != NULL && c != 0) {
+      i += 2;
+    } else {
+      s->i = i;
+      s->what = "a valid escape";
+      return -1;
+    }
+  }
+}
+
+static int scan_number(scan_t *s) {
+  const char *p = s->p;
+  size_t i = s->i, n = s->n;
+  if (i < n && p[i] == '-') i++;
+  if (i < n && p[i] == '0') {
+    i++;
+  } else if (i < n && p[i] >= '1' && p[i] <= '9') {
+    while (i < n && p[i] >= '0' && p[i] <= '9') i++;
+  } else {
+    s->what = "a digit";
+    s->i = i;
+    return -1;
+  }
+  if (i < n && p[i] == '.') {
+    i++;
+    if (i >= n || p[i] < '0' || p[i] > '9') {
+      s->what = "a digit after '.'";
+      s->i = i;
+      return -1;
+    }
+    while (i < n && p[i] >= '0' && p[i] <= '9') i++;
+  }
+  if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+    i++;
+    if (i < n && (p[i] == '+' || p[i] == '-')) i++;
+    if (i >= n || p[i] < '0' || p[i] > '9') {
+      s->what = "a digit in the exponent";
+      s->i = i;
+      return -1;
+    }
+    while (i < n && p[i] >= '0' && p[i] <= '9') i++;
+  }
+  s->i = i;
+  return 0;
+}
+
+static int scan_literal(scan_t *s, const char *lit, size_t len) {
+  if (s->n - s->i < len || memcmp(s->p + s->i, lit, len) != 0) {
+    s->what = "a value";
+    return -1;
+  }
+  s->i += len;
+  return 0;
+}
+
+static int scan_value(scan_t *s, int depth);
+
+static int scan_array(scan_t *s, int depth) {
+  s->i++;
+  skip_ws(s);
+  if (s->i < s->n && s->p[s->i] == ']') {
+    s->i++;
+    return 0;
+  }
+  for (;;) {
+    if (scan_value(s, depth) != 0) return -1;
+    skip_ws(s);
+    if (s->i >= s->n) break;
+    char c = s->p[s->i++];
+    if (c == ']') return 0;
+    if (c != ',') {
+      s->i--;
+      break;
+    }
+    skip_ws(s);
+  }
+  s->what = "',' or ']'";
+  return -1;
+}
+
+static int hexval(unsigned char c) {
+  return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+/* Whether the key text k[0, kn) (escapes as written, already checked)
+ * names name once decoded: "mod\u0065l" is "model", as every JSON reader
+ * sees it. *escaped says whether it was written with escapes. */
+static int key_is(const char *k, size_t kn, const char *name, size_t nlen, int *escaped) {
+  if (memchr(k, '\\', kn) == NULL) {
+    *escaped = 0;
+    return kn == nlen && memcmp(k, name, kn) == 0;
+  }
+  *escaped = 1;
+  size_t j = 0;
+  for (size_t i = 0; i < kn; j++) {
+    unsigned char c = (unsigned char)k[i];
+    if (c == '\\') {
+      unsigned char e = (unsigned char)k[i + 1];
+      if (e == 'u') {
+        unsigned cp = (unsigned)(hexval((unsigned char)k[i + 2]) << 12 | hexval((unsigned char)k[i + 3]) << 8 |
+                                 hexval((unsigned char)k[i + 4]) << 4 | hexval((unsigned char)k[i + 5]));
+        if (cp >= 0x80) return 0;   /* the names looked for are ASCII */
+        c = (unsigned char)cp;
+        i += 6;
+      } else {
+        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        c = (unsigned char)to[strchr(from, e) - from];
+        i += 2;
+      }
+    } else {
+      i++;
+    }
+    if (j >= nlen || (unsigned char)name[j] != c) return 0;
+  }
+  return j == nlen;
+}
+
+/* An object; at depth 1 its members named in want get their spans. */
+typedef struct {
+  const char *const *names;
+  const size_t *nlens;
+  int nnames;
+  aigw_json_span_t *spans;
+  int odd;   /* a wanted member written with escapes, or more than once */
+} want_t;
+
+static int scan_object(scan_t *s, int depth, want_t *w) {
+  s->i++;
+  skip_ws(s);
+  if (s->i < s->n && s->p[s->i] == '}') {
+    s->i++;
+    return 0;
+  }
+  for (;;) {
+    if (s->i >= s->n || s->p[s->i] != '"') {
+      s->what = "a member name in quotes";
+      return -1;
+    }
+    size_t ks = s->i + 1;
+    if (scan_string(s) != 0) return -1;
+    size_t ke = s->i - 1;
+    skip_ws(s);
+    if (s->i >= s->n || s->p[s->i] != ':') {
+      s->what = "':'";
+      return -1;
+    }
+    s->i++;
+    skip_ws(s);
+    size_t vs = s->i;
+    if (scan_value(s, depth) != 0) return -1;
+    if (w) {
+      for (int k = 0; k < w->nnames; k++) {
+        int escaped;
+        if (key_is(s->p + ks, ke - ks, w->names[k], w->nlens[k], &escaped)) {
+          if (escaped || w->spans[k].start >= 0) w->odd = 1;
+          w->spans[k].start = (int32_t)vs;
+          w->spans[k].end = (int32_t)s->i;
+        }
+      }
+    }
+    skip_ws(s);
+    if (s->i >= s->n) break;
+    char c = s->p[s->i++];
+    if (c == '}') return 0;
+    if (c != ',') {
+      s->i--;
+      break;
+    }
+    skip_ws(s);
+  }
+  s->what = "',' or '}'";
+  return -1;
+}
+
+static int scan_value(scan_t *s, int depth) {
+  if (s->i >= s->n) {
+    s->what = "a value";
+    return -1;
+  }
+  switch (s->p[s->i]) {
+    case '{':
+      if (depth >= MAX_DEPTH) break;
+      return scan_object(s, depth + 1, NULL);
+    case '[':
+      if (depth >= MAX_DEPTH) break;
+      return scan_array(s, depth + 1);
+    case '"': return scan_string(s);
+    case 't': return scan_literal(s, "true", 4);
+    case 'f': return scan_literal(s, "false", 5);
+    case 'n': return scan_literal(s, "null", 4);
+    default:
+      if (s->p[s->i] == '-' || (s->p[s->i] >= '0' && s->p[s->i] <= '9')) return scan_number(s);
+      s->what = "a value";
+      return -1;
+  }
+  s->what = "less nesting (at most 1000 levels)";
+  return -1;
+}
+
+/* Also called from Lua through the FFI (aigw.request.get_json_fields). */
+__attribute__((visibility("default"), used)) int aigw_json_scan(
+    const char *p, size_t n, const char *const *names, const size_t *nlens, int nnames,
+    aigw_json_span_t *spans, int *odd, char *err, size_t errlen) {
+  scan_t s = {p, n, 0, NULL};
+  for (int k = 0; k < nnames; k++) spans[k].start = spans[k].end = -1;
+  if (odd) *odd = 0;
+  skip_ws(&s);
+  int object = s.i < n && p[s.i] == '{';
+  int rc;
+  if (object) {
+    want_t w = {names, nlens, nnames, spans, 0};
+    rc = scan_object(&s, 1, &w);
+    if (odd) *odd = w.odd;
+  } else {
+    rc = scan_value(&s, 0);
+  }
+  if (rc == 0) {
+    skip_ws(&s);
+    if (s.i != n) {
+      s.what = "the end of the text";
+      rc = -1;
+    }
+  }
+  if (rc != 0) {
+    if (s.i >= n)
+      snprintf(err, errlen, "the JSON text ends early (byte %zu): expected %s", n, s.what);
+    else
+      snprintf(err, errlen, "invalid JSON at byte %zu: expected %s", s.i + 1, s.what);
+    return -1;
+  }
+  return object;
+}
+
+/* --- numbers of named members --- */
+
+__attribute__((visibility("default"), used)) void aigw_json_numbers(
+    const char *p, size_t n, const char *const *names, const size_t *nlens, int nnames,
+    double *out) {
+  size_t i = 0, ks = 0, ke = 0;
+  int depth = 0, key_next = 0, have_key = 0;
+  while (i < n) {
+    unsigned char c = (unsigned char)p[i];
+    if (c == '"') {
+      size_t s0 = ++i;
+      while (i < n && p[i] != '"') i += p[i] == '\\' ? 2 : 1;
+      if (i >= n) return;
+      if (key_next) {
+        ks = s0;
+        ke = i;
+        have_key = 1;
+        key_next = 0;
+      }
+      i++;
+      continue;
+    }
+    if (c == '{') {
+      depth++;
+      key_next = 1;
+      have_key = 0;
+    } else if (c == '}') {
+      depth--;
+      have_key = 0;
+    } else if (c == ',') {
+      key_next = 1;
+      have_key = 0;
+    } else if (c == ':' && have_key && depth <= 2) {
+      size_t v = i + 1;
+      while (v < n && (p[v] == ' ' || p[v] == '\t' || p[v] == '\n' || p[v] == '\r')) v++;
+      if (v < n && (p[v] == '-' || (p[v] >= '0' && p[v] <= '9'))) {
+        for (int k = 0; k < nnames; k++) {
+          if (ke - ks == nlens[k] && memcmp(p + ks, names[k], ke - ks) == 0) {
+            char num[40];
+            size_t len = 0;
+            while (v + len < n && len < sizeof num - 1 &&
+                   strchr("0123456789+-.eE", p[v + len]) != NULL && p[v + len] != 0)
+              len++;
+            memcpy(num, p + v, len);
+            num[len] = 0;
+            out[k] = strtod(num, NULL);
+            break;
+          }
+        }
+      }
+      have_key = 0;
+    } else if (c == '[') {
+      depth++;
+      key_next = 0;
+    } else if (c == ']') {
+      depth--;
+    }
+    if (depth < 0) return;
+    i++;
+  }
+}
+
+/* --- the tap --- */
+
+void aigw_json_tap_init(aigw_json_tap_t *t, const char *name) {
+  memset(t, 0, sizeof *t);
+  t->name = name;
+  t->nlen = (uint8_t)strlen(name);
+}
+
+void aigw_json_tap_free(aigw_json_tap_t *t) {
+  aigw_buf_free(&t->value);
+  aigw_buf_free(&t->cur);
+}
+
+/* The value being kept ended (or could not be kept). */
+static void tap_done(aigw_json_tap_t *t) {
+  if (t->keep && t->cur.len) {
+    aigw_buf_t v = t->value;
+    t->value = t->cur;
+    t->cur = v;
+  }
+  t->cur.len = 0;
+  t->keep = 0;
+}
+
+static void tap_keep(aigw_json_tap_t *t, const char *p, size_t n) {
+  if (t->cur.len + n > AIGW_JSON_TAP_MAX || aigw_buf_append(&t->cur, p, n) != 0) {
+    t->keep = 0;
+    t->cur.len = 0;
+  }
+}
+
+/* A structural walk (strings skipped, depth counted) that assumes the text
+ * is valid; a member of the top-level object whose name matches and whose
+ * value is an object is kept. */
+void aigw_json_tap_feed(aigw_json_tap_t *t, const char *p, size_t n) {
+  size_t kept_from = t->keep ? 0 : n;   /* bytes of this piece inside the value */
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (t->in_str && !t->in_key && !t->esc) {
+      /* plain string content: skipped a run at a time */
+      while (i < n && !STRING_STOP[(unsigned char)p[i]]) i++;
+      if (i >= n) break;
+      c = (unsigned char)p[i];
+    }
+    if (t->in_str) {
+      if (t->esc) {
+        t->esc = 0;
+        t->klen = 0xff;   /* an escaped key never matches */
+      } else if (c == '\\') {
+        t->esc = 1;
+      } else if (c == '"') {
+        t->in_str = 0;
+        if (t->in_key) {
+          t->in_key = 0;
+          t->key_match = t->klen == t->nlen;
+        }
+      } else if (t->in_key && t->klen < 0xff) {
+        if (t->klen < t->nlen && t->name[t->klen] == (char)c) t->klen++;
+        else t->klen = 0xff;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        t->in_str = 1;
+        if (t->depth == 1 && t->key_next) {
+          t->in_key = 1;
+          t->key_next = 0;
+          t->klen = 0;
+          t->key_match = 0;
+        }
+        break;
+      case ':':
+        if (t->depth == 1) t->want = t->key_match;
+        break;
+      case ',':
+        if (t->depth == 1) {
+          t->key_next = 1;
+          t->want = 0;
+        }
+        break;
+      case '{':
+      case '[':
+        t->depth++;
+        if (t->depth == 1) {
+          t->key_next = c == '{';
+        } else if (t->depth == 2 && t->want && c == '{') {
+          t->keep = 1;
+          t->cur.len = 0;
+          kept_from = i;
+        }
+        break;
+      case '}':
+      case ']':
+        if (t->depth > 0) t->depth--;
+        if (t->depth == 1 && t->keep) {
+          tap_keep(t, p + kept_from, i + 1 - kept_from);
+          tap_done(t);
+          kept_from = n;
+        }
+        if (t->depth == 1) t->want = 0;
+        break;
+      default: break;
+    }
+  }
+  if (t->keep && kept_from < n) tap_keep(t, p + kept_from, n - kept_from);
+}
