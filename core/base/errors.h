@@ -6,23 +6,21 @@
 #ifndef AIGW_ERRORS_H
 #define AIGW_ERRORS_H
 
+// clang-format off: one code and its message to a row
 #define AIGW_ERRNO_MAP(XX)                                         \
   XX(ENOMEM_REQ,          "no memory")                             \
-  XX(EUPSTREAM_TIMEOUT,   "upstream timeout")                      \
-  XX(EUPSTREAM_CONNECT,   "upstream connect failed")               \
-  XX(EUPSTREAM_BAD,       "bad upstream response")                 \
   XX(EUPSTREAM_CLOSED,    "upstream closed the connection")        \
   XX(ETLS,                "tls error")                             \
   XX(ETLS_VERIFY,         "tls certificate verification failed")   \
   XX(EDNS,                "dns lookup failed")                     \
-  XX(ECLIENT_GONE,        "client closed the connection")          \
   XX(EEXISTS,             "exists")                                \
   XX(ENOTFOUND,           "not found")                             \
   XX(ENOTNUMBER,          "not a number")                          \
   XX(ENOSPACE,            "no memory")                             \
   XX(ETOOBIG,             "value too large")                       \
   XX(ECONFIG,             "invalid configuration")                 \
-  XX(EHEAD_REFUSED,       "header line refused")                   \
+  XX(EHEAD_REFUSED,       "header line refused")
+// clang-format on
 
 typedef enum {
   AIGW__ERRNO_BASE = -20000,

@@ -25,6 +25,7 @@ static inline uint64_t load8(const char *p) {
 }
 
 /* tchar (RFC 9110 5.6.2): ALPHA, DIGIT and !#$%&'*+-.^_`|~ */
+// clang-format off: one row per character class
 static const uint8_t tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
     ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
@@ -39,6 +40,7 @@ static const uint8_t tchar[256] = {
     ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
     ['y'] = 1, ['z'] = 1,
 };
+// clang-format on
 
 static const char BAD_VALUE[] = "CR, LF or NUL in a header value";
 

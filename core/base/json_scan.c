@@ -23,11 +23,13 @@ static inline void skip_ws(scan_t *s) {
 
 /* Bytes that end a run of plain string content: '"', '\\' and the control
  * characters. One table look-up per byte in the loops below. */
+// clang-format off: one row per character class
 static const uint8_t STRING_STOP[256] = {
     [0] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     ['"'] = 1, ['\\'] = 1,
 };
+// clang-format on
 
 static inline int is_hex(unsigned char c) {
   return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');

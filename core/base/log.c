@@ -20,8 +20,6 @@ int aigw_log_level_parse(const char *s) {
   return -1;
 }
 
-const char *aigw_log_level_name(aigw_log_level_t level) { return names[level]; }
-
 void aigw_log_set_thread_id(int id) { thread_id = id; }
 
 void aigw_log(aigw_log_level_t level, const char *fmt, ...) {

@@ -11,7 +11,6 @@ extern aigw_log_level_t aigw_log_level;
 
 /* Parses "debug" | "info" | "warn" | "error"; returns -1 for anything else. */
 int aigw_log_level_parse(const char *s);
-const char *aigw_log_level_name(aigw_log_level_t level);
 /* The worker id shown in each line of this thread (0 is the main thread). */
 void aigw_log_set_thread_id(int id);
 

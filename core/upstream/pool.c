@@ -24,7 +24,7 @@ struct aigw_pool_s {
   aigw_loop_t *loop;
   bucket_t *buckets;
   uv_timer_t sweep;
-  uint64_t connects, reuses;
+  uint64_t reuses;             /* for tests */
   int open;                   /* connections not yet closed */
   int freeing;
 };
@@ -80,8 +80,6 @@ void aigw_upconn_close(aigw_upconn_t *uc) {
   uc->user = NULL;
   uv_close((uv_handle_t *)&uc->tcp, on_closed);
 }
-
-void aigw__pool_note_connect(aigw_pool_t *p) { p->connects++; }
 
 void aigw__pool_idle_broken(aigw_upconn_t *uc) {
   /* EOF, an error, or bytes nobody asked for: the connection is unusable. */
@@ -190,5 +188,4 @@ void aigw_pool_release(aigw_pool_t *p, aigw_upconn_t *uc, int max_idle, uint64_t
   b->nidle++;
 }
 
-uint64_t aigw_pool_connects(const aigw_pool_t *p) { return p->connects; }
 uint64_t aigw_pool_reuses(const aigw_pool_t *p) { return p->reuses; }

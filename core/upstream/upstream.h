@@ -153,8 +153,7 @@ aigw_upconn_t *aigw_pool_acquire(aigw_pool_t *p, const char *key);
 /* Parks a healthy connection for reuse, or closes it when the pool for its
  * key already holds max_idle. */
 void aigw_pool_release(aigw_pool_t *p, aigw_upconn_t *uc, int max_idle, uint64_t idle_ms);
-/* Counters for tests and status. */
-uint64_t aigw_pool_connects(const aigw_pool_t *p);
+/* How many connections were handed out again (for tests). */
 uint64_t aigw_pool_reuses(const aigw_pool_t *p);
 
 struct aigw_upconn_s {
@@ -175,7 +174,6 @@ struct aigw_upconn_s {
 aigw_upconn_t *aigw_upconn_new(aigw_pool_t *p, const char *key);
 /* Closes and frees it (not returned to the pool). */
 void aigw_upconn_close(aigw_upconn_t *uc);
-void aigw__pool_note_connect(aigw_pool_t *p);
 /* An idle connection saw EOF, an error or stray bytes: drop it. */
 void aigw__pool_idle_broken(aigw_upconn_t *uc);
 

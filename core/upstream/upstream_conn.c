@@ -130,7 +130,6 @@ static void on_connect(uv_connect_t *req, int status) {
     aigw__up_fail(u, 502, "upstream_connect_failed", msg, msg + 9);
     return;
   }
-  aigw__pool_note_connect(uc->pool);
   uv_tcp_nodelay(&uc->tcp, 1);
   start_read(uc);
   if (u->t->tls) tls_start(u);
