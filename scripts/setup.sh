@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev node-llhttp
             lua-cjson-dev libssl-dev libhiredis-dev openssl ca-certificates)
-test_pkgs=(lua-busted lua-check redis-server python3 python3-pytest python3-pytest-timeout curl openssl)
+test_pkgs=(lua-busted lua-check clang-format-14 redis-server python3 python3-pytest python3-pytest-timeout curl openssl)
 bench_pkgs=(nginx-light libnginx-mod-http-echo wrk)
 # libFuzzer targets (tests/fuzz): clang with its sanitizer and fuzzer runtimes.
 # CI runs each target briefly, so the test mode needs them too.

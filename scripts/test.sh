@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# test.sh -- the whole suite: the core's layering (scripts/check-layers.py),
-# build, C unit tests (ctest), busted specs (aigw test), integration tests
-# against the real binary. With CI=true or
-# AIGW_SANITIZE=1 the same suite runs again on an AddressSanitizer +
-# UndefinedBehaviorSanitizer build. With CI=true or AIGW_FUZZ=1 each fuzz
+# test.sh -- the whole suite: luacheck, the C format (.clang-format), the
+# core's layering (scripts/check-layers.py), build, C unit tests (ctest),
+# busted specs (aigw test), integration tests against the real binary. With
+# CI=true or AIGW_SANITIZE=1 the same suite runs again on an
+# AddressSanitizer + UndefinedBehaviorSanitizer build. With CI=true or AIGW_FUZZ=1 each fuzz
 # target (tests/fuzz) then runs FUZZ_CI_SECONDS (15) on its seed corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,14 @@ lint_lua() {  # luacheck over every Lua file (.luacheckrc); a warning fails the 
   luacheck -q --no-color .
 }
 lint_lua
+
+format_c() {  # every C file as .clang-format says; a difference fails the suite
+  echo "== clang-format"
+  local cf=clang-format-14
+  command -v "$cf" >/dev/null || { echo "$cf not found: scripts/setup.sh test installs it" >&2; exit 1; }
+  git ls-files '*.c' '*.h' | xargs "$cf" --dry-run --Werror
+}
+format_c
 
 suite() {  # build-dir cmake-args...
   local dir=$1; shift

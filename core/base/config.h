@@ -18,11 +18,11 @@ typedef struct {
 } aigw_zone_conf_t;
 
 typedef struct {
-  char *path;            /* the config file, as given */
-  char *prefix;          /* where lua/ and plugins/ live */
-  char **listen;         /* "host:port" */
+  char *path;    /* the config file, as given */
+  char *prefix;  /* where lua/ and plugins/ live */
+  char **listen; /* "host:port" */
   int nlisten;
-  char *admin_listen;    /* NULL: no admin listener */
+  char *admin_listen; /* NULL: no admin listener */
   int workers;
   int log_level;
   int has_api_keys;
@@ -40,8 +40,8 @@ typedef struct {
   uint64_t keepalive_timeout_ms;
   uint64_t send_timeout_ms;
   uint64_t drain_timeout_ms;
-  uint64_t lua_time_limit_ms;   /* 0: no limit */
-  uint64_t lua_kill_after_ms;   /* 0: never abort */
+  uint64_t lua_time_limit_ms; /* 0: no limit */
+  uint64_t lua_kill_after_ms; /* 0: never abort */
   aigw_zone_conf_t *zones;
   int nzones;
 } aigw_config_t;

@@ -5,7 +5,8 @@
 
 const char *aigw_strerror(int err) {
   switch (err) {
-#define XX(code, msg) case AIGW_##code: return msg;
+#define XX(code, msg) \
+  case AIGW_##code: return msg;
     AIGW_ERRNO_MAP(XX)
 #undef XX
     default: break;

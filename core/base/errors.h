@@ -7,19 +7,19 @@
 #define AIGW_ERRORS_H
 
 // clang-format off: one code and its message to a row
-#define AIGW_ERRNO_MAP(XX)                                         \
-  XX(ENOMEM_REQ,          "no memory")                             \
-  XX(EUPSTREAM_CLOSED,    "upstream closed the connection")        \
-  XX(ETLS,                "tls error")                             \
-  XX(ETLS_VERIFY,         "tls certificate verification failed")   \
-  XX(EDNS,                "dns lookup failed")                     \
-  XX(EEXISTS,             "exists")                                \
-  XX(ENOTFOUND,           "not found")                             \
-  XX(ENOTNUMBER,          "not a number")                          \
-  XX(ENOSPACE,            "no memory")                             \
-  XX(ETOOBIG,             "value too large")                       \
-  XX(ECONFIG,             "invalid configuration")                 \
-  XX(EHEAD_REFUSED,       "header line refused")
+#define AIGW_ERRNO_MAP(XX)                               \
+  XX(ENOMEM_REQ, "no memory")                            \
+  XX(EUPSTREAM_CLOSED, "upstream closed the connection") \
+  XX(ETLS, "tls error")                                  \
+  XX(ETLS_VERIFY, "tls certificate verification failed") \
+  XX(EDNS, "dns lookup failed")                          \
+  XX(EEXISTS, "exists")                                  \
+  XX(ENOTFOUND, "not found")                             \
+  XX(ENOTNUMBER, "not a number")                         \
+  XX(ENOSPACE, "no memory")                              \
+  XX(ETOOBIG, "value too large")                         \
+  XX(ECONFIG, "invalid configuration")                   \
+  XX(EHEAD_REFUSED, "header line refused")
 // clang-format on
 
 typedef enum {
@@ -27,7 +27,7 @@ typedef enum {
 #define XX(code, _) AIGW_##code,
   AIGW_ERRNO_MAP(XX)
 #undef XX
-  AIGW__ERRNO_END
+      AIGW__ERRNO_END
 } aigw_errno_t;
 
 /* Static string, never NULL: our message for our codes, uv_strerror() for libuv's. */

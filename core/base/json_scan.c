@@ -10,7 +10,7 @@
 typedef struct {
   const char *p;
   size_t n, i;
-  const char *what;   /* on error: what was expected */
+  const char *what; /* on error: what was expected */
 } scan_t;
 
 static inline void skip_ws(scan_t *s) {
@@ -25,9 +25,8 @@ static inline void skip_ws(scan_t *s) {
  * characters. One table look-up per byte in the loops below. */
 // clang-format off: one row per character class
 static const uint8_t STRING_STOP[256] = {
-    [0] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    ['"'] = 1, ['\\'] = 1,
+    [0] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,         1,
+    1,       1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ['"'] = 1, ['\\'] = 1,
 };
 // clang-format on
 
@@ -152,9 +151,7 @@ static int scan_array(scan_t *s, int depth) {
   return -1;
 }
 
-static int hexval(unsigned char c) {
-  return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
-}
+static int hexval(unsigned char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; }
 
 /* Whether the key text k[0, kn) (escapes as written, already checked)
  * names name once decoded: "mod\u0065l" is "model", as every JSON reader
@@ -171,9 +168,11 @@ static int key_is(const char *k, size_t kn, const char *name, size_t nlen, int *
     if (c == '\\') {
       unsigned char e = (unsigned char)k[i + 1];
       if (e == 'u') {
-        unsigned cp = (unsigned)(hexval((unsigned char)k[i + 2]) << 12 | hexval((unsigned char)k[i + 3]) << 8 |
-                                 hexval((unsigned char)k[i + 4]) << 4 | hexval((unsigned char)k[i + 5]));
-        if (cp >= 0x80) return 0;   /* the names looked for are ASCII */
+        unsigned cp =
+            (unsigned)(hexval((unsigned char)k[i + 2]) << 12 |
+                       hexval((unsigned char)k[i + 3]) << 8 | hexval((unsigned char)k[i + 4]) << 4 |
+                       hexval((unsigned char)k[i + 5]));
+        if (cp >= 0x80) return 0; /* the names looked for are ASCII */
         c = (unsigned char)cp;
         i += 6;
       } else {
@@ -195,7 +194,7 @@ typedef struct {
   const size_t *nlens;
   int nnames;
   aigw_json_span_t *spans;
-  int odd;   /* a wanted member written with escapes, or more than once */
+  int odd; /* a wanted member written with escapes, or more than once */
 } want_t;
 
 static int scan_object(scan_t *s, int depth, want_t *w) {
@@ -272,9 +271,11 @@ static int scan_value(scan_t *s, int depth) {
 }
 
 /* Also called from Lua through the FFI (aigw.request.get_json_fields). */
-__attribute__((visibility("default"), used)) int aigw_json_scan(
-    const char *p, size_t n, const char *const *names, const size_t *nlens, int nnames,
-    aigw_json_span_t *spans, int *odd, char *err, size_t errlen) {
+__attribute__((visibility("default"), used)) int aigw_json_scan(const char *p, size_t n,
+                                                                const char *const *names,
+                                                                const size_t *nlens, int nnames,
+                                                                aigw_json_span_t *spans, int *odd,
+                                                                char *err, size_t errlen) {
   scan_t s = {p, n, 0, NULL};
   for (int k = 0; k < nnames; k++) spans[k].start = spans[k].end = -1;
   if (odd) *odd = 0;
@@ -298,8 +299,7 @@ __attribute__((visibility("default"), used)) int aigw_json_scan(
   if (rc != 0) {
     if (s.i >= n)
       snprintf(err, errlen, "the JSON text ends early (byte %zu): expected %s", n, s.what);
-    else
-      snprintf(err, errlen, "invalid JSON at byte %zu: expected %s", s.i + 1, s.what);
+    else snprintf(err, errlen, "invalid JSON at byte %zu: expected %s", s.i + 1, s.what);
     return -1;
   }
   return object;
@@ -307,9 +307,10 @@ __attribute__((visibility("default"), used)) int aigw_json_scan(
 
 /* --- numbers of named members --- */
 
-__attribute__((visibility("default"), used)) void aigw_json_numbers(
-    const char *p, size_t n, const char *const *names, const size_t *nlens, int nnames,
-    double *out) {
+__attribute__((visibility("default"), used)) void aigw_json_numbers(const char *p, size_t n,
+                                                                    const char *const *names,
+                                                                    const size_t *nlens, int nnames,
+                                                                    double *out) {
   size_t i = 0, ks = 0, ke = 0;
   int depth = 0, key_next = 0, have_key = 0;
   while (i < n) {
@@ -402,7 +403,7 @@ static void tap_keep(aigw_json_tap_t *t, const char *p, size_t n) {
  * is valid; a member of the top-level object whose name matches and whose
  * value is an object is kept. */
 void aigw_json_tap_feed(aigw_json_tap_t *t, const char *p, size_t n) {
-  size_t kept_from = t->keep ? 0 : n;   /* bytes of this piece inside the value */
+  size_t kept_from = t->keep ? 0 : n; /* bytes of this piece inside the value */
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)p[i];
     if (t->in_str && !t->in_key && !t->esc) {
@@ -414,7 +415,7 @@ void aigw_json_tap_feed(aigw_json_tap_t *t, const char *p, size_t n) {
     if (t->in_str) {
       if (t->esc) {
         t->esc = 0;
-        t->klen = 0xff;   /* an escaped key never matches */
+        t->klen = 0xff; /* an escaped key never matches */
       } else if (c == '\\') {
         t->esc = 1;
       } else if (c == '"') {

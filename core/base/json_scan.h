@@ -18,7 +18,7 @@
 #include "base/buf.h"
 
 typedef struct {
-  int32_t start, end;   /* the value's bytes [start, end); start -1: absent */
+  int32_t start, end; /* the value's bytes [start, end); start -1: absent */
 } aigw_json_span_t;
 
 /* Returns 1 when p[0, n) is one JSON object (spans filled for names[i] of
@@ -38,16 +38,16 @@ int aigw_json_scan(const char *p, size_t n, const char *const *names, const size
 void aigw_json_numbers(const char *p, size_t n, const char *const *names, const size_t *nlens,
                        int nnames, double *out);
 
-#define AIGW_JSON_TAP_MAX 8192   /* a longer member value is not kept */
+#define AIGW_JSON_TAP_MAX 8192 /* a longer member value is not kept */
 
 typedef struct {
-  const char *name;     /* the member to keep */
+  const char *name; /* the member to keep */
   uint8_t nlen;
   uint32_t depth;
   uint8_t in_str : 1, esc : 1, key_next : 1, in_key : 1, key_match : 1, want : 1, keep : 1;
-  uint8_t klen;         /* bytes of the key read so far (past nlen: no match) */
-  aigw_buf_t value;     /* the member's text, once complete (len 0: none) */
-  aigw_buf_t cur;       /* the value being read */
+  uint8_t klen;     /* bytes of the key read so far (past nlen: no match) */
+  aigw_buf_t value; /* the member's text, once complete (len 0: none) */
+  aigw_buf_t cur;   /* the value being read */
 } aigw_json_tap_t;
 
 void aigw_json_tap_init(aigw_json_tap_t *t, const char *name);

@@ -32,14 +32,15 @@ void aigw_log(aigw_log_level_t level, const char *fmt, ...) {
   char who[16] = "main";
   if (thread_id) snprintf(who, sizeof who, "w%d", thread_id);
   int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s [%s] ",
-                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                   tm.tm_sec, ts.tv_nsec / 1000000, names[level], who);
+                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                   ts.tv_nsec / 1000000, names[level], who);
   va_list ap;
   va_start(ap, fmt);
   int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
   va_end(ap);
   if (m < 0) m = 0;
-  size_t len = (size_t)n + ((size_t)m < sizeof line - (size_t)n - 1 ? (size_t)m : sizeof line - (size_t)n - 2);
+  size_t len = (size_t)n +
+               ((size_t)m < sizeof line - (size_t)n - 1 ? (size_t)m : sizeof line - (size_t)n - 2);
   line[len++] = '\n';
   ssize_t w = write(STDERR_FILENO, line, len);
   (void)w;
@@ -52,8 +53,8 @@ __attribute__((visibility("default"), used)) int aigw_ffi_log_enabled(int level)
 }
 
 /* For lua/aigw/log.lua through the FFI: one message of len bytes. */
-__attribute__((visibility("default"), used))
-void aigw_ffi_log(int level, const char *msg, size_t len) {
+__attribute__((visibility("default"), used)) void aigw_ffi_log(int level, const char *msg,
+                                                               size_t len) {
   if (level < (int)aigw_log_level) return;
   if (level < AIGW_LOG_DEBUG || level > AIGW_LOG_ERROR) level = AIGW_LOG_ERROR;
   aigw_log((aigw_log_level_t)level, "%.*s", (int)(len > 1800 ? 1800 : len), msg);

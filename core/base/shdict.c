@@ -59,18 +59,18 @@ struct lru_s {
 
 typedef struct entry_s entry_t;
 struct entry_s {
-  lru_t lru;         /* first member: an lru_t * is its entry_t * */
-  entry_t *hnext;    /* bucket chain */
-  uint64_t expires;  /* CLOCK_MONOTONIC_COARSE ms; 0 = never */
-  size_t size;       /* malloc_usable_size(): what this entry adds to `used` */
+  lru_t lru;        /* first member: an lru_t * is its entry_t * */
+  entry_t *hnext;   /* bucket chain */
+  uint64_t expires; /* CLOCK_MONOTONIC_COARSE ms; 0 = never */
+  size_t size;      /* malloc_usable_size(): what this entry adds to `used` */
   union {
-    double num;      /* AIGW_SHDICT_NUMBER */
-    size_t len;      /* AIGW_SHDICT_STRING: value bytes after the key */
+    double num; /* AIGW_SHDICT_NUMBER */
+    size_t len; /* AIGW_SHDICT_STRING: value bytes after the key */
   } v;
-  uint32_t hash;     /* low bits pick the bucket, all of them reject cheaply */
+  uint32_t hash; /* low bits pick the bucket, all of them reject cheaply */
   uint16_t klen;
   uint8_t type;
-  char data[];       /* key, then a string value */
+  char data[]; /* key, then a string value */
 };
 
 #define ENTRY_HDR offsetof(entry_t, data)
@@ -79,11 +79,11 @@ struct aigw_shdict_s {
   pthread_mutex_t lock;
   entry_t **buckets;
   size_t mask;
-  lru_t lru;         /* sentinel: lru.next is the most, lru.prev the least recent */
+  lru_t lru; /* sentinel: lru.next is the most, lru.prev the least recent */
   size_t capacity;
   size_t used;
   uint64_t seed[2];
-  aigw_shdict_t *next_zone;  /* registry list */
+  aigw_shdict_t *next_zone; /* registry list */
   char name[ZONE_NAME_MAX + 1];
 };
 
@@ -101,10 +101,20 @@ static _Thread_local struct {
 static inline uint64_t rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
 
 static inline void sipround(uint64_t v[4]) {
-  v[0] += v[1]; v[1] = rotl(v[1], 13); v[1] ^= v[0]; v[0] = rotl(v[0], 32);
-  v[2] += v[3]; v[3] = rotl(v[3], 16); v[3] ^= v[2];
-  v[0] += v[3]; v[3] = rotl(v[3], 21); v[3] ^= v[0];
-  v[2] += v[1]; v[1] = rotl(v[1], 17); v[1] ^= v[2]; v[2] = rotl(v[2], 32);
+  v[0] += v[1];
+  v[1] = rotl(v[1], 13);
+  v[1] ^= v[0];
+  v[0] = rotl(v[0], 32);
+  v[2] += v[3];
+  v[3] = rotl(v[3], 16);
+  v[3] ^= v[2];
+  v[0] += v[3];
+  v[3] = rotl(v[3], 21);
+  v[3] ^= v[0];
+  v[2] += v[1];
+  v[1] = rotl(v[1], 17);
+  v[1] ^= v[2];
+  v[2] = rotl(v[2], 32);
 }
 
 static uint64_t siphash13(const uint64_t k[2], const unsigned char *in, size_t len) {
@@ -236,9 +246,8 @@ static inline void set_value(entry_t *e, int type, const char *str, size_t len, 
  * (NULL). The old entry is reused in place when the value fits it without
  * much slack; otherwise a new entry replaces it, and nothing changes unless
  * the allocation succeeds. */
-static int store(aigw_shdict_t *d, entry_t *old, uint32_t h, const char *key, size_t klen,
-                 int type, const char *str, size_t len, double num, uint64_t expires,
-                 uint64_t *now) {
+static int store(aigw_shdict_t *d, entry_t *old, uint32_t h, const char *key, size_t klen, int type,
+                 const char *str, size_t len, double num, uint64_t expires, uint64_t *now) {
   size_t vlen = type == AIGW_SHDICT_STRING ? len : 0;
   if (old != NULL) {
     size_t room = old->size - ENTRY_HDR - old->klen;
@@ -251,7 +260,7 @@ static int store(aigw_shdict_t *d, entry_t *old, uint32_t h, const char *key, si
   entry_t *e = aigw_try_malloc(ENTRY_HDR + klen + vlen);
   if (e == NULL) return AIGW_ENOSPACE;
   e->size = malloc_usable_size(e);
-  if (e->size > d->capacity) {  /* fitted before the allocator rounded it up */
+  if (e->size > d->capacity) { /* fitted before the allocator rounded it up */
     aigw_free(e);
     return AIGW_ETOOBIG;
   }
@@ -314,8 +323,8 @@ static int valid_name(const char *name) {
   for (; name[n]; n++) {
     char c = name[n];
     if (n == ZONE_NAME_MAX) return 0;
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '_' || c == '-'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-'))
       return 0;
   }
   return n > 0;
@@ -331,7 +340,7 @@ static void random_seed(uint64_t seed[2]) {
       break;
     }
   }
-  if (got < 2 * sizeof(uint64_t)) {  /* no getrandom: weaker, still per zone */
+  if (got < 2 * sizeof(uint64_t)) { /* no getrandom: weaker, still per zone */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     seed[0] ^= (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)seed;
@@ -431,7 +440,7 @@ const char *aigw_shdict_name(const aigw_shdict_t *d) { return d->name; }
 size_t aigw_shdict_capacity(const aigw_shdict_t *d) { return d->capacity; }
 
 size_t aigw_shdict_used(const aigw_shdict_t *d) {
-  aigw_shdict_t *m = (aigw_shdict_t *)d;  /* the lock is not part of the value */
+  aigw_shdict_t *m = (aigw_shdict_t *)d; /* the lock is not part of the value */
   pthread_mutex_lock(&m->lock);
   size_t used = m->used;
   pthread_mutex_unlock(&m->lock);
@@ -440,8 +449,8 @@ size_t aigw_shdict_used(const aigw_shdict_t *d) {
 
 /* ---- operations ---- */
 
-int aigw_shdict_get(aigw_shdict_t *d, const char *key, size_t klen, int *type,
-                    const char **str, size_t *len, double *num) {
+int aigw_shdict_get(aigw_shdict_t *d, const char *key, size_t klen, int *type, const char **str,
+                    size_t *len, double *num) {
   *type = AIGW_SHDICT_NIL;
   *str = NULL;
   *len = 0;
@@ -487,7 +496,7 @@ enum { OP_SET, OP_ADD, OP_REPLACE };
 static int write_op(aigw_shdict_t *d, int op, const char *key, size_t klen, int type,
                     const char *str, size_t len, double num, double ttl) {
   if (type != AIGW_SHDICT_NIL && !fits(d, klen, type, len)) return AIGW_ETOOBIG;
-  if (klen > KEY_MAX) return op == OP_REPLACE ? AIGW_ENOTFOUND : 0;  /* NIL, absent */
+  if (klen > KEY_MAX) return op == OP_REPLACE ? AIGW_ENOTFOUND : 0; /* NIL, absent */
   if (klen == 0) key = "";
   if (str == NULL) str = "";
   uint64_t expires = expires_at(ttl);
@@ -513,23 +522,23 @@ static int write_op(aigw_shdict_t *d, int op, const char *key, size_t klen, int 
   return rc;
 }
 
-int aigw_shdict_set(aigw_shdict_t *d, const char *key, size_t klen, int type,
-                    const char *str, size_t len, double num, double ttl) {
+int aigw_shdict_set(aigw_shdict_t *d, const char *key, size_t klen, int type, const char *str,
+                    size_t len, double num, double ttl) {
   return write_op(d, OP_SET, key, klen, type, str, len, num, ttl);
 }
 
-int aigw_shdict_add(aigw_shdict_t *d, const char *key, size_t klen, int type,
-                    const char *str, size_t len, double num, double ttl) {
+int aigw_shdict_add(aigw_shdict_t *d, const char *key, size_t klen, int type, const char *str,
+                    size_t len, double num, double ttl) {
   return write_op(d, OP_ADD, key, klen, type, str, len, num, ttl);
 }
 
-int aigw_shdict_replace(aigw_shdict_t *d, const char *key, size_t klen, int type,
-                        const char *str, size_t len, double num, double ttl) {
+int aigw_shdict_replace(aigw_shdict_t *d, const char *key, size_t klen, int type, const char *str,
+                        size_t len, double num, double ttl) {
   return write_op(d, OP_REPLACE, key, klen, type, str, len, num, ttl);
 }
 
-int aigw_shdict_incr(aigw_shdict_t *d, const char *key, size_t klen, double delta,
-                     int has_init, double init, double init_ttl, double *out) {
+int aigw_shdict_incr(aigw_shdict_t *d, const char *key, size_t klen, double delta, int has_init,
+                     double init, double init_ttl, double *out) {
   if (klen > KEY_MAX) return has_init ? AIGW_ETOOBIG : AIGW_ENOTFOUND;
   if (klen == 0) key = "";
   uint32_t h = hash_key(d, key, klen);

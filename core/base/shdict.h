@@ -46,8 +46,8 @@ size_t aigw_shdict_used(const aigw_shdict_t *d);
  * next shdict call: *str and *len point at it. A number goes to *num.
  * A get refreshes the entry in the LRU order. Returns 0 (found or not), or
  * AIGW_ENOMEM_REQ if the thread's buffer cannot grow to the value's size. */
-int aigw_shdict_get(aigw_shdict_t *d, const char *key, size_t klen,
-                    int *type, const char **str, size_t *len, double *num);
+int aigw_shdict_get(aigw_shdict_t *d, const char *key, size_t klen, int *type, const char **str,
+                    size_t *len, double *num);
 
 /* set/add/replace a string (type STRING) or number (type NUMBER).
  * ttl <= 0 means no expiry (seconds, fractional allowed, at least 1 ms
@@ -58,19 +58,19 @@ int aigw_shdict_get(aigw_shdict_t *d, const char *key, size_t klen,
  * the allocator fails, since every entry may be evicted) or AIGW_ETOOBIG
  * (key over 65535 bytes or entry larger than the zone). On an error the
  * zone keeps its previous value. */
-int aigw_shdict_set(aigw_shdict_t *d, const char *key, size_t klen, int type,
-                    const char *str, size_t len, double num, double ttl);
-int aigw_shdict_add(aigw_shdict_t *d, const char *key, size_t klen, int type,
-                    const char *str, size_t len, double num, double ttl);
-int aigw_shdict_replace(aigw_shdict_t *d, const char *key, size_t klen, int type,
-                        const char *str, size_t len, double num, double ttl);
+int aigw_shdict_set(aigw_shdict_t *d, const char *key, size_t klen, int type, const char *str,
+                    size_t len, double num, double ttl);
+int aigw_shdict_add(aigw_shdict_t *d, const char *key, size_t klen, int type, const char *str,
+                    size_t len, double num, double ttl);
+int aigw_shdict_replace(aigw_shdict_t *d, const char *key, size_t klen, int type, const char *str,
+                        size_t len, double num, double ttl);
 
 /* incr: adds delta to a number value. A missing key is created from init
  * (when has_init) with init_ttl, else AIGW_ENOTFOUND; a string value gives
  * AIGW_ENOTNUMBER. The new value goes to *out. Atomic across workers.
  * An existing key keeps its TTL. Creating may fail like set. */
-int aigw_shdict_incr(aigw_shdict_t *d, const char *key, size_t klen, double delta,
-                     int has_init, double init, double init_ttl, double *out);
+int aigw_shdict_incr(aigw_shdict_t *d, const char *key, size_t klen, double delta, int has_init,
+                     double init, double init_ttl, double *out);
 
 /* Removes the key; 0 whether it was there or not. */
 int aigw_shdict_delete(aigw_shdict_t *d, const char *key, size_t klen);

@@ -34,30 +34,30 @@
 #include <uv.h>
 
 #define SESSION_SLOTS 64
-#define HOST_MAX 255              /* longest name SNI can carry */
-#define BIO_KEEP_MAX (64 * 1024)  /* idle BIO buffers above this are replaced */
+#define HOST_MAX 255             /* longest name SNI can carry */
+#define BIO_KEEP_MAX (64 * 1024) /* idle BIO buffers above this are replaced */
 
 typedef struct {
   char host[HOST_MAX + 1];
-  SSL_SESSION *sess;              /* one reference, owned by the slot */
+  SSL_SESSION *sess; /* one reference, owned by the slot */
 } session_slot_t;
 
 struct aigw_tls_ctx_s {
   SSL_CTX *ssl_ctx;
-  atomic_int refs;                /* the creator's plus one per connection */
+  atomic_int refs; /* the creator's plus one per connection */
   int server;
   int verify;
-  unsigned char *alpn;            /* server: wire-format preference list */
+  unsigned char *alpn; /* server: wire-format preference list */
   unsigned int alpn_len;
-  session_slot_t *sessions;       /* client: SESSION_SLOTS, keyed by host */
+  session_slot_t *sessions; /* client: SESSION_SLOTS, keyed by host */
   uv_mutex_t sessions_lock;
 };
 
 struct aigw_tls_s {
   aigw_tls_ctx_t *ctx;
-  SSL *ssl;                       /* owns both memory BIOs */
-  char *host;                     /* client: as given, for sessions and errors */
-  int fatal;                      /* sticky error code, 0 while healthy */
+  SSL *ssl;   /* owns both memory BIOs */
+  char *host; /* client: as given, for sessions and errors */
+  int fatal;  /* sticky error code, 0 while healthy */
   char err[256];
 };
 
@@ -69,8 +69,8 @@ static void put_err(char *err, size_t errlen, const char *what, const char *arg)
   if (e != 0) ERR_error_string_n(e, ossl, sizeof ossl);
   ERR_clear_error();
   if (err == NULL || errlen == 0) return;
-  snprintf(err, errlen, "%s%s%s%s%s", what, arg ? " " : "", arg ? arg : "",
-           ossl[0] ? ": " : "", ossl);
+  snprintf(err, errlen, "%s%s%s%s%s", what, arg ? " " : "", arg ? arg : "", ossl[0] ? ": " : "",
+           ossl);
 }
 
 /* "h2, http/1.1" -> "\x02h2\x08http/1.1". Returns 0, or -1 for an empty list
@@ -104,7 +104,7 @@ static int alpn_wire(const char *list, unsigned char **out, unsigned int *outlen
 }
 
 static uint32_t host_hash(const char *s) {
-  uint32_t h = 2166136261u;  /* FNV-1a */
+  uint32_t h = 2166136261u; /* FNV-1a */
   for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
   return h;
 }
@@ -143,7 +143,7 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess) {
   uv_mutex_lock(&ctx->sessions_lock);
   SSL_SESSION *old = slot->sess;
   slot->sess = sess;
-  strcpy(slot->host, t->host);  /* client_new bounds host to HOST_MAX */
+  strcpy(slot->host, t->host); /* client_new bounds host to HOST_MAX */
   uv_mutex_unlock(&ctx->sessions_lock);
   SSL_SESSION_free(old);
   return 1;
@@ -155,12 +155,11 @@ static void session_resume(aigw_tls_t *t) {
   uv_mutex_lock(&ctx->sessions_lock);
   if (slot->sess != NULL && strcmp(slot->host, t->host) == 0 &&
       SSL_SESSION_is_resumable(slot->sess))
-    SSL_set_session(t->ssl, slot->sess);  /* takes its own reference */
+    SSL_set_session(t->ssl, slot->sess); /* takes its own reference */
   uv_mutex_unlock(&ctx->sessions_lock);
 }
 
-aigw_tls_ctx_t *aigw_tls_client_ctx_new(const char *ca_file, int verify,
-                                        char *err, size_t errlen) {
+aigw_tls_ctx_t *aigw_tls_client_ctx_new(const char *ca_file, int verify, char *err, size_t errlen) {
   if (ca_file != NULL && ca_file[0] == '\0') ca_file = NULL;
   ERR_clear_error();
   SSL_CTX *sc = SSL_CTX_new(TLS_client_method());
@@ -294,7 +293,7 @@ static aigw_tls_t *conn_new(aigw_tls_ctx_t *ctx) {
     ERR_clear_error();
     return NULL;
   }
-  BIO_set_mem_eof_return(rbio, -1);  /* empty means "retry", not EOF */
+  BIO_set_mem_eof_return(rbio, -1); /* empty means "retry", not EOF */
   BIO_set_mem_eof_return(wbio, -1);
   SSL_set_bio(ssl, rbio, wbio);
   aigw_tls_t *t = aigw_calloc(1, sizeof *t);
@@ -329,7 +328,7 @@ aigw_tls_t *aigw_tls_client_new(aigw_tls_ctx_t *ctx, const char *host, const cha
       if (ctx->verify && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), t->host) != 1)
         goto fail;
     } else {
-      if (bracketed) goto fail;  /* only an IPv6 literal goes in brackets */
+      if (bracketed) goto fail; /* only an IPv6 literal goes in brackets */
       if (SSL_set_tlsext_host_name(t->ssl, t->host) != 1) goto fail;
       if (ctx->verify) {
         if (SSL_set1_host(t->ssl, t->host) != 1) goto fail;
@@ -342,7 +341,7 @@ aigw_tls_t *aigw_tls_client_new(aigw_tls_ctx_t *ctx, const char *host, const cha
     unsigned char *wire;
     unsigned int wire_len;
     if (alpn_wire(alpn, &wire, &wire_len) != 0) goto fail;
-    int rc = SSL_set_alpn_protos(t->ssl, wire, wire_len);  /* 0 is success here */
+    int rc = SSL_set_alpn_protos(t->ssl, wire, wire_len); /* 0 is success here */
     aigw_free(wire);
     if (rc != 0) goto fail;
   }
@@ -387,16 +386,13 @@ static int conn_fail(aigw_tls_t *t, int ssl_err) {
     const char *why = X509_verify_cert_error_string(vr);
     if (vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH)
       snprintf(t->err, sizeof t->err,
-               "certificate verify failed: %s (the certificate is not valid for \"%s\")",
-               why, t->host ? t->host : "");
-    else
-      snprintf(t->err, sizeof t->err, "certificate verify failed: %s", why);
+               "certificate verify failed: %s (the certificate is not valid for \"%s\")", why,
+               t->host ? t->host : "");
+    else snprintf(t->err, sizeof t->err, "certificate verify failed: %s", why);
     t->fatal = AIGW_ETLS_VERIFY;
   } else {
-    if (e != 0)
-      ERR_error_string_n(e, t->err, sizeof t->err);
-    else
-      snprintf(t->err, sizeof t->err, "tls error (SSL_get_error %d)", ssl_err);
+    if (e != 0) ERR_error_string_n(e, t->err, sizeof t->err);
+    else snprintf(t->err, sizeof t->err, "tls error (SSL_get_error %d)", ssl_err);
     t->fatal = AIGW_ETLS;
   }
   ERR_clear_error();
@@ -420,10 +416,8 @@ static void bio_trim(aigw_tls_t *t, int write_side) {
     return;
   }
   BIO_set_mem_eof_return(fresh, -1);
-  if (write_side)
-    SSL_set0_wbio(t->ssl, fresh);  /* frees the old one */
-  else
-    SSL_set0_rbio(t->ssl, fresh);
+  if (write_side) SSL_set0_wbio(t->ssl, fresh); /* frees the old one */
+  else SSL_set0_rbio(t->ssl, fresh);
 }
 
 int aigw_tls_handshake(aigw_tls_t *t) {
@@ -466,14 +460,9 @@ int aigw_tls_read(aigw_tls_t *t, char *buf, size_t cap) {
   int e = SSL_get_error(t->ssl, 0);
   switch (e) {
     case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-      bio_trim(t, 0);
-      return 0;
-    case SSL_ERROR_ZERO_RETURN:
-      ERR_clear_error();
-      return AIGW_EUPSTREAM_CLOSED;
-    default:
-      return conn_fail(t, e);
+    case SSL_ERROR_WANT_WRITE: bio_trim(t, 0); return 0;
+    case SSL_ERROR_ZERO_RETURN: ERR_clear_error(); return AIGW_EUPSTREAM_CLOSED;
+    default: return conn_fail(t, e);
   }
 }
 
@@ -497,8 +486,7 @@ int aigw_tls_write(aigw_tls_t *t, const char *data, size_t len) {
 
 int aigw_tls_shutdown(aigw_tls_t *t) {
   if (t->fatal) return t->fatal;
-  if (!SSL_is_init_finished(t->ssl) || (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN))
-    return 0;
+  if (!SSL_is_init_finished(t->ssl) || (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) return 0;
   ERR_clear_error();
   int r = SSL_shutdown(t->ssl);
   if (r >= 0) return 0;
@@ -517,14 +505,14 @@ char *aigw_tls_take_output(aigw_tls_t *t, size_t *len) {
   if (pending == 0) return NULL;
   char *buf = aigw_try_malloc(pending);
   if (buf == NULL) {
-    *len = pending;  /* still queued: try again later */
+    *len = pending; /* still queued: try again later */
     return NULL;
   }
   size_t got = 0;
   while (got < pending) {
     size_t chunk = pending - got;
     int n = BIO_read(wbio, buf + got, chunk > INT_MAX ? INT_MAX : (int)chunk);
-    if (n <= 0) break;  /* cannot happen while bytes are pending */
+    if (n <= 0) break; /* cannot happen while bytes are pending */
     got += (size_t)n;
   }
   if (got == 0) {
@@ -536,9 +524,7 @@ char *aigw_tls_take_output(aigw_tls_t *t, size_t *len) {
   return buf;
 }
 
-const char *aigw_tls_last_error(const aigw_tls_t *t) {
-  return t->err;
-}
+const char *aigw_tls_last_error(const aigw_tls_t *t) { return t->err; }
 
 const char *aigw_tls_alpn_selected(const aigw_tls_t *t, size_t *len) {
   const unsigned char *p = NULL;
@@ -548,9 +534,7 @@ const char *aigw_tls_alpn_selected(const aigw_tls_t *t, size_t *len) {
   return n > 0 ? (const char *)p : NULL;
 }
 
-int aigw_tls_session_reused(const aigw_tls_t *t) {
-  return SSL_session_reused(t->ssl) == 1;
-}
+int aigw_tls_session_reused(const aigw_tls_t *t) { return SSL_session_reused(t->ssl) == 1; }
 
 int aigw_tls_buffered(const aigw_tls_t *t) {
   return SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(t->ssl)) > 0;

@@ -23,8 +23,7 @@ typedef struct aigw_tls_s aigw_tls_t;
  * are cached per host for resumption. Returns NULL with a message in err
  * (errlen bytes, always NUL-terminated). Safe to share across threads once
  * created. */
-aigw_tls_ctx_t *aigw_tls_client_ctx_new(const char *ca_file, int verify,
-                                        char *err, size_t errlen);
+aigw_tls_ctx_t *aigw_tls_client_ctx_new(const char *ca_file, int verify, char *err, size_t errlen);
 /* A server context from PEM files (cert_file: leaf first, then its chain);
  * TLS 1.2 or newer. alpn is a comma list in preference order ("h2,http/1.1")
  * or NULL; a client offering none of them is refused. */

@@ -113,7 +113,7 @@ void aigw_conn_close_if_idle(aigw_conn_t *c) {
 
 static void on_timer(uv_timer_t *t) {
   aigw_conn_t *c = t->data;
-  if (c->deadline == 0) return;   /* nothing is being waited for */
+  if (c->deadline == 0) return; /* nothing is being waited for */
   uint64_t now = uv_now(&c->loop->uv);
   if (now < c->deadline) {
     /* The deadline moved later since the timer was started: sleep on. */
@@ -143,11 +143,8 @@ static void on_timer(uv_timer_t *t) {
       aigw_log_info("client send timeout: closing");
       aigw_conn_close(c);
       break;
-    case TIMER_LINGER:
-      aigw_conn_close(c);
-      break;
-    default:
-      aigw_conn_close(c);
+    case TIMER_LINGER: aigw_conn_close(c); break;
+    default: aigw_conn_close(c);
   }
 }
 
@@ -196,7 +193,8 @@ static void rearm_timer(aigw_conn_t *c) {
   if (c->lingering) return;
   if (c->pending_writes > 0) wait_for(c, TIMER_SEND);
   else if (c->req == NULL) wait_for(c, c->rlen > c->parsed ? TIMER_HEADER : TIMER_IDLE);
-  else if (c->req->complete || (c->req->dispatched && !c->req->reading_body)) wait_for(c, TIMER_NONE);
+  else if (c->req->complete || (c->req->dispatched && !c->req->reading_body))
+    wait_for(c, TIMER_NONE);
   else if (c->req->headers_done) wait_for(c, TIMER_BODY);
   else wait_for(c, TIMER_HEADER);
 }
@@ -220,7 +218,8 @@ void aigw_conn_accept(aigw_listener_t *l) {
     return;
   }
   if (loop->draining || loop->nconns > loop->max_conns) {
-    if (!loop->draining) aigw_log_warn("connection cap (%d per worker) reached: refusing", loop->max_conns);
+    if (!loop->draining)
+      aigw_log_warn("connection cap (%d per worker) reached: refusing", loop->max_conns);
     aigw_conn_close(c);
     return;
   }
@@ -316,7 +315,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread == 0) return;
   c->rlen += (uint32_t)nread;
-  if (c->paused) return;                /* kept for after the current response */
+  if (c->paused) return; /* kept for after the current response */
   if (c->req && c->req->headers_done && !c->req->complete) arm_timer(c, TIMER_BODY);
   parse_more(c);
 }
@@ -327,14 +326,14 @@ static aigw_req_t *request_new(aigw_conn_t *c) {
   aigw_loop_t *loop = c->loop;
   aigw_req_t *r = aigw_free_pop(&loop->free_reqs);
   aigw_buf_t body = {0};
-  if (r) body = r->body;            /* a recycled request keeps its body buffer */
+  if (r) body = r->body; /* a recycled request keeps its body buffer */
   else r = aigw_try_malloc(sizeof *r);
   if (r == NULL) return NULL;
   memset(r, 0, offsetof(aigw_req_t, hdrs));
   r->body.data = body.data;
   r->body.cap = body.cap;
   r->conn = c;
-  r->ctx_ref = -2;   /* LUA_NOREF */
+  r->ctx_ref = -2; /* LUA_NOREF */
   r->start_ms = uv_now(&c->loop->uv);
   return r;
 }
@@ -448,7 +447,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
      * ("X:\r\n Content-Length: 5"). */
     r->in_header_field = 0;
     h->value = (uint32_t)(at - c->rbuf);
-    if (len > 0 && memchr(c->rbuf + h->name + h->name_len, '\n', h->value - (h->name + h->name_len)))
+    if (len > 0 &&
+        memchr(c->rbuf + h->name + h->name_len, '\n', h->value - (h->name + h->name_len)))
       return fail(c, 400, "bad_request", "obsolete line folding in a header value");
   } else if (at != c->rbuf + h->value + h->value_len) {
     /* The request head is contiguous in rbuf, so a value that resumes
@@ -471,8 +471,8 @@ static int name_is(const aigw_conn_t *c, const aigw_hdr_t *h, const char *name, 
   return h->name_len == n && strncasecmp(c->rbuf + h->name, name, n) == 0;
 }
 
-int aigw_req_find_header(const aigw_req_t *r, const char *name, size_t nlen,
-                         const char **value, size_t *vlen) {
+int aigw_req_find_header(const aigw_req_t *r, const char *name, size_t nlen, const char **value,
+                         size_t *vlen) {
   const aigw_conn_t *c = r->conn;
   for (int i = 0; i < r->nhdrs; i++) {
     const aigw_hdr_t *h = &r->hdrs[i];
@@ -592,7 +592,8 @@ static int on_headers_complete(llhttp_t *p) {
 static _Atomic size_t bodies_buffered;
 
 static void body_uncharge(aigw_req_t *r) {
-  if (r->body_charged) atomic_fetch_sub_explicit(&bodies_buffered, r->body_charged, memory_order_relaxed);
+  if (r->body_charged)
+    atomic_fetch_sub_explicit(&bodies_buffered, r->body_charged, memory_order_relaxed);
   r->body_charged = 0;
 }
 
@@ -611,7 +612,8 @@ static int body_reserve(aigw_conn_t *c, aigw_req_t *r, size_t need) {
     static const char retry[] = "Retry-After: 1\r\n";
     r->extra_headers = retry;
     aigw_log_warn("request %s: max_buffered_bodies reached: refusing its body", r->id);
-    return fail(c, 503, "overloaded", "the gateway is receiving too many request bodies; retry later");
+    return fail(c, 503, "overloaded",
+                "the gateway is receiving too many request bodies; retry later");
   }
   char *b = aigw_try_realloc(r->body.data, cap);
   if (b == NULL) {
@@ -629,7 +631,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   aigw_req_t *r = c->req;
   if (r->body.len + r->framing + len > c->loop->conf->max_body_size)
     return fail(c, 413, "request_too_large", "request body too large");
-  if (r->body.len + len > r->body.cap && body_reserve(c, r, r->body.len + len) != 0) return HPE_USER;
+  if (r->body.len + len > r->body.cap && body_reserve(c, r, r->body.len + len) != 0)
+    return HPE_USER;
   memcpy(r->body.data + r->body.len, at, len);
   r->body.len += len;
   return 0;
@@ -692,7 +695,9 @@ static int path_is(const aigw_req_t *r, const char *p, size_t n) {
  * (lua/aigw/health.lua), read by every worker. */
 static atomic_int ready = 1;
 
-__attribute__((visibility("default"), used)) void aigw_ffi_set_ready(int r) { atomic_store_explicit(&ready, r != 0, memory_order_relaxed); }
+__attribute__((visibility("default"), used)) void aigw_ffi_set_ready(int r) {
+  atomic_store_explicit(&ready, r != 0, memory_order_relaxed);
+}
 
 static void dispatch(aigw_conn_t *c) {
   aigw_req_t *r = c->req;
@@ -709,8 +714,7 @@ static void dispatch(aigw_conn_t *c) {
     }
     static const char ct[] = "Content-Type: application/json\r\nCache-Control: no-store\r\n";
     static const char ok[] = "{\"status\":\"ok\"}\n";
-    static const char down[] =
-        "{\"status\":\"unavailable\",\"reason\":\"no healthy target\"}\n";
+    static const char down[] = "{\"status\":\"unavailable\",\"reason\":\"no healthy target\"}\n";
     if (r->path_len == 6 && !atomic_load_explicit(&ready, memory_order_relaxed)) {
       aigw_respond(r, 503, ct, sizeof ct - 1, down, sizeof down - 1);
       return;
@@ -741,16 +745,17 @@ static void parse_more(aigw_conn_t *c) {
       c->parsed = (uint32_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
       aigw_req_t *r = c->req;
       if (!r->dispatched) {
-        dispatch(c);              /* a complete request, or a head (body unread) */
+        dispatch(c); /* a complete request, or a head (body unread) */
       } else {
-        r->reading_body = 0;      /* the body Lua asked for is in */
+        r->reading_body = 0; /* the body Lua asked for is in */
         arm_timer(c, TIMER_NONE);
         aigw_http_hooks.body_ready(r);
       }
       continue;
     }
     if (!c->failed) {
-      aigw_log_debug("bad request: %s (%s)", llhttp_errno_name(err), llhttp_get_error_reason(&c->parser));
+      aigw_log_debug("bad request: %s (%s)", llhttp_errno_name(err),
+                     llhttp_get_error_reason(&c->parser));
       fail(c, 400, "bad_request", "malformed HTTP request");
     }
     /* The error response is queued; read no further. */
@@ -766,9 +771,7 @@ static void parse_more(aigw_conn_t *c) {
  * client that pipelines without reading is not read from (it blocks in its
  * own send) until its answers drain, so it can make us hold at most about
  * PIPELINE_MAX_QUEUED bytes of answers plus one response. */
-static int may_serve_next(aigw_conn_t *c) {
-  return c->tcp.write_queue_size <= PIPELINE_MAX_QUEUED;
-}
+static int may_serve_next(aigw_conn_t *c) { return c->tcp.write_queue_size <= PIPELINE_MAX_QUEUED; }
 
 /* The connection is ready for its next request. */
 static void next_request(aigw_conn_t *c) {
@@ -883,7 +886,10 @@ void aigw__conn_wrote(aigw_conn_t *c) {
 /* The first write of a burst was queued: the send deadline starts. */
 void aigw__conn_queued(aigw_conn_t *c) { rearm_timer(c); }
 
-static void on_shutdown(uv_shutdown_t *req, int status) { (void)req; (void)status; }
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)req;
+  (void)status;
+}
 
 /* Ends a connection whose last response has been written. After an error
  * the client may still be sending (an oversized body, pipelined requests):

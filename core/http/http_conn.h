@@ -34,52 +34,52 @@ typedef struct aigw_listener_s {
 int aigw__listener_open(aigw_loop_t *loop, aigw_listener_t *l, const char *addr, int admin);
 
 typedef struct {
-  uint32_t name, name_len, value, value_len;   /* offsets into conn->rbuf */
+  uint32_t name, name_len, value, value_len; /* offsets into conn->rbuf */
 } aigw_hdr_t;
 
 typedef struct aigw_req_s {
   struct aigw_conn_s *conn;
   uint32_t url, url_len;
-  uint32_t path_len;                 /* url up to '?' */
+  uint32_t path_len; /* url up to '?' */
   uint16_t nhdrs;
-  uint8_t method;                    /* llhttp_method_t */
+  uint8_t method; /* llhttp_method_t */
   uint8_t http_minor;
   uint8_t keepalive : 1;
   uint8_t expect_continue : 1;
   uint8_t headers_done : 1;
-  uint8_t complete : 1;              /* message complete: handed to Lua */
-  uint8_t responded : 1;             /* response head queued */
-  uint8_t chunked_out : 1;           /* response body is chunk-encoded by us */
-  uint8_t anthropic : 1;             /* errors use Anthropic's envelope */
+  uint8_t complete : 1;    /* message complete: handed to Lua */
+  uint8_t responded : 1;   /* response head queued */
+  uint8_t chunked_out : 1; /* response body is chunk-encoded by us */
+  uint8_t anthropic : 1;   /* errors use Anthropic's envelope */
   uint8_t in_header_field : 1;
-  uint8_t has_date : 1;              /* the head being sent has its own Date */
-  uint8_t logged : 1;                /* the log phase has run */
-  uint8_t filter_headers : 1;        /* run the header_filter phase on the response */
-  uint8_t filter_body : 1;           /* a plugin asked for the body_filter phase */
-  uint8_t can_filter_body : 1;       /* detached (spec) requests: a body_filter exists */
-  uint8_t observe_body : 1;          /* body_filter sees the body; the original bytes go out */
-  uint8_t plugin_body : 1;           /* a plugin called filter_body(): plugin body filters run */
-  uint8_t tap_usage : 1;             /* observe_body: only the answer's "usage" member, at its end */
-  uint8_t filter_errors : 1;         /* run header_filter on upstream error statuses (>= 400) */
-  uint8_t dispatched : 1;            /* handed to Lua (or answered in C) */
-  uint8_t reading_body : 1;          /* dispatched at its head, its body asked for */
-  uint8_t route_after_body : 1;      /* the runtime's route(ctx) waits for the body */
+  uint8_t has_date : 1;         /* the head being sent has its own Date */
+  uint8_t logged : 1;           /* the log phase has run */
+  uint8_t filter_headers : 1;   /* run the header_filter phase on the response */
+  uint8_t filter_body : 1;      /* a plugin asked for the body_filter phase */
+  uint8_t can_filter_body : 1;  /* detached (spec) requests: a body_filter exists */
+  uint8_t observe_body : 1;     /* body_filter sees the body; the original bytes go out */
+  uint8_t plugin_body : 1;      /* a plugin called filter_body(): plugin body filters run */
+  uint8_t tap_usage : 1;        /* observe_body: only the answer's "usage" member, at its end */
+  uint8_t filter_errors : 1;    /* run header_filter on upstream error statuses (>= 400) */
+  uint8_t dispatched : 1;       /* handed to Lua (or answered in C) */
+  uint8_t reading_body : 1;     /* dispatched at its head, its body asked for */
+  uint8_t route_after_body : 1; /* the runtime's route(ctx) waits for the body */
   int status;
   aigw_buf_t body;
-  uint64_t declared;                 /* the body's Content-Length, if it had one */
-  size_t framing;                    /* chunk extension and trailer bytes read */
-  size_t body_charged;               /* body capacity counted in max_buffered_bodies */
-  uint64_t body_deadline;            /* loop ms the whole body must be in by; 0: none */
-  const char *extra_headers;         /* static header lines for an error response */
-  const char *resp_lines;            /* lines Lua adds to every response head (kept in ctx) */
+  uint64_t declared;         /* the body's Content-Length, if it had one */
+  size_t framing;            /* chunk extension and trailer bytes read */
+  size_t body_charged;       /* body capacity counted in max_buffered_bodies */
+  uint64_t body_deadline;    /* loop ms the whole body must be in by; 0: none */
+  const char *extra_headers; /* static header lines for an error response */
+  const char *resp_lines;    /* lines Lua adds to every response head (kept in ctx) */
   uint32_t resp_lines_len;
-  uint64_t head_ns;                  /* when an attempt's head went out (uv_hrtime), else 0 */
+  uint64_t head_ns; /* when an attempt's head went out (uv_hrtime), else 0 */
   uint64_t start_ms;
   char id[AIGW_REQUEST_ID_MAX + 1];
   uint8_t id_len;
-  struct aigw_lthread_s *lt;         /* the coroutine running its plugin chain */
+  struct aigw_lthread_s *lt;          /* the coroutine running its plugin chain */
   struct aigw_lthread_s *body_waiter; /* lt, while it waits for the body (lua_body.c) */
-  int ctx_ref;                       /* its ctx table, for the phases after it */
+  int ctx_ref;                        /* its ctx table, for the phases after it */
   aigw_upstream_t *up;
   aigw_hdr_t hdrs[AIGW_MAX_HEADERS];
 } aigw_req_t;
@@ -92,17 +92,17 @@ struct aigw_conn_s {
   aigw_loop_t *loop;
   aigw_conn_t *next, *prev;
   char *rbuf;
-  uint32_t rlen;          /* bytes in rbuf */
+  uint32_t rlen; /* bytes in rbuf */
   uint32_t rcap;
-  uint32_t parsed;        /* bytes of rbuf the parser has consumed */
-  aigw_req_t *req;        /* NULL while idle */
+  uint32_t parsed; /* bytes of rbuf the parser has consumed */
+  aigw_req_t *req; /* NULL while idle */
   int pending_writes;
   int closing_handles;
   uint8_t closing : 1;
   uint8_t close_after_write : 1;
-  uint8_t failed : 1;      /* an error response ends this connection */
-  uint8_t lingering : 1;   /* half-closed, discarding input before the close */
-  uint8_t paused : 1;     /* a complete request is being served */
+  uint8_t failed : 1;    /* an error response ends this connection */
+  uint8_t lingering : 1; /* half-closed, discarding input before the close */
+  uint8_t paused : 1;    /* a complete request is being served */
   uint8_t reading : 1;
   uint8_t admin : 1;
   uint8_t loopback : 1;
@@ -111,8 +111,8 @@ struct aigw_conn_s {
   uint8_t posted : 1;        /* on the worker's list to parse next turn */
   aigw_conn_t *posted_next;
   uint8_t timer_kind;
-  uint64_t deadline;      /* when the current wait times out; 0: none */
-  uint64_t timer_due;     /* when the libuv timer is set to fire */
+  uint64_t deadline;  /* when the current wait times out; 0: none */
+  uint64_t timer_due; /* when the libuv timer is set to fire */
   struct sockaddr_storage peer;
 };
 
@@ -133,8 +133,8 @@ void aigw_conn_close_if_idle(aigw_conn_t *c);
 /* Queues a whole response: status, extra header lines ("Name: v\r\n"...,
  * may be NULL), body. Copies what it needs. Ends the request. A head whose
  * lines fail the check of header_lines.h is not sent: a 500 goes instead. */
-void aigw_respond(aigw_req_t *r, int status, const char *headers, size_t hlen,
-                  const char *body, size_t blen);
+void aigw_respond(aigw_req_t *r, int status, const char *headers, size_t hlen, const char *body,
+                  size_t blen);
 /* Queues an error in the envelope of the request's API style (OpenAI or
  * Anthropic), with the request id. */
 void aigw_respond_error(aigw_req_t *r, int status, const char *code, const char *message);
@@ -161,8 +161,8 @@ static inline int aigw_wbuf_append_str(aigw_wbuf_t **b, const char *s) {
  * AIGW_EHEAD_REFUSED, with nothing appended or committed, for a head that
  * fails: the caller answers with an error instead. */
 int aigw_respond_head(aigw_req_t *r, aigw_wbuf_t **b, int status, const char *reason,
-                      size_t reason_len, const char *headers, size_t hlen,
-                      int64_t content_length, int parsed);
+                      size_t reason_len, const char *headers, size_t hlen, int64_t content_length,
+                      int parsed);
 /* Appends one body piece, chunk-framed when the response is chunked. */
 int aigw_respond_body(aigw_req_t *r, aigw_wbuf_t **b, const char *p, size_t n);
 /* Finishes the response (terminal chunk if chunked) and ends the request. */
@@ -196,7 +196,7 @@ void aigw__request_finish(aigw_req_t *r);
 int aigw_conn_read_body(aigw_req_t *r);
 
 /* Header lookup (case-insensitive); returns 1 and the value when found. */
-int aigw_req_find_header(const aigw_req_t *r, const char *name, size_t nlen,
-                         const char **value, size_t *vlen);
+int aigw_req_find_header(const aigw_req_t *r, const char *name, size_t nlen, const char **value,
+                         size_t *vlen);
 
 #endif

@@ -147,11 +147,12 @@ static int refuse_head(aigw_req_t *r, const char *why) {
 /* Returns 0, AIGW_ENOMEM_REQ, or AIGW_EHEAD_REFUSED with nothing appended.
  * parsed: the caller's lines are an upstream's as llhttp parsed them. */
 static int append_head(aigw_wbuf_t **b, aigw_req_t *r, int status, const char *reason,
-                       size_t reason_len, const char *headers, size_t hlen,
-                       int64_t content_length, int keep, int parsed) {
+                       size_t reason_len, const char *headers, size_t hlen, int64_t content_length,
+                       int keep, int parsed) {
   aigw_conn_t *c = r->conn;
   const char *why = headers && !parsed ? aigw_header_lines_check(headers, hlen) : NULL;
-  if (why == NULL && r->resp_lines_len) why = aigw_header_lines_check(r->resp_lines, r->resp_lines_len);
+  if (why == NULL && r->resp_lines_len)
+    why = aigw_header_lines_check(r->resp_lines, r->resp_lines_len);
   if (why == NULL && reason) why = aigw_header_value_check(reason, reason_len);
   if (__builtin_expect(why != NULL, 0)) return refuse_head(r, why);
   int rc = 0;
@@ -192,8 +193,8 @@ static int keep_alive(aigw_req_t *r) {
   return r->keepalive && r->complete && !c->loop->draining && !c->close_after_write;
 }
 
-void aigw_respond(aigw_req_t *r, int status, const char *headers, size_t hlen,
-                  const char *body, size_t blen) {
+void aigw_respond(aigw_req_t *r, int status, const char *headers, size_t hlen, const char *body,
+                  size_t blen) {
   aigw_conn_t *c = r->conn;
   if (r->responded) return;
   int keep = keep_alive(r);
@@ -244,8 +245,13 @@ static void json_escape(aigw_buf_t *o, const char *s) {
 
 const char *aigw_error_type(int status, int anthropic) {
   switch (status) {
-    case 400: case 405: case 408: case 417: case 422: case 431: case 505:
-      return "invalid_request_error";
+    case 400:
+    case 405:
+    case 408:
+    case 417:
+    case 422:
+    case 431:
+    case 505: return "invalid_request_error";
     case 401: return "authentication_error";
     case 403: return "permission_error";
     case 404: return "not_found_error";
@@ -280,10 +286,11 @@ void aigw_respond_error(aigw_req_t *r, int status, const char *code, const char 
   static const char ct[] = "Content-Type: application/json\r\n";
   char hdrs[256 + AIGW_REQUEST_ID_MAX];
   /* Anthropic's SDKs read the id from request-id. */
-  int hlen = r->anthropic
-                 ? snprintf(hdrs, sizeof hdrs, "%srequest-id: %.*s\r\n%s", ct, (int)r->id_len, r->id,
-                            r->extra_headers ? r->extra_headers : "")
-                 : snprintf(hdrs, sizeof hdrs, "%s%s", ct, r->extra_headers ? r->extra_headers : "");
+  int hlen =
+      r->anthropic
+          ? snprintf(hdrs, sizeof hdrs, "%srequest-id: %.*s\r\n%s", ct, (int)r->id_len, r->id,
+                     r->extra_headers ? r->extra_headers : "")
+          : snprintf(hdrs, sizeof hdrs, "%s%s", ct, r->extra_headers ? r->extra_headers : "");
   if (o.data == NULL || hlen < 0 || (size_t)hlen >= sizeof hdrs) {
     aigw_buf_free(&o);
     aigw_conn_close(r->conn);
@@ -315,13 +322,13 @@ void aigw_respond_error(aigw_req_t *r, int status, const char *code, const char 
 /* --- streaming --- */
 
 int aigw_respond_head(aigw_req_t *r, aigw_wbuf_t **b, int status, const char *reason,
-                      size_t reason_len, const char *headers, size_t hlen,
-                      int64_t content_length, int parsed) {
+                      size_t reason_len, const char *headers, size_t hlen, int64_t content_length,
+                      int parsed) {
   aigw_conn_t *c = r->conn;
   int keep = keep_alive(r);
   if (content_length == -1) {
     if (r->http_minor >= 1) r->chunked_out = 1;
-    else keep = 0;    /* HTTP/1.0: the body ends when the connection does */
+    else keep = 0; /* HTTP/1.0: the body ends when the connection does */
   }
   if (*b == NULL) *b = aigw_wbuf_new(c, 512 + hlen);
   int rc = *b ? append_head(b, r, status, reason, reason_len, headers, hlen, content_length, keep,

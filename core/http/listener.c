@@ -35,7 +35,8 @@ int aigw__listener_open(aigw_loop_t *loop, aigw_listener_t *l, const char *addr,
     return rc;
   }
   if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  socklen_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  socklen_t len =
+      ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
     rc = -errno;
     close(fd);
@@ -48,8 +49,9 @@ int aigw__listener_open(aigw_loop_t *loop, aigw_listener_t *l, const char *addr,
   rc = uv_tcp_open(&l->tcp, fd);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
   if (rc != 0) {
-    if (!uv_is_closing((uv_handle_t *)&l->tcp) && uv_fileno((uv_handle_t *)&l->tcp, &(uv_os_fd_t){0}) != 0)
-      close(fd);   /* uv_tcp_open failed: the handle does not own fd */
+    if (!uv_is_closing((uv_handle_t *)&l->tcp) &&
+        uv_fileno((uv_handle_t *)&l->tcp, &(uv_os_fd_t){0}) != 0)
+      close(fd); /* uv_tcp_open failed: the handle does not own fd */
     uv_close((uv_handle_t *)&l->tcp, NULL);
   }
   return rc;

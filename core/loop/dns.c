@@ -27,10 +27,10 @@
 #include "base/errors.h"
 #include "base/log.h"
 
-#define MAX_NAMES 1024          /* idle cache entries kept */
-#define NBUCKETS 1024           /* power of two */
-#define MAX_HOST 255            /* longest host name accepted */
-#define NEG_TTL_MAX_MS 5000     /* failures are cached min(ttl, this) */
+#define MAX_NAMES 1024      /* idle cache entries kept */
+#define NBUCKETS 1024       /* power of two */
+#define MAX_HOST 255        /* longest host name accepted */
+#define NEG_TTL_MAX_MS 5000 /* failures are cached min(ttl, this) */
 
 /* A circular doubly linked list with a sentinel head (libuv's QUEUE idea):
  * a node unlinks itself without knowing which list holds it. */
@@ -67,7 +67,7 @@ static void list_move(node_t *from, node_t *to) {
   list_init(from);
 }
 
-#define CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+#define CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
 typedef struct entry_s entry_t;
 
@@ -78,15 +78,15 @@ typedef struct {
 
 struct entry_s {
   aigw_dns_t *dns;
-  entry_t *hnext;                /* hash chain */
-  node_t lru;                    /* in dns->lru, least recently used first */
-  node_t waiters;                /* aigw_dns_query_t.node, only while lookup */
-  lookup_t *lookup;              /* in-flight getaddrinfo, or NULL */
-  uint64_t expires;              /* uv_now() ms; fresh while now < expires */
-  int status;                    /* 0 or AIGW_EDNS; meaningful once expires set */
-  struct sockaddr_storage addr;  /* port 0; valid when status == 0 */
+  entry_t *hnext;               /* hash chain */
+  node_t lru;                   /* in dns->lru, least recently used first */
+  node_t waiters;               /* aigw_dns_query_t.node, only while lookup */
+  lookup_t *lookup;             /* in-flight getaddrinfo, or NULL */
+  uint64_t expires;             /* uv_now() ms; fresh while now < expires */
+  int status;                   /* 0 or AIGW_EDNS; meaningful once expires set */
+  struct sockaddr_storage addr; /* port 0; valid when status == 0 */
   uint32_t hash;
-  char host[];                   /* lower-cased */
+  char host[]; /* lower-cased */
 };
 
 struct aigw_dns_query_s {
@@ -123,17 +123,15 @@ unsigned aigw_dns_lookups(const aigw_dns_t *dns) { return dns->lookups; }
 
 /* ---- answers ---------------------------------------------------------- */
 
-static void answer(aigw_dns_cb cb, void *data, int status,
-                   const struct sockaddr_storage *ss, uint16_t port) {
+static void answer(aigw_dns_cb cb, void *data, int status, const struct sockaddr_storage *ss,
+                   uint16_t port) {
   if (status != 0) {
     cb(data, status, NULL);
     return;
   }
   struct sockaddr_storage a = *ss;
-  if (a.ss_family == AF_INET)
-    ((struct sockaddr_in *)&a)->sin_port = htons(port);
-  else
-    ((struct sockaddr_in6 *)&a)->sin6_port = htons(port);
+  if (a.ss_family == AF_INET) ((struct sockaddr_in *)&a)->sin_port = htons(port);
+  else ((struct sockaddr_in6 *)&a)->sin6_port = htons(port);
   cb(data, 0, (const struct sockaddr *)&a);
 }
 
@@ -151,8 +149,7 @@ static void finish(aigw_dns_query_t *q, int status, const struct sockaddr_storag
 /* Runs every callback on list h with `status`. Callbacks may cancel other
  * queries on h, so always take the current head. */
 static void drain(node_t *h, int status, const struct sockaddr_storage *ss) {
-  while (!list_empty(h))
-    finish(CONTAINER_OF(h->next, aigw_dns_query_t, node), status, ss);
+  while (!list_empty(h)) finish(CONTAINER_OF(h->next, aigw_dns_query_t, node), status, ss);
 }
 
 /* ---- literals ----------------------------------------------------------- */
@@ -271,10 +268,8 @@ static void on_getaddrinfo(uv_getaddrinfo_t *req, int status, struct addrinfo *r
   if (pick != NULL) {
     memcpy(&e->addr, pick->ai_addr,
            pick->ai_addrlen < sizeof e->addr ? pick->ai_addrlen : sizeof e->addr);
-    if (pick->ai_family == AF_INET)
-      ((struct sockaddr_in *)&e->addr)->sin_port = 0;
-    else
-      ((struct sockaddr_in6 *)&e->addr)->sin6_port = 0;
+    if (pick->ai_family == AF_INET) ((struct sockaddr_in *)&e->addr)->sin_port = 0;
+    else ((struct sockaddr_in6 *)&e->addr)->sin6_port = 0;
     e->status = 0;
     e->expires = now + dns->ttl_ms;
   } else {
@@ -297,8 +292,7 @@ static void on_getaddrinfo(uv_getaddrinfo_t *req, int status, struct addrinfo *r
   drain(&waiters, st, &ss);
   if (dns->closing) /* aigw_dns_free ran inside a callback and left us dns */
     aigw_free(dns);
-  else
-    dns->delivering = NULL;
+  else dns->delivering = NULL;
 }
 
 static int start_lookup(aigw_dns_t *dns, entry_t *e) {
@@ -321,8 +315,8 @@ static int start_lookup(aigw_dns_t *dns, entry_t *e) {
 
 /* ---- public ------------------------------------------------------------- */
 
-aigw_dns_query_t *aigw_dns_resolve(aigw_dns_t *dns, const char *host, uint16_t port,
-                                   aigw_dns_cb cb, void *data) {
+aigw_dns_query_t *aigw_dns_resolve(aigw_dns_t *dns, const char *host, uint16_t port, aigw_dns_cb cb,
+                                   void *data) {
   struct sockaddr_storage ss;
   if (dns->closing) {
     cb(data, UV_ECANCELED, NULL);
@@ -330,16 +324,13 @@ aigw_dns_query_t *aigw_dns_resolve(aigw_dns_t *dns, const char *host, uint16_t p
   }
   size_t len = host != NULL ? strlen(host) : 0;
   switch (parse_literal(host, len, &ss)) {
-  case LITERAL:
-    answer(cb, data, 0, &ss, port);
-    return NULL;
-  case BAD_HOST:
-    aigw_log_warn("dns: cannot resolve %.*s: invalid host name", (int)(len > 64 ? 64 : len),
-                  host != NULL ? host : "");
-    cb(data, AIGW_EDNS, NULL);
-    return NULL;
-  default:
-    break;
+    case LITERAL: answer(cb, data, 0, &ss, port); return NULL;
+    case BAD_HOST:
+      aigw_log_warn("dns: cannot resolve %.*s: invalid host name", (int)(len > 64 ? 64 : len),
+                    host != NULL ? host : "");
+      cb(data, AIGW_EDNS, NULL);
+      return NULL;
+    default: break;
   }
 
   char key[MAX_HOST + 1];

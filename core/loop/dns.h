@@ -39,8 +39,8 @@ void aigw_dns_free(aigw_dns_t *dns);
  * aigw_dns_cancel() accepts until the callback starts (the handle is freed
  * before cb is called), or NULL when the callback already ran synchronously
  * (IP literal, cache hit, invalid host, or dns being freed). */
-aigw_dns_query_t *aigw_dns_resolve(aigw_dns_t *dns, const char *host, uint16_t port,
-                                   aigw_dns_cb cb, void *data);
+aigw_dns_query_t *aigw_dns_resolve(aigw_dns_t *dns, const char *host, uint16_t port, aigw_dns_cb cb,
+                                   void *data);
 /* Frees q; its callback will not be called. A shared lookup continues for
  * other waiters and fills the cache. NULL is a no-op. */
 void aigw_dns_cancel(aigw_dns_query_t *q);

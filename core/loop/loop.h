@@ -29,32 +29,32 @@ typedef struct {
 
 struct aigw_loop_s {
   uv_loop_t uv;
-  int id;                        /* the worker's number, 1-based */
+  int id; /* the worker's number, 1-based */
   const aigw_config_t *conf;
-  int draining;                  /* 1: draining, 2: finished */
-  void *data;                    /* the owner's (the worker) */
+  int draining; /* 1: draining, 2: finished */
+  void *data;   /* the owner's (the worker) */
   /* Called when the last client connection of a draining loop closes. */
   void (*drained)(aigw_loop_t *l);
   /* services, each made and freed by the layer that owns it */
   aigw_dns_t *dns;
-  struct aigw_pool_s *pool;      /* upstream keep-alive pool (pool.c) */
-  struct aigw_redis_s *redis;    /* aigw.redis clients (redis.c) */
+  struct aigw_pool_s *pool;   /* upstream keep-alive pool (pool.c) */
+  struct aigw_redis_s *redis; /* aigw.redis clients (redis.c) */
   /* client connections (http_conn.c) */
-  struct aigw_conn_s *conns;     /* every open client connection */
-  struct aigw_conn_s *posted;    /* connections to parse on the next loop turn */
-  uv_idle_t posted_idle;         /* runs them (initialised on first use) */
+  struct aigw_conn_s *conns;  /* every open client connection */
+  struct aigw_conn_s *posted; /* connections to parse on the next loop turn */
+  uv_idle_t posted_idle;      /* runs them (initialised on first use) */
   int posted_init;
   int nconns;
   int max_conns;
   /* the Lua side (lua_vm.c, lua_timer.c, lua_reload.c) */
-  struct aigw_gen_s *gen;        /* the generation new requests start on */
-  struct aigw_gen_s *retired;    /* replaced generations still in use */
-  const struct aigw_lua_host_s *host;  /* what the process offers Lua; NULL: none */
-  void *timer_runs;              /* aigw.timer callbacks in flight */
+  struct aigw_gen_s *gen;             /* the generation new requests start on */
+  struct aigw_gen_s *retired;         /* replaced generations still in use */
+  const struct aigw_lua_host_s *host; /* what the process offers Lua; NULL: none */
+  void *timer_runs;                   /* aigw.timer callbacks in flight */
   int timer_ids;
-  void *reload_waiters;          /* lthreads waiting on a reload's outcome */
-  _Atomic uint64_t lua_since;    /* loop ms + 1 when Lua was entered; 0: not in Lua */
-  uint64_t watch_signalled;      /* the lua_since the watchdog last signalled */
+  void *reload_waiters;       /* lthreads waiting on a reload's outcome */
+  _Atomic uint64_t lua_since; /* loop ms + 1 when Lua was entered; 0: not in Lua */
+  uint64_t watch_signalled;   /* the lua_since the watchdog last signalled */
   /* counters read by the admin status of any worker */
   _Atomic unsigned long stat_gen;
   _Atomic size_t stat_lua_kb;

@@ -91,17 +91,17 @@ static void list_append_all(link_t *to, link_t *from) {
 enum { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_READY };
 
 struct aigw_redis_op_s {
-  link_t link;               /* first member: a link is its operation */
-  aigw_redis_t *r;           /* NULL once finished */
+  link_t link;     /* first member: a link is its operation */
+  aigw_redis_t *r; /* NULL once finished */
   aigw_redis_cb cb;
   void *data;
-  uint64_t deadline;         /* loop ms, once written */
-  int n;                     /* commands */
-  int received;              /* replies kept so far (all but the last) */
-  int pending;               /* hiredis callbacks still to come */
-  char *buf;                 /* the commands, while waiting */
-  size_t *lens;              /* n */
-  redisReply **replies;      /* n */
+  uint64_t deadline;    /* loop ms, once written */
+  int n;                /* commands */
+  int received;         /* replies kept so far (all but the last) */
+  int pending;          /* hiredis callbacks still to come */
+  char *buf;            /* the commands, while waiting */
+  size_t *lens;         /* n */
+  redisReply **replies; /* n */
 };
 
 struct aigw_redis_s {
@@ -115,19 +115,19 @@ struct aigw_redis_s {
   redisAsyncContext *ac;
   aigw_dns_query_t *dnsq;
   uint64_t connect_deadline;
-  int setup_pending;         /* AUTH / SELECT replies still to come */
+  int setup_pending; /* AUTH / SELECT replies still to come */
   link_t waiting, sent, failing;
-  uint64_t retry_at;         /* no new connection attempt before (loop ms) */
+  uint64_t retry_at; /* no new connection attempt before (loop ms) */
   unsigned backoff_ms;
-  char reason[160];          /* why the last connection attempt failed */
-  char errmsg[200];          /* what aigw_redis_send last returned */
+  char reason[160]; /* why the last connection attempt failed */
+  char errmsg[200]; /* what aigw_redis_send last returned */
   int closed;
-  int depth;                 /* entries from the loop in progress */
+  int depth; /* entries from the loop in progress */
   int free_asked;
   int destroyed;
-  int timer_state;           /* 0 open, 1 closing, 2 closed */
+  int timer_state; /* 0 open, 1 closing, 2 closed */
   /* the worker's clients */
-  aigw_loop_t *owner;      /* NULL: not one of a loop's clients */
+  aigw_loop_t *owner; /* NULL: not one of a loop's clients */
   aigw_redis_t *next;
   int refs;
 };
@@ -282,12 +282,12 @@ int aigw_redis_format(aigw_buf_t *b, int argc, const char *const *argv, const si
 /* Lives as long as its context (freed in the poll handle's close callback,
  * after hiredis's cleanup), so the reader may point at it. */
 typedef struct {
-  redisAsyncContext *ac;     /* NULL once hiredis has cleaned up */
+  redisAsyncContext *ac; /* NULL once hiredis has cleaned up */
   uv_poll_t poll;
   int events;
-  redisReplyObjectFunctions *make;   /* hiredis's own reply functions */
-  size_t reply_cost;         /* of the reply being read */
-  const char *refused;       /* why a reply was refused, or NULL */
+  redisReplyObjectFunctions *make; /* hiredis's own reply functions */
+  size_t reply_cost;               /* of the reply being read */
+  const char *refused;             /* why a reply was refused, or NULL */
 } ev_t;
 
 static void refuse_connection(redisAsyncContext *ac, const char *why);
@@ -344,7 +344,7 @@ static void ev_on_closed(uv_handle_t *h) { aigw_free(h->data); }
 
 static void ev_cleanup(void *p) {
   ev_t *e = p;
-  if (e->ac == NULL) return;   /* some hiredis versions call it twice */
+  if (e->ac == NULL) return; /* some hiredis versions call it twice */
   e->ac = NULL;
   uv_close((uv_handle_t *)&e->poll, ev_on_closed);
 }
@@ -518,7 +518,7 @@ static void arm(aigw_redis_t *r) {
  * context (a disconnect it noticed), so it must not be freed here. */
 static void drop(aigw_redis_t *r, const char *msg, int hiredis_frees) {
   char m[256];
-  snprintf(m, sizeof m, "%s", msg);   /* msg may live in r, which callbacks change */
+  snprintf(m, sizeof m, "%s", msg); /* msg may live in r, which callbacks change */
   redisAsyncContext *ac = r->ac;
   r->ac = NULL;
   r->state = ST_IDLE;
@@ -559,7 +559,7 @@ static void lost(aigw_redis_t *r, const redisAsyncContext *ac, int hiredis_frees
   char msg[200];
   const ev_t *e = ac->ev.data;
   const char *why = ac->c.errstr[0] ? ac->c.errstr : "the connection closed";
-  if (e && e->refused) why = e->refused;   /* the reader's error says "Out of memory" */
+  if (e && e->refused) why = e->refused; /* the reader's error says "Out of memory" */
   snprintf(msg, sizeof msg, "redis connection lost: %s", why);
   /* Losing an idle connection is news; losing one with commands out, or
    * to a reply refused, more. */
@@ -673,7 +673,7 @@ static void on_connect(const redisAsyncContext *cac, int status) {
   if (status != REDIS_OK) {
     char why[160];
     snprintf(why, sizeof why, "%s", cac->c.errstr[0] ? cac->c.errstr : "connect failed");
-    connect_failed(r, why, 1);   /* hiredis frees the context when this returns */
+    connect_failed(r, why, 1); /* hiredis frees the context when this returns */
     leave(r);
     return;
   }
@@ -684,7 +684,7 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     aigw_redis_op_t *op = first_op(&r->waiting);
     list_remove(&op->link);
     if (write_op(r, op, op->buf) != 0) {
-      list_push(&r->failing, &op->link);   /* cannot happen: the context is fine */
+      list_push(&r->failing, &op->link); /* cannot happen: the context is fine */
       op_finish(op, "redis connection lost: cannot queue the command", NULL);
       continue;
     }
@@ -736,13 +736,13 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   aigw_redis_op_t *op = privdata;
   aigw_redis_t *r = ac->data;
   op->pending--;
-  if (op->r == NULL || r == NULL) {   /* finished, cancelled, or a dropped context */
+  if (op->r == NULL || r == NULL) { /* finished, cancelled, or a dropped context */
     op_maybe_free(op);
     return;
   }
   enter(r);
   if (reply == NULL) {
-    lost(r, ac, 1);   /* hiredis is freeing the context */
+    lost(r, ac, 1); /* hiredis is freeing the context */
   } else if (op->received < op->n - 1) {
     op->replies[op->received++] = steal(reply);
   } else {
@@ -879,7 +879,7 @@ aigw_redis_op_t *aigw_redis_send(aigw_redis_t *r, const char *cmds, const size_t
   op->r = r;
   if (r->state == ST_READY) {
     if (write_op(r, op, cmds) != 0) {
-      op->r = NULL;        /* freed when hiredis has called back for what it took */
+      op->r = NULL; /* freed when hiredis has called back for what it took */
       op_maybe_free(op);
       *err = "redis connection lost: cannot queue the command";
       return NULL;
@@ -922,7 +922,8 @@ aigw_redis_t *aigw_redis_acquire(aigw_loop_t *loop, const char *url, double conn
       return r;
     }
   }
-  aigw_redis_t *r = aigw_redis_new(&loop->uv, loop->dns, url, connect_timeout, timeout, err, errlen);
+  aigw_redis_t *r =
+      aigw_redis_new(&loop->uv, loop->dns, url, connect_timeout, timeout, err, errlen);
   if (r == NULL) return NULL;
   r->owner = loop;
   r->refs = 1;

@@ -53,11 +53,11 @@ typedef struct aigw_redis_op_s aigw_redis_op_t;
 typedef struct aigw_loop_s aigw_loop_t;
 
 typedef struct {
-  char *host;            /* a name or an IP literal (no brackets) */
-  uint16_t port;         /* 6379 unless given */
-  char *user;            /* NULL: AUTH with the password alone (or no AUTH) */
-  char *password;        /* NULL: no AUTH */
-  int db;                /* 0: no SELECT */
+  char *host;     /* a name or an IP literal (no brackets) */
+  uint16_t port;  /* 6379 unless given */
+  char *user;     /* NULL: AUTH with the password alone (or no AUTH) */
+  char *password; /* NULL: no AUTH */
+  int db;         /* 0: no SELECT */
 } aigw_redis_url_t;
 
 /* Parses redis://[[user]:password@]host[:port][/db]. User and password may be

@@ -26,8 +26,10 @@ int aigw_lthread_cannot_yield(lua_State *L, const char *what) {
   if (t != NULL && t->co != L)
     lua_pushfstring(L, "%s cannot wait inside a coroutine created by a plugin", what);
   else
-    lua_pushfstring(L, "%s cannot wait in this phase (only access, upstream, timers and "
-                    "init_worker's timers may)", what);
+    lua_pushfstring(L,
+                    "%s cannot wait in this phase (only access, upstream, timers and "
+                    "init_worker's timers may)",
+                    what);
   return 2;
 }
 
@@ -52,7 +54,7 @@ void aigw_lthread_resume(aigw_lthread_t *t, int nargs) {
   int rc = lua_resume(t->co, nargs);
   aigw_lua_leave(t->loop);
   t->running = 0;
-  if (rc == LUA_YIELD && t->op != NULL) return;   /* waiting on an operation */
+  if (rc == LUA_YIELD && t->op != NULL) return; /* waiting on an operation */
   /* done may free t: nothing touches it after this call. */
   t->done(t, rc);
 }

@@ -34,14 +34,14 @@ typedef void (*aigw_lthread_done_fn)(aigw_lthread_t *t, int status);
 
 struct aigw_lthread_s {
   lua_State *co;
-  aigw_gen_t *gen;           /* holds a reference on the generation */
+  aigw_gen_t *gen; /* holds a reference on the generation */
   aigw_loop_t *loop;
-  void *owner;               /* the request or timer this thread runs for */
+  void *owner; /* the request or timer this thread runs for */
   aigw_lthread_done_fn done;
-  void *op;                  /* the operation being waited on, or NULL */
+  void *op; /* the operation being waited on, or NULL */
   aigw_op_cancel_fn cancel;
-  int ref;                   /* registry reference keeping co alive */
-  int running;               /* inside lua_resume */
+  int ref;     /* registry reference keeping co alive */
+  int running; /* inside lua_resume */
 };
 
 /* The lthread L is the running coroutine of, if it may yield there; NULL in

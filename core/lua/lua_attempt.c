@@ -30,9 +30,9 @@
 #include "upstream/upstream.h"
 
 typedef struct {
-  aigw_attempt_t a;            /* first: failed() gets &op->a */
-  aigw_lthread_t *t;           /* the thread waiting, or NULL */
-  uint8_t starting;            /* inside aigw_upstream_attempt */
+  aigw_attempt_t a;  /* first: failed() gets &op->a */
+  aigw_lthread_t *t; /* the thread waiting, or NULL */
+  uint8_t starting;  /* inside aigw_upstream_attempt */
   uint8_t done;
 } attempt_op_t;
 
@@ -57,10 +57,10 @@ static int push_outcome(attempt_op_t *op, lua_State *co) {
 static void on_failed(aigw_attempt_t *a) {
   attempt_op_t *op = (attempt_op_t *)a;
   op->done = 1;
-  if (op->starting) return;   /* failed at once: the call returns the outcome */
+  if (op->starting) return; /* failed at once: the call returns the outcome */
   aigw_lthread_t *t = op->t;
   op->t = NULL;
-  if (t == NULL) {   /* no one waits (cannot happen: see cancel) */
+  if (t == NULL) { /* no one waits (cannot happen: see cancel) */
     aigw_buf_free(&a->head);
     aigw_buf_free(&a->body);
     return;

@@ -33,10 +33,10 @@
 #define OP_MT "aigw.http.op"
 
 typedef struct {
-  aigw_upstream_sink_t sink;   /* first: notify gets &op->sink */
-  aigw_lthread_t *t;           /* the thread waiting on this op, or NULL */
+  aigw_upstream_sink_t sink; /* first: notify gets &op->sink */
+  aigw_lthread_t *t;         /* the thread waiting on this op, or NULL */
   uint8_t started;
-  uint8_t want_head;           /* the waiting call is http_request */
+  uint8_t want_head; /* the waiting call is http_request */
 } http_op_t;
 
 static http_op_t *check_op(lua_State *L) { return luaL_checkudata(L, 1, OP_MT); }
@@ -135,7 +135,7 @@ static int push_results(http_op_t *op, lua_State *co) {
 static void op_notify(aigw_upstream_sink_t *s) {
   http_op_t *op = (http_op_t *)s;
   aigw_lthread_t *t = op->t;
-  if (t == NULL) return;   /* nobody waits: the state stays in the sink */
+  if (t == NULL) return; /* nobody waits: the state stays in the sink */
   op->t = NULL;
   aigw_lthread_resume(t, push_results(op, t->co));
 }
@@ -193,7 +193,7 @@ static int http_request(lua_State *L) {
   f.timeout_ms = (uint64_t)llround(timeout * 1000.0);
   if (f.timeout_ms == 0) f.timeout_ms = 1;
   if (aigw_upstream_fetch(loop, *tp, &f, &op->sink) != 0) return push_err(L, "no memory");
-  if (op->sink.err) return push_err(L, op->sink.err);   /* failed at once (dns cache) */
+  if (op->sink.err) return push_err(L, op->sink.err); /* failed at once (dns cache) */
   op->t = t;
   op->want_head = 1;
   return aigw_lthread_wait(L, t, op, op_cancel);

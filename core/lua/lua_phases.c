@@ -34,8 +34,9 @@ static int core_exit(lua_State *L) {
   if (lua_getexdata(L) == NULL) return luaL_error(L, "aigw.exit: there is no request here");
   aigw_lthread_t *t = aigw_lthread_current(L);
   if (t == NULL) {
-    return luaL_error(L, "aigw.exit: cannot be called here (it answers from access or "
-                         "upstream, and not from inside a coroutine a plugin created)");
+    return luaL_error(L,
+                      "aigw.exit: cannot be called here (it answers from access or "
+                      "upstream, and not from inside a coroutine a plugin created)");
   }
   lua_settop(L, 3);
   lua_pushlightuserdata(L, (void *)&exit_marker);
@@ -151,7 +152,7 @@ int aigw_lua_header_filter(aigw_req_t *r, int *status, const char **lines, size_
     sync_error(r, S, "header_filter");
     return -1;
   }
-  if (lua_type(S, -2) != LUA_TNUMBER) {   /* aigw.exit: ctx._exit holds the answer */
+  if (lua_type(S, -2) != LUA_TNUMBER) { /* aigw.exit: ctx._exit holds the answer */
     lua_settop(S, 0);
     return 1;
   }
@@ -197,7 +198,7 @@ static int body_filter_call(aigw_req_t *r, const char *in, size_t len, int eof, 
     sync_error(r, S, "body_filter");
     return -1;
   }
-  *out = lua_tolstring(S, -2, outlen);   /* kept in ctx by the runtime */
+  *out = lua_tolstring(S, -2, outlen); /* kept in ctx by the runtime */
   if (*out == NULL) {
     *out = "";
     *outlen = 0;
@@ -266,8 +267,8 @@ static void respond_filtered(aigw_req_t *r, int status, const char *hdrs, size_t
   aigw_respond(r, status, hdrs, hlen, body, blen);
 }
 
-static void respond_lua(aigw_req_t *r, int status, const char *hdrs, size_t hlen,
-                        const char *body, size_t blen) {
+static void respond_lua(aigw_req_t *r, int status, const char *hdrs, size_t hlen, const char *body,
+                        size_t blen) {
   respond_filtered(r, status, hdrs, hlen, body, blen, 0);
 }
 
@@ -336,7 +337,8 @@ static void act(aigw_req_t *r, lua_State *co, int base) {
     if (!r->complete) {
       /* The runtime reads the body before it routes: only a chain that
        * skipped it gets here. */
-      lua_pushstring(co, "proxy decision before the request body was read (aigw.request.read_body)");
+      lua_pushstring(co,
+                     "proxy decision before the request body was read (aigw.request.read_body)");
       internal_error(r, co, "handler");
       return;
     }
@@ -358,8 +360,9 @@ static void request_done(aigw_lthread_t *t, int status) {
       act(r, co, 2);
       return;
     }
-    lua_pushstring(co, "a plugin yielded outside the aigw API (coroutine.yield in the request's "
-                       "own coroutine)");
+    lua_pushstring(co,
+                   "a plugin yielded outside the aigw API (coroutine.yield in the request's "
+                   "own coroutine)");
     internal_error(r, co, "handler");
   } else {
     internal_error(r, co, "plugin error");

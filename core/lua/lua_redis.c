@@ -32,7 +32,7 @@
 #define CLIENT_MT "aigw.redis_client"
 
 typedef struct {
-  aigw_redis_t *r;        /* the worker's client, from the first command on */
+  aigw_redis_t *r; /* the worker's client, from the first command on */
   double connect_timeout, timeout;
   char url[];
 } client_t;
@@ -46,7 +46,7 @@ static int client_gc(lua_State *L) {
 
 static int client_tostring(lua_State *L) {
   luaL_checkudata(L, 1, CLIENT_MT);
-  lua_pushstring(L, "aigw.redis client");   /* never the URL: it may hold a password */
+  lua_pushstring(L, "aigw.redis client"); /* never the URL: it may hold a password */
   return 1;
 }
 
@@ -121,10 +121,9 @@ static void to_arg(lua_State *L, int idx, const char *fn, int argn, int cmd) {
     return;
   }
   if (cmd > 0)
-    lua_pushfstring(L, "command #%d, argument #%d: string or number expected, got %s", cmd,
-                    argn, luaL_typename(L, idx));
-  else
-    lua_pushfstring(L, "string or number expected, got %s", luaL_typename(L, idx));
+    lua_pushfstring(L, "command #%d, argument #%d: string or number expected, got %s", cmd, argn,
+                    luaL_typename(L, idx));
+  else lua_pushfstring(L, "string or number expected, got %s", luaL_typename(L, idx));
   arg_error(L, fn, cmd > 0 ? 1 : argn, lua_tostring(L, -1));
 }
 
@@ -137,8 +136,8 @@ static int name_is(const char *s, size_t len, const char *name) {
 static const char *refused(lua_State *L, int first, int argc) {
   static const char *const names[] = {
       "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
-      "MONITOR", "PMONITOR", "SYNC", "PSYNC", "HELLO", "RESET", "QUIT", "SELECT", "AUTH",
-      "WATCH", "UNWATCH", NULL};
+      "MONITOR",   "PMONITOR",   "SYNC",       "PSYNC",       "HELLO",        "RESET",
+      "QUIT",      "SELECT",     "AUTH",       "WATCH",       "UNWATCH",      NULL};
   size_t len;
   const char *cmd = lua_tolstring(L, first, &len);
   for (int i = 0; names[i]; i++)
@@ -191,31 +190,25 @@ static void op_cancel(void *op) { aigw_redis_cancel(op); }
 /* Pushes one reply; errors become { false, "message" }. */
 static void push_reply(lua_State *co, const redisReply *x) {
   switch (x->type) {
-  case REDIS_REPLY_STRING:
-  case REDIS_REPLY_STATUS:
-    lua_pushlstring(co, x->str, x->len);
-    break;
-  case REDIS_REPLY_INTEGER:
-    lua_pushnumber(co, (lua_Number)x->integer);
-    break;
-  case REDIS_REPLY_ARRAY:
-    luaL_checkstack(co, 4, "redis reply nested too deeply");
-    lua_createtable(co, x->elements < 0x7fffffff ? (int)x->elements : 0, 0);
-    for (size_t i = 0; i < x->elements; i++) {
-      push_reply(co, x->element[i]);
-      lua_rawseti(co, -2, (int)i + 1);
-    }
-    break;
-  case REDIS_REPLY_ERROR:
-    lua_createtable(co, 2, 0);
-    lua_pushboolean(co, 0);
-    lua_rawseti(co, -2, 1);
-    lua_pushlstring(co, x->str, x->len);
-    lua_rawseti(co, -2, 2);
-    break;
-  default:   /* REDIS_REPLY_NIL */
-    lua_pushlightuserdata(co, NULL);
-    break;
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS: lua_pushlstring(co, x->str, x->len); break;
+    case REDIS_REPLY_INTEGER: lua_pushnumber(co, (lua_Number)x->integer); break;
+    case REDIS_REPLY_ARRAY:
+      luaL_checkstack(co, 4, "redis reply nested too deeply");
+      lua_createtable(co, x->elements < 0x7fffffff ? (int)x->elements : 0, 0);
+      for (size_t i = 0; i < x->elements; i++) {
+        push_reply(co, x->element[i]);
+        lua_rawseti(co, -2, (int)i + 1);
+      }
+      break;
+    case REDIS_REPLY_ERROR:
+      lua_createtable(co, 2, 0);
+      lua_pushboolean(co, 0);
+      lua_rawseti(co, -2, 1);
+      lua_pushlstring(co, x->str, x->len);
+      lua_rawseti(co, -2, 2);
+      break;
+    default: /* REDIS_REPLY_NIL */ lua_pushlightuserdata(co, NULL); break;
   }
 }
 
@@ -354,7 +347,7 @@ static int core_redis_pipeline(lua_State *L) {
     for (int j = 1; j <= argc; j++) {
       lua_rawgeti(L, 3, j);
       int type = lua_type(L, -1);
-      if (type != LUA_TSTRING && type != LUA_TNUMBER) {   /* to_arg raises: free first */
+      if (type != LUA_TSTRING && type != LUA_TNUMBER) { /* to_arg raises: free first */
         aigw_free(lens);
         aigw_buf_free(&b);
       }

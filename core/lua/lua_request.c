@@ -110,14 +110,20 @@ AIGW_EXPORT int aigw_ffi_req_filter_body(aigw_req_t *r) {
  * AIGW_FILTER_USAGE with OBSERVE: the core follows a JSON answer itself and
  * calls body_filter once, at its end, with its top-level "usage" member
  * (see core/base/json_scan.h). Returns 0 when the generation has no such phase. */
-enum { AIGW_FILTER_HEADERS = 1, AIGW_FILTER_BODY = 2, AIGW_FILTER_OBSERVE = 4,
-       AIGW_FILTER_ERRORS = 8, AIGW_FILTER_USAGE = 16 };
+enum {
+  AIGW_FILTER_HEADERS = 1,
+  AIGW_FILTER_BODY = 2,
+  AIGW_FILTER_OBSERVE = 4,
+  AIGW_FILTER_ERRORS = 8,
+  AIGW_FILTER_USAGE = 16
+};
 
 AIGW_EXPORT int aigw_ffi_req_filter(aigw_req_t *r, int what) {
   if (r->lt == NULL) return 0;
   const aigw_gen_t *g = r->lt->gen;
   if ((what & AIGW_FILTER_HEADERS) && g->header_filter_ref == LUA_NOREF) return 0;
-  if ((what & (AIGW_FILTER_BODY | AIGW_FILTER_OBSERVE)) && g->body_filter_ref == LUA_NOREF) return 0;
+  if ((what & (AIGW_FILTER_BODY | AIGW_FILTER_OBSERVE)) && g->body_filter_ref == LUA_NOREF)
+    return 0;
   if (what & AIGW_FILTER_HEADERS) r->filter_headers = 1;
   if ((what & AIGW_FILTER_ERRORS) && r->filter_errors) r->filter_headers = 1;
   if (what & AIGW_FILTER_BODY) {

@@ -47,8 +47,9 @@ static int target_tostring(lua_State *L) {
   aigw_target_t **tp = luaL_checkudata(L, 1, "aigw.target");
   aigw_target_t *t = *tp;
   if (t == NULL) lua_pushstring(L, "aigw.target (freed)");
-  else lua_pushfstring(L, "aigw.target(%s://%s:%d%s)", t->tls ? "https" : "http", t->host,
-                       (int)t->port, t->base_path);
+  else
+    lua_pushfstring(L, "aigw.target(%s://%s:%d%s)", t->tls ? "https" : "http", t->host,
+                    (int)t->port, t->base_path);
   return 1;
 }
 
@@ -142,8 +143,8 @@ static const char *parse_url(aigw_target_t *t, const char *url) {
   if (default_port)
     t->host_header = format_new("Host: %s%s%s\r\n", v6 ? "[" : "", t->host, v6 ? "]" : "");
   else
-    t->host_header = format_new("Host: %s%s%s:%u\r\n", v6 ? "[" : "", t->host, v6 ? "]" : "",
-                                (unsigned)t->port);
+    t->host_header =
+        format_new("Host: %s%s%s:%u\r\n", v6 ? "[" : "", t->host, v6 ? "]" : "", (unsigned)t->port);
   return NULL;
 }
 
@@ -155,7 +156,7 @@ static int target_new(lua_State *L) {
   lua_setmetatable(L, -2);
   int ud = lua_gettop(L);
   aigw_target_t *t = aigw_calloc(1, sizeof *t);
-  *tp = t;   /* from here on, an error frees it through __gc */
+  *tp = t; /* from here on, an error frees it through __gc */
 
   lua_getfield(L, 1, "url");
   const char *url = lua_tostring(L, -1);

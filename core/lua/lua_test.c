@@ -46,7 +46,7 @@
 typedef struct {
   aigw_conn_t conn;
   aigw_req_t req;
-  aigw_buf_t head;   /* the request head: conn.rbuf once complete */
+  aigw_buf_t head; /* the request head: conn.rbuf once complete */
 } test_req_t;
 
 static const struct {
@@ -64,7 +64,8 @@ static int method_of(const char *name) {
   return -1;
 }
 
-static const char *opt_string(lua_State *L, int t, const char *field, const char *def, size_t *len) {
+static const char *opt_string(lua_State *L, int t, const char *field, const char *def,
+                              size_t *len) {
   lua_getfield(L, t, field);
   const char *s = def;
   if (!lua_isnil(L, -1)) {
@@ -74,7 +75,7 @@ static const char *opt_string(lua_State *L, int t, const char *field, const char
   } else if (len) {
     *len = def ? strlen(def) : 0;
   }
-  lua_pop(L, 1);   /* the string stays alive: it is in the options table */
+  lua_pop(L, 1); /* the string stays alive: it is in the options table */
   return s;
 }
 
@@ -104,9 +105,10 @@ static void head_add(lua_State *L, aigw_buf_t *b, const char *p, size_t n) {
   if (aigw_buf_append(b, p, n) != 0) luaL_error(L, "request: out of memory");
 }
 
-static void add_header(lua_State *L, aigw_req_t *r, aigw_buf_t *head, const char *name,
-                       size_t nlen, const char *value, size_t vlen) {
-  if (r->nhdrs >= AIGW_MAX_HEADERS) luaL_error(L, "request: more than %d headers", AIGW_MAX_HEADERS);
+static void add_header(lua_State *L, aigw_req_t *r, aigw_buf_t *head, const char *name, size_t nlen,
+                       const char *value, size_t vlen) {
+  if (r->nhdrs >= AIGW_MAX_HEADERS)
+    luaL_error(L, "request: more than %d headers", AIGW_MAX_HEADERS);
   aigw_hdr_t *h = &r->hdrs[r->nhdrs++];
   h->name = (uint32_t)head->len;
   h->name_len = (uint32_t)nlen;
@@ -152,8 +154,9 @@ static void add_headers(lua_State *L, int opts, aigw_req_t *r, aigw_buf_t *head)
     if (lua_type(L, -2) == LUA_TSTRING) {
       if (lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "request: header '%s' must be a string", lua_tostring(L, -2));
-      if (nnames > AIGW_MAX_HEADERS) luaL_error(L, "request: more than %d headers", AIGW_MAX_HEADERS);
-      names[nnames++] = lua_tostring(L, -2);   /* keys of t: alive while t is */
+      if (nnames > AIGW_MAX_HEADERS)
+        luaL_error(L, "request: more than %d headers", AIGW_MAX_HEADERS);
+      names[nnames++] = lua_tostring(L, -2); /* keys of t: alive while t is */
     } else if (lua_type(L, -2) != LUA_TNUMBER) {
       luaL_error(L, "request: header names must be strings");
     }
@@ -183,7 +186,7 @@ static int l_request(lua_State *L) {
   }
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  test_req_t *t = lua_newuserdata(L, sizeof *t);   /* index 2 */
+  test_req_t *t = lua_newuserdata(L, sizeof *t); /* index 2 */
   memset(t, 0, sizeof *t);
   luaL_getmetatable(L, REQ_MT);
   lua_setmetatable(L, 2);
@@ -203,7 +206,8 @@ static int l_request(lua_State *L) {
   int m = method_of(method);
   if (m < 0) return luaL_error(L, "request: unknown method '%s'", method);
   if (plen == 0 || path[0] != '/') return luaL_error(L, "request: path must start with '/'");
-  if (memchr(path, '?', plen)) return luaL_error(L, "request: put the query in 'query', not in 'path'");
+  if (memchr(path, '?', plen))
+    return luaL_error(L, "request: put the query in 'query', not in 'path'");
   lua_getfield(L, 1, "admin");
   c->admin = (uint8_t)lua_toboolean(L, -1);
   lua_pop(L, 1);
@@ -293,7 +297,7 @@ static int l_exdata(lua_State *L) {
  * for it (when the caller is an lthread; otherwise fn must not wait).
  * Returns "ok", results... | "exit", status, body, lines | "error", err. */
 typedef struct {
-  aigw_lthread_t *parent;    /* waiting for the child; NULL while in l_run */
+  aigw_lthread_t *parent; /* waiting for the child; NULL while in l_run */
   aigw_lthread_t *child;
   int finished, status;
 } run_op_t;
@@ -323,8 +327,9 @@ static int push_outcome(lua_State *to, lua_State *co, int status) {
       return n;
     }
     lua_pushstring(to, "error");
-    lua_pushstring(to, "the code yielded outside the aigw API (coroutine.yield on its own "
-                       "coroutine)");
+    lua_pushstring(to,
+                   "the code yielded outside the aigw API (coroutine.yield on its own "
+                   "coroutine)");
     return 2;
   }
   lua_pushstring(to, "error");
@@ -338,7 +343,7 @@ static void run_child_done(aigw_lthread_t *t, int status) {
   op->finished = 1;
   op->status = status;
   aigw_lthread_t *parent = op->parent;
-  if (parent == NULL) return;   /* finished inside l_run, which takes the outcome */
+  if (parent == NULL) return; /* finished inside l_run, which takes the outcome */
   int n = push_outcome(parent->co, t->co, status);
   op->child = NULL;
   aigw_lthread_free(t);
@@ -400,11 +405,12 @@ static int l_run(lua_State *L) {
     return n;
   }
   if (self == NULL) {
-    aigw_lthread_free(t);   /* cancels what it waits on */
+    aigw_lthread_free(t); /* cancels what it waits on */
     aigw_free(op);
     lua_pushstring(L, "error");
-    lua_pushstring(L, "the code waited on the loop (aigw.sleep, HTTP, Redis), which it cannot do "
-                      "when run from a coroutine a spec made itself");
+    lua_pushstring(L,
+                   "the code waited on the loop (aigw.sleep, HTTP, Redis), which it cannot do "
+                   "when run from a coroutine a spec made itself");
     return 2;
   }
   op->parent = self;
@@ -419,14 +425,14 @@ static int l_call(lua_State *L) {
   void *req = request_arg(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   int nargs = lua_gettop(L) - 2;
-  lua_State *S = lua_newthread(L);   /* index nargs + 3 */
+  lua_State *S = lua_newthread(L); /* index nargs + 3 */
   int thread_idx = lua_gettop(L);
-  lua_setexdata2(S, NULL);            /* not an lthread: nothing here may wait */
+  lua_setexdata2(S, NULL); /* not an lthread: nothing here may wait */
   lua_setexdata(S, req);
   for (int i = 2; i <= nargs + 2; i++) lua_pushvalue(L, i);
   lua_xmove(L, S, nargs + 1);
   int rc = lua_pcall(S, nargs, LUA_MULTRET, 0);
-  if (aigw__lua_run.hooked) aigw__lua_unhook(S);   /* aigw.exit in a filter */
+  if (aigw__lua_run.hooked) aigw__lua_unhook(S); /* aigw.exit in a filter */
   lua_setexdata(S, NULL);
   int n = lua_gettop(S);
   if (!lua_checkstack(L, n + 2)) return luaL_error(L, "call: too many results");
@@ -459,8 +465,7 @@ static void stop_child(int i) {
   }
   if (!done) {
     kill(pid, SIGKILL);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
   }
   close(children[i].fd);
   children[i].pid = 0;
@@ -479,7 +484,7 @@ static int l_spawn(lua_State *L) {
   const char *argv[64];
   for (int i = 0; i < argc; i++) {
     lua_rawgeti(L, 1, i + 1);
-    argv[i] = lua_tostring(L, -1);   /* kept alive by the table */
+    argv[i] = lua_tostring(L, -1); /* kept alive by the table */
     lua_pop(L, 1);
     if (argv[i] == NULL) return luaL_argerror(L, 1, "strings expected");
   }
@@ -615,17 +620,16 @@ int aigw__luaopen_test_core(lua_State *L) {
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
-  static const luaL_Reg fns[] = {
-      {"request", l_request},
-      {"exdata", l_exdata},
-      {"run", l_run},
-      {"call", l_call},
-      {"body_filter", l_body_filter},
-      {"spawn", l_spawn},
-      {"kill", l_kill},
-      {"capture_start", l_capture_start},
-      {"capture_stop", l_capture_stop},
-      {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"request", l_request},
+                                 {"exdata", l_exdata},
+                                 {"run", l_run},
+                                 {"call", l_call},
+                                 {"body_filter", l_body_filter},
+                                 {"spawn", l_spawn},
+                                 {"kill", l_kill},
+                                 {"capture_start", l_capture_start},
+                                 {"capture_stop", l_capture_stop},
+                                 {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   return 1;

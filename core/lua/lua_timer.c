@@ -22,7 +22,7 @@
 
 typedef struct {
   uv_timer_t timer;
-  aigw_lthread_t *t;       /* NULL once cancelled */
+  aigw_lthread_t *t; /* NULL once cancelled */
 } sleep_op_t;
 
 static void on_sleep_closed(uv_handle_t *h) { aigw_free(h->data); }
@@ -69,11 +69,11 @@ static int core_sleep(lua_State *L) {
 struct aigw_timer_s {
   uv_timer_t h;
   aigw_gen_t *gen;
-  struct aigw_timer_s *next, **pprev;   /* the generation's list */
-  int fn_ref;             /* { fn, n, args... } in the registry */
+  struct aigw_timer_s *next, **pprev; /* the generation's list */
+  int fn_ref;                         /* { fn, n, args... } in the registry */
   int id;
-  uint64_t interval_ms;   /* 0: once */
-  int running;            /* callbacks of this timer still in flight */
+  uint64_t interval_ms; /* 0: once */
+  int running;          /* callbacks of this timer still in flight */
   int cancelled;
 };
 typedef struct aigw_timer_s lua_timer_t;
@@ -81,7 +81,7 @@ typedef struct aigw_timer_s lua_timer_t;
 /* A callback in flight: an lthread the worker can stop at shutdown. */
 typedef struct run_s {
   aigw_lthread_t *t;
-  lua_timer_t *timer;     /* NULL once the timer is gone */
+  lua_timer_t *timer; /* NULL once the timer is gone */
   struct run_s *next, **pprev;
 } run_t;
 
@@ -96,7 +96,7 @@ static void unlink_timer(lua_timer_t *tm) {
 static void on_timer_closed(uv_handle_t *h) {
   lua_timer_t *tm = h->data;
   if (tm->running == 0) aigw_free(tm);
-  else tm->cancelled = 2;   /* freed by its last callback */
+  else tm->cancelled = 2; /* freed by its last callback */
 }
 
 static void timer_close(lua_timer_t *tm) {
@@ -131,7 +131,7 @@ static void callback_done(aigw_lthread_t *t, int status) {
 static void on_timer(uv_timer_t *h) {
   lua_timer_t *tm = h->data;
   aigw_gen_t *g = tm->gen;
-  if (tm->interval_ms && tm->running) return;   /* the last tick is still busy */
+  if (tm->interval_ms && tm->running) return; /* the last tick is still busy */
   lua_State *L = g->L;
   run_t *run = aigw_try_malloc(sizeof *run);
   if (run == NULL) return;
@@ -147,7 +147,7 @@ static void on_timer(uv_timer_t *h) {
   lua_rawgeti(L, -1, 2);
   int n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
-  lua_pushboolean(co, 0);   /* premature */
+  lua_pushboolean(co, 0); /* premature */
   for (int i = 0; i < n; i++) {
     lua_rawgeti(L, -1, 3 + i);
     lua_xmove(L, co, 1);

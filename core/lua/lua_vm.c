@@ -148,7 +148,8 @@ static aigw_gen_t *gen_alloc(aigw_loop_t *loop, char *err, size_t errlen) {
   memset(g, 0, sizeof *g);
   g->loop = loop;
   g->refs = 1;
-  g->handler_ref = g->route_ref = g->header_filter_ref = g->body_filter_ref = g->log_ref = LUA_NOREF;
+  g->handler_ref = g->route_ref = g->header_filter_ref = g->body_filter_ref = g->log_ref =
+      LUA_NOREF;
   g->L = aigw_lua_new_state(loop->conf->prefix);
   if (g->L == NULL) {
     aigw_free(g);
@@ -259,7 +260,8 @@ void aigw_gen_retire(aigw_gen_t *g) {
 size_t aigw_gen_memory_kb(aigw_gen_t *g) { return (size_t)lua_gc(g->L, LUA_GCCOUNT, 0); }
 
 void aigw_lua_note_memory(aigw_loop_t *loop) {
-  if (loop->gen) atomic_store_explicit(&loop->stat_lua_kb, aigw_gen_memory_kb(loop->gen), memory_order_relaxed);
+  if (loop->gen)
+    atomic_store_explicit(&loop->stat_lua_kb, aigw_gen_memory_kb(loop->gen), memory_order_relaxed);
   int n = 0;
   size_t kb = 0;
   for (aigw_gen_t *g = loop->retired; g; g = g->next, n++) kb += aigw_gen_memory_kb(g);

@@ -16,22 +16,22 @@ typedef struct aigw_gen_s aigw_gen_t;
 struct aigw_gen_s {
   aigw_loop_t *loop;
   lua_State *L;
-  unsigned long id;          /* 1 for the first, +1 per reload */
-  int refs;                  /* the worker's (while current) + each lthread */
-  int retired;               /* replaced: timers stop, close at refs == 0 */
+  unsigned long id; /* 1 for the first, +1 per reload */
+  int refs;         /* the worker's (while current) + each lthread */
+  int retired;      /* replaced: timers stop, close at refs == 0 */
   /* the runtime's phase entry points (registry refs, LUA_NOREF if none) */
-  int handler_ref;           /* access, routing, upstream: handler(ctx) */
-  int route_ref;             /* routing, upstream: route(ctx), when the handler
+  int handler_ref;       /* access, routing, upstream: handler(ctx) */
+  int route_ref;         /* routing, upstream: route(ctx), when the handler
                               * returned before the body had come */
-  int header_filter_ref;     /* header_filter(ctx, status, lines) */
-  int body_filter_ref;       /* body_filter(ctx, chunk, eof) */
-  int log_ref;               /* log(ctx, status) */
-  uint8_t filter_all;        /* header_filter runs on every response (else on request) */
-  uint8_t filter_errors;     /* header_filter runs on upstream errors (>= 400) */
-  lua_State *sync;           /* thread for the phases that cannot wait */
+  int header_filter_ref; /* header_filter(ctx, status, lines) */
+  int body_filter_ref;   /* body_filter(ctx, chunk, eof) */
+  int log_ref;           /* log(ctx, status) */
+  uint8_t filter_all;    /* header_filter runs on every response (else on request) */
+  uint8_t filter_errors; /* header_filter runs on upstream errors (>= 400) */
+  lua_State *sync;       /* thread for the phases that cannot wait */
   int sync_ref;
-  struct aigw_timer_s *timers;   /* aigw.timer timers not yet fired */
-  aigw_gen_t *next;          /* the worker's list of retired generations */
+  struct aigw_timer_s *timers; /* aigw.timer timers not yet fired */
+  aigw_gen_t *next;            /* the worker's list of retired generations */
 };
 
 /* What the process offers the Lua side of its workers (aigw_core.reload,
@@ -40,11 +40,11 @@ struct aigw_gen_s {
  * there is one worker, Lua is not watched, and reload and status are not
  * available. Any member may be NULL. */
 typedef struct {
-  unsigned long generation;  /* the generation serving */
-  int reloading;             /* a reload is under way */
-  int has_last;              /* a reload has been answered: */
-  int last_ok;               /*   whether it took */
-  char last[1024];           /*   "generation N" or why it was rejected */
+  unsigned long generation; /* the generation serving */
+  int reloading;            /* a reload is under way */
+  int has_last;             /* a reload has been answered: */
+  int last_ok;              /*   whether it took */
+  char last[1024];          /*   "generation N" or why it was rejected */
 } aigw_process_status_t;
 
 typedef struct aigw_lua_host_s {
@@ -124,19 +124,18 @@ void aigw_lua_respond_upstream(aigw_req_t *r, int status, const char *lines, siz
 size_t aigw_gen_memory_kb(aigw_gen_t *g);
 
 /* Registration of the C parts of aigw_core (table on top of L). */
-void aigw__lua_register_target(lua_State *L);   /* lua_target.c */
-void aigw__lua_register_timer(lua_State *L);    /* lua_timer.c: sleep, timers */
-void aigw__lua_register_admin(lua_State *L);    /* lua_reload.c: reload, status */
-void aigw__lua_register_http(lua_State *L);     /* lua_http.c: aigw.http */
-void aigw__lua_register_attempt(lua_State *L);  /* lua_attempt.c: proxy_attempt */
-void aigw__lua_register_body(lua_State *L);     /* lua_body.c: read_body */
-void aigw__lua_register_redis(lua_State *L);    /* lua_redis.c: redis_client */
-void aigw__lua_register_exit(lua_State *L);     /* lua_phases.c: exit, exit_sync, need_body */
+void aigw__lua_register_target(lua_State *L);  /* lua_target.c */
+void aigw__lua_register_timer(lua_State *L);   /* lua_timer.c: sleep, timers */
+void aigw__lua_register_admin(lua_State *L);   /* lua_reload.c: reload, status */
+void aigw__lua_register_http(lua_State *L);    /* lua_http.c: aigw.http */
+void aigw__lua_register_attempt(lua_State *L); /* lua_attempt.c: proxy_attempt */
+void aigw__lua_register_body(lua_State *L);    /* lua_body.c: read_body */
+void aigw__lua_register_redis(lua_State *L);   /* lua_redis.c: redis_client */
+void aigw__lua_register_exit(lua_State *L);    /* lua_phases.c: exit, exit_sync, need_body */
 
 /* The body a request's Lua waits for is complete: resume it, or start
  * the routing its handler left for then (aigw_core.need_body). */
 void aigw_lua_body_ready(aigw_req_t *r);
-
 
 /* lua_timer.c: cancels a generation's pending timers; stops the worker's
  * callbacks in flight (shutdown). */

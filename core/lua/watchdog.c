@@ -43,20 +43,23 @@ void aigw_watchdog_install(void) {
   sigaction(watch_signal(), &sa, NULL);
 }
 
-void aigw_watchdog_check(aigw_loop_t *loop, uv_thread_t thread, uint64_t limit_ms, uint64_t kill_ms) {
+void aigw_watchdog_check(aigw_loop_t *loop, uv_thread_t thread, uint64_t limit_ms,
+                         uint64_t kill_ms) {
   uint64_t now = uv_hrtime() / 1000000;
   uint64_t since = atomic_load_explicit(&loop->lua_since, memory_order_relaxed);
   if (since == 0 || now < since) return;
   uint64_t ran = now - since;
   if (kill_ms && ran >= kill_ms) {
-    aigw_log_error("worker %d: Lua has not returned for %llu ms (compiled code cannot be "
-                   "interrupted); aborting the process", loop->id, (unsigned long long)ran);
+    aigw_log_error(
+        "worker %d: Lua has not returned for %llu ms (compiled code cannot be "
+        "interrupted); aborting the process",
+        loop->id, (unsigned long long)ran);
     abort();
   }
   if (limit_ms && ran >= limit_ms && loop->watch_signalled != since) {
     loop->watch_signalled = since;
-    aigw_log_warn("worker %d: Lua has run for %llu ms without returning; interrupting it",
-                  loop->id, (unsigned long long)ran);
+    aigw_log_warn("worker %d: Lua has run for %llu ms without returning; interrupting it", loop->id,
+                  (unsigned long long)ran);
     pthread_kill(thread, watch_signal());
   }
 }

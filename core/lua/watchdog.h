@@ -51,6 +51,7 @@ static inline void aigw_lua_leave(aigw_loop_t *loop) {
 void aigw_watchdog_install(void);
 /* Checks the loop of one worker (its thread); called from the main
  * thread's timer. */
-void aigw_watchdog_check(aigw_loop_t *loop, uv_thread_t thread, uint64_t limit_ms, uint64_t kill_ms);
+void aigw_watchdog_check(aigw_loop_t *loop, uv_thread_t thread, uint64_t limit_ms,
+                         uint64_t kill_ms);
 
 #endif

@@ -93,8 +93,7 @@ aigw_config_t *aigw_config_load(const char *path, const char *prefix, char *err,
   c->max_connections = (int)num_field(L, s, "max_connections");
   c->client_header_timeout_ms = (uint64_t)(num_field(L, s, "client_header_timeout") * 1000);
   c->client_body_timeout_ms = (uint64_t)(num_field(L, s, "client_body_timeout") * 1000);
-  c->client_body_total_timeout_ms =
-      (uint64_t)(num_field(L, s, "client_body_total_timeout") * 1000);
+  c->client_body_total_timeout_ms = (uint64_t)(num_field(L, s, "client_body_total_timeout") * 1000);
   c->keepalive_timeout_ms = (uint64_t)(num_field(L, s, "keepalive_timeout") * 1000);
   c->send_timeout_ms = (uint64_t)(num_field(L, s, "send_timeout") * 1000);
   c->drain_timeout_ms = (uint64_t)(num_field(L, s, "drain_timeout") * 1000);

@@ -27,7 +27,7 @@ static const char usage[] =
     "  AIGW_PREFIX    where lua/ and plugins/ live (default: the source tree)\n";
 
 int aigw_cmd_reload(const aigw_config_t *c);
-int aigw_test_main(int argc, char **argv);   /* test_cmd.c */
+int aigw_test_main(int argc, char **argv); /* test_cmd.c */
 
 static const char *prefix(void) {
   const char *p = getenv("AIGW_PREFIX");
@@ -79,14 +79,16 @@ static int refuse_public(const char *path, const aigw_config_t *c) {
     if (is_public(c->listen[i])) {
       fprintf(stderr,
               "aigw: %s: refusing to listen on non-loopback address %s without api_keys "
-              "(set AIGW_API_KEYS)\n", path, c->listen[i]);
+              "(set AIGW_API_KEYS)\n",
+              path, c->listen[i]);
       return 1;
     }
   }
   if (c->admin_listen && !c->has_admin_keys && is_public(c->admin_listen)) {
     fprintf(stderr,
             "aigw: %s: refusing to listen on non-loopback admin address %s without admin_keys "
-            "(set AIGW_ADMIN_KEYS)\n", path, c->admin_listen);
+            "(set AIGW_ADMIN_KEYS)\n",
+            path, c->admin_listen);
     return 1;
   }
   return 0;

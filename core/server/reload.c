@@ -59,8 +59,8 @@ void aigw__server_reload_step(aigw_server_t *srv) {
         aigw_log_info("reload: generation %lu serving", srv->generation);
       } else {
         snprintf(srv->reload_msg, sizeof srv->reload_msg, "%s", first_err);
-        aigw_log_error("reload rejected (worker %d): %s; generation %lu keeps serving",
-                       err_worker, first_err, srv->generation);
+        aigw_log_error("reload rejected (worker %d): %s; generation %lu keeps serving", err_worker,
+                       first_err, srv->generation);
       }
       srv->reload_ok = ok;
       for (int i = 0; i < srv->nworkers; i++) {
@@ -120,7 +120,7 @@ void aigw__worker_reload_step(aigw_worker_t *w) {
     snprintf(w->build_err, sizeof w->build_err, "%s", err);
     uv_mutex_unlock(&srv->mu);
     uv_async_send(&srv->reload_async);
-    return;   /* the decision comes with a later wakeup */
+    return; /* the decision comes with a later wakeup */
   }
   if (decided == w->built && decided > w->applied) {
     aigw_gen_t *g = w->pending;

@@ -80,7 +80,8 @@ static int via_admin(const aigw_config_t *c) {
   struct timeval tv = {.tv_sec = 60};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+  socklen_t len =
+      ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
   if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
     fprintf(stderr, "aigw: cannot reach the admin listener at %s: %s (is aigw running?)\n",
             c->admin_listen, strerror(errno));
@@ -122,7 +123,8 @@ static int via_admin(const aigw_config_t *c) {
   char resp[8192];
   size_t got = 0;
   ssize_t r;
-  while (got < sizeof resp - 1 && (r = read(fd, resp + got, sizeof resp - 1 - got)) > 0) got += (size_t)r;
+  while (got < sizeof resp - 1 && (r = read(fd, resp + got, sizeof resp - 1 - got)) > 0)
+    got += (size_t)r;
   close(fd);
   resp[got] = '\0';
   int status = 0;
@@ -140,8 +142,10 @@ static int via_admin(const aigw_config_t *c) {
     fprintf(stderr, "aigw: reload refused by the admin listener at %s (%d): %s", c->admin_listen,
             status, body);
     if (status == 401 || !key_from)
-      fprintf(stderr, "aigw: no admin key was sent: set AIGW_ADMIN_KEYS (or admin_keys in %s) "
-                      "to one of the gateway's admin keys\n", c->path);
+      fprintf(stderr,
+              "aigw: no admin key was sent: set AIGW_ADMIN_KEYS (or admin_keys in %s) "
+              "to one of the gateway's admin keys\n",
+              c->path);
     else
       fprintf(stderr, "aigw: the admin key sent (from %s) is not one of the gateway's admin keys\n",
               key_from);
@@ -171,7 +175,9 @@ static int via_pid_file(const aigw_config_t *c) {
 int aigw_cmd_reload(const aigw_config_t *c) {
   if (c->admin_listen) return via_admin(c);
   if (c->pid_file) return via_pid_file(c);
-  fprintf(stderr, "aigw: %s has neither admin_listen nor pid_file: cannot find the running "
-                  "gateway (send it SIGHUP)\n", c->path);
+  fprintf(stderr,
+          "aigw: %s has neither admin_listen nor pid_file: cannot find the running "
+          "gateway (send it SIGHUP)\n",
+          c->path);
   return 1;
 }

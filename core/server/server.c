@@ -22,7 +22,6 @@ struct aigw_watch_s {
   uv_timer_t settle;
 };
 
-
 static void on_stop_signal(uv_signal_t *s, int signum) {
   aigw_server_t *srv = s->data;
   if (srv->stopping) {
@@ -68,7 +67,6 @@ static void on_watchdog(uv_timer_t *t) {
 }
 
 /* --- file watching --- */
-
 
 static void on_settled(uv_timer_t *t) {
   aigw_server_t *srv = t->data;
@@ -207,8 +205,8 @@ int aigw_server_run(aigw_config_t *conf) {
   for (int i = 0; i < srv.nworkers; i++) aigw_worker_start(&srv.workers[i]);
   pid_file_write(conf);
   aigw_log_info("aigw %s listening on %s%s%s with %d worker(s)", AIGW_VERSION, conf->listen[0],
-                conf->admin_listen ? ", admin on " : "", conf->admin_listen ? conf->admin_listen : "",
-                srv.nworkers);
+                conf->admin_listen ? ", admin on " : "",
+                conf->admin_listen ? conf->admin_listen : "", srv.nworkers);
   uv_run(&srv.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < srv.nworkers; i++) aigw_worker_join(&srv.workers[i]);
   uv_close((uv_handle_t *)&srv.sigterm, NULL);

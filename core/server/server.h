@@ -14,7 +14,7 @@ struct aigw_server_s {
   uv_loop_t loop;
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t watchdog;
-  uv_async_t reload_async;     /* a reload was asked for, or a worker built */
+  uv_async_t reload_async; /* a reload was asked for, or a worker built */
   int stopping;
   /* reload state, under mu: tickets are handed to whoever asks; a reload
    * covers every ticket issued before it started. */
@@ -27,8 +27,8 @@ struct aigw_server_s {
   int reload_running;          /* 0, or building, or applying the decision */
   int reload_ok;
   char reload_msg[1024];
-  struct aigw_watch_s *watch;  /* optional file watching */
-  aigw_lua_host_t lua_host;    /* what the workers' Lua sees of the process */
+  struct aigw_watch_s *watch; /* optional file watching */
+  aigw_lua_host_t lua_host;   /* what the workers' Lua sees of the process */
 };
 
 /* Runs until SIGTERM/SIGINT and the drain that follows. Returns the process

@@ -84,8 +84,8 @@ static void add_system_paths(lua_State *L) {
 
 typedef struct {
   aigw_loop_t loop;
-  aigw_lua_host_t host;       /* one worker; no reload, no status */
-  int live;                   /* the loop is set up */
+  aigw_lua_host_t host; /* one worker; no reload, no status */
+  int live;             /* the loop is set up */
   aigw_config_t *conf;
 } test_env_t;
 
@@ -97,7 +97,7 @@ static int env_setup(test_env_t *e, const char *conf_path) {
     return -1;
   }
   aigw_log_level = (aigw_log_level_t)e->conf->log_level;
-  aigw_log_set_thread_id(1);   /* log lines say [w1], as from a worker */
+  aigw_log_set_thread_id(1); /* log lines say [w1], as from a worker */
   if (create_zones(e->conf) != 0) return -1;
   aigw_loop_t *w = &e->loop;
   e->host.nworkers = 1;
@@ -165,8 +165,9 @@ static void run_done(aigw_lthread_t *t, int status) {
   if (status == 0) {
     st->code = lua_isnumber(co, -1) ? (int)lua_tointeger(co, -1) : 1;
   } else if (status == LUA_YIELD) {
-    fprintf(stderr, "aigw test: the run yielded outside the aigw API (coroutine.yield, or "
-                    "aigw.exit outside h.run)\n");
+    fprintf(stderr,
+            "aigw test: the run yielded outside the aigw API (coroutine.yield, or "
+            "aigw.exit outside h.run)\n");
     st->code = 1;
   } else {
     const char *msg = lua_tostring(co, -1);

@@ -13,20 +13,20 @@ typedef struct aigw_server_s aigw_server_t;
 typedef struct aigw_listener_s aigw_listener_t;
 
 typedef struct aigw_worker_s {
-  aigw_loop_t loop;            /* what the layers below see of the worker */
+  aigw_loop_t loop; /* what the layers below see of the worker */
   uv_thread_t thread;
-  uv_async_t wakeup;           /* stop requests from the main thread */
+  uv_async_t wakeup; /* stop requests from the main thread */
   uv_timer_t drain_timer;
   aigw_server_t *server;
   /* reload: commands from the main thread and the answers (server->mu) */
-  unsigned long cmd_build;     /* build a generation for this reload number */
-  unsigned long cmd_decided;   /* the reload number decided */
-  int cmd_commit;              /* its decision: 1 commit, 0 discard */
-  unsigned long built;         /* the reload number last built */
-  unsigned long applied;       /* the reload number whose decision is applied */
+  unsigned long cmd_build;   /* build a generation for this reload number */
+  unsigned long cmd_decided; /* the reload number decided */
+  int cmd_commit;            /* its decision: 1 commit, 0 discard */
+  unsigned long built;       /* the reload number last built */
+  unsigned long applied;     /* the reload number whose decision is applied */
   int build_ok;
   char build_err[512];
-  struct aigw_gen_s *pending;  /* built, waiting for the decision */
+  struct aigw_gen_s *pending; /* built, waiting for the decision */
   aigw_listener_t *listeners;
   int nlisteners;
   _Atomic int stop_asked;

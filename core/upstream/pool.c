@@ -15,7 +15,7 @@
 
 typedef struct bucket_s {
   char *key;
-  aigw_upconn_t *idle;        /* most recently parked first */
+  aigw_upconn_t *idle; /* most recently parked first */
   int nidle;
   struct bucket_s *next;
 } bucket_t;
@@ -24,8 +24,8 @@ struct aigw_pool_s {
   aigw_loop_t *loop;
   bucket_t *buckets;
   uv_timer_t sweep;
-  uint64_t reuses;             /* for tests */
-  int open;                   /* connections not yet closed */
+  uint64_t reuses; /* for tests */
+  int open;        /* connections not yet closed */
   int freeing;
 };
 
@@ -109,7 +109,7 @@ aigw_pool_t *aigw_pool_new(aigw_loop_t *loop) {
   p->sweep.data = p;
   uv_timer_start(&p->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
   uv_unref((uv_handle_t *)&p->sweep);
-  p->open = 1;   /* the sweep timer */
+  p->open = 1; /* the sweep timer */
   return p;
 }
 

@@ -174,7 +174,7 @@ SLOW_PATH static void attempt_error(aigw_upstream_t *u, int reuse) {
  * code, msg), or, if its response already started, its connection is
  * closed (a truncated body must not look complete). Sink: err is `why`. */
 void aigw__up_fail(aigw_upstream_t *u, int status, const char *code, const char *msg,
-                 const char *why) {
+                   const char *why) {
   aigw_upstream_sink_t *s = u->sink;
   if (s) {
     aigw_log_debug("aigw.http: %s", why);
@@ -233,7 +233,8 @@ static void on_timeout(uv_timer_t *t) {
   }
   if (now >= u->deadline && u->attempt && u->deadline < u->full_deadline)
     aigw__up_fail(u, 504, "upstream_timeout", "upstream first byte timeout", "timeout");
-  else if (now >= u->deadline) aigw__up_fail(u, 504, "upstream_timeout", "upstream timeout (total)", "timeout");
+  else if (now >= u->deadline)
+    aigw__up_fail(u, 504, "upstream_timeout", "upstream timeout (total)", "timeout");
   else if (u->state <= ST_HANDSHAKE)
     aigw__up_fail(u, 504, "upstream_timeout", "upstream connect timeout", "timeout");
   else aigw__up_fail(u, 504, "upstream_timeout", "upstream read timeout", "timeout");
@@ -267,8 +268,8 @@ SLOW_PATH static void sink_finish(aigw_upstream_t *u, int reuse) {
 SLOW_PATH static void respond_held(aigw_upstream_t *u, int reuse) {
   aigw_req_t *r = u->req;
   destroy(u, reuse);
-  aigw_http_hooks.respond_upstream(r, u->held_status, u->rhead.data ? u->rhead.data : "", u->rhead.len,
-                            u->held.data ? u->held.data : "", u->held.len);
+  aigw_http_hooks.respond_upstream(r, u->held_status, u->rhead.data ? u->rhead.data : "",
+                                   u->rhead.len, u->held.data ? u->held.data : "", u->held.len);
 }
 
 static void finish_ok(aigw_upstream_t *u, int reuse) {
@@ -300,7 +301,7 @@ SLOW_PATH static void sink_after_read(aigw_upstream_t *u) {
   stop_read(u->uc);
   u->paused = 1;
   s->paused = 1;
-  aigw__up_arm(u, 0);   /* only the total deadline runs while the owner is busy */
+  aigw__up_arm(u, 0); /* only the total deadline runs while the owner is busy */
   s->notify(s);
 }
 
@@ -325,7 +326,7 @@ SLOW_PATH static void parse_failed(aigw_upstream_t *u, llhttp_errno_t err) {
 static void process(aigw_upstream_t *u, const char *data, size_t len) {
   u->got_bytes = 1;
   llhttp_errno_t err = llhttp_execute(&u->parser, data, len);
-  if (u->state == ST_DONE) return;   /* ended inside a callback (a filter, the client) */
+  if (u->state == ST_DONE) return; /* ended inside a callback (a filter, the client) */
   if (err == HPE_PAUSED && u->complete) {
     /* Bytes after the response mean the connection is out of step. */
     int extra = llhttp_get_error_pos(&u->parser) != data + len;
@@ -348,7 +349,7 @@ static void process(aigw_upstream_t *u, const char *data, size_t len) {
   if (aigw_conn_write_queue(u->req->conn) > CLIENT_HIGH_WATER) {
     stop_read(u->uc);
     u->paused = 1;
-    aigw__up_arm(u, 0);   /* only the total deadline runs while the client catches up */
+    aigw__up_arm(u, 0); /* only the total deadline runs while the client catches up */
   } else {
     aigw__up_arm(u, u->read_ms);
   }
@@ -368,12 +369,12 @@ int aigw__up_safe_to_retry(aigw_upstream_t *u) {
  * connection's TCP stream ended without a close_notify, which anyone on
  * the path can forge: it cannot end a close-delimited body (RFC 8446 6.1). */
 static void on_eof(aigw_upstream_t *u, int status, int bare_fin) {
-  if (!u->got_bytes && u->reused && !u->retried && u->state == ST_WAIT && aigw__up_safe_to_retry(u)) {
+  if (!u->got_bytes && u->reused && !u->retried && u->state == ST_WAIT &&
+      aigw__up_safe_to_retry(u)) {
     /* A pooled connection the server had already closed: retry once on a
      * fresh one. */
     if (u->req)
-      aigw_log_debug("request %s: pooled upstream connection was closed, reconnecting",
-                     u->req->id);
+      aigw_log_debug("request %s: pooled upstream connection was closed, reconnecting", u->req->id);
     aigw_upconn_t *uc = u->uc;
     u->uc = NULL;
     uc->user = NULL;
@@ -385,30 +386,31 @@ static void on_eof(aigw_upstream_t *u, int status, int bare_fin) {
     return;
   }
   if (status == UV_EOF && u->state == ST_BODY && bare_fin) {
-    aigw__up_fail(u, 502, "bad_gateway", "upstream closed the connection mid-response (no tls close_notify)",
-         "closed mid-response");
+    aigw__up_fail(u, 502, "bad_gateway",
+                  "upstream closed the connection mid-response (no tls close_notify)",
+                  "closed mid-response");
     return;
   }
   if (status == UV_EOF && u->state == ST_BODY) {
     /* A close-delimited body ends here; a framed one is truncated. */
     llhttp_errno_t err = llhttp_finish(&u->parser);
-    if (u->state == ST_DONE) return;   /* the body filter failed */
+    if (u->state == ST_DONE) return; /* the body filter failed */
     if ((err == HPE_OK || err == HPE_PAUSED) && u->complete) {
       finish_ok(u, 0);
       return;
     }
     aigw__up_fail(u, 502, "bad_gateway", "upstream closed the connection mid-response",
-         "closed mid-response");
+                  "closed mid-response");
     return;
   }
   if (u->state == ST_HANDSHAKE) {
     aigw__up_fail(u, 502, "bad_gateway", "upstream closed the connection during the tls handshake",
-         "tls: closed during the handshake");
+                  "tls: closed during the handshake");
     return;
   }
   char msg[160], why[160];
-  snprintf(msg, sizeof msg, "upstream closed the connection%s%s",
-           status == UV_EOF ? "" : ": ", status == UV_EOF ? "" : uv_strerror(status));
+  snprintf(msg, sizeof msg, "upstream closed the connection%s%s", status == UV_EOF ? "" : ": ",
+           status == UV_EOF ? "" : uv_strerror(status));
   snprintf(why, sizeof why, "closed%s%s", status == UV_EOF ? "" : ": ",
            status == UV_EOF ? "" : uv_strerror(status));
   aigw__up_fail(u, 502, "bad_gateway", msg, why);
@@ -445,8 +447,8 @@ void aigw__up_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       snprintf(msg, sizeof msg, "tls handshake with upstream failed: %s",
                aigw_tls_last_error(uc->tls));
       snprintf(why, sizeof why, "tls: %s", aigw_tls_last_error(uc->tls));
-      aigw__up_fail(u, 502, rc == AIGW_ETLS_VERIFY ? "upstream_tls_verify_failed" : "bad_gateway", msg,
-           why);
+      aigw__up_fail(u, 502, rc == AIGW_ETLS_VERIFY ? "upstream_tls_verify_failed" : "bad_gateway",
+                    msg, why);
       return;
     }
     if (rc == AIGW_TLS_WANT_IO) return;
@@ -518,7 +520,7 @@ SLOW_PATH static int over_budget(aigw_upstream_t *u) {
 /* Counts n bytes of the head, or once the body has begun, of trailers and
  * chunk extensions, which llhttp would otherwise read without end. */
 static inline int count_head(aigw_upstream_t *u, size_t n) {
-  u->head_bytes += (uint32_t)n;   /* n is at most a read buffer */
+  u->head_bytes += (uint32_t)n; /* n is at most a read buffer */
   if (__builtin_expect(u->head_bytes <= HEAD_MAX, 1)) return 0;
   return over_budget(u);
 }
@@ -538,7 +540,7 @@ static inline int head_append(aigw_upstream_t *u, aigw_buf_t *b, const char *at,
 
 static int on_status(llhttp_t *p, const char *at, size_t len) {
   aigw_upstream_t *u = p->data;
-  if (count_head(u, len)) return -1;   /* a few bytes an answer: counted as they come */
+  if (count_head(u, len)) return -1; /* a few bytes an answer: counted as they come */
   /* The reason phrase goes to the client's status line: HTAB, SP, VCHAR
    * and obs-text only (RFC 9112 4). */
   for (size_t i = 0; i < len; i++) {
@@ -653,14 +655,14 @@ SLOW_PATH static int sink_head(aigw_upstream_t *u, const llhttp_t *p, int status
 /* The proxy's head when a filter runs: the header filter may change the
  * status and the lines; a body filter makes the response chunked. Returns
  * -1 when the exchange has ended (or must). */
-SLOW_PATH static int filtered_head(aigw_upstream_t *u, unsigned flags, uint64_t length,
-                                   int *status, const char **reason, size_t *rlen,
-                                   const char **lines, size_t *hlen, int64_t *cl) {
+SLOW_PATH static int filtered_head(aigw_upstream_t *u, unsigned flags, uint64_t length, int *status,
+                                   const char **reason, size_t *rlen, const char **lines,
+                                   size_t *hlen, int64_t *cl) {
   aigw_req_t *r = u->req;
   if (r->filter_headers) {
     int st = *status;
     int rc = aigw_http_hooks.header_filter(r, &st, lines, hlen, 1, NULL, 0);
-    if (u->state == ST_DONE) return -1;   /* the request ended meanwhile */
+    if (u->state == ST_DONE) return -1; /* the request ended meanwhile */
     if (rc == 1) {
       /* A plugin answered instead (aigw.exit): that answer goes out once
        * the exchange is gone. */
@@ -686,7 +688,7 @@ SLOW_PATH static int filtered_head(aigw_upstream_t *u, unsigned flags, uint64_t 
   int rewrites = r->filter_body && !r->observe_body;
   if (st == 204 || st == 304) *cl = -2;
   else if (u->method == HTTP_HEAD) *cl = known && !rewrites ? (int64_t)length : -2;
-  else if (u->no_body) *cl = 0;   /* the upstream's 204 or 304 became another status */
+  else if (u->no_body) *cl = 0; /* the upstream's 204 or 304 became another status */
   else if (rewrites || !known) *cl = -1;
   else *cl = (int64_t)length;
   if (client_no_body && !u->no_body) u->discard_body = u->slow_body = 1;
@@ -725,8 +727,8 @@ static int send_head(aigw_upstream_t *u, int status, unsigned flags, uint64_t le
   }
   /* Lines a header filter returned are checked; the upstream's own, as
    * llhttp parsed them, need not be. */
-  int rc = aigw_respond_head(r, &u->out, status, reason, rlen, lines, hlen, cl,
-                             lines == u->rhead.data);
+  int rc =
+      aigw_respond_head(r, &u->out, status, reason, rlen, lines, hlen, cl, lines == u->rhead.data);
   if (__builtin_expect(rc == AIGW_EHEAD_REFUSED, 0)) {
     /* Nothing of the head was queued (logged as refused): a 500 instead. */
     filter_failed(u);
@@ -774,7 +776,7 @@ SLOW_PATH static int interim_head(aigw_upstream_t *u, const llhttp_t *p, int sta
     return bad_answer(u, "upstream sent an interim response with a body", "bad response");
   u->rhead.len = u->reason.len = u->conn_tokens.len = 0;
   u->has_date = 0;
-  return 1;   /* no body: the next answer follows */
+  return 1; /* no body: the next answer follows */
 }
 
 static int on_resp_headers_complete(llhttp_t *p) {
@@ -915,7 +917,7 @@ SLOW_PATH static int filter_eof(aigw_upstream_t *u) {
 
 static int on_resp_message_complete(llhttp_t *p) {
   aigw_upstream_t *u = p->data;
-  if (u->state != ST_BODY) return 0;   /* an interim 1xx ended */
+  if (u->state != ST_BODY) return 0; /* an interim 1xx ended */
   if (u->trial_head && commit_head(u) != 0) return -1;
   if (u->filtering && filter_eof(u) != 0) return -1;
   u->complete = 1;
@@ -987,9 +989,11 @@ static inline __attribute__((always_inline)) void exchange_go(aigw_upstream_t *u
   aigw__up_start_connect(u);
 }
 
-static inline __attribute__((always_inline)) void proxy_start(
-    aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen, const char *body, size_t blen,
-    const char *extra, size_t elen, aigw_attempt_t *a) {
+static inline __attribute__((always_inline)) void proxy_start(aigw_req_t *r, aigw_target_t *t,
+                                                              const char *path, size_t plen,
+                                                              const char *body, size_t blen,
+                                                              const char *extra, size_t elen,
+                                                              aigw_attempt_t *a) {
   aigw_upstream_t *u = exchange_new(r->conn->loop);
   if (u == NULL) {
     if (a) {
@@ -1050,8 +1054,8 @@ static uint8_t method_number(const char *m) {
   static const struct {
     const char *name;
     uint8_t num;
-  } known[] = {{"GET", HTTP_GET},         {"POST", HTTP_POST},       {"HEAD", HTTP_HEAD},
-               {"PUT", HTTP_PUT},         {"DELETE", HTTP_DELETE},   {"PATCH", HTTP_PATCH},
+  } known[] = {{"GET", HTTP_GET},        {"POST", HTTP_POST},     {"HEAD", HTTP_HEAD},
+               {"PUT", HTTP_PUT},        {"DELETE", HTTP_DELETE}, {"PATCH", HTTP_PATCH},
                {"OPTIONS", HTTP_OPTIONS}};
   for (size_t i = 0; i < sizeof known / sizeof *known; i++)
     if (strcmp(m, known[i].name) == 0) return known[i].num;

@@ -22,15 +22,15 @@
 
 typedef struct aigw_target_s {
   int tls;
-  char *host;               /* for DNS, SNI and certificate checks */
+  char *host; /* for DNS, SNI and certificate checks */
   uint16_t port;
-  char *base_path;          /* "/v1", no trailing slash ("" for none) */
-  char *host_header;        /* "Host: api.openai.com\r\n" */
-  char *pool_key;           /* connections are shared by targets with one key */
+  char *base_path;   /* "/v1", no trailing slash ("" for none) */
+  char *host_header; /* "Host: api.openai.com\r\n" */
+  char *pool_key;    /* connections are shared by targets with one key */
   aigw_tls_ctx_t *tls_ctx;
-  char *set_headers;        /* "Name: value\r\n"... added to every request */
+  char *set_headers; /* "Name: value\r\n"... added to every request */
   size_t set_headers_len;
-  char **drop;              /* lower-case names of client headers not forwarded */
+  char **drop; /* lower-case names of client headers not forwarded */
   size_t *drop_len;
   int ndrop;
   uint64_t connect_ms, read_ms, total_ms;
@@ -58,15 +58,15 @@ void aigw_upstream_start(aigw_req_t *r, aigw_target_t *t, const char *path, size
  * and `failed` is never called. */
 typedef struct aigw_attempt_s aigw_attempt_t;
 struct aigw_attempt_s {
-  void (*failed)(aigw_attempt_t *a);   /* may run before aigw_upstream_attempt returns */
-  uint64_t ttfb_ms;          /* deadline for the first body byte; 0: none */
-  uint64_t total_ms;         /* the whole exchange; 0: the target's total timeout */
+  void (*failed)(aigw_attempt_t *a); /* may run before aigw_upstream_attempt returns */
+  uint64_t ttfb_ms;                  /* deadline for the first body byte; 0: none */
+  uint64_t total_ms;                 /* the whole exchange; 0: the target's total timeout */
   /* the outcome, filled before failed() */
-  int status;                /* the upstream's error status, or 0: no answer */
-  int fail_status;           /* no answer: what the client would get (502, 503, 504) */
-  const char *code;          /* no answer: the error code ("upstream_timeout", ...) */
-  char msg[256];             /* no answer: why */
-  aigw_buf_t head, body;     /* error status: its header lines and body (owned by the caller) */
+  int status;            /* the upstream's error status, or 0: no answer */
+  int fail_status;       /* no answer: what the client would get (502, 503, 504) */
+  const char *code;      /* no answer: the error code ("upstream_timeout", ...) */
+  char msg[256];         /* no answer: why */
+  aigw_buf_t head, body; /* error status: its header lines and body (owned by the caller) */
 };
 
 void aigw_upstream_attempt(aigw_req_t *r, aigw_target_t *t, const char *path, size_t plen,
@@ -95,34 +95,34 @@ struct aigw_upstream_sink_s {
    * (stream only), at the end (eof) and on failure (err). May be called
    * before aigw_upstream_fetch returns, and never again once up is NULL. */
   void (*notify)(aigw_upstream_sink_t *s);
-  size_t max_body;           /* without stream: a longer body fails */
-  uint8_t stream;            /* hand body bytes over as they arrive */
+  size_t max_body; /* without stream: a longer body fails */
+  uint8_t stream;  /* hand body bytes over as they arrive */
   /* filled by the exchange */
-  aigw_upstream_t *up;       /* NULL once the exchange has ended */
+  aigw_upstream_t *up; /* NULL once the exchange has ended */
   int status;
-  aigw_buf_t head;           /* header lines "Name: value\r\n", hop-by-hop removed */
-  aigw_buf_t body;           /* body bytes (de-chunked) not yet taken */
-  const char *err;           /* NULL, or why it failed ("timeout", "dns: ...") */
+  aigw_buf_t head; /* header lines "Name: value\r\n", hop-by-hop removed */
+  aigw_buf_t body; /* body bytes (de-chunked) not yet taken */
+  const char *err; /* NULL, or why it failed ("timeout", "dns: ...") */
   uint8_t head_done;
-  uint8_t eof;               /* the whole response is in */
-  uint8_t paused;            /* stream: reading waits for aigw_upstream_sink_more */
+  uint8_t eof;    /* the whole response is in */
+  uint8_t paused; /* stream: reading waits for aigw_upstream_sink_more */
   char errbuf[256];
 };
 
 typedef struct {
-  const char *method;        /* a token, e.g. "GET" (NUL-terminated, mlen bytes) */
+  const char *method; /* a token, e.g. "GET" (NUL-terminated, mlen bytes) */
   size_t mlen;
-  const char *path;          /* origin form: "/path?query" */
+  const char *path; /* origin form: "/path?query" */
   size_t plen;
-  const char *headers;       /* "Name: value\r\n"... */
+  const char *headers; /* "Name: value\r\n"... */
   size_t hlen;
-  const char *body;          /* may be NULL */
+  const char *body; /* may be NULL */
   size_t blen;
-  uint64_t timeout_ms;       /* the whole exchange, connect included */
-  uint8_t keepalive;         /* 0: Connection: close, never pooled */
-  uint8_t add_host;          /* send the target's Host line */
-  uint8_t add_user_agent;    /* send User-Agent: aigw/<version> */
-  uint8_t target_timeouts;   /* also the target's connect and read timeouts */
+  uint64_t timeout_ms;     /* the whole exchange, connect included */
+  uint8_t keepalive;       /* 0: Connection: close, never pooled */
+  uint8_t add_host;        /* send the target's Host line */
+  uint8_t add_user_agent;  /* send User-Agent: aigw/<version> */
+  uint8_t target_timeouts; /* also the target's connect and read timeouts */
 } aigw_fetch_t;
 
 /* Starts an exchange with target t for f, answering into s. The target
@@ -164,10 +164,10 @@ struct aigw_upconn_s {
   aigw_upstream_t *user;      /* the exchange using it, NULL when idle */
   aigw_upconn_t *next, *prev; /* idle list */
   uint64_t expires;
-  unsigned requests;          /* requests served on this connection */
+  unsigned requests; /* requests served on this connection */
   int closing;
-  int reading;                /* uv_read_start is in effect */
-  int writes;                 /* uv_write requests not yet called back */
+  int reading; /* uv_read_start is in effect */
+  int writes;  /* uv_write requests not yet called back */
 };
 
 /* A new, unconnected connection (tcp initialised on the worker loop). */

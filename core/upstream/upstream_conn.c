@@ -30,7 +30,8 @@ static void on_up_write(uv_write_t *wr, int status) {
   uc->writes--;
   if (status < 0 && uc->user) {
     aigw_upstream_t *u = uc->user;
-    if (!u->got_bytes && u->reused && !u->retried && aigw__up_safe_to_retry(u)) return;   /* the read side retries */
+    if (!u->got_bytes && u->reused && !u->retried && aigw__up_safe_to_retry(u))
+      return; /* the read side retries */
     aigw__up_fail(u, 502, "bad_gateway", "upstream write failed", "write failed");
   }
 }
@@ -108,7 +109,7 @@ static void tls_start(aigw_upstream_t *u) {
   u->uc->tls = aigw_tls_client_new(u->t->tls_ctx, u->t->host, "http/1.1");
   if (u->uc->tls == NULL) {
     aigw__up_fail(u, 502, "bad_gateway", "tls: cannot create a connection",
-         "tls: cannot create a connection");
+                  "tls: cannot create a connection");
     return;
   }
   int rc = aigw_tls_handshake(u->uc->tls);
@@ -123,7 +124,7 @@ static void on_connect(uv_connect_t *req, int status) {
   aigw_upconn_t *uc = cr->uc;
   aigw_free(cr);
   aigw_upstream_t *u = uc->user;
-  if (u == NULL) return;      /* aborted; the connection is already closing */
+  if (u == NULL) return; /* aborted; the connection is already closing */
   if (status < 0) {
     char msg[160];
     snprintf(msg, sizeof msg, "upstream connect failed: %s", uv_strerror(status));

@@ -47,7 +47,7 @@ static int client_header_dropped(const aigw_req_t *r, const aigw_target_t *t, co
  * path or the extra lines (the plugins' and the runtime's) would not make a
  * sound head. The client's own lines were checked when they were parsed. */
 int aigw__up_build_head(aigw_upstream_t *u, const char *path, size_t plen, const char *extra,
-                      size_t elen, const char **why) {
+                        size_t elen, const char **why) {
   aigw_req_t *r = u->req;
   aigw_target_t *t = u->t;
   aigw_conn_t *c = r->conn;

@@ -29,39 +29,39 @@ enum { ST_RESOLVE, ST_CONNECT, ST_HANDSHAKE, ST_WAIT, ST_BODY, ST_DONE };
 #define METHOD_OTHER 255
 
 struct aigw_upstream_s {
-  aigw_req_t *req;              /* proxy sink: the client request; NULL once detached */
-  aigw_upstream_sink_t *sink;   /* caller's sink; NULL for the proxy, or once detached */
+  aigw_req_t *req;            /* proxy sink: the client request; NULL once detached */
+  aigw_upstream_sink_t *sink; /* caller's sink; NULL for the proxy, or once detached */
   aigw_loop_t *loop;
   aigw_target_t *t;
   aigw_upconn_t *uc;
   aigw_dns_query_t *dnsq;
   uv_timer_t timer;
   llhttp_t parser;
-  aigw_buf_t head;              /* the request head */
+  aigw_buf_t head; /* the request head */
   const char *body;
   size_t blen;
-  aigw_buf_t rhead;             /* response header lines for the client */
+  aigw_buf_t rhead; /* response header lines for the client */
   aigw_buf_t hname, hval, reason, conn_tokens;
-  aigw_buf_t held;              /* hold_error: the answer's body */
-  aigw_json_tap_t *tap;         /* tap_usage: the answer's "usage" member */
-  aigw_attempt_t *attempt;      /* an attempt not yet committed to the client */
-  uint64_t full_deadline;       /* attempt: the total deadline, once the first byte is in */
-  uint64_t trial_cl;            /* attempt: the head waiting for the first byte */
+  aigw_buf_t held;         /* hold_error: the answer's body */
+  aigw_json_tap_t *tap;    /* tap_usage: the answer's "usage" member */
+  aigw_attempt_t *attempt; /* an attempt not yet committed to the client */
+  uint64_t full_deadline;  /* attempt: the total deadline, once the first byte is in */
+  uint64_t trial_cl;       /* attempt: the head waiting for the first byte */
   int trial_status;
   uint16_t trial_flags;
   int held_status;
-  aigw_wbuf_t *out;             /* what this read sends to the client */
-  char *rbuf;                   /* read buffer (plaintext for TLS) */
-  char *cbuf;                   /* ciphertext read buffer (TLS only) */
-  uint64_t deadline;            /* the total timeout */
-  uint64_t wait_until;          /* the current connect/read wait */
+  aigw_wbuf_t *out;    /* what this read sends to the client */
+  char *rbuf;          /* read buffer (plaintext for TLS) */
+  char *cbuf;          /* ciphertext read buffer (TLS only) */
+  uint64_t deadline;   /* the total timeout */
+  uint64_t wait_until; /* the current connect/read wait */
   uint64_t timer_due;
   uint64_t connect_ms, read_ms; /* 0: only the total deadline */
   const char *bad, *bad_why;    /* why the answer is refused (fail's msg and why) */
   uint32_t head_bytes;          /* of the head, then of trailers and chunk extensions */
   uint16_t head_lines;
   int state;
-  uint8_t method;               /* llhttp_method_t, or METHOD_OTHER */
+  uint8_t method; /* llhttp_method_t, or METHOD_OTHER */
   uint8_t reused : 1;
   uint8_t retried : 1;
   uint8_t got_bytes : 1;
@@ -69,16 +69,16 @@ struct aigw_upstream_s {
   uint8_t complete : 1;
   uint8_t has_date : 1;
   uint8_t no_body : 1;
-  uint8_t slow_body : 1;        /* body pieces go through slow_body() */
-  uint8_t filtering : 1;        /* proxy: the body filter runs */
-  uint8_t discard_body : 1;     /* proxy: the filtered status has no body */
-  uint8_t no_reuse : 1;         /* sink: keepalive off */
-  uint8_t ready : 1;            /* sink, stream: this read brought the head or body */
-  uint8_t too_big : 1;          /* sink: the body is past max_body */
+  uint8_t slow_body : 1;    /* body pieces go through slow_body() */
+  uint8_t filtering : 1;    /* proxy: the body filter runs */
+  uint8_t discard_body : 1; /* proxy: the filtered status has no body */
+  uint8_t no_reuse : 1;     /* sink: keepalive off */
+  uint8_t ready : 1;        /* sink, stream: this read brought the head or body */
+  uint8_t too_big : 1;      /* sink: the body is past max_body */
   uint8_t nomem : 1;
-  uint8_t hold_error : 1;       /* proxy: an error answer kept whole for the filters */
-  uint8_t eof_filtered : 1;     /* the body filter had its last call */
-  uint8_t trial_head : 1;       /* attempt: a head is in, the first body byte is not */
+  uint8_t hold_error : 1;   /* proxy: an error answer kept whole for the filters */
+  uint8_t eof_filtered : 1; /* the body filter had its last call */
+  uint8_t trial_head : 1;   /* attempt: a head is in, the first body byte is not */
 };
 
 /* The exchange failed (upstream.c). Proxy: the client gets an error
@@ -124,7 +124,8 @@ typedef struct {
   size_t len;
 } name_t;
 
-#define NAME(s) {s, sizeof s - 1}
+#define NAME(s) \
+  { s, sizeof s - 1 }
 
 static inline int name_in(const name_t *list, size_t count, const char *n, size_t len) {
   for (size_t i = 0; i < count; i++)
@@ -133,10 +134,15 @@ static inline int name_in(const name_t *list, size_t count, const char *n, size_
 }
 
 static inline int is_hop_by_hop(const char *n, size_t len) {
-  static const name_t hop_by_hop[] = {
-      NAME("connection"), NAME("keep-alive"), NAME("proxy-connection"),
-      NAME("proxy-authenticate"), NAME("proxy-authorization"), NAME("te"),
-      NAME("trailer"), NAME("transfer-encoding"), NAME("upgrade")};
+  static const name_t hop_by_hop[] = {NAME("connection"),
+                                      NAME("keep-alive"),
+                                      NAME("proxy-connection"),
+                                      NAME("proxy-authenticate"),
+                                      NAME("proxy-authorization"),
+                                      NAME("te"),
+                                      NAME("trailer"),
+                                      NAME("transfer-encoding"),
+                                      NAME("upgrade")};
   return name_in(hop_by_hop, sizeof hop_by_hop / sizeof *hop_by_hop, n, len);
 }
 

@@ -26,7 +26,7 @@ static inline void fuzz_default_flag(int *argc, char ***argv, const char *flag) 
   size_t klen = eq ? (size_t)(eq - flag) + 1 : strlen(flag);
   for (int i = 1; i < *argc; i++)
     if (strncmp((*argv)[i], flag, klen) == 0) return;
-  char **nv = malloc(((size_t)*argc + 2) * sizeof *nv);   /* lives as long as the process */
+  char **nv = malloc(((size_t)*argc + 2) * sizeof *nv); /* lives as long as the process */
   nv[0] = (*argv)[0];
   nv[1] = (char *)flag;
   for (int i = 1; i < *argc; i++) nv[i + 1] = (*argv)[i];
@@ -42,8 +42,8 @@ static inline void fuzz_default_flag(int *argc, char ***argv, const char *flag) 
 FUZZ_EARLY const char *__ubsan_default_options(void);
 FUZZ_EARLY const char *__ubsan_default_options(void) {
   static char opts[4200];
-  static const char head[] = "halt_on_error=1:print_stacktrace=1", supp[] = ":suppressions=",
-                    tail[] = "/tests/fuzz/ubsan.supp";
+  static const char head[] = "halt_on_error=1:print_stacktrace=1",
+                    supp[] = ":suppressions=", tail[] = "/tests/fuzz/ubsan.supp";
   const char *prefix = getenv("AIGW_PREFIX");
   if (prefix == NULL || *prefix == '\0') prefix = AIGW_DEFAULT_PREFIX;
   const char *s = getenv("AIGW_FUZZ_STRICT");

@@ -27,12 +27,12 @@
 #include "luacov.h"
 #include "server/config_load.h"
 
-#define FAIL(...)                        \
-  do {                                   \
-    fprintf(stderr, "fuzz_config: ");    \
-    fprintf(stderr, __VA_ARGS__);        \
-    fputc('\n', stderr);                 \
-    abort();                             \
+#define FAIL(...)                     \
+  do {                                \
+    fprintf(stderr, "fuzz_config: "); \
+    fprintf(stderr, __VA_ARGS__);     \
+    fputc('\n', stderr);              \
+    abort();                          \
   } while (0)
 
 static lua_State *L;
@@ -40,9 +40,13 @@ static int check_ref = LUA_NOREF;
 static const char *prefix;
 static char path[256];
 
-static int is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+static int is_alpha(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
 static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int is_space(unsigned char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 /* 1 when p[0, n) holds only literals, punctuation of table constructors,
  * `return`, and names used as keys inside a constructor (name '='). */
@@ -58,21 +62,24 @@ static int data_only(const char *p, size_t n) {
       while (j < n && (unsigned char)p[j] != c) j += p[j] == '\\' ? 2 : 1;
       i = j + 1;
     } else if (is_digit(c) || (c == '.' && i + 1 < n && is_digit((unsigned char)p[i + 1]))) {
-      while (i < n && (is_alpha((unsigned char)p[i]) || is_digit((unsigned char)p[i]) || p[i] == '.' ||
-                       ((p[i] == '+' || p[i] == '-') && strchr("eEpP", p[i - 1]) != NULL)))
+      while (i < n &&
+             (is_alpha((unsigned char)p[i]) || is_digit((unsigned char)p[i]) || p[i] == '.' ||
+              ((p[i] == '+' || p[i] == '-') && strchr("eEpP", p[i - 1]) != NULL)))
         i++;
     } else if (is_alpha(c)) {
       size_t s = i;
       while (i < n && (is_alpha((unsigned char)p[i]) || is_digit((unsigned char)p[i]))) i++;
       size_t len = i - s;
-      if ((len == 6 && memcmp(p + s, "return", 6) == 0) || (len == 4 && memcmp(p + s, "true", 4) == 0) ||
-          (len == 5 && memcmp(p + s, "false", 5) == 0) || (len == 3 && memcmp(p + s, "nil", 3) == 0))
+      if ((len == 6 && memcmp(p + s, "return", 6) == 0) ||
+          (len == 4 && memcmp(p + s, "true", 4) == 0) ||
+          (len == 5 && memcmp(p + s, "false", 5) == 0) ||
+          (len == 3 && memcmp(p + s, "nil", 3) == 0))
         continue;
       size_t j = i;
       while (j < n && is_space((unsigned char)p[j])) j++;
       if (depth <= 0 || j >= n || p[j] != '=' || (j + 1 < n && p[j + 1] == '=')) return 0;
     } else if (c == '-' && i + 1 < n && p[i + 1] == '-') {
-      return 0;   /* a comment: its text would not be checked */
+      return 0; /* a comment: its text would not be checked */
     } else if (strchr("{}[]=,;-", c) != NULL && c != 0) {
       if (c == '{') depth++;
       if (c == '}') depth--;
@@ -97,12 +104,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   prefix = getenv("AIGW_PREFIX");
   if (prefix == NULL || *prefix == '\0') prefix = AIGW_DEFAULT_PREFIX;
   const char *tmp = getenv("TMPDIR");
-  snprintf(path, sizeof path, "%s/aigw-fuzz-config-%ld.lua", tmp && *tmp ? tmp : "/tmp", (long)getpid());
+  snprintf(path, sizeof path, "%s/aigw-fuzz-config-%ld.lua", tmp && *tmp ? tmp : "/tmp",
+           (long)getpid());
   L = aigw_lua_new_state(prefix);
   if (L == NULL) FAIL("cannot create a Lua state");
   lua_getglobal(L, "dofile");
   lua_pushfstring(L, "%s/tests/fuzz/config.lua", prefix);
-  if (lua_pcall(L, 1, 1, 0) != 0 || !lua_isfunction(L, -1)) FAIL("tests/fuzz/config.lua: %s", lua_tostring(L, -1));
+  if (lua_pcall(L, 1, 1, 0) != 0 || !lua_isfunction(L, -1))
+    FAIL("tests/fuzz/config.lua: %s", lua_tostring(L, -1));
   check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* The VM is closed before the leak check at exit. */
   atexit(teardown);
@@ -126,11 +135,12 @@ static void check_config(const aigw_config_t *c) {
   if (c->max_header_size < 1024) FAIL("max_header_size %zu", c->max_header_size);
   if (c->max_connections < 1) FAIL("max_connections %d", c->max_connections);
   for (int i = 0; i < c->nzones; i++)
-    if (c->zones[i].name == NULL || c->zones[i].size < 4096) FAIL("shared zone %d of %zu bytes", i, c->zones[i].size);
+    if (c->zones[i].name == NULL || c->zones[i].size < 4096)
+      FAIL("shared zone %d of %zu bytes", i, c->zones[i].size);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (!data_only((const char *)data, size)) return -1;   /* not kept in the corpus */
+  if (!data_only((const char *)data, size)) return -1; /* not kept in the corpus */
   FILE *f = fopen(path, "wb");
   if (f == NULL) FAIL("cannot write %s", path);
   if (size) fwrite(data, 1, size, f);

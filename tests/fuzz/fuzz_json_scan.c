@@ -28,12 +28,12 @@
 static const char *const names[NNAMES] = {"model", "usage", "stream", "messages", ""};
 static const size_t nlens[NNAMES] = {5, 5, 6, 8, 0};
 
-#define FAIL(...)                       \
-  do {                                  \
+#define FAIL(...)                        \
+  do {                                   \
     fprintf(stderr, "fuzz_json_scan: "); \
-    fprintf(stderr, __VA_ARGS__);       \
-    fputc('\n', stderr);                \
-    abort();                            \
+    fprintf(stderr, __VA_ARGS__);        \
+    fputc('\n', stderr);                 \
+    abort();                             \
   } while (0)
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
@@ -55,7 +55,8 @@ static void check_scan(const char *p, size_t n) {
   size_t first = 0;
   while (first < n && is_ws(p[first])) first++;
   if (rc == 1 && p[first] != '{') FAIL("an object that does not start with '{'");
-  if (rc == 0 && first < n && p[first] == '{') FAIL("a valid text starting with '{' is not an object");
+  if (rc == 0 && first < n && p[first] == '{')
+    FAIL("a valid text starting with '{' is not an object");
   if (odd != 0 && odd != 1) FAIL("odd not set");
   for (int k = 0; k < NNAMES; k++) {
     if (rc != 1) {
@@ -84,7 +85,8 @@ static void check_scan(const char *p, size_t n) {
   if (scan(w, wn, ws, &odd) != 1) FAIL("a valid value is not valid as a member's value");
   size_t last = n;
   while (last > 0 && is_ws(p[last - 1])) last--;
-  if (ws[0].start != (int32_t)(sizeof pre - 1 + first) || ws[0].end != (int32_t)(sizeof pre - 1 + last))
+  if (ws[0].start != (int32_t)(sizeof pre - 1 + first) ||
+      ws[0].end != (int32_t)(sizeof pre - 1 + last))
     FAIL("the member's span [%d, %d) is not where the value was put [%zu, %zu)", ws[0].start,
          ws[0].end, sizeof pre - 1 + first, sizeof pre - 1 + last);
   if (odd) FAIL("a member written once and plainly is odd");

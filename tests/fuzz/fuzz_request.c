@@ -33,8 +33,10 @@ static const char config[] =
     "return {\n"
     "  listen = '127.0.0.1:0', admin_listen = false, workers = 1, log_level = 'error',\n"
     "  server = { max_body_size = '8k', max_header_size = '2k', max_connections = 16,\n"
-    "             client_header_timeout = 600, client_body_timeout = 600, keepalive_timeout = 600,\n"
-    "             send_timeout = 600, drain_timeout = 1, lua_time_limit = 0, lua_kill_after = 0 },\n"
+    "             client_header_timeout = 600, client_body_timeout = 600, keepalive_timeout = "
+    "600,\n"
+    "             send_timeout = 600, drain_timeout = 1, lua_time_limit = 0, lua_kill_after = 0 "
+    "},\n"
     "  plugins = { 'key-auth', 'error-mapping' },\n"
     "  providers = {\n"
     "    mock = { kind = 'mock' },\n"
@@ -45,18 +47,29 @@ static const char config[] =
 
 /* The header names the gateway writes on these paths. */
 static const char *const names[] = {
-    "content-type", "content-length", "transfer-encoding", "connection", "date", "cache-control",
-    "x-request-id", "request-id", "allow", "retry-after", "x-aigw-*", "x-ratelimit-*", "vary",
-    "access-control-*", NULL,
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "date",
+    "cache-control",
+    "x-request-id",
+    "request-id",
+    "allow",
+    "retry-after",
+    "x-aigw-*",
+    "x-ratelimit-*",
+    "vary",
+    "access-control-*",
+    NULL,
 };
 
-
-#define FAIL(...)                          \
-  do {                                     \
-    fprintf(stderr, "fuzz_request: ");     \
-    fprintf(stderr, __VA_ARGS__);          \
-    fputc('\n', stderr);                   \
-    abort();                               \
+#define FAIL(...)                      \
+  do {                                 \
+    fprintf(stderr, "fuzz_request: "); \
+    fprintf(stderr, __VA_ARGS__);      \
+    fputc('\n', stderr);               \
+    abort();                           \
   } while (0)
 
 /* AIGW_FUZZ_SHOW=1: print what the client got (to look at a corpus entry). */
@@ -100,16 +113,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fgw_responses_t resp;
   fgw_read_responses(got.data, got.len, reqs.heads, reqs.nheads, names, &resp);
   if (show)
-    fprintf(stderr, "fuzz_request: %d requests begun, %d responses (%d complete, %d interim)%s:\n%.*s\n",
+    fprintf(stderr,
+            "fuzz_request: %d requests begun, %d responses (%d complete, %d interim)%s:\n%.*s\n",
             reqs.begun, resp.responses, resp.complete, resp.interim, closed ? ", closed" : "",
             (int)got.len, got.data);
   if (resp.odd_name[0]) FAIL("a header line the gateway does not write: %s", resp.odd_name);
-  if (resp.reason) FAIL("bad response stream (%s), %zu bytes: %.*s", resp.reason, got.len, (int)(got.len > 600 ? 600 : got.len), got.data);
+  if (resp.reason)
+    FAIL("bad response stream (%s), %zu bytes: %.*s", resp.reason, got.len,
+         (int)(got.len > 600 ? 600 : got.len), got.data);
   if (resp.responses > reqs.begun + 1)
     FAIL("%d responses to %d requests", resp.responses, reqs.begun);
   if (!(flags & 1) && resp.complete != resp.responses)
-    FAIL("%d of %d responses cut short (connection %s)", resp.responses - resp.complete, resp.responses,
-         closed ? "closed" : "open");
+    FAIL("%d of %d responses cut short (connection %s)", resp.responses - resp.complete,
+         resp.responses, closed ? "closed" : "open");
 
   fgw_close(fd);
   for (int i = 0; i < 4 && fgw_busy(); i++) fgw_settle();

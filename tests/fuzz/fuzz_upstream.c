@@ -40,19 +40,24 @@ static const char config[] =
     "return {\n"
     "  listen = '127.0.0.1:0', admin_listen = false, workers = 1, log_level = 'error',\n"
     "  server = { max_body_size = '64k', max_header_size = '4k', max_connections = 16,\n"
-    "             client_header_timeout = 600, client_body_timeout = 600, keepalive_timeout = 600,\n"
-    "             send_timeout = 600, drain_timeout = 1, lua_time_limit = 0, lua_kill_after = 0 },\n"
+    "             client_header_timeout = 600, client_body_timeout = 600, keepalive_timeout = "
+    "600,\n"
+    "             send_timeout = 600, drain_timeout = 1, lua_time_limit = 0, lua_kill_after = 0 "
+    "},\n"
     "  plugins = { 'key-auth', 'error-mapping' },\n"
     "  providers = {\n"
     "    mock = { kind = 'mock' },\n"
     "    openai = { kind = 'openai', base_url = 'http://@UPSTREAM@/v1', api_key = 'sk-fuzz',\n"
-    "               timeouts = { connect = 600, read = 600, total = 600 }, keepalive = { max_idle = 4 } },\n"
-    "    anthropic = { kind = 'anthropic', base_url = 'http://@UPSTREAM@', api_key = 'sk-ant-fuzz',\n"
+    "               timeouts = { connect = 600, read = 600, total = 600 }, keepalive = { max_idle "
+    "= 4 } },\n"
+    "    anthropic = { kind = 'anthropic', base_url = 'http://@UPSTREAM@', api_key = "
+    "'sk-ant-fuzz',\n"
     "                  timeouts = { connect = 600, read = 600, total = 600 } },\n"
     "    gemini = { kind = 'gemini', base_url = 'http://@UPSTREAM@', api_key = 'g-fuzz',\n"
     "               timeouts = { connect = 600, read = 600, total = 600 } },\n"
     "  },\n"
-    "  routing = { retry = { backoff = 0, max_backoff = 0, max_retry_after = 0 }, breaker = false },\n"
+    "  routing = { retry = { backoff = 0, max_backoff = 0, max_retry_after = 0 }, breaker = false "
+    "},\n"
     "  models = { fo = { targets = { { provider = 'openai', model = 'gpt-a' },\n"
     "                                { provider = 'openai', model = 'gpt-b' } } } },\n"
     "}\n";
@@ -66,27 +71,31 @@ typedef struct {
 } request_t;
 
 static const request_t REQUESTS[] = {
-    {"/v1/chat/completions", CHAT("gpt-4o-mini", ""), "1.1"},                 /* proxy, usage tapped */
-    {"/v1/chat/completions", CHAT("gpt-4o-mini", STREAM), "1.1"},             /* proxy, usage chunk left out */
-    {"/v1/chat/completions", CHAT("claude-3-5-haiku-latest", ""), "1.1"},     /* Lua sink, translated */
-    {"/v1/chat/completions", CHAT("claude-3-5-haiku-latest", STREAM), "1.1"}, /* filters, translated */
-    {"/v1/messages", CHAT("claude-3-5-haiku-latest", ",\"max_tokens\":8" STREAM), "1.1"}, /* proxy */
-    {"/v1/chat/completions", CHAT("gemini-2.0-flash", ""), "1.1"},            /* Lua sink, translated */
-    {"/v1/chat/completions", CHAT("gemini-2.0-flash", STREAM), "1.1"},        /* filters, translated */
-    {"/v1/chat/completions", CHAT("fo", ""), "1.1"},                          /* attempts */
-    {"/v1/messages", CHAT("gpt-4o-mini", ",\"max_tokens\":8"), "1.1"},        /* Lua sink, Anthropic client */
-    {"/v1/chat/completions", CHAT("gpt-4o-mini", STREAM), "1.0"},             /* close-delimited to the client */
+    {"/v1/chat/completions", CHAT("gpt-4o-mini", ""), "1.1"},     /* proxy, usage tapped */
+    {"/v1/chat/completions", CHAT("gpt-4o-mini", STREAM), "1.1"}, /* proxy, usage chunk left out */
+    {"/v1/chat/completions", CHAT("claude-3-5-haiku-latest", ""), "1.1"}, /* Lua sink, translated */
+    {"/v1/chat/completions", CHAT("claude-3-5-haiku-latest", STREAM),
+     "1.1"}, /* filters, translated */
+    {"/v1/messages", CHAT("claude-3-5-haiku-latest", ",\"max_tokens\":8" STREAM),
+     "1.1"},                                                           /* proxy */
+    {"/v1/chat/completions", CHAT("gemini-2.0-flash", ""), "1.1"},     /* Lua sink, translated */
+    {"/v1/chat/completions", CHAT("gemini-2.0-flash", STREAM), "1.1"}, /* filters, translated */
+    {"/v1/chat/completions", CHAT("fo", ""), "1.1"},                   /* attempts */
+    {"/v1/messages", CHAT("gpt-4o-mini", ",\"max_tokens\":8"),
+     "1.1"}, /* Lua sink, Anthropic client */
+    {"/v1/chat/completions", CHAT("gpt-4o-mini", STREAM),
+     "1.0"}, /* close-delimited to the client */
     {"/v1/embeddings", "{\"model\":\"text-embedding-3-small\",\"input\":\"hi\"}", "1.1"},
-    {"/v1/chat/completions", CHAT("fo", STREAM), "1.1"},                      /* attempts, streamed */
+    {"/v1/chat/completions", CHAT("fo", STREAM), "1.1"}, /* attempts, streamed */
 };
 #define NREQUESTS (sizeof REQUESTS / sizeof *REQUESTS)
 
-#define FAIL(...)                          \
-  do {                                     \
-    fprintf(stderr, "fuzz_upstream: ");    \
-    fprintf(stderr, __VA_ARGS__);          \
-    fputc('\n', stderr);                   \
-    abort();                               \
+#define FAIL(...)                       \
+  do {                                  \
+    fprintf(stderr, "fuzz_upstream: "); \
+    fprintf(stderr, __VA_ARGS__);       \
+    fputc('\n', stderr);                \
+    abort();                            \
   } while (0)
 
 static int show;
@@ -108,8 +117,7 @@ static int nups;
 
 static void drain(int fd) {
   char buf[16384];
-  while (recv(fd, buf, sizeof buf, 0) > 0) {
-  }
+  while (recv(fd, buf, sizeof buf, 0) > 0) {}
 }
 
 /* Takes the connections the gateway made; a later one gets the whole
@@ -182,15 +190,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fgw_read_responses(got.data, got.len, NULL, 0, NULL, &resp);
   }
   if (show)
-    fprintf(stderr, "fuzz_upstream: %s %s, %d upstream connection(s), %d responses (%d complete)%s:\n%.*s\n",
-            rq->path, rq->body, nups, resp.responses, resp.complete, closed ? ", closed" : "",
-            (int)got.len, got.data);
-  if (resp.reason) FAIL("bad response stream (%s), %zu bytes: %.*s", resp.reason, got.len, (int)(got.len > 800 ? 800 : got.len), got.data);
+    fprintf(
+        stderr,
+        "fuzz_upstream: %s %s, %d upstream connection(s), %d responses (%d complete)%s:\n%.*s\n",
+        rq->path, rq->body, nups, resp.responses, resp.complete, closed ? ", closed" : "",
+        (int)got.len, got.data);
+  if (resp.reason)
+    FAIL("bad response stream (%s), %zu bytes: %.*s", resp.reason, got.len,
+         (int)(got.len > 800 ? 800 : got.len), got.data);
   if (resp.interim) FAIL("an interim response reached the client");
   if (resp.responses > 1) FAIL("%d responses to one request", resp.responses);
   /* An HTTP/1.0 response without a length ends with the connection. */
   if (!closed && resp.complete != 1)
-    FAIL("the provider is gone and the client has %s", resp.responses ? "half a response" : "no response");
+    FAIL("the provider is gone and the client has %s",
+         resp.responses ? "half a response" : "no response");
 
   fgw_close(fd);
   fgw_settle();

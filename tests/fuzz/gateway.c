@@ -22,12 +22,12 @@
 #include "server/server.h"
 #include "upstream/upstream.h"
 
-#define DIE(...)                      \
-  do {                                \
+#define DIE(...)                       \
+  do {                                 \
     fprintf(stderr, "fuzz gateway: "); \
-    fprintf(stderr, __VA_ARGS__);     \
-    fputc('\n', stderr);              \
-    exit(1);                          \
+    fprintf(stderr, __VA_ARGS__);      \
+    fputc('\n', stderr);               \
+    exit(1);                           \
   } while (0)
 
 /* A gateway that keeps finding work this long is spinning: a finding. */
@@ -38,8 +38,8 @@ static struct {
   aigw_lua_host_t host;
   aigw_config_t *conf;
   aigw_listener_t listener;
-  struct sockaddr_in addr;       /* the listener's */
-  int up_fd;                     /* the provider's listening socket, or -1 */
+  struct sockaddr_in addr; /* the listener's */
+  int up_fd;               /* the provider's listening socket, or -1 */
   struct sockaddr_in up_addr;
   char path[256];
   int started;
@@ -148,9 +148,11 @@ void fgw_start(const char *name, const char *config_text) {
   const char *prefix = getenv("AIGW_PREFIX");
   if (prefix == NULL || *prefix == '\0') prefix = AIGW_DEFAULT_PREFIX;
   const char *tmp = getenv("TMPDIR");
-  snprintf(gw.path, sizeof gw.path, "%s/aigw-fuzz-%s-%ld.lua", tmp && *tmp ? tmp : "/tmp", name, (long)getpid());
+  snprintf(gw.path, sizeof gw.path, "%s/aigw-fuzz-%s-%ld.lua", tmp && *tmp ? tmp : "/tmp", name,
+           (long)getpid());
   char upstream[64];
-  snprintf(upstream, sizeof upstream, "127.0.0.1:%u", gw.up_fd >= 0 ? ntohs(gw.up_addr.sin_port) : 1);
+  snprintf(upstream, sizeof upstream, "127.0.0.1:%u",
+           gw.up_fd >= 0 ? ntohs(gw.up_addr.sin_port) : 1);
   char *text = replace_all(config_text, "@UPSTREAM@", upstream);
   FILE *f = fopen(gw.path, "w");
   if (f == NULL) DIE("cannot write %s", gw.path);
@@ -198,7 +200,8 @@ int fgw_connect(void) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   /* Non-blocking, so that libFuzzer's timer signal (EINTR) cannot leave a
    * connect half done: on loopback it completes within a few turns. */
-  if (connect(fd, (struct sockaddr *)&gw.addr, sizeof gw.addr) != 0 && errno != EINPROGRESS && errno != EINTR)
+  if (connect(fd, (struct sockaddr *)&gw.addr, sizeof gw.addr) != 0 && errno != EINPROGRESS &&
+      errno != EINTR)
     DIE("connect: %s", strerror(errno));
   for (int i = 0; i < 1000; i++) {
     fgw_settle();
@@ -207,7 +210,8 @@ int fgw_connect(void) {
   }
   int err = 0;
   socklen_t elen = sizeof err;
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0) DIE("connect: %s", strerror(err));
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0)
+    DIE("connect: %s", strerror(err));
   fgw_settle();
   if (gw.w.nconns != before + 1) DIE("the gateway did not accept the connection");
   return fd;
@@ -248,7 +252,7 @@ int fgw_recv(int fd, aigw_buf_t *out) {
     if (k == 0) return 1;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-    return 1;   /* reset */
+    return 1; /* reset */
   }
 }
 
@@ -265,9 +269,9 @@ typedef struct {
   const uint8_t *heads;
   int nheads;
   int in_final;
-  int n_id;            /* x-request-id headers in this head */
-  int conn_close;      /* this head says Connection: close */
-  int closed;          /* an earlier response said it */
+  int n_id;       /* x-request-id headers in this head */
+  int conn_close; /* this head says Connection: close */
+  int closed;     /* an earlier response said it */
   int field_is_id, field_is_conn;
   const char *const *names;
 } resp_state_t;

@@ -55,7 +55,7 @@ void fgw_close(int fd);
 /* The provider's side: a listening socket the config names as @UPSTREAM@,
  * and the connections the gateway makes to it. */
 void fgw_upstream_listen(void);
-int fgw_upstream_accept(void);   /* -1 when none is waiting */
+int fgw_upstream_accept(void); /* -1 when none is waiting */
 
 /* 1 while the gateway holds client connections. */
 int fgw_busy(void);
@@ -68,7 +68,7 @@ typedef struct {
   int error;          /* llhttp's error, 0 (HPE_OK) if none */
   const char *reason; /* what is wrong, NULL if nothing */
   int first_status;
-  char odd_name[64];  /* the first header name not in the list */
+  char odd_name[64]; /* the first header name not in the list */
 } fgw_responses_t;
 
 /* Reads the responses in p[0, n). heads[i] says whether the i-th request

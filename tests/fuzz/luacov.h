@@ -17,13 +17,15 @@
 
 #define LUACOV_SIZE (1 << 16)
 
-__attribute__((section("__libfuzzer_extra_counters"), used)) static uint8_t luacov_counters[LUACOV_SIZE];
+__attribute__((section("__libfuzzer_extra_counters"),
+               used)) static uint8_t luacov_counters[LUACOV_SIZE];
 static uintptr_t luacov_prev;
 
 static void luacov_hook(lua_State *L, lua_Debug *ar) {
   if (!lua_getinfo(L, "Sl", ar)) return;
   /* A chunk's source string stays interned while its code is loaded. */
-  uintptr_t here = ((uintptr_t)ar->source >> 4) * 0x9E3779B1u ^ (uintptr_t)ar->currentline * 0x85EBCA77u;
+  uintptr_t here =
+      ((uintptr_t)ar->source >> 4) * 0x9E3779B1u ^ (uintptr_t)ar->currentline * 0x85EBCA77u;
   uint8_t *c = &luacov_counters[(here ^ (luacov_prev >> 1)) & (LUACOV_SIZE - 1)];
   if (*c < 255) (*c)++;
   luacov_prev = here;

@@ -18,12 +18,12 @@
 #include <stdint.h>
 
 typedef struct {
-  const uint8_t *lens;   /* the length bytes */
+  const uint8_t *lens; /* the length bytes */
   size_t nlens;
-  const uint8_t *p;      /* the payload */
+  const uint8_t *p; /* the payload */
   size_t n;
-  size_t off;            /* payload bytes handed out */
-  size_t next;           /* index of the next length byte */
+  size_t off;  /* payload bytes handed out */
+  size_t next; /* index of the next length byte */
 } split_t;
 
 static inline void split_init(split_t *s, const uint8_t *data, size_t size) {

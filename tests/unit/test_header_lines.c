@@ -19,7 +19,7 @@ TEST(valid_blocks) {
   CHECK(lines("a:b\r\nX-Empty:\r\nx-aigw-model: gpt-4o\r\n") == NULL);
   CHECK(lines("X-Tab: a\tb\r\nX-High: \xc3\xa9t\xc3\xa9 \xe6\xa8\xa1\r\n") == NULL);
   CHECK(lines("!#$%&'*+-.^_`|~09AZaz: v\r\n") == NULL);
-  CHECK(lines("X-Ctl: \x01\x1b\x7f\r\n") == NULL);   /* only CR, LF and NUL end anything */
+  CHECK(lines("X-Ctl: \x01\x1b\x7f\r\n") == NULL); /* only CR, LF and NUL end anything */
 }
 
 TEST(refused_blocks) {
@@ -47,7 +47,8 @@ TEST(refused_blocks) {
 
 TEST(paths_and_methods) {
   CHECK(aigw_header_path_check("/v1/chat/completions", 20) == NULL);
-  CHECK(aigw_header_path_check("/v1beta/models/gemini%20x:streamGenerateContent?alt=sse", 55) == NULL);
+  CHECK(aigw_header_path_check("/v1beta/models/gemini%20x:streamGenerateContent?alt=sse", 55) ==
+        NULL);
   CHECK(aigw_header_path_check("/\xc3\xa9", 3) == NULL);
   CHECK(aigw_header_path_check("", 0) != NULL);
   CHECK(aigw_header_path_check("/a b", 4) != NULL);

@@ -45,8 +45,9 @@ TEST(absent_members_and_last_of_repeated) {
 
 TEST(escaped_names_match_as_decoded_and_are_flagged) {
   /* what every JSON reader sees: the last "model", here written escaped */
-  const char *t = "{\"model\":\"a\",\"mod\\u0065l\":\"x\",\"str\\u0065am\":true,"
-                  "\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\",\"m\\u00f6del\":1}";
+  const char *t =
+      "{\"model\":\"a\",\"mod\\u0065l\":\"x\",\"str\\u0065am\":true,"
+      "\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\",\"m\\u00f6del\":1}";
   aigw_json_span_t sp[3];
   char err[160];
   int odd = -1;

@@ -122,7 +122,7 @@ TEST(idle_expiry) {
   int port = setup(&w);
   aigw_pool_t *p = aigw_pool_new(&w);
   aigw_upconn_t *uc = connect_one(&w, p, "k", port);
-  aigw_pool_release(p, uc, 8, 50);   /* idle for at most 50 ms */
+  aigw_pool_release(p, uc, 8, 50); /* idle for at most 50 ms */
   /* The sweep runs once a second: after it, the connection is gone. */
   uv_timer_t t;
   uv_timer_init(&w.uv, &t);

@@ -267,11 +267,11 @@ static aigw_redis_op_t *send_cmds(aigw_redis_t *r, cmds_t *c, result_t *res) {
   return op;
 }
 
-#define CMD(r, res, ...)                              \
-  do {                                                \
-    cmds_t c_ = {0};                                  \
-    add_cmd(&c_, __VA_ARGS__, (const char *)NULL);    \
-    CHECK(send_cmds((r), &c_, (res)) != NULL);        \
+#define CMD(r, res, ...)                           \
+  do {                                             \
+    cmds_t c_ = {0};                               \
+    add_cmd(&c_, __VA_ARGS__, (const char *)NULL); \
+    CHECK(send_cmds((r), &c_, (res)) != NULL);     \
   } while (0)
 
 static int have_server;
@@ -293,13 +293,13 @@ struct fake_s {
   uv_tcp_t server;
   int port;
   int accepted;
-  int closed;             /* connections the client closed */
+  int closed; /* connections the client closed */
   fake_conn_t *cur;
   const char *reply;
   char rbuf[4096];
 };
 
-#define PING_BYTES 14   /* "*1\r\n$4\r\nPING\r\n" */
+#define PING_BYTES 14 /* "*1\r\n$4\r\nPING\r\n" */
 
 typedef struct {
   uv_write_t req;
@@ -308,7 +308,7 @@ typedef struct {
 
 static void fake_written(uv_write_t *req, int status) {
   fake_write_t *w = (fake_write_t *)req;
-  (void)status;   /* the client may have gone: what it did not read is moot */
+  (void)status; /* the client may have gone: what it did not read is moot */
   free(w->owned);
   free(w);
 }
@@ -432,9 +432,13 @@ TEST(parse_url) {
   CHECK_EQ_STR(u.host, "h");
   aigw_redis_url_free(&u);
 
-  const char *bad[] = {"http://h", "rediss://h", "redis://", "redis://h:0", "redis://h:65536",
-                       "redis://h:x", "redis://h/x", "redis://h/1?x=1", "redis://pw@h",
-                       "redis://:%zz@h", "redis://[::1", "redis://h:1x", "redis://:%00@h", NULL};
+  const char *bad[] = {"http://h",        "rediss://h",
+                       "redis://",        "redis://h:0",
+                       "redis://h:65536", "redis://h:x",
+                       "redis://h/x",     "redis://h/1?x=1",
+                       "redis://pw@h",    "redis://:%zz@h",
+                       "redis://[::1",    "redis://h:1x",
+                       "redis://:%00@h",  NULL};
   for (int i = 0; bad[i]; i++) {
     err[0] = '\0';
     int rc = aigw_redis_parse_url(bad[i], &u, err, sizeof err);
@@ -484,7 +488,7 @@ TEST(call_and_pipeline) {
   cmds_t c = {0};
   add_cmd(&c, "GET", "greeting", NULL);
   add_cmd(&c, "GET", "missing", NULL);
-  add_cmd(&c, "INCR", "greeting", NULL);      /* an error reply */
+  add_cmd(&c, "INCR", "greeting", NULL); /* an error reply */
   add_cmd(&c, "DEL", "list", NULL);
   add_cmd(&c, "RPUSH", "list", "x", "y", NULL);
   add_cmd(&c, "LRANGE", "list", "0", "-1", NULL);
@@ -554,7 +558,7 @@ TEST(many_in_flight_keep_their_order) {
   CHECK_EQ_INT(norder, N);
   for (int i = 0; i < N; i++) {
     CHECK_EQ_INT(res[i].calls, 1);
-    CHECK_EQ_INT(res[i].integer[0], i + 1);   /* each caller got its own reply */
+    CHECK_EQ_INT(res[i].integer[0], i + 1); /* each caller got its own reply */
     CHECK_EQ_INT(order[i], i);
   }
   aigw_redis_free(r);
@@ -745,7 +749,8 @@ TEST(refused_then_back_off_then_restart) {
   server_stop(&s);
   CHECK(run_until(&e.loop, &blocked.calls, 5000));
   CHECK(strncmp(blocked.err, "redis connection lost: ", 23) == 0);
-  if (strncmp(blocked.err, "redis connection lost: ", 23) != 0) fprintf(stderr, "got: %s\n", blocked.err);
+  if (strncmp(blocked.err, "redis connection lost: ", 23) != 0)
+    fprintf(stderr, "got: %s\n", blocked.err);
   /* the next command tries again at once, and finds nobody */
   add_cmd(&cm, "PING", NULL);
   op = send_cmds(r, &cm, &ping);
@@ -975,8 +980,9 @@ int main(void) {
   RUN(malformed_reply_fails_the_waiting_commands);
   RUN(reply_too_large_drops_the_connection);
   if (server_start(&main_server, 0, NULL) != 0) {
-    printf("# SKIP: redis-server is not installed or did not start: the tests that need it "
-           "were not run\n");
+    printf(
+        "# SKIP: redis-server is not installed or did not start: the tests that need it "
+        "were not run\n");
     return TEST_SUMMARY();
   }
   have_server = 1;

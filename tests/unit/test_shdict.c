@@ -129,11 +129,11 @@ TEST(registry) {
   err = NULL;
   CHECK(aigw_shdict_new("small", 0, &err) == NULL && err != NULL);
   CHECK(aigw_shdict_new("small", 4095, &err) == NULL);
-  CHECK(aigw_shdict_new("small", 4096, NULL) != NULL);  /* err may be NULL */
+  CHECK(aigw_shdict_new("small", 4096, NULL) != NULL); /* err may be NULL */
 
   aigw_shdict_free(a);
   CHECK(aigw_shdict_lookup("limits") == NULL);
-  a = zone("limits", 8192);  /* the name is free again */
+  a = zone("limits", 8192); /* the name is free again */
   CHECK(a != NULL);
   aigw_shdict_free(NULL);
   aigw_shdict_free_all();
@@ -242,7 +242,7 @@ TEST(incr) {
   CHECK(!present(d, "c"));
   CHECK_EQ_INT(aigw_shdict_incr(d, "c", 1, 5, 1, 10, 0, &out), 0);
   CHECK(out == 15);
-  CHECK_EQ_INT(aigw_shdict_incr(d, "c", 1, -2.5, 1, 100, 0, &out), 0);  /* init ignored */
+  CHECK_EQ_INT(aigw_shdict_incr(d, "c", 1, -2.5, 1, 100, 0, &out), 0); /* init ignored */
   CHECK(out == 12.5);
   CHECK_EQ_INT(aigw_shdict_incr(d, "c", 1, 0, 0, 0, 0, &out), 0);
   CHECK(out == 12.5);
@@ -305,7 +305,7 @@ TEST(binary_keys_and_values) {
   CHECK(type == N && num == 1);
   CHECK_EQ_INT(aigw_shdict_get(d, NULL, 0, &type, &str, &len, &num), 0);
   CHECK(type == S && len == 9 && memcmp(str, "empty key", 9) == 0);
-  CHECK_EQ_INT(aigw_shdict_get(d, k1, 2, &type, &str, &len, &num), 0);  /* "a\0" */
+  CHECK_EQ_INT(aigw_shdict_get(d, k1, 2, &type, &str, &len, &num), 0); /* "a\0" */
   CHECK_EQ_INT(type, AIGW_SHDICT_NIL);
 
   CHECK_EQ_INT(aigw_shdict_delete(d, k1, 3), 0);
@@ -370,12 +370,12 @@ TEST(ttl) {
   CHECK_EQ_INT(set_str(d, "k", "v", 0), 0);
   CHECK_EQ_INT(aigw_shdict_ttl(d, "k", 1, &ttl), 0);
   CHECK(ttl == 0);
-  CHECK_EQ_INT(set_str(d, "neg", "v", -5), 0);  /* ttl <= 0: never expires */
+  CHECK_EQ_INT(set_str(d, "neg", "v", -5), 0); /* ttl <= 0: never expires */
   CHECK_EQ_INT(aigw_shdict_ttl(d, "neg", 3, &ttl), 0);
   CHECK(ttl == 0);
-  CHECK_EQ_INT(set_str(d, "tiny", "v", 1e-9), 0);  /* positive: at least 1 ms, not "never" */
+  CHECK_EQ_INT(set_str(d, "tiny", "v", 1e-9), 0); /* positive: at least 1 ms, not "never" */
   CHECK(wait_gone(d, "tiny") >= 0);
-  CHECK_EQ_INT(set_str(d, "long", "v", 1e30), 0);  /* clamped, still positive */
+  CHECK_EQ_INT(set_str(d, "long", "v", 1e30), 0); /* clamped, still positive */
   CHECK_EQ_INT(aigw_shdict_ttl(d, "long", 4, &ttl), 0);
   CHECK(ttl > 1e9);
 
@@ -387,7 +387,7 @@ TEST(ttl) {
   CHECK(present(d, "k") || now_s() - start >= 0.04);
   double waited = wait_gone(d, "k");
   CHECK(waited >= 0);
-  CHECK(now_s() - start >= 0.04);  /* not before its time (coarse clock: a few ms) */
+  CHECK(now_s() - start >= 0.04); /* not before its time (coarse clock: a few ms) */
   CHECK_EQ_INT(aigw_shdict_ttl(d, "k", 1, &ttl), AIGW_ENOTFOUND);
   CHECK(wait_gone(d, "n") >= 0);
 
@@ -417,11 +417,11 @@ TEST(ttl) {
 TEST(accounting) {
   aigw_shdict_t *d = zone("acct", 1 << 16);
   size_t e = entry_size(3, 10);
-  CHECK(e >= 3 + 10 + 2 * sizeof(void *));  /* counts the entry header, not just bytes */
+  CHECK(e >= 3 + 10 + 2 * sizeof(void *)); /* counts the entry header, not just bytes */
 
   CHECK_EQ_INT(aigw_shdict_set(d, "abc", 3, S, "0123456789", 10, 0, 0), 0);
   CHECK_EQ_INT(aigw_shdict_used(d), e);
-  CHECK_EQ_INT(aigw_shdict_set(d, "abc", 3, S, "0123456789", 10, 0, 0), 0);  /* in place */
+  CHECK_EQ_INT(aigw_shdict_set(d, "abc", 3, S, "0123456789", 10, 0, 0), 0); /* in place */
   CHECK_EQ_INT(aigw_shdict_used(d), e);
   CHECK_EQ_INT(aigw_shdict_set(d, "xyz", 3, S, "0123456789", 10, 0, 0), 0);
   CHECK_EQ_INT(aigw_shdict_used(d), 2 * e);
@@ -485,7 +485,7 @@ TEST(too_big) {
   CHECK_EQ_INT(aigw_shdict_incr(d, v, cap, 1, 1, 0, 0, NULL), AIGW_ETOOBIG);
 
   /* the largest value that fits evicts everything else */
-  size_t fit = cap - entry_size(1, 0) - 16;  /* less the allocator's rounding */
+  size_t fit = cap - entry_size(1, 0) - 16; /* less the allocator's rounding */
   CHECK_EQ_INT(aigw_shdict_set(d, "k", 1, S, v, fit, 0, 0), 0);
   CHECK(present(d, "k"));
   CHECK(!present(d, "keep"));
@@ -499,8 +499,8 @@ TEST(lru_eviction) {
   aigw_shdict_t *d = zone("lru", cap);
   aigw_shdict_t *canary = zone("canary", cap);
   const char *v = "vvvvvvvvvvvvvvvvvvvvvvvv";
-  size_t e = entry_size(4, strlen(v));  /* keys "k000" */
-  int n = (int)(cap / e);                /* exactly this many fit */
+  size_t e = entry_size(4, strlen(v)); /* keys "k000" */
+  int n = (int)(cap / e);              /* exactly this many fit */
   CHECK(n > 10 && n < 64);
   char k[16];
 
@@ -511,7 +511,7 @@ TEST(lru_eviction) {
   CHECK_EQ_INT(aigw_shdict_used(d), (size_t)n * e);
   for (int i = 0; i < n; i++) {
     snprintf(k, sizeof k, "k%03d", i);
-    CHECK(present(d, k));  /* nothing evicted yet (gets in insertion order) */
+    CHECK(present(d, k)); /* nothing evicted yet (gets in insertion order) */
   }
 
   /* k000 is the least recently used: a get refreshes it, so k001 goes */
@@ -648,7 +648,7 @@ static void *rw_worker(void *arg) {
 }
 
 TEST(threads_read_write) {
-  aigw_shdict_t *d = zone("rw", 8192);  /* small: eviction runs concurrently too */
+  aigw_shdict_t *d = zone("rw", 8192); /* small: eviction runs concurrently too */
   pthread_t t[THREADS];
   for (size_t i = 0; i < THREADS; i++)
     CHECK_EQ_INT(pthread_create(&t[i], NULL, rw_worker, (void *)(i + 1)), 0);

@@ -20,8 +20,8 @@
 static struct {
   char dir[64];
   char ca[96], other_ca[96], cert[96], key[96];
-  aigw_tls_ctx_t *server;   /* alpn "http/1.1" */
-  aigw_tls_ctx_t *client;   /* ca_file = our CA, verifying */
+  aigw_tls_ctx_t *server; /* alpn "http/1.1" */
+  aigw_tls_ctx_t *client; /* ca_file = our CA, verifying */
 } g;
 
 /* ---- certificates ---- */
@@ -37,8 +37,8 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
 }
 
 /* A certificate for key; self-signed when issuer is NULL. */
-static X509 *make_cert(EVP_PKEY *key, const char *cn, long serial, const char *san,
-                       X509 *issuer, EVP_PKEY *issuer_key) {
+static X509 *make_cert(EVP_PKEY *key, const char *cn, long serial, const char *san, X509 *issuer,
+                       EVP_PKEY *issuer_key) {
   X509 *x = X509_new();
   int ok = x != NULL;
   ok = ok && X509_set_version(x, X509_VERSION_3);
@@ -92,8 +92,8 @@ static int make_fixtures(void) {
   int ok = ca_key && other_key && srv_key;
   ok = ok && (ca = make_cert(ca_key, "aigw test CA", 1, NULL, NULL, NULL)) != NULL;
   ok = ok && (other = make_cert(other_key, "aigw other CA", 2, NULL, NULL, NULL)) != NULL;
-  ok = ok && (srv = make_cert(srv_key, "localhost", 3, "DNS:localhost,IP:127.0.0.1",
-                              ca, ca_key)) != NULL;
+  ok = ok &&
+       (srv = make_cert(srv_key, "localhost", 3, "DNS:localhost,IP:127.0.0.1", ca, ca_key)) != NULL;
   ok = ok && write_pem(g.ca, ca, NULL) && write_pem(g.other_ca, other, NULL);
   ok = ok && write_pem(g.cert, srv, NULL) && write_pem(g.key, NULL, srv_key);
   X509_free(ca);
@@ -132,7 +132,7 @@ static size_t move(aigw_tls_t *from, aigw_tls_t *to) { return move_step(from, to
 
 typedef struct {
   aigw_tls_t *c, *s;
-  int crc, src;  /* last handshake result of each side */
+  int crc, src; /* last handshake result of each side */
 } pair_t;
 
 static void handshake(pair_t *p) {
@@ -146,7 +146,7 @@ static void handshake(pair_t *p) {
 }
 
 static pair_t pair_open(aigw_tls_ctx_t *cctx, const char *host, const char *alpn) {
-  pair_t p = { aigw_tls_client_new(cctx, host, alpn), aigw_tls_server_new(g.server), 0, 0 };
+  pair_t p = {aigw_tls_client_new(cctx, host, alpn), aigw_tls_server_new(g.server), 0, 0};
   CHECK(p.c != NULL);
   CHECK(p.s != NULL);
   if (p.c != NULL && p.s != NULL) handshake(&p);
@@ -174,7 +174,7 @@ static char *send_all(aigw_tls_t *from, aigw_tls_t *to, const char *data, size_t
     }
     *got += (size_t)n;
   }
-  move(to, from);  /* whatever reading queued (nothing expected) */
+  move(to, from); /* whatever reading queued (nothing expected) */
   return out;
 }
 
@@ -267,7 +267,7 @@ TEST(verify_hostname_mismatch) {
   CHECK_EQ_INT(p.crc, AIGW_ETLS_VERIFY);
   CHECK(strstr(aigw_tls_last_error(p.c), "hostname mismatch") != NULL);
   CHECK(strstr(aigw_tls_last_error(p.c), "example.com") != NULL);
-  CHECK_EQ_INT(p.src, AIGW_ETLS);  /* the client's alert reached the server */
+  CHECK_EQ_INT(p.src, AIGW_ETLS); /* the client's alert reached the server */
   /* Sticky: the same answer, the same message. */
   CHECK_EQ_INT(aigw_tls_handshake(p.c), AIGW_ETLS_VERIFY);
   CHECK_EQ_INT(aigw_tls_read(p.c, (char[8]){0}, 8), AIGW_ETLS_VERIFY);
@@ -303,7 +303,8 @@ TEST(ca_file_replaces_system_store) {
   char err[256] = "";
   aigw_tls_ctx_t *sys = aigw_tls_client_ctx_new(NULL, 1, err, sizeof err);
   aigw_tls_ctx_t *other = aigw_tls_client_ctx_new(g.other_ca, 1, err, sizeof err);
-  if (old) setenv("SSL_CERT_FILE", old, 1); else unsetenv("SSL_CERT_FILE");
+  if (old) setenv("SSL_CERT_FILE", old, 1);
+  else unsetenv("SSL_CERT_FILE");
   aigw_free(old);
   CHECK(sys != NULL && other != NULL);
   if (sys == NULL || other == NULL) goto out;
@@ -346,10 +347,10 @@ TEST(alpn_no_overlap_fails) {
 TEST(close_notify) {
   pair_t p = pair_open(g.client, "localhost", NULL);
   char buf[64];
-  CHECK_EQ_INT(aigw_tls_read(p.c, buf, sizeof buf), 0);  /* session tickets */
+  CHECK_EQ_INT(aigw_tls_read(p.c, buf, sizeof buf), 0); /* session tickets */
   CHECK_EQ_INT(aigw_tls_shutdown(p.c), 0);
   CHECK(move(p.c, p.s) > 0);
-  CHECK_EQ_INT(aigw_tls_shutdown(p.c), 0);  /* already sent: nothing more */
+  CHECK_EQ_INT(aigw_tls_shutdown(p.c), 0); /* already sent: nothing more */
   CHECK(move(p.c, p.s) == 0);
   CHECK_EQ_INT(aigw_tls_read(p.s, buf, sizeof buf), AIGW_EUPSTREAM_CLOSED);
   CHECK_EQ_INT(aigw_tls_read(p.s, buf, sizeof buf), AIGW_EUPSTREAM_CLOSED);
@@ -390,7 +391,7 @@ TEST(session_resumption) {
   pair_t p = pair_open(cctx, "localhost", NULL);
   CHECK_EQ_INT(p.crc, 0);
   CHECK(!aigw_tls_session_reused(p.c));
-  CHECK_EQ_INT(aigw_tls_read(p.c, buf, sizeof buf), 0);  /* takes the tickets */
+  CHECK_EQ_INT(aigw_tls_read(p.c, buf, sizeof buf), 0); /* takes the tickets */
   pair_close(&p);
 
   p = pair_open(cctx, "localhost", NULL);
@@ -411,12 +412,12 @@ TEST(ctx_outlives_its_free) {
   char err[256] = "";
   aigw_tls_ctx_t *cctx = aigw_tls_client_ctx_new(g.ca, 1, err, sizeof err);
   aigw_tls_t *c = aigw_tls_client_new(cctx, "localhost", NULL);
-  aigw_tls_ctx_free(cctx);  /* c keeps it alive */
-  pair_t p = { c, aigw_tls_server_new(g.server), 0, 0 };
+  aigw_tls_ctx_free(cctx); /* c keeps it alive */
+  pair_t p = {c, aigw_tls_server_new(g.server), 0, 0};
   handshake(&p);
   CHECK_EQ_INT(p.crc, 0);
   char buf[8];
-  CHECK_EQ_INT(aigw_tls_read(p.c, buf, sizeof buf), 0);  /* stores a session */
+  CHECK_EQ_INT(aigw_tls_read(p.c, buf, sizeof buf), 0); /* stores a session */
   pair_close(&p);
 }
 
@@ -424,16 +425,16 @@ TEST(misuse_and_errors) {
   char err[256] = "";
   CHECK(aigw_tls_client_ctx_new("/nonexistent/ca.pem", 1, err, sizeof err) == NULL);
   CHECK(strstr(err, "/nonexistent/ca.pem") != NULL);
-  CHECK(aigw_tls_client_ctx_new(g.key, 1, err, sizeof err) == NULL);  /* no certs */
+  CHECK(aigw_tls_client_ctx_new(g.key, 1, err, sizeof err) == NULL); /* no certs */
   CHECK(aigw_tls_server_ctx_new(g.cert, "/nonexistent/key", NULL, err, sizeof err) == NULL);
   CHECK(strstr(err, "private key") != NULL);
-  CHECK(aigw_tls_server_ctx_new(g.ca, g.key, NULL, err, sizeof err) == NULL);  /* mismatch */
+  CHECK(aigw_tls_server_ctx_new(g.ca, g.key, NULL, err, sizeof err) == NULL); /* mismatch */
   CHECK(aigw_tls_server_ctx_new(g.cert, g.key, "h2,,http/1.1", err, sizeof err) == NULL);
   CHECK(strstr(err, "ALPN") != NULL);
 
   CHECK(aigw_tls_client_new(g.server, "localhost", NULL) == NULL);
   CHECK(aigw_tls_server_new(g.client) == NULL);
-  CHECK(aigw_tls_client_new(g.client, NULL, NULL) == NULL);  /* verifying needs a host */
+  CHECK(aigw_tls_client_new(g.client, NULL, NULL) == NULL); /* verifying needs a host */
   CHECK(aigw_tls_client_new(g.client, "[not-an-ip]", NULL) == NULL);
 
   aigw_tls_t *c = aigw_tls_client_new(g.client, "[::1]", NULL);
@@ -444,7 +445,7 @@ TEST(misuse_and_errors) {
   CHECK_EQ_INT(aigw_tls_write(c, "x", 1), AIGW_ETLS);
   CHECK(strstr(aigw_tls_last_error(c), "handshake") != NULL);
   CHECK_EQ_INT(aigw_tls_shutdown(c), 0);
-  CHECK_EQ_INT(aigw_tls_handshake(c), AIGW_TLS_WANT_IO);  /* not poisoned by misuse */
+  CHECK_EQ_INT(aigw_tls_handshake(c), AIGW_TLS_WANT_IO); /* not poisoned by misuse */
   char *hello = aigw_tls_take_output(c, &n);
   CHECK(hello != NULL && n > 0);
   aigw_free(hello);
