@@ -25,7 +25,7 @@ local function sse_data(text)
   return out
 end
 
--- A writer run over hub chunks, as aigw.exchange runs it.
+-- A writer run over hub chunks, as aigw.reply runs it.
 local function run_writer(adapter, ctx, chunks, model)
   local self = { ctx = ctx, model = model or "m-upstream" }
   adapter.start(self)

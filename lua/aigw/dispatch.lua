@@ -5,7 +5,7 @@
 -- (an OpenAI client to an OpenAI-kind provider, an Anthropic client to
 -- Anthropic): the client's bytes go up (only "model" rewritten, and an
 -- OpenAI stream asked for its usage), the answer streams back as it came,
--- and aigw.exchange reads its usage. Different formats: the request is
+-- and aigw.reply reads its usage. Different formats: the request is
 -- translated through the hub (OpenAI's chat format): the client's format
 -- to the hub, the hub to the provider's; a stream is proxied and
 -- translated event by event on its way back; a whole answer is fetched,
@@ -20,7 +20,7 @@ local cjson_safe = require "cjson.safe"
 local errors = require "aigw.errors"
 local request = require "aigw.request"
 local response = require "aigw.response"
-local exchange = require "aigw.exchange"
+local reply = require "aigw.reply"
 local protocols = require "aigw.protocols"
 
 local type, tostring, ipairs = type, tostring, ipairs
@@ -210,9 +210,9 @@ function M.mock(ctx, route, provider, j)
   local status, body, headers = provider:serve(ctx, "chat/completions", nil, oreq)
   if status ~= 200 then return status, body, headers end
   if oreq.stream == true then
-    local x = exchange.new(ctx, { client = client, upstream = "openai", stream = true, model = "echo",
-                                  include_usage = false })
-    -- The echo model set ctx.usage and ctx.cost already: the exchange must
+    local x = reply.new(ctx, { client = client, upstream = "openai", stream = true, model = "echo",
+                               include_usage = false })
+    -- The echo model set ctx.usage and ctx.cost already: the reply must
     -- not count them again (from a usage chunk the request asked for, at a
     -- price echo does not have) before the client's writer reports them.
     x.done = true
@@ -272,8 +272,8 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
       body, asked = with_stream_usage(ctx, body, j, upstream_model)
       if not asked then what = FILTER_HEADERS + FILTER_BODY end
     end
-    exchange.new(ctx, { client = fmt, upstream = fmt, stream = stream, model = upstream_model,
-                        include_usage = asked, injected_usage = not asked, prices = conf.prices })
+    reply.new(ctx, { client = fmt, upstream = fmt, stream = stream, model = upstream_model,
+                     include_usage = asked, injected_usage = not asked, prices = conf.prices })
     return proxy_through(provider, provider:path(endpoint, upstream_model), body, what)
   end
 
@@ -304,8 +304,8 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
       w.max_tokens, w.model = provider.max_tokens, upstream_model
       body = json.encode(w)
     end
-    exchange.new(ctx, { client = fmt, upstream = fmt, stream = stream, model = upstream_model,
-                        include_usage = asked, injected_usage = not asked, prices = conf.prices })
+    reply.new(ctx, { client = fmt, upstream = fmt, stream = stream, model = upstream_model,
+                     include_usage = asked, injected_usage = not asked, prices = conf.prices })
     return proxy_through(provider, provider:path(endpoint, upstream_model), body, what)
   end
 
@@ -322,8 +322,8 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
   if not ubody then return errors.response(err.status, "invalid_request", err.message) end
   local body = json.encode(ubody)
   local path = provider:path("chat/completions", upstream_model, stream)
-  local x = exchange.new(ctx, { client = client, upstream = fmt, stream = stream, model = upstream_model,
-                                include_usage = asked, prices = conf.prices })
+  local x = reply.new(ctx, { client = client, upstream = fmt, stream = stream, model = upstream_model,
+                             include_usage = asked, prices = conf.prices })
   if stream then return proxy_through(provider, path, body, FILTER_HEADERS + FILTER_BODY) end
   return answer_whole(ctx, cp or client, up, provider, path, body, upstream_model, x)
 end

@@ -209,7 +209,7 @@ function M.serve(ctx, env, route, alias, group, j, model, info)
       -- A fresh start: the filters the request had, the body as the client
       -- sent it (the last attempt may have changed the decoded one).
       response._filter_state(filters)
-      ctx._json, ctx.exchange, ctx.upstream_status, ctx.upstream_body = nil, nil, nil, nil
+      ctx._json, ctx._reply, ctx.upstream_status, ctx.upstream_body = nil, nil, nil, nil
       if made then j = copy(made) end
     end
     ctx.attempts, ctx.provider, ctx.model = attempts, provider.name, target.model
@@ -242,7 +242,7 @@ function M.serve(ctx, env, route, alias, group, j, model, info)
   -- The answer is an error made here, not the last attempt's translated
   -- stream: the filters that attempt asked for do not apply to it.
   response._filter_state(filters)
-  ctx.exchange = nil
+  ctx._reply = nil
   if deadline and monotonic() >= deadline and last.class == "timeout" then
     return errors.response(504, "upstream_timeout",
       "upstream timeout: the request's deadline passed after " .. ctx.attempts .. " attempt(s)")
@@ -260,7 +260,7 @@ function M.finish(ctx, status)
   local now = monotonic()
   local started = ctx._attempt_start
   local head = core.request_head_time()
-  local x = ctx.exchange
+  local x = ctx._reply
   local outcome = { ok = true, total = now - started, ttfb = head and head - started or nil }
   if status == 499 then
     outcome.ok, outcome.class = false, "client"

@@ -447,7 +447,7 @@ function M.init_worker(conf_path)
   end
   out.header_filter = function(ctx, status, head, from_upstream, body)
     if from_upstream then ctx.upstream_status, ctx.upstream_body = status, body end
-    local x = ctx.exchange
+    local x = ctx._reply
     if x and from_upstream then status, head = x:head(status, head) end
     -- The core reads the head it gets back after more Lua has run (body
     -- filters): ctx keeps it alive.
@@ -476,10 +476,10 @@ function M.init_worker(conf_path)
   -- asked for filter_body() (else only the runtime's filter runs); usage:
   -- for an answer the core only tapped, its "usage" member (one call).
   local bf = phases.body_filter
-  -- A second result true: the response ends with this chunk (the exchange
-  -- ended the client's stream before the upstream's), see aigw.exchange.
+  -- A second result true: the response ends with this chunk (the reply
+  -- ended the client's stream before the upstream's), see aigw.reply.
   out.body_filter = function(ctx, chunk, eof, err, plugins, usage)
-    local x = ctx.exchange
+    local x = ctx._reply
     local ended
     if x then
       if usage then
@@ -513,7 +513,7 @@ function M.init_worker(conf_path)
       -- up whatever fails next), then a stream cut short: the usage
       -- reported until then.
       if ctx._target then failover.finish(ctx, status) end
-      if ctx.exchange then ctx.exchange:finish(false) end
+      if ctx._reply then ctx._reply:finish(false) end
       response._begin(ctx, "log")
       for i = 1, #lg do
         local ok, err = pcall(lg[i].fn, lg[i].conf, ctx)

@@ -123,7 +123,7 @@ function _M.stream(kind)
   return setmetatable({ kind = kind, p = p, _raw = nil }, Stream)
 end
 
--- The same for a protocol module p (aigw.exchange, which has it already).
+-- The same for a protocol module p (aigw.reply, which has it already).
 function _M.accumulator(p)
   return setmetatable({ kind = p.name, p = p, _raw = nil }, Stream)
 end

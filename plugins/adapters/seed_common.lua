@@ -126,7 +126,7 @@ end
 -- the stream writer
 
 -- nil and why for what JSON cannot hold (a provider's 1e400 is inf): the
--- exchange then ends the stream with the error event.
+-- reply then ends the stream with the error event.
 local function event(obj)
   local s, err = json.encode(obj)
   if not s then return nil, err end

@@ -1,5 +1,5 @@
 -- stream.lua -- the Lua side of fuzz_stream: one fuzz input drives the SSE
--- parser or one direction of aigw.exchange (the runtime's response filters)
+-- parser or one direction of aigw.reply (the runtime's response filters)
 -- and checks what comes out. Returns the function the C target calls with
 -- each input; a finding is an error, which the target turns into abort().
 --
@@ -12,7 +12,7 @@
 -- not text/event-stream, 32 an error status, 64 a non-stream answer (the
 -- pass-through cases only).
 --
--- Checked: the exchange never raises and returns strings; a pass-through
+-- Checked: the reply never raises and returns strings; a pass-through
 -- body goes out as it came (but for the usage chunk the gateway asked
 -- for); a translated stream is a complete, well-formed stream of the
 -- client's format (OpenAI chunks ending in [DONE] or an error event;
@@ -22,7 +22,7 @@
 
 local sse = require "aigw.sse"
 local json = require "aigw.json"
-local exchange = require "aigw.exchange"
+local reply = require "aigw.reply"
 local gemini = require "aigw.protocols.gemini"
 
 local byte, sub, find = string.byte, string.sub, string.find
@@ -352,7 +352,7 @@ local function call(what, f, ...)
   return unpack(res, 2, 3)
 end
 
-local function run_exchange(case, flags, list, payload)
+local function run_reply(case, flags, list, payload)
   local upstream, client = case[1], case[2]
   local writer = client
   if find(client, ".", 1, true) then writer = require(client) end
@@ -362,9 +362,9 @@ local function run_exchange(case, flags, list, payload)
   local sse_head = flags % 32 < 16
   local status = flags % 64 >= 32 and 429 or 200
   local ctx = {}
-  local x = exchange.new(ctx, { client = writer, upstream = upstream, stream = stream,
-                                model = MODEL[upstream], include_usage = flags % 2 == 1,
-                                injected_usage = flags % 4 >= 2 })
+  local x = reply.new(ctx, { client = writer, upstream = upstream, stream = stream,
+                             model = MODEL[upstream], include_usage = flags % 2 == 1,
+                             injected_usage = flags % 4 >= 2 })
   local head = "Content-Type: " .. (sse_head and "text/event-stream" or "application/json") ..
                "\r\nx-request-id: fuzz\r\n"
   local st, h = call("head", x.head, x, status, head)
@@ -416,6 +416,6 @@ return function(input)
   if case[1] == "sse" then
     check_sse(list, payload, flags)
   else
-    run_exchange(case, flags, list, payload)
+    run_reply(case, flags, list, payload)
   end
 end

@@ -967,7 +967,7 @@ function M.counted_usage(count)
 end
 
 ---------------------------------------------------------------------------
--- the stream as the exchange (aigw.exchange) reads and writes it
+-- the stream as the reply (aigw.reply) reads and writes it
 
 local decode, encode = json.decode, json.encode
 

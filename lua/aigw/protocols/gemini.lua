@@ -740,7 +740,7 @@ function M.usage_event(u)
 end
 
 ---------------------------------------------------------------------------
--- the stream as the exchange (aigw.exchange) reads it
+-- the stream as the reply (aigw.reply) reads it
 
 local decode = json.decode
 

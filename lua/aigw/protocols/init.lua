@@ -7,7 +7,7 @@
 -- it, so a client of any format can be served by a provider of any other
 -- (a pair of the same format passes through). A provider names its format
 -- (`format`), a route its client's (`client`); aigw.dispatch pairs them,
--- aigw.exchange reads and writes the streams, aigw.usage counts with the
+-- aigw.reply reads and writes the streams, aigw.usage counts with the
 -- modules' usage readers, the error-mapping plugin reads error bodies.
 --
 -- The contract of aigw.protocols.<name> (P). Tables are decoded JSON (see
@@ -34,7 +34,7 @@
 --   P.stream_from_hub(model, opts)          -> t; t:chunk(hub_chunk) -> events, err;
 --                                              t:finish() -> events (each { name, data })
 --       opts: include_usage (end with the usage chunk; "usage": null in the others), created, id
--- streams, as aigw.exchange x runs them (x.model, x.acc: the usage accumulator,
+-- streams, as aigw.reply x runs them (x.model, x.acc: the usage accumulator,
 -- x.from / x.to: the translators above, x.include_usage)
 --   P.reader.event(x, ev)                   one SSE event ({event, data}) -> hub chunks |
 --                                              nil, message, type (the provider's error event) |

@@ -167,7 +167,7 @@ function M.stream_to_hub()
   return setmetatable({}, Identity)
 end
 
--- The reader as the exchange runs it. The gateway's own chunks (the usage
+-- The reader as the reply runs it. The gateway's own chunks (the usage
 -- chunk it asked for) go on to the writer, which keeps them from a client
 -- that did not ask.
 local function read_event(x, ev)

@@ -1,17 +1,17 @@
--- aigw.exchange: whole answers the core followed itself hand over only
+-- aigw.reply: whole answers the core followed itself hand over only
 -- their "usage" member; the counts are read from its text.
 
-local exchange = require "aigw.exchange"
+local reply = require "aigw.reply"
 
 local function tapped(upstream, text, model)
   local ctx = {}
-  local x = exchange.new(ctx, { client = upstream, upstream = upstream, stream = false,
-                                model = model or "gpt-4o-mini" })
+  local x = reply.new(ctx, { client = upstream, upstream = upstream, stream = false,
+                             model = model or "gpt-4o-mini" })
   x:tapped(text)
   return ctx
 end
 
-describe("aigw.exchange tapped usage", function()
+describe("aigw.reply tapped usage", function()
   it("reads OpenAI counts, cached and reasoning tokens included", function()
     local ctx = tapped("openai", '{"prompt_tokens":231,"completion_tokens":41,"total_tokens":272,' ..
       '"prompt_tokens_details":{"cached_tokens":200,"audio_tokens":0},' ..

@@ -1,7 +1,7 @@
--- Golden-file specs for aigw.exchange: a recorded upstream stream fed in
+-- Golden-file specs for aigw.reply: a recorded upstream stream fed in
 -- awkward pieces, the client's side compared with a golden file.
 --
--- spec/golden/exchange/<upstream>_<case>.sse are upstream stream bytes
+-- spec/golden/reply/<upstream>_<case>.sse are upstream stream bytes
 -- (made with tests/integration/mock_upstream.py's sse_events,
 -- anthropic_events and gemini_events, plus two written after the
 -- providers' documentation: anthropic_text_tool.sse, gemini_text_tools.sse).
@@ -11,14 +11,14 @@
 -- `created` is os.time() in the translators and Gemini's tool call ids are
 -- random: both are pinned while a case runs.
 --
--- AIGW_GOLDEN_WRITE=1 build/aigw test spec/exchange_spec.lua writes the
+-- AIGW_GOLDEN_WRITE=1 build/aigw test spec/reply_spec.lua writes the
 -- expected files again (review the diff).
 
 local json = require "aigw.json"
-local exchange = require "aigw.exchange"
+local reply = require "aigw.reply"
 local h = require "aigw.test.helpers"
 
-local DIR = "spec/golden/exchange/"
+local DIR = "spec/golden/reply/"
 local golden_write = os.getenv("AIGW_GOLDEN_WRITE")
 local concat = table.concat
 
@@ -84,14 +84,14 @@ local function feed(x, data, mode)
   return concat(out)
 end
 
--- Runs a stream through a fresh exchange; returns the client's text and ctx.
+-- Runs a stream through a fresh reply; returns the client's text and ctx.
 local function run(upstream, client, data, mode, o)
   o = o or {}
   return pinned(function()
     local ctx = {}
-    local x = exchange.new(ctx, { client = client, upstream = upstream, stream = true,
-                                  model = o.model or MODEL[upstream],
-                                  include_usage = o.include_usage, injected_usage = o.injected_usage })
+    local x = reply.new(ctx, { client = client, upstream = upstream, stream = true,
+                               model = o.model or MODEL[upstream],
+                               include_usage = o.include_usage, injected_usage = o.injected_usage })
     local status, head = x:head(200, SSE_HEAD)
     assert.equal(200, status)
     assert.equal(SSE_HEAD, head)
@@ -111,7 +111,7 @@ local CASES = {
   { "gemini", "gemini_text_tools", model = "gemini-2.5-flash" }, { "gemini", "gemini_error" },
 }
 
-describe("aigw.exchange golden streams", function()
+describe("aigw.reply golden streams", function()
   for _, case in ipairs(CASES) do
     local upstream, name = case[1], case[2]
     for _, client in ipairs({ "openai", "anthropic" }) do
@@ -146,7 +146,7 @@ describe("aigw.exchange golden streams", function()
   end
 end)
 
-describe("aigw.exchange", function()
+describe("aigw.reply", function()
   describe("OpenAI pass-through streams", function()
     local input
     setup(function() input = read("openai_text.sse") end)
@@ -255,8 +255,8 @@ describe("aigw.exchange", function()
     local function cut(upstream, client, file, n, o)
       return pinned(function()
         local ctx = {}
-        local x = exchange.new(ctx, { client = client, upstream = upstream, stream = true,
-                                      model = MODEL[upstream], injected_usage = o and o.injected_usage })
+        local x = reply.new(ctx, { client = client, upstream = upstream, stream = true,
+                                   model = MODEL[upstream], injected_usage = o and o.injected_usage })
         x:head(200, SSE_HEAD)
         local part = head_events(read(file), n)
         local pieces = {}
@@ -305,7 +305,7 @@ describe("aigw.exchange", function()
       local text = read("openai_text.sse")
       local upto = text:find("data: [DONE]", 1, true)
       local out, tail = pinned(function()
-        local x = exchange.new({}, { client = "anthropic", upstream = "openai", stream = true,
+        local x = reply.new({}, { client = "anthropic", upstream = "openai", stream = true,
                                      model = MODEL.openai })
         x:head(200, SSE_HEAD)
         local o = x:body(text:sub(1, upto - 1), false)
@@ -337,8 +337,8 @@ describe("aigw.exchange", function()
     it("cuts mid-event without a bad event: no error event follows half an event", function()
       pinned(function()
         local ctx = {}
-        local x = exchange.new(ctx, { client = "openai", upstream = "openai", stream = true,
-                                      model = "gpt-4o-mini", injected_usage = true })
+        local x = reply.new(ctx, { client = "openai", upstream = "openai", stream = true,
+                                   model = "gpt-4o-mini", injected_usage = true })
         x:head(200, SSE_HEAD)
         local s = read("openai_text.sse")
         local first = head_events(s, 1)
@@ -405,8 +405,8 @@ describe("aigw.exchange", function()
       local body = '{"id":"chatcmpl-1","object":"chat.completion","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}'
       for _, pair in ipairs({ { "openai", "openai" }, { "anthropic", "openai" }, { "gemini", "anthropic" } }) do
         local ctx = {}
-        local x = exchange.new(ctx, { client = pair[2], upstream = pair[1], stream = true, model = "gpt-4o-mini",
-                                      injected_usage = true })
+        local x = reply.new(ctx, { client = pair[2], upstream = pair[1], stream = true, model = "gpt-4o-mini",
+                                   injected_usage = true })
         local status, head = x:head(200, "Content-Type: application/json\r\n")
         assert.equal(200, status)
         assert.equal("Content-Type: application/json\r\n", head)
@@ -420,7 +420,7 @@ describe("aigw.exchange", function()
     it("passes an error status untouched, stream or not", function()
       local body = 'data: {"error":{"message":"no"}}\n\n'
       local ctx = {}
-      local x = exchange.new(ctx, { client = "anthropic", upstream = "gemini", stream = true, model = "m" })
+      local x = reply.new(ctx, { client = "anthropic", upstream = "gemini", stream = true, model = "m" })
       assert.equal(429, (x:head(429, SSE_HEAD)))
       assert.equal(body, x:body(body, true))
       assert.is_nil(ctx.usage)
@@ -428,8 +428,8 @@ describe("aigw.exchange", function()
 
     local function whole(upstream, body, pieces)
       local ctx = {}
-      local x = exchange.new(ctx, { client = upstream, upstream = upstream, stream = false,
-                                    model = upstream == "openai" and "gpt-4o-mini" or "claude-3-5-haiku-latest" })
+      local x = reply.new(ctx, { client = upstream, upstream = upstream, stream = false,
+                                 model = upstream == "openai" and "gpt-4o-mini" or "claude-3-5-haiku-latest" })
       x:head(200, "Content-Type: application/json\r\n")
       local out = {}
       for i = 1, #body, pieces do out[#out + 1] = x:body(body:sub(i, i + pieces - 1), i + pieces > #body) end

@@ -1,11 +1,11 @@
--- aigw.exchange against a hostile or broken provider: what one request
--- holds stays bounded whatever the stream (counted in the exchange's and
+-- aigw.reply against a hostile or broken provider: what one request
+-- holds stays bounded whatever the stream (counted in the reply's and
 -- its parser's state after every piece, never timed), and the client's
 -- stream ends well-formed in its own format.
 
 local json = require "aigw.json"
 local sse = require "aigw.sse"
-local exchange = require "aigw.exchange"
+local reply = require "aigw.reply"
 local anthropic = require "aigw.protocols.anthropic"
 local gemini = require "aigw.protocols.gemini"
 local h = require "aigw.test.helpers"
@@ -17,7 +17,7 @@ local SSE_HEAD = "Content-Type: text/event-stream\r\n"
 local MODEL = { openai = "gpt-4o-mini", anthropic = "claude-3-5-haiku-latest", gemini = "gemini-2.0-flash" }
 
 local function read(name)
-  local f = assert(io.open("spec/golden/exchange/" .. name, "rb"))
+  local f = assert(io.open("spec/golden/reply/" .. name, "rb"))
   local s = f:read("*a")
   f:close()
   return s
@@ -33,7 +33,7 @@ local function first_events(s, n)
   return s:sub(1, at - 1)
 end
 
--- Bytes and pieces an exchange holds between calls: its parser's pending
+-- Bytes and pieces a reply holds between calls: its parser's pending
 -- line and event, and the pieces of an unfinished raw event or whole answer.
 local function held(x)
   local bytes, pieces = 0, 0
@@ -92,9 +92,9 @@ end
 local function new(upstream, client, o)
   o = o or {}
   local ctx = {}
-  local x = exchange.new(ctx, { client = client, upstream = upstream, stream = true,
-                                model = MODEL[upstream], include_usage = o.include_usage,
-                                injected_usage = o.injected_usage })
+  local x = reply.new(ctx, { client = client, upstream = upstream, stream = true,
+                             model = MODEL[upstream], include_usage = o.include_usage,
+                             injected_usage = o.injected_usage })
   assert.equal(200, (x:head(200, SSE_HEAD)))
   return x, ctx
 end
@@ -133,7 +133,7 @@ local PAIRS = {
   { "openai", "openai", "openai_text.sse", 3, injected_usage = true, why = "event too large" },
 }
 
-describe("aigw.exchange hostile streams", function()
+describe("aigw.reply hostile streams", function()
   for _, pair in ipairs(PAIRS) do
     local upstream, client, file, n = pair[1], pair[2], pair[3], pair[4]
     for _, hostile in ipairs(file and HOSTILE or {}) do
@@ -178,7 +178,7 @@ describe("aigw.exchange hostile streams", function()
   end)
 end)
 
-describe("aigw.exchange watched streams past the bounds", function()
+describe("aigw.reply watched streams past the bounds", function()
   it("Anthropic pass-through: the bytes as they came, an oversized event skipped, usage read after it", function()
     local s = first_events(read("anthropic_text.sse"), 2) ..
               'event: content_block_start\ndata: {"type":"content_block_start","index":1,"content_block":' ..
@@ -208,7 +208,7 @@ describe("aigw.exchange watched streams past the bounds", function()
               completed
     for _, size in ipairs({ 1000, 16384, 65536, #s }) do
       local x, ctx = new("openai", "openai", { include_usage = true })
-      local out = feed(x, s, size, MIB + exchange.TAIL)
+      local out = feed(x, s, size, MIB + reply.TAIL)
       out = out .. x:body("", true)
       assert.equal(s, out)
       assert.equal(11, ctx.usage.prompt_tokens)
@@ -220,7 +220,7 @@ describe("aigw.exchange watched streams past the bounds", function()
   it("OpenAI pass-through, watched: an endless line passes on and is never held whole", function()
     local x, ctx = new("openai", "openai", { include_usage = true })
     local s = first_events(read("openai_text.sse"), 2) .. "data: " .. ("x"):rep(4 * MIB)
-    local out = feed(x, s, 16384, MIB + exchange.TAIL)
+    local out = feed(x, s, 16384, MIB + reply.TAIL)
     assert.equal(s, out)
     assert.equal("", x:body("", true))
     assert.is_nil(ctx.usage)
@@ -228,7 +228,7 @@ describe("aigw.exchange watched streams past the bounds", function()
 
   it("a whole answer watched for its usage keeps its last bytes only", function()
     local ctx = {}
-    local x = exchange.new(ctx, { client = "openai", upstream = "openai", stream = false, model = "gpt-4o-mini" })
+    local x = reply.new(ctx, { client = "openai", upstream = "openai", stream = false, model = "gpt-4o-mini" })
     x:head(200, "Content-Type: application/json\r\n")
     local body = '{"choices":[{"message":{"content":"' .. ("c"):rep(5 * MIB) .. '"}}],' ..
                  '"usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11}}'
@@ -242,7 +242,7 @@ describe("aigw.exchange watched streams past the bounds", function()
   end)
 end)
 
-describe("aigw.exchange translators' bounds", function()
+describe("aigw.reply translators' bounds", function()
   local function anthropic_event(name, d)
     d.type = name
     return "event: " .. name .. "\ndata: " .. json.encode(d) .. "\n\n"
@@ -373,7 +373,7 @@ describe("aigw.exchange translators' bounds", function()
   end)
 end)
 
-describe("aigw.sse defaults the exchange relies on", function()
+describe("aigw.sse defaults the reply relies on", function()
   it("are 1 MiB", function()
     assert.equal(MIB, sse.MAX_LINE)
     assert.equal(MIB, sse.MAX_EVENT)

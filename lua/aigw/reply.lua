@@ -1,12 +1,12 @@
--- aigw.exchange -- the way back of one LLM request: a provider's answer
+-- aigw.reply -- the reply, the way back of one LLM request: a provider's answer
 -- turned into the client's format as it arrives, and its token usage.
 --
 -- The runtime makes one per request that reaches a provider and hands it
 -- the response through the internal filters, before any plugin's:
 --
---   local x = exchange.new(ctx, { client = "anthropic", upstream = "openai",
---                                 stream = true, model = "gpt-4o-mini",
---                                 include_usage = false, injected_usage = true })
+--   local x = reply.new(ctx, { client = "anthropic", upstream = "openai",
+--                              stream = true, model = "gpt-4o-mini",
+--                              include_usage = false, injected_usage = true })
 --   status, head = x:head(status, head)       -- header_filter
 --   out = x:body(chunk, eof, err)             -- body_filter
 --   x:finish()                                -- sets ctx.usage and ctx.cost
@@ -35,7 +35,7 @@
 -- line or an event past sse.MAX_LINE / sse.MAX_EVENT (1 MiB) is never
 -- held. A stream being translated, or rewritten on its way, fails there
 -- with the client's error event; the upstream's later bytes are read and
--- dropped (a body filter cannot end the exchange: the response's last
+-- dropped (a body filter cannot end the upstream exchange: the response's last
 -- chunk comes when the upstream ends, or the client goes first); a stream
 -- that is only watched for its usage passes on as it came, the oversized
 -- event read from its last TAIL bytes (OpenAI formats) or skipped
@@ -111,7 +111,7 @@ function M.new(ctx, o)
       self.parser = sse.parser()
     end
   end
-  ctx.exchange = self
+  ctx._reply = self
   return self
 end
 
