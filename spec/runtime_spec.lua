@@ -2,6 +2,7 @@
 
 local h = require "aigw.test.helpers"
 local runtime = require "aigw.runtime"
+local router = require "aigw.router"
 local cjson = require "cjson"
 local dispatch = require "aigw.dispatch"
 local request = require "aigw.request"
@@ -61,7 +62,7 @@ describe("aigw.runtime", function()
     local function picker()
       local conf = { providers = { openai = {} } }
       local providers = { openai = { name = "openai", kind = "openai" }, mock = { name = "mock", kind = "mock" } }
-      return runtime._memo_picker(conf, providers)
+      return router._memo_picker(conf, providers)
     end
 
     it("keeps its entries and their size bounded, whatever names clients send", function()
