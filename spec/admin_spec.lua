@@ -1,10 +1,10 @@
--- aigw.admin: who may use the admin listener, and the handler's call of it
+-- aigw.engine.admin: who may use the admin listener, and the handler's call of it
 -- before any plugin. The peers here are not all loopback, which a real
 -- socket in the integration tests cannot be.
 
 local h = require "aigw.test.helpers"
-local admin = require "aigw.admin"
-local runtime = require "aigw.runtime"
+local admin = require "aigw.engine.admin"
+local runtime = require "aigw.engine.runtime"
 local cjson = require "cjson"
 
 local KEYS = { "adm-one", "adm-two" }
@@ -19,7 +19,7 @@ local function check(keys, opts)
   return status, cjson.decode(body).error, headers
 end
 
-describe("aigw.admin", function()
+describe("aigw.engine.admin", function()
   describe("loopback_host", function()
     it("takes 127.0.0.0/8, [::1] and localhost, with or without a port", function()
       for _, host in ipairs({ "127.0.0.1", "127.0.0.1:9090", "localhost", "localhost:1", "LocalHost:65535",

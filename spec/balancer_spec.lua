@@ -1,9 +1,9 @@
--- aigw.balancer: the strategies' orders, sticky routing, health, status,
+-- aigw.engine.balancer: the strategies' orders, sticky routing, health, status,
 -- metrics and readiness. Deterministic: a seeded random source and a clock
 -- the spec moves (spec/support/balancer_fixtures.lua).
 
 local h = require "aigw.test.helpers"
-local balancer = require "aigw.balancer"
+local balancer = require "aigw.engine.balancer"
 local F = dofile(h.prefix .. "/spec/support/balancer_fixtures.lua")
 
 local function targets(spec)
@@ -14,7 +14,7 @@ local function targets(spec)
   return t
 end
 
-describe("aigw.balancer", function()
+describe("aigw.engine.balancer", function()
   describe("weighted", function()
     it("follows nginx's smooth weighted round-robin: weights 5, 1, 1 give a a b a c a a", function()
       local g = F.build({ targets = targets({ { "a", weight = 5 }, { "b" }, { "c" } }) }).g
@@ -265,7 +265,7 @@ describe("aigw.balancer", function()
     end)
 
     it("is the same order in every worker and after restarts (a fixed hash)", function()
-      local strategies = require "aigw.balancer.strategies"
+      local strategies = require "aigw.engine.balancer.strategies"
       assert.equal(strategies.hash("session-1"), strategies.hash("session-1"))
       assert.not_equal(strategies.hash("session-1"), strategies.hash("session-2"))
       -- FNV-1a 32 then MurmurHash3's fmix32, as Python computes them

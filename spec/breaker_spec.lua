@@ -1,8 +1,8 @@
--- aigw.balancer's circuit breakers: per target, shared through the zone,
+-- aigw.engine.balancer's circuit breakers: per target, shared through the zone,
 -- on a clock the spec moves.
 
 local h = require "aigw.test.helpers"
-local memzone = require "aigw.balancer.memzone"
+local memzone = require "aigw.engine.balancer.memzone"
 local F = dofile(h.prefix .. "/spec/support/balancer_fixtures.lua")
 
 -- Two targets by priority: "a" first, "b" the fallback.
@@ -21,7 +21,7 @@ end
 local FAIL = { ok = false, class = "5xx" }
 local OK = { ok = true, ttfb = 0.1, total = 0.2 }
 
-describe("aigw.balancer breaker", function()
+describe("aigw.engine.balancer breaker", function()
   it("opens after `failures` failures in a row, and leaves the target out while open", function()
     local f = pair({ failures = 3, cooldown = 10 })
     attempt(f, 1, FAIL)
@@ -167,7 +167,7 @@ describe("aigw.balancer breaker", function()
   end)
 end)
 
-describe("aigw.balancer.memzone", function()
+describe("aigw.engine.balancer.memzone", function()
   it("follows aigw.shared's semantics, with TTLs on the given clock", function()
     local clock = F.clock(0)
     local z = memzone.new(clock.now)

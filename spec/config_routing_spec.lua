@@ -1,7 +1,7 @@
--- aigw.config: model aliases with targets, routing defaults and provider
+-- aigw.engine.config: model aliases with targets, routing defaults and provider
 -- health checks.
 
-local config = require "aigw.config"
+local config = require "aigw.engine.config"
 
 local PROVIDERS = {
   openai = { kind = "openai", base_url = "https://api.openai.com/v1" },
@@ -22,7 +22,7 @@ end
 local DEFAULT_RETRY_ON = { connect = true, timeout = true, ["429"] = true, ["5xx"] = true }
 local DEFAULT_BREAKER = { failures = 5, error_rate = 0.5, window = 30, min_requests = 10, cooldown = 30 }
 
-describe("aigw.config models and routing", function()
+describe("aigw.engine.config models and routing", function()
   it("normalises the one-target form to the full shape", function()
     local c = normalise({ models = { fast = { provider = "openai", model = "gpt-4o-mini" } } })
     assert.same({

@@ -1,6 +1,6 @@
--- aigw.config: normalising a config table, and loading a config file.
+-- aigw.engine.config: normalising a config table, and loading a config file.
 
-local config = require "aigw.config"
+local config = require "aigw.engine.config"
 
 local function errmsg(fn, ...)
   local ok, err = pcall(fn, ...)
@@ -16,7 +16,7 @@ local function write(text)
   return path
 end
 
-describe("aigw.config", function()
+describe("aigw.engine.config", function()
   describe("normalise", function()
     it("fills in every default", function()
       local c = config.normalise("f.lua", {})

@@ -1,4 +1,4 @@
--- aigw.dispatch through the runtime's handler: the request each (client
+-- aigw.engine.dispatch through the runtime's handler: the request each (client
 -- format, provider kind) pair sends, and what the client gets.
 --
 -- The providers point at tests/integration/mock_upstream.py, started by
@@ -19,7 +19,7 @@
 
 local h = require "aigw.test.helpers"
 local core = require "aigw.test.core"
-local runtime = require "aigw.runtime"
+local runtime = require "aigw.engine.runtime"
 local json = require "aigw.json"
 local aigw = require "aigw"
 
@@ -56,7 +56,7 @@ local ATOOLS = {
     input_schema = { type = "object", properties = { city = { type = "string" } }, required = { "city" } } },
 }
 
-describe("aigw.dispatch", function()
+describe("aigw.engine.dispatch", function()
   local url, records, pid, conf_path, phases
 
   setup(function()

@@ -1,7 +1,7 @@
--- aigw.failover: how a failed attempt is classed, what the provider asked
+-- aigw.engine.failover: how a failed attempt is classed, what the provider asked
 -- to wait, and the backoff between rounds (the loop itself runs against
 -- real upstreams in tests/integration/test_failover.py).
-local failover = require "aigw.failover"
+local failover = require "aigw.engine.failover"
 
 -- A seeded source, so the jitter's bounds are checked on fixed draws.
 local function lcg(seed)
@@ -12,7 +12,7 @@ local function lcg(seed)
   end
 end
 
-describe("aigw.failover", function()
+describe("aigw.engine.failover", function()
   describe("status_class", function()
     it("names rate limits, server errors and overload", function()
       assert.equal("429", failover.status_class(429, ""))

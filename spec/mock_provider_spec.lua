@@ -1,7 +1,7 @@
--- aigw.providers.mock: the built-in echo model.
+-- aigw.engine.providers.mock: the built-in echo model.
 
 local h = require "aigw.test.helpers"
-local mock = require "aigw.providers.mock"
+local mock = require "aigw.engine.providers.mock"
 local cjson = require "cjson"
 
 local function serve(json, endpoint)
@@ -12,7 +12,7 @@ local function serve(json, endpoint)
   end)
 end
 
-describe("aigw.providers.mock", function()
+describe("aigw.engine.providers.mock", function()
   it("is a provider named as configured", function()
     local p = mock.new("mine")
     assert.equal("mine", p.name)

@@ -1,6 +1,6 @@
--- aigw.providers.openai: OpenAI and OpenAI-compatible upstreams.
+-- aigw.engine.providers.openai: OpenAI and OpenAI-compatible upstreams.
 
-local openai = require "aigw.providers.openai"
+local openai = require "aigw.engine.providers.openai"
 local h = require "aigw.test.helpers"
 
 local function provider(p)
@@ -8,7 +8,7 @@ local function provider(p)
   return openai.new("up", conf.providers.up)
 end
 
-describe("aigw.providers.openai", function()
+describe("aigw.engine.providers.openai", function()
   it("makes a target from the config", function()
     local p = provider({ kind = "openai", base_url = "https://api.example.com/v1", api_key = "sk" })
     assert.equal("up", p.name)

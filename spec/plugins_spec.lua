@@ -1,7 +1,7 @@
--- aigw.plugins: loading plugins, checking their config against their
+-- aigw.engine.plugins: loading plugins, checking their config against their
 -- schema, and ordering them by priority.
 
-local plugins = require "aigw.plugins"
+local plugins = require "aigw.engine.plugins"
 local lfs = require "lfs"
 
 local prefix       -- a scratch prefix with a plugins/ directory per test
@@ -22,7 +22,7 @@ local function errmsg(fn, ...)
   return err
 end
 
-describe("aigw.plugins", function()
+describe("aigw.engine.plugins", function()
   before_each(function()
     prefix = os.tmpname()
     os.remove(prefix)

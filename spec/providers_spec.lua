@@ -1,4 +1,4 @@
--- aigw.providers.*: each kind's config -> target paths, the headers it
+-- aigw.engine.providers.*: each kind's config -> target paths, the headers it
 -- sets and drops, and the config checks of kind-specific fields.
 
 local h = require "aigw.test.helpers"
@@ -8,7 +8,7 @@ local MODULE = { openai = "openai", ["openai-compatible"] = "openai", ["azure-op
 
 local function provider(p)
   local conf = h.config({ providers = { up = p } })
-  return require("aigw.providers." .. MODULE[p.kind]).new("up", conf.providers.up), conf.providers.up
+  return require("aigw.engine.providers." .. MODULE[p.kind]).new("up", conf.providers.up), conf.providers.up
 end
 
 -- fetch_lines as name -> value

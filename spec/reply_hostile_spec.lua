@@ -1,13 +1,13 @@
--- aigw.reply against a hostile or broken provider: what one request
+-- aigw.engine.reply against a hostile or broken provider: what one request
 -- holds stays bounded whatever the stream (counted in the reply's and
 -- its parser's state after every piece, never timed), and the client's
 -- stream ends well-formed in its own format.
 
 local json = require "aigw.json"
 local sse = require "aigw.sse"
-local reply = require "aigw.reply"
-local anthropic = require "aigw.protocols.anthropic"
-local gemini = require "aigw.protocols.gemini"
+local reply = require "aigw.engine.reply"
+local anthropic = require "aigw.engine.protocols.anthropic"
+local gemini = require "aigw.engine.protocols.gemini"
 local h = require "aigw.test.helpers"
 
 local concat = table.concat
@@ -133,7 +133,7 @@ local PAIRS = {
   { "openai", "openai", "openai_text.sse", 3, injected_usage = true, why = "event too large" },
 }
 
-describe("aigw.reply hostile streams", function()
+describe("aigw.engine.reply hostile streams", function()
   for _, pair in ipairs(PAIRS) do
     local upstream, client, file, n = pair[1], pair[2], pair[3], pair[4]
     for _, hostile in ipairs(file and HOSTILE or {}) do
@@ -178,7 +178,7 @@ describe("aigw.reply hostile streams", function()
   end)
 end)
 
-describe("aigw.reply watched streams past the bounds", function()
+describe("aigw.engine.reply watched streams past the bounds", function()
   it("Anthropic pass-through: the bytes as they came, an oversized event skipped, usage read after it", function()
     local s = first_events(read("anthropic_text.sse"), 2) ..
               'event: content_block_start\ndata: {"type":"content_block_start","index":1,"content_block":' ..
@@ -242,7 +242,7 @@ describe("aigw.reply watched streams past the bounds", function()
   end)
 end)
 
-describe("aigw.reply translators' bounds", function()
+describe("aigw.engine.reply translators' bounds", function()
   local function anthropic_event(name, d)
     d.type = name
     return "event: " .. name .. "\ndata: " .. json.encode(d) .. "\n\n"

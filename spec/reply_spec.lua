@@ -1,4 +1,4 @@
--- Golden-file specs for aigw.reply: a recorded upstream stream fed in
+-- Golden-file specs for aigw.engine.reply: a recorded upstream stream fed in
 -- awkward pieces, the client's side compared with a golden file.
 --
 -- spec/golden/reply/<upstream>_<case>.sse are upstream stream bytes
@@ -15,7 +15,7 @@
 -- expected files again (review the diff).
 
 local json = require "aigw.json"
-local reply = require "aigw.reply"
+local reply = require "aigw.engine.reply"
 local h = require "aigw.test.helpers"
 
 local DIR = "spec/golden/reply/"
@@ -111,7 +111,7 @@ local CASES = {
   { "gemini", "gemini_text_tools", model = "gemini-2.5-flash" }, { "gemini", "gemini_error" },
 }
 
-describe("aigw.reply golden streams", function()
+describe("aigw.engine.reply golden streams", function()
   for _, case in ipairs(CASES) do
     local upstream, name = case[1], case[2]
     for _, client in ipairs({ "openai", "anthropic" }) do
@@ -146,7 +146,7 @@ describe("aigw.reply golden streams", function()
   end
 end)
 
-describe("aigw.reply", function()
+describe("aigw.engine.reply", function()
   describe("OpenAI pass-through streams", function()
     local input
     setup(function() input = read("openai_text.sse") end)

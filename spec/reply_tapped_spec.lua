@@ -1,7 +1,7 @@
--- aigw.reply: whole answers the core followed itself hand over only
+-- aigw.engine.reply: whole answers the core followed itself hand over only
 -- their "usage" member; the counts are read from its text.
 
-local reply = require "aigw.reply"
+local reply = require "aigw.engine.reply"
 
 local function tapped(upstream, text, model)
   local ctx = {}
@@ -11,7 +11,7 @@ local function tapped(upstream, text, model)
   return ctx
 end
 
-describe("aigw.reply tapped usage", function()
+describe("aigw.engine.reply tapped usage", function()
   it("reads OpenAI counts, cached and reasoning tokens included", function()
     local ctx = tapped("openai", '{"prompt_tokens":231,"completion_tokens":41,"total_tokens":272,' ..
       '"prompt_tokens_details":{"cached_tokens":200,"audio_tokens":0},' ..

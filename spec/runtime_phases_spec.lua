@@ -1,8 +1,8 @@
--- aigw.runtime: the phase chain a worker runs, built by runtime.init_worker
+-- aigw.engine.runtime: the phase chain a worker runs, built by runtime.init_worker
 -- from a config and plugin files in a scratch prefix.
 
 local h = require "aigw.test.helpers"
-local runtime = require "aigw.runtime"
+local runtime = require "aigw.engine.runtime"
 local lfs = require "lfs"
 local cjson = require "cjson"
 

@@ -1,10 +1,10 @@
--- aigw.runtime: the model rewrite, and the request handler a worker runs.
+-- aigw.engine.runtime: the model rewrite, and the request handler a worker runs.
 
 local h = require "aigw.test.helpers"
-local runtime = require "aigw.runtime"
-local router = require "aigw.router"
+local runtime = require "aigw.engine.runtime"
+local router = require "aigw.engine.router"
 local cjson = require "cjson"
-local dispatch = require "aigw.dispatch"
+local dispatch = require "aigw.engine.dispatch"
 local request = require "aigw.request"
 
 -- The body sent upstream for a client's body, as the router reads it and
@@ -18,7 +18,7 @@ local function replace(body, model, new)
   end)
 end
 
-describe("aigw.runtime", function()
+describe("aigw.engine.runtime", function()
   describe("the model rewrite", function()
     it("replaces the top-level model and keeps every other byte", function()
       local body = '{"model":"openai/gpt-4o", "tools": [], "n": 12345678901234567, "s":"\\u00e9"}'

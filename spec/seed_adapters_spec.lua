@@ -25,7 +25,7 @@ local function sse_data(text)
   return out
 end
 
--- A writer run over hub chunks, as aigw.reply runs it.
+-- A writer run over hub chunks, as aigw.engine.reply runs it.
 local function run_writer(adapter, ctx, chunks, model)
   local self = { ctx = ctx, model = model or "m-upstream" }
   adapter.start(self)
@@ -229,7 +229,7 @@ describe("adapters.seed_text_generation", function()
 end)
 
 describe("route adapters in the runtime", function()
-  local runtime = require "aigw.runtime"
+  local runtime = require "aigw.engine.runtime"
   local conf_path, phases
 
   setup(function()

@@ -101,7 +101,7 @@ int aigw_shdict_ttl(aigw_shdict_t *d, const char *key, size_t klen, double *ttl)
 void aigw_shdict_flush_all(aigw_shdict_t *d);
 ]]
 
--- Readiness for GET /ready (aigw.health).
+-- Readiness for GET /ready (aigw.engine.health).
 ffi.cdef [[
 void aigw_ffi_set_ready(int ready);
 ]]

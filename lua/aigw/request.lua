@@ -213,13 +213,13 @@ function M.get_json_fields(ctx)
       end
       if v ~= nil then out[name] = v end
       -- Where the model's value is in the body (1-based, inclusive), so
-      -- that aigw.dispatch can put another name there without a scan.
+      -- that aigw.engine.dispatch can put another name there without a scan.
       if i == 1 then ctx._model_at, ctx._model_end = s0 + 1, tonumber(sp["end"]) end
     end
   end
   ctx._fields = out
   -- A member written with escapes or twice: the raw text must not be
-  -- edited in place (aigw.dispatch re-encodes it instead).
+  -- edited in place (aigw.engine.dispatch re-encodes it instead).
   if odd[0] ~= 0 then ctx._fields_odd = true end
   return out
 end

@@ -1,4 +1,4 @@
--- aigw.protocols.anthropic: golden files under spec/golden/anthropic/.
+-- aigw.engine.protocols.anthropic: golden files under spec/golden/anthropic/.
 --
 -- Each file is one case: {"fn": NAME, "args": [...], ...inputs, "expected": {...}}.
 -- NAME is the translation, seen from OpenAI's side (FUNCTIONS: the contract's
@@ -18,8 +18,8 @@
 -- rewrites every case's. Review what it wrote before committing it.
 
 local json = require "aigw.json"
-local A = require "aigw.protocols.anthropic"
-local hub = require "aigw.protocols.openai"
+local A = require "aigw.engine.protocols.anthropic"
+local hub = require "aigw.engine.protocols.openai"
 
 local FUNCTIONS = {
   request_to_anthropic = "request_from_hub", request_from_anthropic = "request_to_hub",
@@ -129,7 +129,7 @@ if golden_write == "1" or golden_write == "all" then
   end
 end
 
-describe("aigw.protocols.anthropic golden files", function()
+describe("aigw.engine.protocols.anthropic golden files", function()
   for _, name in ipairs(CASES) do
     it(name, function()
       local case = load_case(name)
@@ -140,7 +140,7 @@ describe("aigw.protocols.anthropic golden files", function()
   end
 end)
 
-describe("aigw.protocols.anthropic on the wire", function()
+describe("aigw.engine.protocols.anthropic on the wire", function()
   local function enc(v) return select(2, wire(v)) end
 
   it("keeps [] in the usage chunk's choices and in message_start's content", function()
@@ -288,7 +288,7 @@ describe("aigw.protocols.anthropic on the wire", function()
   end)
 
   it("writes a provider's tool call id and name only as strings", function()
-    local tr = require "aigw.protocols.anthropic"
+    local tr = require "aigw.engine.protocols.anthropic"
     local out = tr.response_to_hub({ id = "msg_1", content = {
       { type = "tool_use", id = {}, name = 42, input = {} },
       { type = "tool_use", id = "toolu_ok", name = "f", input = {} } } }, "m")

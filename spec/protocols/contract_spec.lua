@@ -1,7 +1,7 @@
--- aigw.protocols: every wire format's module has the contract written in
--- lua/aigw/protocols/init.lua, and the pieces no translation spec covers.
+-- aigw.engine.protocols: every wire format's module has the contract written in
+-- lua/aigw/engine/protocols/init.lua, and the pieces no translation spec covers.
 
-local protocols = require "aigw.protocols"
+local protocols = require "aigw.engine.protocols"
 local json = require "aigw.json"
 
 -- What a provider's format needs; a client's format needs CLIENT too
@@ -10,12 +10,12 @@ local FUNCTIONS = { "request_from_hub", "response_to_hub", "stream_to_hub", "err
                     "error_format", "usage", "answer_usage", "stream_usage", "usage_event", "path" }
 local CLIENT = { "request_to_hub", "response_from_hub", "counted_usage" }
 
-describe("aigw.protocols", function()
+describe("aigw.engine.protocols", function()
   it("names each module by its name, the hub once", function()
     local hubs = 0
     for name, p in pairs(protocols) do
       assert.equal(name, p.name)
-      assert.equal(p, require("aigw.protocols." .. name))
+      assert.equal(p, require("aigw.engine.protocols." .. name))
       if p.hub then hubs = hubs + 1 end
     end
     assert.equal(1, hubs)

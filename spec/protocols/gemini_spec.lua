@@ -1,4 +1,4 @@
--- Golden-file specs for aigw.protocols.gemini.
+-- Golden-file specs for aigw.engine.protocols.gemini.
 --
 -- Each case is spec/golden/gemini/<name>.input.json, with the expected
 -- output in <name>.expected.json. Outputs are encoded with aigw.json and
@@ -6,7 +6,7 @@
 -- sides. GEMINI_GOLDEN_UPDATE=1 rewrites the expected files.
 
 local json = require "aigw.json"
-local gemini = require "aigw.protocols.gemini"
+local gemini = require "aigw.engine.protocols.gemini"
 local util = require "luassert.util"
 
 local DIR = "spec/golden/gemini/"
@@ -84,7 +84,7 @@ local function run(case)
   error("unknown kind " .. tostring(case.kind))
 end
 
-describe("aigw.protocols.gemini golden files", function()
+describe("aigw.engine.protocols.gemini golden files", function()
   for _, name in ipairs(cases()) do
     it(name, function()
       local case = assert(json.decode(read(DIR .. name .. ".input.json")))
@@ -107,7 +107,7 @@ describe("aigw.protocols.gemini golden files", function()
   end
 end)
 
-describe("aigw.protocols.gemini", function()
+describe("aigw.engine.protocols.gemini", function()
   it("maps a made-up tool-call id back to its name on the next turn", function()
     local resp = assert(gemini.response_to_hub({
       candidates = { { content = { parts = { { functionCall = { name = "lookup", args = { q = "x" } } } } },

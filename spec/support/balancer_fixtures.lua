@@ -7,8 +7,8 @@
 -- so specs never see each other's counters there.
 
 local bit = require "bit"
-local config = require "aigw.config"
-local balancer = require "aigw.balancer"
+local config = require "aigw.engine.config"
+local balancer = require "aigw.engine.balancer"
 local shared = require "aigw.shared"
 
 local F = {}

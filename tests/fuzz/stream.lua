@@ -1,5 +1,5 @@
 -- stream.lua -- the Lua side of fuzz_stream: one fuzz input drives the SSE
--- parser or one direction of aigw.reply (the runtime's response filters)
+-- parser or one direction of aigw.engine.reply (the runtime's response filters)
 -- and checks what comes out. Returns the function the C target calls with
 -- each input; a finding is an error, which the target turns into abort().
 --
@@ -22,8 +22,8 @@
 
 local sse = require "aigw.sse"
 local json = require "aigw.json"
-local reply = require "aigw.reply"
-local gemini = require "aigw.protocols.gemini"
+local reply = require "aigw.engine.reply"
+local gemini = require "aigw.engine.protocols.gemini"
 
 local byte, sub, find = string.byte, string.sub, string.find
 local concat = table.concat

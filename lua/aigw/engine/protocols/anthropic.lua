@@ -1,11 +1,11 @@
--- aigw.protocols.anthropic -- Anthropic Messages: translation to and from
+-- aigw.engine.protocols.anthropic -- Anthropic Messages: translation to and from
 -- OpenAI Chat Completions (the hub format), its streams read and written,
--- its errors, usage and paths. The contract is in aigw.protocols.
+-- its errors, usage and paths. The contract is in aigw.engine.protocols.
 --
 -- Pure functions over decoded tables (use aigw.json to decode and encode, so
 -- [] and exact numbers survive). No I/O. See docs/translation.md.
 --
---   local A = require "aigw.protocols.anthropic"
+--   local A = require "aigw.engine.protocols.anthropic"
 --   local body, notes = A.request_from_hub(openai_req, { default_max_tokens = 4096 })
 --   local resp = A.response_to_hub(anthropic_resp, model)
 --   local t = A.stream_to_hub(model, { include_usage = true })
@@ -28,7 +28,7 @@
 -- output is then proportional to the event.
 
 local json = require "aigw.json"
-local hub = require "aigw.protocols.openai"
+local hub = require "aigw.engine.protocols.openai"
 
 local null, empty_array, array_mt = json.null, json.empty_array, json.array_mt
 local type, ipairs, tostring, tonumber = type, ipairs, tostring, tonumber
@@ -967,7 +967,7 @@ function M.counted_usage(count)
 end
 
 ---------------------------------------------------------------------------
--- the stream as the reply (aigw.reply) reads and writes it
+-- the stream as the reply (aigw.engine.reply) reads and writes it
 
 local decode, encode = json.decode, json.encode
 

@@ -1,4 +1,4 @@
--- aigw.plugins -- loads the plugins a config names, checks their config
+-- aigw.engine.plugins -- loads the plugins a config names, checks their config
 -- against their schema, and orders them by priority (higher first).
 --
 -- A plugin is plugins/<name>.lua returning { name, priority, schema?, jit?,

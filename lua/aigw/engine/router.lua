@@ -1,4 +1,4 @@
--- aigw.router -- where a request goes once the access phase is done: the
+-- aigw.engine.router -- where a request goes once the access phase is done: the
 -- routes by path (the default endpoints, the config's routes: pinned to
 -- one provider, or through a route adapter), the models list, and a model
 -- name to its provider or, for an alias, to the balancer and failover.
@@ -15,10 +15,10 @@
 local request = require "aigw.request"
 local errors = require "aigw.errors"
 local cjson = require "cjson"
-local dispatch = require "aigw.dispatch"
+local dispatch = require "aigw.engine.dispatch"
 local response = require "aigw.response"
-local balancer = require "aigw.balancer"
-local failover = require "aigw.failover"
+local balancer = require "aigw.engine.balancer"
+local failover = require "aigw.engine.failover"
 local shared = require "aigw.shared"
 
 local find = string.find

@@ -1,4 +1,4 @@
--- aigw.balancer.breaker -- one circuit breaker per target, kept in the zone
+-- aigw.engine.balancer.breaker -- one circuit breaker per target, kept in the zone
 -- so that every worker sees the same state.
 --
 -- Keys (each target's prefix P is built once, in balancer.new):

@@ -1,4 +1,4 @@
--- aigw.health -- active health checks and readiness.
+-- aigw.engine.health -- active health checks and readiness.
 --
 -- A provider with a health_check is probed every `interval` seconds (the
 -- first probe at start) with its method and path under the provider's base

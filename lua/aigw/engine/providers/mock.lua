@@ -1,6 +1,6 @@
--- aigw.providers.mock -- the built-in `echo` model: answers with the last
+-- aigw.engine.providers.mock -- the built-in `echo` model: answers with the last
 -- user message, with no network and no secrets. Token counts are words.
--- It speaks OpenAI's chat format; aigw.dispatch.mock serves the other
+-- It speaks OpenAI's chat format; aigw.engine.dispatch.mock serves the other
 -- inbound formats through the translators.
 
 local cjson = require "cjson"
@@ -10,7 +10,7 @@ local M = {}
 M.__index = M
 
 M.format = "openai"
-M.protocol = require "aigw.protocols.openai"
+M.protocol = require "aigw.engine.protocols.openai"
 
 function M.new(name)
   return setmetatable({ name = name, kind = "mock" }, M)

@@ -1,15 +1,15 @@
--- aigw.failover -- one request to a model alias that stands for several
+-- aigw.engine.failover -- one request to a model alias that stands for several
 -- targets: the balancer's plan gives the order, and each attempt goes to
 -- the next target until one answers.
 --
--- An attempt is dispatched like any routed request (aigw.dispatch: the
+-- An attempt is dispatched like any routed request (aigw.engine.dispatch: the
 -- request translated for the target's provider), then handed to the core
 -- with aigw_core.proxy_attempt, which holds the client's response head
 -- until the upstream's first body byte: a failure before that (connect,
 -- timeout, the target's ttfb_timeout, an error status) comes back here and
 -- the next attempt starts, while a first byte commits the answer to the
 -- client and the call never returns. A whole translated answer, fetched in
--- Lua, fails the same way through ctx._failed (aigw.dispatch).
+-- Lua, fails the same way through ctx._failed (aigw.engine.dispatch).
 --
 -- Which failures move on is the alias's retry.on (classes: connect,
 -- timeout, 429, 5xx, 4xx, context_length). A target is tried again only
@@ -21,7 +21,7 @@
 -- the one that answers is reported by the log phase (M.finish), which
 -- knows how it ended.
 
-local dispatch = require "aigw.dispatch"
+local dispatch = require "aigw.engine.dispatch"
 local errors = require "aigw.errors"
 local request = require "aigw.request"
 local response = require "aigw.response"

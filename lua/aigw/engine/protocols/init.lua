@@ -1,4 +1,4 @@
--- aigw.protocols -- the wire formats, one module each, all with the same
+-- aigw.engine.protocols -- the wire formats, one module each, all with the same
 -- contract, and the table that names them.
 --
 -- A wire format is what one API looks like on the wire: its requests,
@@ -6,11 +6,11 @@
 -- Completions is the hub: every other format is translated to and from
 -- it, so a client of any format can be served by a provider of any other
 -- (a pair of the same format passes through). A provider names its format
--- (`format`), a route its client's (`client`); aigw.dispatch pairs them,
--- aigw.reply reads and writes the streams, aigw.usage counts with the
+-- (`format`), a route its client's (`client`); aigw.engine.dispatch pairs them,
+-- aigw.engine.reply reads and writes the streams, aigw.usage counts with the
 -- modules' usage readers, the error-mapping plugin reads error bodies.
 --
--- The contract of aigw.protocols.<name> (P). Tables are decoded JSON (see
+-- The contract of aigw.engine.protocols.<name> (P). Tables are decoded JSON (see
 -- aigw.json); "hub" values are OpenAI Chat Completions ones. Failures
 -- return nil, err with err = { status, message, type, code } (type is
 -- OpenAI's error type; status the HTTP status to answer with).
@@ -34,7 +34,7 @@
 --   P.stream_from_hub(model, opts)          -> t; t:chunk(hub_chunk) -> events, err;
 --                                              t:finish() -> events (each { name, data })
 --       opts: include_usage (end with the usage chunk; "usage": null in the others), created, id
--- streams, as aigw.reply x runs them (x.model, x.acc: the usage accumulator,
+-- streams, as aigw.engine.reply x runs them (x.model, x.acc: the usage accumulator,
 -- x.from / x.to: the translators above, x.include_usage)
 --   P.reader.event(x, ev)                   one SSE event ({event, data}) -> hub chunks |
 --                                              nil, message, type (the provider's error event) |
@@ -76,7 +76,7 @@
 -- (docs/translation.md, "Adding a wire format").
 
 return {
-  openai = require "aigw.protocols.openai",
-  anthropic = require "aigw.protocols.anthropic",
-  gemini = require "aigw.protocols.gemini",
+  openai = require "aigw.engine.protocols.openai",
+  anthropic = require "aigw.engine.protocols.anthropic",
+  gemini = require "aigw.engine.protocols.gemini",
 }

@@ -1,9 +1,9 @@
--- aigw.protocols.openai -- OpenAI Chat Completions, the hub format: every
+-- aigw.engine.protocols.openai -- OpenAI Chat Completions, the hub format: every
 -- other wire format is translated to and from it. Its own to/from-hub
 -- functions are identities (the gateway does not call them); it also holds
 -- what the other modules share: the hub chunk builders, the text of a
 -- content value, the retry delay of an error's details. The contract is in
--- aigw.protocols.
+-- aigw.engine.protocols.
 --
 -- It serves the other OpenAI-format endpoints (completions, embeddings,
 -- responses) too: their paths, errors and usage are the same.

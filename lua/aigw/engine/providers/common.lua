@@ -1,4 +1,4 @@
--- aigw.providers.common -- what every network provider shares: its core
+-- aigw.engine.providers.common -- what every network provider shares: its core
 -- target (connection pool, TLS, the headers it sets and drops) and the
 -- same headers as lines, for the requests the runtime fetches itself.
 

@@ -1,15 +1,15 @@
--- aigw.providers.anthropic -- Anthropic's Messages API: base_url without
+-- aigw.engine.providers.anthropic -- Anthropic's Messages API: base_url without
 -- the version (https://api.anthropic.com), the key in x-api-key, the
 -- anthropic-version header, and max_tokens filled in for requests that
 -- have none (Anthropic requires it).
 
-local common = require "aigw.providers.common"
+local common = require "aigw.engine.providers.common"
 
 local M = {}
 M.__index = M
 
 M.format = "anthropic"
-M.protocol = require "aigw.protocols.anthropic"
+M.protocol = require "aigw.engine.protocols.anthropic"
 
 function M.new(name, conf)
   local self = setmetatable({ name = name, kind = conf.kind, max_tokens = conf.max_tokens,

@@ -1,4 +1,4 @@
--- aigw.admin -- the admin listener's endpoints, and who may use them.
+-- aigw.engine.admin -- the admin listener's endpoints, and who may use them.
 --
 -- GET /metrics is open: Prometheus scrapes it without credentials (the core
 -- answers /health and /ready before Lua, open as well). Every other path

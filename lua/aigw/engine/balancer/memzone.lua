@@ -1,4 +1,4 @@
--- aigw.balancer.memzone -- a zone in a Lua table, for a balancer given no
+-- aigw.engine.balancer.memzone -- a zone in a Lua table, for a balancer given no
 -- shared zone (one process, or a spec with a fake clock).
 --
 --   local z = memzone.new(now)   -- now: function() -> seconds, for TTLs

@@ -1,10 +1,10 @@
--- aigw.protocols.gemini -- Gemini generateContent: translation from and to
+-- aigw.engine.protocols.gemini -- Gemini generateContent: translation from and to
 -- OpenAI Chat Completions (the hub format), its streams read, its errors,
--- usage and paths. The contract is in aigw.protocols.
+-- usage and paths. The contract is in aigw.engine.protocols.
 --
 -- Pure functions over tables: no I/O.
 --
---   local gemini = require "aigw.protocols.gemini"
+--   local gemini = require "aigw.engine.protocols.gemini"
 --   local body, err = gemini.request_from_hub(openai_req, opts)
 --   local resp, err = gemini.response_to_hub(gemini_resp, model, opts)
 --   local st = gemini.stream_to_hub(model, opts)
@@ -30,7 +30,7 @@
 -- past MAX_ID bytes is not used for the id repeated in every chunk.
 
 local json = require "aigw.json"
-local hub = require "aigw.protocols.openai"
+local hub = require "aigw.engine.protocols.openai"
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local concat = table.concat
@@ -740,7 +740,7 @@ function M.usage_event(u)
 end
 
 ---------------------------------------------------------------------------
--- the stream as the reply (aigw.reply) reads it
+-- the stream as the reply (aigw.engine.reply) reads it
 
 local decode = json.decode
 
@@ -763,7 +763,7 @@ M.reader = {
 local METHODS = { ["chat/completions"] = ":generateContent", messages = ":generateContent",
                   ["messages/count_tokens"] = ":countTokens" }
 
-local escape = require("aigw.providers.common").escape
+local escape = require("aigw.engine.providers.common").escape
 
 function M.path(_, endpoint, model, stream)
   local m = METHODS[endpoint]

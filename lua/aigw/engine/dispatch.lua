@@ -1,11 +1,11 @@
--- aigw.dispatch -- one API request to the provider the router picked.
+-- aigw.engine.dispatch -- one API request to the provider the router picked.
 --
 -- The pairing of the client's wire format with the provider's (each a
--- module of aigw.protocols, looked up by name). Same format on both sides
+-- module of aigw.engine.protocols, looked up by name). Same format on both sides
 -- (an OpenAI client to an OpenAI-kind provider, an Anthropic client to
 -- Anthropic): the client's bytes go up (only "model" rewritten, and an
 -- OpenAI stream asked for its usage), the answer streams back as it came,
--- and aigw.reply reads its usage. Different formats: the request is
+-- and aigw.engine.reply reads its usage. Different formats: the request is
 -- translated through the hub (OpenAI's chat format): the client's format
 -- to the hub, the hub to the provider's; a stream is proxied and
 -- translated event by event on its way back; a whole answer is fetched,
@@ -20,8 +20,8 @@ local cjson_safe = require "cjson.safe"
 local errors = require "aigw.errors"
 local request = require "aigw.request"
 local response = require "aigw.response"
-local reply = require "aigw.reply"
-local protocols = require "aigw.protocols"
+local reply = require "aigw.engine.reply"
+local protocols = require "aigw.engine.protocols"
 
 local type, tostring, ipairs = type, tostring, ipairs
 local find, sub = string.find, string.sub

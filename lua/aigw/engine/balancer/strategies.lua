@@ -1,4 +1,4 @@
--- aigw.balancer.strategies -- the order in which an alias's targets are
+-- aigw.engine.balancer.strategies -- the order in which an alias's targets are
 -- tried, one function per strategy.
 --
 -- Each is order(g, av, m, info, out, ctx): g is the balancer's group, av[1..m]

@@ -1,4 +1,4 @@
--- aigw.reply -- the reply, the way back of one LLM request: a provider's answer
+-- aigw.engine.reply -- the reply, the way back of one LLM request: a provider's answer
 -- turned into the client's format as it arrives, and its token usage.
 --
 -- The runtime makes one per request that reaches a provider and hands it
@@ -11,7 +11,7 @@
 --   out = x:body(chunk, eof, err)             -- body_filter
 --   x:finish()                                -- sets ctx.usage and ctx.cost
 --
--- Formats are named as in aigw.protocols: "openai" (Chat Completions, the
+-- Formats are named as in aigw.engine.protocols: "openai" (Chat Completions, the
 -- hub every translation goes through), "anthropic" (Messages), "gemini"
 -- (generateContent). Each module's reader turns its provider's events into
 -- hub chunks, and its writer hub chunks into the client's wire text; a
@@ -49,7 +49,7 @@ local log = require "aigw.log"
 local request = require "aigw.request"
 local sse = require "aigw.sse"
 local usage_mod = require "aigw.usage"
-local protocols = require "aigw.protocols"
+local protocols = require "aigw.engine.protocols"
 
 local type, setmetatable, tostring, ipairs, pcall = type, setmetatable, tostring, ipairs, pcall
 local find, sub, byte = string.find, string.sub, string.byte
@@ -115,7 +115,7 @@ function M.new(ctx, o)
   return self
 end
 
--- The client's writer: its format's (aigw.protocols), or a route adapter.
+-- The client's writer: its format's (aigw.engine.protocols), or a route adapter.
 function X:writer()
   return self.w
 end

@@ -1,16 +1,16 @@
--- aigw.providers.azure-openai -- Azure OpenAI: the OpenAI wire format under
+-- aigw.engine.providers.azure-openai -- Azure OpenAI: the OpenAI wire format under
 -- /openai/deployments/{deployment}/..., an api-version query parameter and
 -- the key in an api-key header. base_url is the resource's endpoint
 -- (https://NAME.openai.azure.com); `deployments` maps model names to
 -- deployment names (a model not listed is taken as the deployment's name).
 
-local common = require "aigw.providers.common"
+local common = require "aigw.engine.providers.common"
 
 local M = {}
 M.__index = M
 
 M.format = "openai"
-M.protocol = require "aigw.protocols.openai"
+M.protocol = require "aigw.engine.protocols.openai"
 
 function M.new(name, conf)
   local self = setmetatable({ name = name, kind = conf.kind, deployments = conf.deployments,

@@ -1,4 +1,4 @@
--- aigw.balancer -- which of a model alias's targets a request goes to, and
+-- aigw.engine.balancer -- which of a model alias's targets a request goes to, and
 -- in what order the others are tried when it fails.
 --
 --   local b = balancer.new(conf.models, { zone = aigw.shared.aigw_routing, prices = conf.prices })
@@ -20,9 +20,9 @@
 -- one table (the list it returns, which the caller may keep) and, for a
 -- select function, the list handed to it.
 
-local breaker = require "aigw.balancer.breaker"
-local memzone = require "aigw.balancer.memzone"
-local strategies = require "aigw.balancer.strategies"
+local breaker = require "aigw.engine.balancer.breaker"
+local memzone = require "aigw.engine.balancer.memzone"
+local strategies = require "aigw.engine.balancer.strategies"
 local usage = require "aigw.usage"
 
 local pairs, ipairs, error, tostring = pairs, ipairs, error, tostring
