@@ -70,7 +70,7 @@ describe("aigw.request", function()
       local ctx = {}
       local v = call(req, "get_json", ctx)
       assert.same({ model = "echo", n = { 1, 2 } }, v)
-      assert.equal(v, ctx._json)
+      assert.equal(v, ctx._engine.json)
       assert.equal(v, call(req, "get_json", ctx))
     end)
 
@@ -79,7 +79,7 @@ describe("aigw.request", function()
       local v, err = call(h.request(), "get_json", ctx)
       assert.is_nil(v)
       assert.equal("the request body is empty", err)
-      assert.is_false(ctx._json)
+      assert.is_false(ctx._engine.json)
       assert.same({ nil, "the request body is empty" }, { call(h.request(), "get_json", ctx) })
     end)
 

@@ -272,7 +272,7 @@ describe("the runtime's phases", function()
         local status, head = phases.header_filter(ctx, 200, HEAD)
         assert.equal(201, status)
         assert.equal(HEAD .. "x-by: second\r\n", head)
-        assert.equal(head, ctx._head)
+        assert.equal(head, ctx._engine.head)
         assert.equal(3, #ctx.trace)
       end)
 

@@ -21,6 +21,7 @@ local errors = require "aigw.errors"
 local request = require "aigw.request"
 local response = require "aigw.response"
 local reply = require "aigw.engine.reply"
+local state = require "aigw.engine.state"
 local protocols = require "aigw.engine.protocols"
 
 local type, tostring, ipairs = type, tostring, ipairs
@@ -55,10 +56,11 @@ end
 -- re-encoded instead, so that what is sent matches what was routed.
 local function passthrough_body(ctx, model, upstream_model)
   if upstream_model == model then return nil end
-  local at = ctx._model_at
-  if at and not ctx._fields_odd then
+  local e = state.of(ctx)
+  local at = e.model_at
+  if at and not e.fields_odd then
     local raw = request.get_body()
-    return sub(raw, 1, at - 1) .. cjson_safe.encode(upstream_model) .. sub(raw, ctx._model_end + 1)
+    return sub(raw, 1, at - 1) .. cjson_safe.encode(upstream_model) .. sub(raw, e.model_end + 1)
   end
   local j = request.get_json(ctx)
   j.model = upstream_model
@@ -69,7 +71,7 @@ M.passthrough_body = passthrough_body   -- for specs
 -- The whole decoded request: j itself, unless it is only the members the
 -- router read (request.get_json_fields).
 local function whole(ctx, j)
-  if j == ctx._fields then return request.get_json(ctx) end
+  if j == state.of(ctx).fields then return request.get_json(ctx) end
   return j
 end
 
@@ -79,7 +81,7 @@ end
 local function with_stream_usage(ctx, body, j, upstream_model)
   local so = j.stream_options
   if type(so) == "table" and so.include_usage == true then return body, true end
-  if so == nil and not ctx._fields_odd then
+  if so == nil and not state.of(ctx).fields_odd then
     local raw = body or request.get_body()
     local at = find(raw, "{", 1, true)
     return sub(raw, 1, at) .. '"stream_options":{"include_usage":true},' .. sub(raw, at + 1), false
@@ -126,20 +128,21 @@ local function client_lines(provider)
   return table.concat(out)
 end
 
--- ctx._attempt_timeout: the failover loop's bound for this attempt.
+-- attempt_timeout (ctx._engine): the failover loop's bound for this attempt.
 local function fetch(ctx, provider, path, body)
   local op = aigw_core.http_op()
   local lines = provider.fetch_lines .. client_lines(provider) .. "x-request-id: " .. request.id() .. "\r\n"
+  local e = state.of(ctx)
   local status, headers, rbody = aigw_core.http_request(op, provider.target, "POST",
-    provider.base_path .. path, lines, body, ctx._attempt_timeout or provider.timeouts.total, MAX_ANSWER,
+    provider.base_path .. path, lines, body, e.attempt_timeout or provider.timeouts.total, MAX_ANSWER,
     false, true, true, true, true)
   if not status then
     local err = tostring(headers)
     if find(err, "timeout", 1, true) then
-      ctx._failed = { code = "upstream_timeout" }
+      e.failed = { code = "upstream_timeout" }
       return nil, errors.response(504, "upstream_timeout", "upstream timeout (" .. provider.name .. ")")
     end
-    ctx._failed = { code = "bad_gateway" }
+    e.failed = { code = "bad_gateway" }
     return nil, errors.response(502, "bad_gateway", "upstream " .. provider.name .. ": " .. err)
   end
   return status, headers, rbody
@@ -151,11 +154,11 @@ local KEPT_ERROR_HEADERS = { { "retry-after", "Retry-After" },
                              { "x-ratelimit-reset-tokens", "x-ratelimit-reset-tokens" } }
 
 -- An upstream error answer, handed on for the error-mapping plugin (which
--- sees ctx.upstream_status and ctx.upstream_body) to reshape. ctx._failed
--- tells the failover loop what happened.
+-- sees ctx.upstream_status and ctx.upstream_body) to reshape. failed
+-- (ctx._engine) tells the failover loop what happened.
 local function upstream_error(ctx, status, headers, body)
   ctx.upstream_status, ctx.upstream_body = status, body
-  ctx._failed = { status = status, headers = headers, body = body }
+  state.of(ctx).failed = { status = status, headers = headers, body = body }
   response._filter_errors()
   local lines = "Content-Type: " .. (headers["content-type"] or "application/json") .. "\r\n"
   for _, h in ipairs(KEPT_ERROR_HEADERS) do

@@ -9,7 +9,7 @@
 -- timeout, the target's ttfb_timeout, an error status) comes back here and
 -- the next attempt starts, while a first byte commits the answer to the
 -- client and the call never returns. A whole translated answer, fetched in
--- Lua, fails the same way through ctx._failed (aigw.engine.dispatch).
+-- Lua, fails the same way through failed in ctx._engine (aigw.engine.dispatch).
 --
 -- Which failures move on is the alias's retry.on (classes: connect,
 -- timeout, 429, 5xx, 4xx, context_length). A target is tried again only
@@ -22,6 +22,7 @@
 -- knows how it ended.
 
 local dispatch = require "aigw.engine.dispatch"
+local state = require "aigw.engine.state"
 local errors = require "aigw.errors"
 local request = require "aigw.request"
 local response = require "aigw.response"
@@ -140,15 +141,16 @@ end
 -- whole answer made in Lua, or an error not worth another target), or the
 -- failure. A proxied attempt that answers does not return at all.
 local function attempt(ctx, env, route, provider, target, j, model, timeout)
-  ctx._failed, ctx._attempt_timeout = nil, timeout
+  local e = state.of(ctx)
+  e.failed, e.attempt_timeout = nil, timeout
   local a1, a2, a3, a4, a5
   if provider.kind == "mock" then
-    a1, a2, a3 = dispatch.mock(ctx, route, provider, j == ctx._fields and request.get_json(ctx) or j)
+    a1, a2, a3 = dispatch.mock(ctx, route, provider, j == e.fields and request.get_json(ctx) or j)
   else
     a1, a2, a3, a4, a5 = env.upstream(ctx, dispatch.serve(ctx, route, provider, j, model, target.model, env.conf))
   end
   if a1 ~= "proxy" then
-    local failed = ctx._failed
+    local failed = e.failed
     if not failed then return nil, a1, a2, a3 end
     failed.client = { a1, a2, a3 }
     if failed.status then
@@ -183,7 +185,8 @@ function M.serve(ctx, env, route, alias, group, j, model, info)
   local deadline = retry.deadline and started + retry.deadline
   local filters = response._filter_state()
   local providers = env.providers
-  local made = j ~= ctx._fields and retry.attempts > 1 and copy(j)
+  local e = state.of(ctx)
+  local made = j ~= e.fields and retry.attempts > 1 and copy(j)
   local n, turns, last, round_wait = #plan, 0, nil, nil
   local i = 0
   for attempts = 1, retry.attempts do
@@ -209,23 +212,23 @@ function M.serve(ctx, env, route, alias, group, j, model, info)
       -- A fresh start: the filters the request had, the body as the client
       -- sent it (the last attempt may have changed the decoded one).
       response._filter_state(filters)
-      ctx._json, ctx._reply, ctx.upstream_status, ctx.upstream_body = nil, nil, nil, nil
+      e.json, e.reply, ctx.upstream_status, ctx.upstream_body = nil, nil, nil, nil
       if made then j = copy(made) end
     end
     ctx.attempts, ctx.provider, ctx.model = attempts, provider.name, target.model
     response._response_lines(ctx, target_lines(provider, target, attempts))
-    ctx._target, ctx._group, ctx._attempt_start = target, group, monotonic()
+    e.target, e.group, e.attempt_start = target, group, monotonic()
     group:begin(target)
     local ok, failed, s, b, h = xpcall(attempt, traceback, ctx, env, route, provider, target, j, model, timeout)
     if not ok then
       -- The gateway failed (a plugin, a bad request the dispatcher choked
       -- on), not the target: it is not charged for it.
-      ctx._target = nil
+      e.target = nil
       group:finish(target, { ok = false, class = "internal" })
       error(failed, 0)
     end
     if not failed then return s, b, h end
-    ctx._target = nil
+    e.target = nil
     group:finish(target, { ok = false, class = failed.class })
     failed.retry_after = retry_after(failed.headers)
     -- The longest wait any target of this round asked for.
@@ -242,7 +245,7 @@ function M.serve(ctx, env, route, alias, group, j, model, info)
   -- The answer is an error made here, not the last attempt's translated
   -- stream: the filters that attempt asked for do not apply to it.
   response._filter_state(filters)
-  ctx._reply = nil
+  e.reply = nil
   if deadline and monotonic() >= deadline and last.class == "timeout" then
     return errors.response(504, "upstream_timeout",
       "upstream timeout: the request's deadline passed after " .. ctx.attempts .. " attempt(s)")
@@ -254,13 +257,14 @@ end
 -- failed after it began counts against its target; a client that went
 -- away does not.
 function M.finish(ctx, status)
-  local target = ctx._target
+  local e = ctx._engine
+  local target = e and e.target
   if not target then return end
-  ctx._target = nil
+  e.target = nil
   local now = monotonic()
-  local started = ctx._attempt_start
+  local started = e.attempt_start
   local head = core.request_head_time()
-  local x = ctx._reply
+  local x = e.reply
   local outcome = { ok = true, total = now - started, ttfb = head and head - started or nil }
   if status == 499 then
     outcome.ok, outcome.class = false, "client"
@@ -272,7 +276,7 @@ function M.finish(ctx, status)
     -- the target's, and its breaker does not hear of it.
     outcome.ok, outcome.class = false, "internal"
   end
-  ctx._group:finish(target, outcome)
+  e.group:finish(target, outcome)
 end
 
 M._parse_lines = parse_lines   -- for specs

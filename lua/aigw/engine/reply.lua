@@ -50,6 +50,7 @@ local request = require "aigw.request"
 local sse = require "aigw.sse"
 local usage_mod = require "aigw.usage"
 local protocols = require "aigw.engine.protocols"
+local state = require "aigw.engine.state"
 
 local type, setmetatable, tostring, ipairs, pcall = type, setmetatable, tostring, ipairs, pcall
 local find, sub, byte = string.find, string.sub, string.byte
@@ -111,7 +112,7 @@ function M.new(ctx, o)
       self.parser = sse.parser()
     end
   end
-  ctx._reply = self
+  state.of(ctx).reply = self
   return self
 end
 

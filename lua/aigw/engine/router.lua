@@ -306,7 +306,7 @@ function M.new(conf, providers, run_upstream)
     ctx.provider, ctx.model = provider.name, upstream_model
     response._response_lines(ctx, lines)
     if provider.kind == "mock" then
-      return dispatch.mock(ctx, route, provider, json == ctx._fields and request.get_json(ctx) or json)
+      return dispatch.mock(ctx, route, provider, json == ctx._engine.fields and request.get_json(ctx) or json)
     end
     return run_upstream(ctx, dispatch.serve(ctx, route, provider, json, model, upstream_model, conf))
   end

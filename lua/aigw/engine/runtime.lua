@@ -23,6 +23,7 @@ local response = require "aigw.response"
 local log = require "aigw.log"
 local failover = require "aigw.engine.failover"
 local health = require "aigw.engine.health"
+local state = require "aigw.engine.state"
 
 local M = {}
 
@@ -160,12 +161,14 @@ function M.init_worker(conf_path)
   end
   out.header_filter = function(ctx, status, head, from_upstream, body)
     if from_upstream then ctx.upstream_status, ctx.upstream_body = status, body end
-    local x = ctx._reply
+    local e = ctx._engine
+    local x = e and e.reply
     if x and from_upstream then status, head = x:head(status, head) end
     -- The core reads the head it gets back after more Lua has run (body
-    -- filters): ctx keeps it alive.
+    -- filters): the engine's state keeps it alive.
     if #hf == 0 then
-      ctx._head = head
+      if not e then e = state.of(ctx) end
+      e.head = head
       return status, head
     end
     local resp = response._begin(ctx, "header_filter", status, head)
@@ -181,7 +184,7 @@ function M.init_worker(conf_path)
     response._finish()
     if ctx._exit then return false end
     if resp.dirty then head = response._serialize(resp) end
-    ctx._head = head
+    state.of(ctx).head = head
     return resp.status, head
   end
 
@@ -192,7 +195,8 @@ function M.init_worker(conf_path)
   -- A second result true: the response ends with this chunk (the reply
   -- ended the client's stream before the upstream's), see aigw.engine.reply.
   out.body_filter = function(ctx, chunk, eof, err, plugins, usage)
-    local x = ctx._reply
+    local e = ctx._engine
+    local x = e and e.reply
     local ended
     if x then
       if usage then
@@ -214,7 +218,8 @@ function M.init_worker(conf_path)
       end
       response._finish()
     end
-    ctx._chunk = chunk
+    -- (a plugin may have made the engine's state since e was read)
+    state.of(ctx).chunk = chunk
     return chunk, ended
   end
 
@@ -225,8 +230,11 @@ function M.init_worker(conf_path)
       -- First the target's bookkeeping (its in-flight count must not stay
       -- up whatever fails next), then a stream cut short: the usage
       -- reported until then.
-      if ctx._target then failover.finish(ctx, status) end
-      if ctx._reply then ctx._reply:finish(false) end
+      local e = ctx._engine
+      if e then
+        if e.target then failover.finish(ctx, status) end
+        if e.reply then e.reply:finish(false) end
+      end
       response._begin(ctx, "log")
       for i = 1, #lg do
         local ok, err = pcall(lg[i].fn, lg[i].conf, ctx)
