@@ -1,12 +1,13 @@
--- The seed endpoints' route adapters (plugins/adapters/seed_*.lua): their
+-- The seed endpoints' route adapters (adapters/seed-*.lua): their
 -- request and response functions, their stream writers, and the runtime
 -- serving them on configured routes with the echo model.
 
 local h = require "aigw.test.helpers"
 local json = require "aigw.json"
 local cjson = require "cjson"
-local chat = require "adapters.seed_chat"
-local textgen = require "adapters.seed_text_generation"
+local adapters = require "aigw.engine.adapters"
+local chat = adapters.load("seed-chat")
+local textgen = adapters.load("seed-text-generation")
 
 local function hub(text, finish, model)
   return { id = "x", object = "chat.completion", model = model or "gpt-4o-mini",
@@ -43,7 +44,7 @@ local function delta_chunk(content, finish, model)
            choices = { { index = 0, delta = { content = content }, finish_reason = finish } } }
 end
 
-describe("adapters.seed_chat", function()
+describe("seed-chat", function()
   describe("request", function()
     it("makes one user message with the default model", function()
       assert.same({ model = "echo", messages = { { role = "user", content = "hi" } } },
@@ -161,7 +162,7 @@ describe("adapters.seed_chat", function()
   end)
 end)
 
-describe("adapters.seed_text_generation", function()
+describe("seed-text-generation", function()
   describe("request", function()
     it("makes one user message and carries the sampling parameters", function()
       assert.same({ model = "gpt-4o-mini", messages = { { role = "user", content = "p" } },
@@ -235,8 +236,8 @@ describe("route adapters in the runtime", function()
   setup(function()
     -- An adapter that asks the provider for a usage chunk, as a chat
     -- client may: the echo model's usage must still be what reaches it.
-    package.loaded["spec_usage_adapter"] = nil
-    package.preload["spec_usage_adapter"] = function()
+    package.loaded["adapters.spec_usage_adapter"] = nil
+    package.preload["adapters.spec_usage_adapter"] = function()
       local a = {}
       for k, v in pairs(chat) do a[k] = v end
       a.request = function(body, ctx)
@@ -252,8 +253,8 @@ describe("route adapters in the runtime", function()
       return {
         plugins = {},
         routes = {
-          { path = "/api/v1/chat", adapter = "adapters.seed_chat" },
-          { path = "/api/v1/inference/text-generation", adapter = "adapters.seed_text_generation" },
+          { path = "/api/v1/chat", adapter = "seed-chat" },
+          { path = "/api/v1/inference/text-generation", adapter = "seed-text-generation" },
           { path = "/usage-chat", adapter = "spec_usage_adapter" },
         },
       }
@@ -263,7 +264,7 @@ describe("route adapters in the runtime", function()
   end)
   teardown(function()
     os.remove(conf_path)
-    package.preload["spec_usage_adapter"] = nil
+    package.preload["adapters.spec_usage_adapter"] = nil
   end)
 
   local function handle(path, body, ctx)
@@ -308,16 +309,16 @@ describe("route adapters in the runtime", function()
 
   describe("an adapter without stream functions", function()
     local function worker(adapter)
-      package.loaded["spec_plain_adapter"] = nil
-      package.preload["spec_plain_adapter"] = function() return adapter end
+      package.loaded["adapters.spec_plain_adapter"] = nil
+      package.preload["adapters.spec_plain_adapter"] = function() return adapter end
       local p = os.tmpname()
       local f = assert(io.open(p, "wb"))
       f:write('return { plugins = {}, routes = { { path = "/plain", adapter = "spec_plain_adapter" } } }')
       f:close()
       local ok, res = pcall(runtime.init_worker, p, 1)
       os.remove(p)
-      package.preload["spec_plain_adapter"] = nil
-      package.loaded["spec_plain_adapter"] = nil
+      package.preload["adapters.spec_plain_adapter"] = nil
+      package.loaded["adapters.spec_plain_adapter"] = nil
       return ok, res
     end
     local plain = {

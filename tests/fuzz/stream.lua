@@ -35,7 +35,8 @@ os.time = function(t) if t then return time(t) end return 1700000000 end
 local ids = 0
 gemini.new_tool_call_id = function() ids = ids + 1; return "call_fuzz_" .. ids end
 -- The adapters' timing field reads the request's clock: there is no request.
-require("adapters.seed_common").processing_time_ms = function() return 0 end
+local adapters = require "aigw.engine.adapters"
+require("adapters.seed-common").processing_time_ms = function() return 0 end
 
 local MODEL = { openai = "gpt-4o-mini", anthropic = "claude-3-5-haiku-latest", gemini = "gemini-2.0-flash" }
 
@@ -47,9 +48,9 @@ local CASES = {
   { "gemini", "anthropic" },
   { "anthropic", "anthropic" },
   { "openai", "openai" },
-  { "openai", "adapters.seed_chat" },
-  { "anthropic", "adapters.seed_text_generation" },
-  { "gemini", "adapters.seed_chat" },
+  { "openai", "seed-chat" },
+  { "anthropic", "seed-text-generation" },
+  { "gemini", "seed-chat" },
 }
 
 -- Findings reported and not fixed yet, each with its reproducer under
@@ -355,7 +356,7 @@ end
 local function run_reply(case, flags, list, payload)
   local upstream, client = case[1], case[2]
   local writer = client
-  if find(client, ".", 1, true) then writer = require(client) end
+  if find(client, "-", 1, true) then writer = adapters.load(client) end
   local same = upstream == client
   local stream = not (same and flags % 128 >= 64)
   local ending = ({ "eof", "err", "cut", "eof_empty" })[math.floor(flags / 4) % 4 + 1]

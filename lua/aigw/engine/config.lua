@@ -417,10 +417,10 @@ local function check_routes(file, routes, providers)
     if r.method ~= nil and (type(r.method) ~= "string" or not r.method:match("^%a+$")) then
       fail(file, field .. ".method", "an HTTP method", r.method)
     end
-    -- adapter: a Lua module that turns the route's own request and answer
-    -- formats into chat completions (see conf/examples/).
-    if r.adapter ~= nil and (type(r.adapter) ~= "string" or not r.adapter:match("^[%w_.-]+$")) then
-      fail(file, field .. ".adapter", "a Lua module name", r.adapter)
+    -- adapter: adapters/<name>.lua, which turns the route's own request
+    -- and answer formats into chat completions (aigw.engine.adapters).
+    if r.adapter ~= nil and (type(r.adapter) ~= "string" or not r.adapter:match("^[%w_-]+$")) then
+      fail(file, field .. ".adapter", "the name of a route adapter (adapters/<name>.lua)", r.adapter)
     end
     if r.adapter and r.provider then fail(file, field, "either adapter or provider, not both", r.provider) end
     out[i] = { path = r.path, provider = r.provider, endpoint = r.endpoint or "chat/completions",

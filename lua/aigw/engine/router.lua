@@ -19,6 +19,7 @@ local dispatch = require "aigw.engine.dispatch"
 local response = require "aigw.response"
 local balancer = require "aigw.engine.balancer"
 local failover = require "aigw.engine.failover"
+local adapters = require "aigw.engine.adapters"
 local shared = require "aigw.shared"
 
 local find = string.find
@@ -38,33 +39,6 @@ local DEFAULT_ROUTES = {
   ["/v1/messages/count_tokens"] = { client = "anthropic", endpoint = "messages/count_tokens", method = "POST" },
   ["/v1/models"]           = { models = true, method = "GET" },
 }
-
--- A route adapter module: request(body, ctx) -> chat request or nil, err;
--- response(chat_answer, ctx) -> table or string; for streams, chunk(self, c)
--- and finish(self) -> wire text, error_event(self, msg, type), start(self)
--- optional. An adapter without chunk and finish does not stream.
-local STREAM_FUNCTIONS = { "chunk", "finish", "error_event" }
-
-local function load_adapter(name)
-  local ok, a = pcall(require, name)
-  if not ok then error("route adapter " .. name .. ": " .. tostring(a), 0) end
-  if type(a) ~= "table" or type(a.request) ~= "function" or type(a.response) ~= "function" then
-    error("route adapter " .. name .. ": must return a table with request and response functions", 0)
-  end
-  local streams = a.chunk ~= nil or a.finish ~= nil or a.error_event ~= nil or a.start ~= nil
-  if streams then
-    for _, f in ipairs(STREAM_FUNCTIONS) do
-      if type(a[f]) ~= "function" then
-        error("route adapter " .. name .. ": a streaming adapter needs chunk, finish and error_event functions ("
-              .. f .. " is " .. type(a[f]) .. ")", 0)
-      end
-    end
-    if a.start ~= nil and type(a.start) ~= "function" then
-      error("route adapter " .. name .. ": start must be a function", 0)
-    end
-  end
-  return a, streams
-end
 
 -- The model ids a client can send, in OpenAI's list format: echo, the
 -- aliases, and each provider's allow-listed models (bare for the provider
@@ -189,7 +163,7 @@ function M.new(conf, providers, run_upstream)
   end
   for i, r in ipairs(conf.routes) do
     if r.adapter then
-      local a, streams = load_adapter(r.adapter)
+      local a, streams = adapters.load(r.adapter)
       routes[r.path] = { client = a, streams = streams, endpoint = "chat/completions", method = r.method }
     else
       -- A route pinned to a provider forwards the client's bytes to one

@@ -1,8 +1,8 @@
--- adapters.seed_text_generation -- the seed gateways' text-generation
+-- seed-text-generation -- the seed gateways' text-generation
 -- endpoint as a route adapter:
 --
 --   routes = { { path = "/api/v1/inference/text-generation",
---                adapter = "adapters.seed_text_generation" } }
+--                adapter = "seed-text-generation" } }
 --
 -- Request (JSON object):
 --   prompt       required, a non-empty string (sent as one user message)
@@ -26,7 +26,7 @@
 -- A bad request gets 400 in the OpenAI error envelope, its message naming
 -- the field.
 
-local common = require "adapters.seed_common"
+local common = require "adapters.seed-common"
 local json = require "aigw.json"
 
 local M = {}

@@ -1,4 +1,5 @@
--- adapters.seed_common -- what the seed endpoints' adapters share: input
+-- seed-common -- what the seed endpoints' adapters share (require
+-- "adapters.seed-common"): input
 -- checks, the usage/cost/timing fields of their answers, and an SSE stream
 -- writer (see docs/configuration.md, "Route adapters").
 --

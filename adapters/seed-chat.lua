@@ -1,6 +1,6 @@
--- adapters.seed_chat -- the seed gateways' chat endpoint as a route adapter:
+-- seed-chat -- the seed gateways' chat endpoint as a route adapter:
 --
---   routes = { { path = "/api/v1/chat", adapter = "adapters.seed_chat" } }
+--   routes = { { path = "/api/v1/chat", adapter = "seed-chat" } }
 --
 -- Request (JSON object):
 --   message           required, a non-empty string: the user's turn
@@ -29,7 +29,7 @@
 -- A bad request gets 400 in the OpenAI error envelope, its message naming
 -- the field.
 
-local common = require "adapters.seed_common"
+local common = require "adapters.seed-common"
 
 local type, ipairs = type, ipairs
 
