@@ -106,7 +106,7 @@ ffi.cdef [[
 void aigw_ffi_set_ready(int ready);
 ]]
 
--- core/log.c's level (an enum: int-sized), which spec/log_spec.lua sets.
+-- core/log.c's level (an enum: int-sized), which spec/aigw/log_spec.lua sets.
 ffi.cdef [[ int aigw_log_level; ]]
 
 -- OpenSSL's one-shot HMAC(), which aigw.crypto avoids: tests/bench/crypto_bench.lua

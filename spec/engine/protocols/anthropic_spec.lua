@@ -13,7 +13,7 @@
 -- Actual values are written with aigw.json and read back before comparing, so
 -- the comparison is of what goes on the wire: [] and {} are told apart.
 --
--- AIGW_GOLDEN_WRITE=1 build/aigw test spec/protocols/anthropic_spec.lua fills in
+-- AIGW_GOLDEN_WRITE=1 build/aigw test spec/engine/protocols/anthropic_spec.lua fills in
 -- the "expected" of the cases that have none from the current code; =all
 -- rewrites every case's. Review what it wrote before committing it.
 

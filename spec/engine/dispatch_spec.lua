@@ -15,7 +15,7 @@
 --                         content-length left out; body decoded)
 --   <case>.client.json    { status, body } what the client got (decoded)
 -- `created` and Gemini's tool call ids are pinned while a case runs.
--- AIGW_GOLDEN_WRITE=1 build/aigw test spec/dispatch_spec.lua writes them.
+-- AIGW_GOLDEN_WRITE=1 build/aigw test spec/engine/dispatch_spec.lua writes them.
 
 local h = require "aigw.test.helpers"
 local core = require "aigw.test.core"

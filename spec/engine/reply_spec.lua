@@ -11,7 +11,7 @@
 -- `created` is os.time() in the translators and Gemini's tool call ids are
 -- random: both are pinned while a case runs.
 --
--- AIGW_GOLDEN_WRITE=1 build/aigw test spec/reply_spec.lua writes the
+-- AIGW_GOLDEN_WRITE=1 build/aigw test spec/engine/reply_spec.lua writes the
 -- expected files again (review the diff).
 
 local json = require "aigw.json"
