@@ -7,13 +7,17 @@
 -- "proxy", target, path, body (the core would send them); whole answers
 -- are fetched by dispatch itself, so the mock sees them.
 --
--- Golden files in spec/golden/dispatch/:
---   <case>.proxy.json     { path, body } for a proxied request (body: the
+-- Golden cases in spec/golden/dispatch/<case>.json (spec/support/golden.lua):
+--   input                 { path, body, headers } the client's request as
+--                         this spec sends it (body: the exact text, or a
+--                         table sent encoded; headers: those added to the
+--                         usual ones), checked against what it sends
+--   expected.proxy        { path, body } for a proxied request (body: the
 --                         exact text sent, null for the client's bytes)
---   <case>.upstream.json  { method, target, headers, body } what the mock
+--   expected.upstream     { method, target, headers, body } what the mock
 --                         received (headers lowercased and sorted; host,
 --                         content-length left out; body decoded)
---   <case>.client.json    { status, body } what the client got (decoded)
+--   expected.client       { status, body } what the client got (decoded)
 -- `created` and Gemini's tool call ids are pinned while a case runs.
 -- AIGW_GOLDEN_WRITE=1 build/aigw test spec/engine/dispatch_spec.lua writes them.
 
@@ -23,26 +27,22 @@ local runtime = require "aigw.engine.runtime"
 local json = require "aigw.json"
 local aigw = require "aigw"
 
-local DIR = "spec/golden/dispatch/"
-local golden_write = os.getenv("AIGW_GOLDEN_WRITE")
+local golden = dofile(h.prefix .. "/spec/support/golden.lua")
 local RID = "spec-dispatch-0001"
-
-local function read(name)
-  local f = assert(io.open(DIR .. name, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 local normalize = h.json_shape
 
-local function golden(name, got)
-  if golden_write then
-    local f = assert(io.open(DIR .. name, "wb"))
-    f:write(json.encode(got), "\n")
-    f:close()
-  end
-  assert.same(normalize(json.decode(read(name))), normalize(json.decode(json.encode(got))), name)
+-- v as it travels: encoded with aigw.json and decoded again.
+local function wire(v)
+  return json.decode(json.encode(v))
+end
+
+-- The case's file against what this spec sent (input) and got (expected).
+local function check(case, input, expected)
+  if golden.writing then golden.save("dispatch", case, { input = input, expected = expected }) end
+  local want = golden.load("dispatch", case)
+  assert.same(normalize(want.input), normalize(wire(input)), case .. ": input")
+  assert.same(normalize(want.expected), normalize(wire(expected)), case)
 end
 
 local pinned = h.pinned
@@ -131,8 +131,8 @@ describe("aigw.engine.dispatch", function()
     assert.is_number(status, "an answer, not " .. tostring(status))
     local r = last_upstream()
     assert.is_table(r, "the mock got the request")
-    golden(case .. ".upstream.json", upstream_view(r))
-    golden(case .. ".client.json", { status = status, body = json.decode(out) })
+    check(case, { path = path, body = body, headers = headers },
+          { upstream = upstream_view(r), client = { status = status, body = json.decode(out) } })
     if path:find("/messages", 1, true) then
       -- for Anthropic's SDKs, the request id where they look
       assert.equal("Content-Type: application/json\r\nrequest-id: " .. RID .. "\r\n", res[3])
@@ -150,7 +150,7 @@ describe("aigw.engine.dispatch", function()
     assert.equal("userdata", type(res[2]))
     local b = res[4] or json.null
     if res[4] and not exact then b = json.decode(res[4]) end
-    golden(case .. ".proxy.json", { path = res[3], body = b })
+    check(case, { path = path, body = body, headers = headers }, { proxy = { path = res[3], body = b } })
     return res[3], res[4], ctx
   end
 

@@ -16,11 +16,11 @@ local MIB = 1048576
 local SSE_HEAD = "Content-Type: text/event-stream\r\n"
 local MODEL = { openai = "gpt-4o-mini", anthropic = "claude-3-5-haiku-latest", gemini = "gemini-2.0-flash" }
 
+local golden = dofile(h.prefix .. "/spec/support/golden.lua")
+
+-- A golden case's upstream stream (spec/golden/reply/<name>.json).
 local function read(name)
-  local f = assert(io.open("spec/golden/reply/" .. name, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
+  return golden.load("reply", name).input.stream
 end
 
 -- The first n events of a recorded stream.
@@ -124,13 +124,13 @@ local HOSTILE = {
 -- Translated streams, and the OpenAI pass-through the gateway rewrites (it
 -- asked for the usage chunk on the client's behalf).
 local PAIRS = {
-  { "anthropic", "openai", "anthropic_text.sse", 3 },
-  { "gemini", "openai", "gemini_text.sse", 2 },
-  { "openai", "anthropic", "openai_text.sse", 3 },
-  { "gemini", "anthropic", "gemini_text.sse", 2 },
+  { "anthropic", "openai", "anthropic_text", 3 },
+  { "gemini", "openai", "gemini_text", 2 },
+  { "openai", "anthropic", "openai_text", 3 },
+  { "gemini", "anthropic", "gemini_text", 2 },
   { "anthropic", "anthropic", nil },     -- watched only: below
   -- cut into raw events, not parsed: an event past the bound, whatever made it
-  { "openai", "openai", "openai_text.sse", 3, injected_usage = true, why = "event too large" },
+  { "openai", "openai", "openai_text", 3, injected_usage = true, why = "event too large" },
 }
 
 describe("aigw.engine.reply hostile streams", function()
@@ -167,7 +167,7 @@ describe("aigw.engine.reply hostile streams", function()
   it("a translated stream: the events after a dropped one in the same piece are not sent", function()
     h.capture_log(h.pinned, function()
       local x = new("anthropic", "openai")
-      local s = first_events(read("anthropic_text.sse"), 3) ..
+      local s = first_events(read("anthropic_text"), 3) ..
                 "event: content_block_delta\ndata: " .. ("w"):rep(MIB + 10) .. "\n\n" ..
                 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,' ..
                 '"delta":{"type":"text_delta","text":"LATE"}}\n\n'
@@ -180,7 +180,7 @@ end)
 
 describe("aigw.engine.reply watched streams past the bounds", function()
   it("Anthropic pass-through: the bytes as they came, an oversized event skipped, usage read after it", function()
-    local s = first_events(read("anthropic_text.sse"), 2) ..
+    local s = first_events(read("anthropic_text"), 2) ..
               'event: content_block_start\ndata: {"type":"content_block_start","index":1,"content_block":' ..
               '{"type":"document","source":{"type":"base64","data":"' .. ("A"):rep(3 * MIB) .. '"}}}\n\n' ..
               'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},' ..
@@ -219,7 +219,7 @@ describe("aigw.engine.reply watched streams past the bounds", function()
 
   it("OpenAI pass-through, watched: an endless line passes on and is never held whole", function()
     local x, ctx = new("openai", "openai", { include_usage = true })
-    local s = first_events(read("openai_text.sse"), 2) .. "data: " .. ("x"):rep(4 * MIB)
+    local s = first_events(read("openai_text"), 2) .. "data: " .. ("x"):rep(4 * MIB)
     local out = feed(x, s, 16384, MIB + reply.TAIL)
     assert.equal(s, out)
     assert.equal("", x:body("", true))
@@ -251,7 +251,7 @@ describe("aigw.engine.reply translators' bounds", function()
   it("Anthropic upstream: past MAX_BLOCKS content blocks the stream fails; block indices are not kept as given", function()
     h.capture_log(h.pinned, function()
       local x = new("anthropic", "openai")
-      local parts = { first_events(read("anthropic_text.sse"), 1) }
+      local parts = { first_events(read("anthropic_text"), 1) }
       for i = 1, anthropic.MAX_BLOCKS + 10 do
         parts[#parts + 1] = anthropic_event("content_block_start",
           { index = i, content_block = { type = ("k"):rep(1000), text = "" } })
@@ -329,7 +329,7 @@ describe("aigw.engine.reply translators' bounds", function()
     for i = 1, 5000 do fields[#fields + 1] = '"f' .. i .. '":1' end
     local ev = 'event: message_delta\ndata: {"type":"message_delta","delta":{},"usage":{' ..
                concat(fields, ",") .. ',"output_tokens":3}}\n\n'
-    x:body(first_events(read("anthropic_text.sse"), 1) .. ev .. ev, true)
+    x:body(first_events(read("anthropic_text"), 1) .. ev .. ev, true)
     local n = 0
     for _ in pairs(x.acc:raw()) do n = n + 1 end
     assert.is_true(n <= 4, n)
@@ -337,7 +337,7 @@ describe("aigw.engine.reply translators' bounds", function()
 
     -- and the same when the stream passes through
     x, ctx = new("anthropic", "anthropic")
-    x:body(first_events(read("anthropic_text.sse"), 1) .. ev, true)
+    x:body(first_events(read("anthropic_text"), 1) .. ev, true)
     n = 0
     for _ in pairs(x.acc:raw()) do n = n + 1 end
     assert.is_true(n <= 4, n)
@@ -347,7 +347,7 @@ describe("aigw.engine.reply translators' bounds", function()
   it("a number out of a double's range fails the stream instead of raising", function()
     h.capture_log(h.pinned, function()
       local x = new("anthropic", "openai", { include_usage = true })
-      local s = first_events(read("anthropic_text.sse"), 3) ..
+      local s = first_events(read("anthropic_text"), 3) ..
                 'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},' ..
                 '"usage":{"output_tokens":1e400}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n'
       assert_error_ending("openai", x:body(s, true), "a value the gateway cannot write")

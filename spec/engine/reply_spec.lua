@@ -1,13 +1,15 @@
 -- Golden-file specs for aigw.engine.reply: a recorded upstream stream fed in
 -- awkward pieces, the client's side compared with a golden file.
 --
--- spec/golden/reply/<upstream>_<case>.sse are upstream stream bytes
--- (made with tests/integration/mock_upstream.py's sse_events,
--- anthropic_events and gemini_events, plus two written after the
--- providers' documentation: anthropic_text_tool.sse, gemini_text_tools.sse).
--- <upstream>_<case>.to_<client>.json is what the client gets once decoded:
--- one event per line, { event = name, data = JSON or "[DONE]" }; for the
--- OpenAI pass-through the expected bytes are <case>.to_openai.sse.
+-- spec/golden/reply/<upstream>_<case>.json (spec/support/golden.lua):
+-- input = { upstream, model (when not the upstream's usual one), stream =
+-- the upstream's stream bytes } (made with tests/integration/
+-- mock_upstream.py's sse_events, anthropic_events and gemini_events, plus
+-- two written after the providers' documentation: anthropic_text_tool,
+-- gemini_text_tools); expected = { <client> = what that client gets once
+-- decoded, one { event = name, data = JSON or "[DONE]" } per event }, and
+-- for the OpenAI pass-through (expected.openai of an openai_ case) the
+-- exact bytes. An Anthropic pass-through must give the input's bytes.
 -- `created` is os.time() in the translators and Gemini's tool call ids are
 -- random: both are pinned while a case runs.
 --
@@ -18,21 +20,12 @@ local json = require "aigw.json"
 local reply = require "aigw.engine.reply"
 local h = require "aigw.test.helpers"
 
-local DIR = "spec/golden/reply/"
-local golden_write = os.getenv("AIGW_GOLDEN_WRITE")
+local golden = dofile(h.prefix .. "/spec/support/golden.lua")
 local concat = table.concat
 
+-- A golden case's upstream stream.
 local function read(name)
-  local f = assert(io.open(DIR .. name, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(name, s)
-  local f = assert(io.open(DIR .. name, "wb"))
-  f:write(s)
-  f:close()
+  return golden.load("reply", name).input.stream
 end
 
 local MODEL = { openai = "gpt-4o-mini", anthropic = "claude-3-5-haiku-latest", gemini = "gemini-2.0-flash" }
@@ -60,12 +53,6 @@ local function events(s)
 end
 
 local normalize = h.json_shape
-
-local function encode_events(list)
-  local lines = {}
-  for i, ev in ipairs(list) do lines[i] = json.encode(ev) end
-  return "[\n" .. concat(lines, ",\n") .. "\n]\n"
-end
 
 local SSE_HEAD = "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
 
@@ -102,24 +89,22 @@ end
 local MODES = { "whole", "bytes", 7 }
 
 local CASES = {
-  -- upstream, input file, clients
-  { "openai", "openai_text" }, { "openai", "openai_tools" }, { "openai", "openai_error" },
-  { "anthropic", "anthropic_text" }, { "anthropic", "anthropic_tools" },
-  { "anthropic", "anthropic_text_tool", model = "claude-sonnet-4-5-20250929" },
-  { "anthropic", "anthropic_error" },
-  { "gemini", "gemini_text" }, { "gemini", "gemini_tools" },
-  { "gemini", "gemini_text_tools", model = "gemini-2.5-flash" }, { "gemini", "gemini_error" },
+  "openai_text", "openai_tools", "openai_error",
+  "anthropic_text", "anthropic_tools", "anthropic_text_tool", "anthropic_error",
+  "gemini_text", "gemini_tools", "gemini_text_tools", "gemini_error",
 }
 
 describe("aigw.engine.reply golden streams", function()
-  for _, case in ipairs(CASES) do
-    local upstream, name = case[1], case[2]
+  for _, name in ipairs(CASES) do
+    local upstream = name:match("^[^_]+")
     for _, client in ipairs({ "openai", "anthropic" }) do
       local same = upstream == client
       local what = same and "passes through" or "translates"
-      it(what .. " " .. name .. ".sse for an " .. client .. " client, in any pieces", function()
-        local input = read(name .. ".sse")
-        local o = { model = case.model }
+      it(what .. " " .. name .. " for an " .. client .. " client, in any pieces", function()
+        local case = golden.load("reply", name)
+        assert.equal(upstream, case.input.upstream)
+        local input = case.input.stream
+        local o = { model = case.input.model }
         if same and client == "openai" then o.injected_usage = true end
         local outs = {}
         for i, mode in ipairs(MODES) do outs[i] = run(upstream, client, input, mode, o) end
@@ -133,14 +118,12 @@ describe("aigw.engine.reply golden streams", function()
         end
         if same then
           -- byte-exact pass-through, the injected usage left out
-          local file = name .. ".to_openai.sse"
-          if golden_write then write(file, outs[1]) end
-          for i = 1, #outs do assert.equal(read(file), outs[i]) end
+          if golden.writing then case.expected.openai = outs[1]; golden.save("reply", name, case) end
+          for i = 1, #outs do assert.equal(case.expected.openai, outs[i]) end
           return
         end
-        local file = name .. ".to_" .. client .. ".json"
-        if golden_write then write(file, encode_events(events(outs[1]))) end
-        assert.same(normalize(json.decode(read(file))), normalize(events(outs[1])))
+        if golden.writing then case.expected[client] = events(outs[1]); golden.save("reply", name, case) end
+        assert.same(normalize(case.expected[client]), normalize(events(outs[1])))
       end)
     end
   end
@@ -149,7 +132,7 @@ end)
 describe("aigw.engine.reply", function()
   describe("OpenAI pass-through streams", function()
     local input
-    setup(function() input = read("openai_text.sse") end)
+    setup(function() input = read("openai_text") end)
 
     it("leaves out the injected usage chunk and every \"usage\":null, comments kept", function()
       local out = run("openai", "openai", input, "bytes", { injected_usage = true })
@@ -198,7 +181,7 @@ describe("aigw.engine.reply", function()
 
     it("OpenAI: the usage chunk, priced as gpt-4o-mini", function()
       for _, client in ipairs({ "openai", "anthropic" }) do
-        local ctx = usage_of("openai", client, "openai_text.sse")
+        local ctx = usage_of("openai", client, "openai_text")
         assert.equal(9, ctx.usage.prompt_tokens)
         assert.equal(5, ctx.usage.completion_tokens)
         assert.equal(14, ctx.usage.total_tokens)
@@ -209,11 +192,11 @@ describe("aigw.engine.reply", function()
 
     it("Anthropic: message_start's usage updated by message_delta's, cache reads priced", function()
       for _, client in ipairs({ "openai", "anthropic" }) do
-        local ctx = usage_of("anthropic", client, "anthropic_text.sse")
+        local ctx = usage_of("anthropic", client, "anthropic_text")
         assert.equal(7, ctx.usage.prompt_tokens)
         assert.equal(5, ctx.usage.completion_tokens)
         assert.near((7 * 0.80 + 5 * 4.00) / 1e6, ctx.cost, 1e-15)
-        ctx = usage_of("anthropic", client, "anthropic_text_tool.sse", "claude-sonnet-4-5-20250929")
+        ctx = usage_of("anthropic", client, "anthropic_text_tool", "claude-sonnet-4-5-20250929")
         assert.equal(572, ctx.usage.prompt_tokens)      -- 472 + 100 read from the cache
         assert.equal(89, ctx.usage.completion_tokens)
         assert.equal(100, ctx.usage.cached_tokens)
@@ -223,11 +206,11 @@ describe("aigw.engine.reply", function()
 
     it("Gemini: the last usageMetadata, thoughts counted as output", function()
       for _, client in ipairs({ "openai", "anthropic" }) do
-        local ctx = usage_of("gemini", client, "gemini_text.sse")
+        local ctx = usage_of("gemini", client, "gemini_text")
         assert.equal(7, ctx.usage.prompt_tokens)
         assert.equal(5, ctx.usage.completion_tokens)
         assert.near((7 * 0.10 + 5 * 0.40) / 1e6, ctx.cost, 1e-15)
-        ctx = usage_of("gemini", client, "gemini_text_tools.sse", "gemini-2.5-flash")
+        ctx = usage_of("gemini", client, "gemini_text_tools", "gemini-2.5-flash")
         assert.equal(31, ctx.usage.prompt_tokens)
         assert.equal(30, ctx.usage.completion_tokens)
         assert.near((31 * 0.30 + 30 * 2.50) / 1e6, ctx.cost, 1e-15)
@@ -235,7 +218,7 @@ describe("aigw.engine.reply", function()
     end)
 
     it("leaves ctx.cost out for a model without a price", function()
-      local ctx = usage_of("openai", "openai", "openai_text.sse", "my-own-model")
+      local ctx = usage_of("openai", "openai", "openai_text", "my-own-model")
       assert.equal(14, ctx.usage.total_tokens)
       assert.is_nil(ctx.cost)
     end)
@@ -270,7 +253,7 @@ describe("aigw.engine.reply", function()
     end
 
     it("Anthropic upstream: the counts so far, partial, and the client's error event", function()
-      local out, tail, ctx, after = cut("anthropic", "openai", "anthropic_text.sse", 5)
+      local out, tail, ctx, after = cut("anthropic", "openai", "anthropic_text", 5)
       assert.equal(3, #events(out))         -- role, "Hel", "lo "
       assert.same({ { data = { error = { message = "upstream stream failed: upstream timed out",
                                           type = "server_error", code = json.null, param = json.null } } } },
@@ -281,15 +264,15 @@ describe("aigw.engine.reply", function()
       assert.equal(1, ctx.usage.completion_tokens)
       assert.near((7 * 0.80 + 1 * 4.00) / 1e6, ctx.cost, 1e-15)
 
-      out, tail, ctx = cut("anthropic", "anthropic", "anthropic_text.sse", 5)
-      assert.equal(head_events(read("anthropic_text.sse"), 5), out)
+      out, tail, ctx = cut("anthropic", "anthropic", "anthropic_text", 5)
+      assert.equal(head_events(read("anthropic_text"), 5), out)
       assert.same({ { event = "error", data = { type = "error", error = { type = "api_error",
                     message = "upstream stream failed: upstream timed out" } } } }, events(tail))
       assert.is_true(ctx.usage.partial)
     end)
 
     it("Gemini upstream to an Anthropic client: the events so far closed by event: error", function()
-      local out, tail, ctx = cut("gemini", "anthropic", "gemini_text.sse", 2)
+      local out, tail, ctx = cut("gemini", "anthropic", "gemini_text", 2)
       local evs = events(out)
       assert.equal("message_start", evs[1].event)
       assert.equal("lo ", evs[#evs].data.delta.text)
@@ -302,7 +285,7 @@ describe("aigw.engine.reply", function()
     it("OpenAI upstream to an Anthropic client: nothing follows message_stop, even a failure", function()
       -- the finish and usage chunks close the client's stream (message_delta,
       -- message_stop) before [DONE]; the upstream fails after them
-      local text = read("openai_text.sse")
+      local text = read("openai_text")
       local upto = text:find("data: [DONE]", 1, true)
       local out, tail = pinned(function()
         local x = reply.new({}, { client = "anthropic", upstream = "openai", stream = true,
@@ -317,7 +300,7 @@ describe("aigw.engine.reply", function()
     end)
 
     it("OpenAI pass-through: the error event after complete events, usage partial", function()
-      local file = "openai_text.sse"
+      local file = "openai_text"
       local out, tail, ctx = cut("openai", "openai", file, 3, { injected_usage = true })
       assert.equal(head_events(read(file), 3):gsub(',"usage":null}', "}"), out)
       assert.same({ { data = { error = { message = "upstream stream failed: upstream timed out",
@@ -327,7 +310,7 @@ describe("aigw.engine.reply", function()
     end)
 
     it("after the usage chunk: the usage is kept and marked partial", function()
-      local file = "openai_text.sse"
+      local file = "openai_text"
       local _, tail, ctx = cut("openai", "openai", file, 9, { injected_usage = true })
       assert.truthy(tail:find('"error"', 1, true))
       assert.equal(14, ctx.usage.total_tokens)
@@ -340,7 +323,7 @@ describe("aigw.engine.reply", function()
         local x = reply.new(ctx, { client = "openai", upstream = "openai", stream = true,
                                    model = "gpt-4o-mini", injected_usage = true })
         x:head(200, SSE_HEAD)
-        local s = read("openai_text.sse")
+        local s = read("openai_text")
         local first = head_events(s, 1)
         local out = x:body(s:sub(1, #first + 10), false)
         assert.equal(first:gsub(',"usage":null}', "}"), out)
@@ -370,7 +353,7 @@ describe("aigw.engine.reply", function()
       for upstream, extra in pairs(more) do
         for _, client in ipairs({ "openai", "anthropic" }) do
           if upstream ~= client then
-            local evs = events(with_tail(upstream, client, upstream .. "_error.sse", extra))
+            local evs = events(with_tail(upstream, client, upstream .. "_error", extra))
             local last = evs[#evs]
             local e = expect[upstream]
             for i = 1, #evs - 1 do
@@ -392,9 +375,9 @@ describe("aigw.engine.reply", function()
     end)
 
     it("pass through as they came between the same formats", function()
-      local input = read("anthropic_error.sse")
+      local input = read("anthropic_error")
       assert.equal(input, (run("anthropic", "anthropic", input, "bytes")))
-      input = read("openai_error.sse")
+      input = read("openai_error")
       local out = run("openai", "openai", input, "bytes", { injected_usage = true })
       assert.equal(input:gsub(',"usage":null}', "}"), out)
     end)

@@ -1,14 +1,15 @@
--- aigw.engine.protocols.anthropic: golden files under spec/golden/anthropic/.
+-- aigw.engine.protocols.anthropic: golden cases under spec/golden/anthropic/
+-- (spec/support/golden.lua).
 --
--- Each file is one case: {"fn": NAME, "args": [...], ...inputs, "expected": {...}}.
+-- Each is {"input": {"fn": NAME, "args": [...], ...}, "expected": {...}}.
 -- NAME is the translation, seen from OpenAI's side (FUNCTIONS: the contract's
 -- function that does it; error_from_anthropic is Anthropic's error_parse
 -- written by OpenAI's error_format, error_to_anthropic the other way round).
 --   request_*     expected = { result, notes }
 --   response_*, error_*  expected = { result }
---   stream_from_anthropic: "events" [[name, data], ...]; expected = { result = every chunk
+--   stream_from_anthropic: input "events" [[name, data], ...]; expected = { result = every chunk
 --                 returned, in order, usage = t:usage() }
---   stream_to_anthropic:   "chunks" [...], "finish" (call t:finish() at the end);
+--   stream_to_anthropic:   input "chunks" [...], "finish" (call t:finish() at the end);
 --                 expected = { result = every [event_name, data] returned, in order }
 -- Actual values are written with aigw.json and read back before comparing, so
 -- the comparison is of what goes on the wire: [] and {} are told apart.
@@ -17,6 +18,7 @@
 -- the "expected" of the cases that have none from the current code; =all
 -- rewrites every case's. Review what it wrote before committing it.
 
+local h = require "aigw.test.helpers"
 local json = require "aigw.json"
 local A = require "aigw.engine.protocols.anthropic"
 local hub = require "aigw.engine.protocols.openai"
@@ -26,7 +28,7 @@ local FUNCTIONS = {
   response_from_anthropic = "response_to_hub", response_to_anthropic = "response_from_hub",
 }
 
-local DIR = "spec/golden/anthropic/"
+local golden = dofile(h.prefix .. "/spec/support/golden.lua")
 
 local CASES = {
   "req_plain", "req_system_multiturn", "req_system_blocks", "req_images", "req_tools",
@@ -42,21 +44,12 @@ local CASES = {
   "stream_to_text", "stream_to_tools", "stream_to_no_finish", "stream_to_error",
 }
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 local function load_case(name)
-  local text = read(DIR .. name .. ".json")
-  local case, err = json.decode(text)
-  assert(case, name .. ": " .. tostring(err))
-  return case
+  return golden.load("anthropic", name)
 end
 
 local function run(case)
+  case = case.input
   -- The cases name the translation (Anthropic seen from OpenAI's side),
   -- each done by the contract's functions.
   local fn, args = case.fn, case.args
@@ -116,15 +109,12 @@ local function wire(v)
   return assert(json.decode(s)), s
 end
 
-local golden_write = os.getenv("AIGW_GOLDEN_WRITE")
-if golden_write == "1" or golden_write == "all" then
+if golden.writing then
   for _, name in ipairs(CASES) do
     local case = load_case(name)
-    if case.expected ~= nil and golden_write ~= "all" then goto continue end
+    if case.expected ~= nil and golden.writing ~= "all" then goto continue end
     case.expected = wire(run(case))
-    local f = assert(io.open(DIR .. name .. ".json", "wb"))
-    f:write(assert(json.encode(case)), "\n")
-    f:close()
+    golden.save("anthropic", name, case)
     ::continue::
   end
 end

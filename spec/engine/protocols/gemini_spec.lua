@@ -1,34 +1,19 @@
 -- Golden-file specs for aigw.engine.protocols.gemini.
 --
--- Each case is spec/golden/gemini/<name>.input.json, with the expected
--- output in <name>.expected.json. Outputs are encoded with aigw.json and
--- decoded again before comparing, and every empty array must be [] on both
--- sides. GEMINI_GOLDEN_UPDATE=1 rewrites the expected files.
+-- Each case is spec/golden/gemini/<name>.json (spec/support/golden.lua):
+-- {"input": {"kind": ..., "data": ..., "opts"?, "model"?, "status"?},
+-- "expected": ...}, data being the hub request, the Gemini response, its
+-- stream's events or its error body, as kind says. Outputs are encoded with
+-- aigw.json and decoded again before comparing, and every empty array must
+-- be [] on both sides. AIGW_GOLDEN_WRITE=1 rewrites the expected values
+-- that changed.
 
+local h = require "aigw.test.helpers"
 local json = require "aigw.json"
 local gemini = require "aigw.engine.protocols.gemini"
 local util = require "luassert.util"
 
-local DIR = "spec/golden/gemini/"
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function cases()
-  local names = {}
-  local p = assert(io.popen("ls " .. DIR))
-  for line in p:lines() do
-    local name = line:match("^(.-)%.input%.json$")
-    if name then names[#names + 1] = name end
-  end
-  p:close()
-  table.sort(names)
-  return names
-end
+local golden = dofile(h.prefix .. "/spec/support/golden.lua")
 
 -- Empty arrays become the string "[]" so that [] and {} differ. Tool-call
 -- arguments are compared decoded: key order in JSON text is not kept.
@@ -52,22 +37,23 @@ local function ids()
 end
 
 local function run(case)
+  case = case.input
   local opts = { id = "chatcmpl-test", created = 1700000000, make_id = ids() }
   if case.opts then for k, v in pairs(case.opts) do opts[k] = v end end
   if case.kind == "request" then
     -- { path, body }: the body, and the path the provider's :path gives
     -- for the request's model
-    local body, err = gemini.request_from_hub(case.input, case.opts)
+    local body, err = gemini.request_from_hub(case.data, case.opts)
     if not body then return { error = err.message } end
-    local model = (case.opts and case.opts.model) or case.input.model
-    return { path = gemini.path(nil, "chat/completions", model, case.input.stream == true), body = body }
+    local model = (case.opts and case.opts.model) or case.data.model
+    return { path = gemini.path(nil, "chat/completions", model, case.data.stream == true), body = body }
   elseif case.kind == "response" then
-    local out, err = gemini.response_to_hub(case.input, case.model, opts)
+    local out, err = gemini.response_to_hub(case.data, case.model, opts)
     return out or { error = err }
   elseif case.kind == "stream" then
     local st = gemini.stream_to_hub(case.model, opts)
     local chunks, errors = setmetatable({}, json.array_mt), {}
-    for _, ev in ipairs(case.input) do
+    for _, ev in ipairs(case.data) do
       -- each event goes through its SSE text, as the upstream sends it
       local data = assert(json.decode(assert(json.encode(ev))))
       local list, err = st:event(nil, data)
@@ -79,30 +65,21 @@ local function run(case)
     if #errors > 0 then out.errors = errors end
     return out
   elseif case.kind == "error" then
-    return gemini.error_parse(case.status, case.input)
+    return gemini.error_parse(case.status, case.data)
   end
   error("unknown kind " .. tostring(case.kind))
 end
 
 describe("aigw.engine.protocols.gemini golden files", function()
-  for _, name in ipairs(cases()) do
+  for _, name in ipairs(golden.names("gemini")) do
     it(name, function()
-      local case = assert(json.decode(read(DIR .. name .. ".input.json")))
-      local text = assert(json.encode(run(case)))
-      local got = assert(json.decode(text))
-      local path = DIR .. name .. ".expected.json"
-      if os.getenv("GEMINI_GOLDEN_UPDATE") == "1" then
-        local f = io.open(path, "rb")
-        local old = f and json.decode(f:read("*a"))
-        if f then f:close() end
-        if not (old and util.deepcompare(normalize(old), normalize(got))) then
-          f = assert(io.open(path, "wb"))
-          f:write(text, "\n")
-          f:close()
-        end
+      local case = golden.load("gemini", name)
+      local got = assert(json.decode(assert(json.encode(run(case)))))
+      if golden.writing and not (case.expected ~= nil and util.deepcompare(normalize(case.expected), normalize(got))) then
+        case.expected = got
+        golden.save("gemini", name, case)
       end
-      local want = assert(json.decode(read(path)))
-      assert.same(normalize(want), normalize(got))
+      assert.same(normalize(case.expected), normalize(got))
     end)
   end
 end)
