@@ -3,15 +3,17 @@
 -- phase.
 --
 --   handler(ctx)                 the request's lthread: access plugins, then
---                                routing, then upstream plugins; returns a
---                                response or a proxy decision for the core
+--                                routing (aigw.engine.router), then upstream
+--                                plugins; returns a response or a proxy
+--                                decision for the core
 --   header_filter(ctx, st, head) every response head (upstream's or made
 --                                in Lua) when some plugin has the phase
 --   body_filter(ctx, chunk, eof) body pieces, for requests that asked
 --   log(ctx, status)             after the response is complete
 --
 -- The last three run on the generation's sync thread and cannot wait.
--- Nothing per request lives in this module: per-request state is ctx.
+-- Nothing per request lives in this module: per-request state is ctx (the
+-- engine's own under ctx._engine, aigw.engine.state).
 
 local config = require "aigw.engine.config"
 local plugins_loader = require "aigw.engine.plugins"
