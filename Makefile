@@ -34,7 +34,7 @@ layers:
 unit: build
 	@cd $(BUILD) && ctest --output-on-failure
 
-# busted specs inside the runtime: make spec, or make spec SPEC_ARGS="--filter=key spec/key_auth_spec.lua"
+# busted specs inside the runtime: make spec, or make spec SPEC_ARGS="--filter=key spec/plugins/key_auth_spec.lua"
 spec: build
 	@$(BUILD)/aigw test $(SPEC_ARGS)
 

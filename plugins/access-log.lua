@@ -4,7 +4,7 @@
 --     ms=812 provider=anthropic model=claude-3-5-haiku-latest
 --     prompt_tokens=12 completion_tokens=40 total_tokens=52 cost=0.000170
 --
--- Token counts and cost are those of aigw.exchange (ctx.usage, ctx.cost):
+-- Token counts and cost are those of aigw.engine.reply (ctx.usage, ctx.cost):
 -- exactly what the provider reported, streams included; `partial=true`
 -- marks a stream cut short (the counts seen until then). `attempts` is
 -- how many targets a model alias tried (the last one answered). A consumer field

@@ -18,7 +18,7 @@
 
 local aigw = require "aigw"
 local json = require "aigw.json"
-local hub = require "aigw.protocols.openai"
+local hub = require "aigw.engine.protocols.openai"
 
 local plugin = {
   name = "error-mapping",

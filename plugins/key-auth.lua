@@ -6,7 +6,7 @@
 -- so neither the match nor its position leaks through timing; only the
 -- presented key's length could. With no keys configured, only loopback
 -- clients are served. These keys open the API only: the admin listener's
--- requests never reach this plugin (aigw.admin decides them, with
+-- requests never reach this plugin (aigw.engine.admin decides them, with
 -- admin_keys, before any plugin runs).
 
 local aigw = require "aigw"

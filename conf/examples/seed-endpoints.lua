@@ -1,12 +1,12 @@
 -- conf/examples/seed-endpoints.lua -- the seed gateways' own endpoints,
 -- served by aigw as config: two routes whose request and answer formats are
--- turned into chat completions by route adapters (Lua modules under
--- plugins/adapters/), so any configured provider answers them.
+-- turned into chat completions by route adapters (adapters/seed-*.lua
+-- under the prefix), so any configured provider answers them.
 --
---   POST /api/v1/chat                         adapters.seed_chat
+--   POST /api/v1/chat                         seed-chat
 --        {message, context, model_preference, stream}
 --        -> {response, model_used, usage, cost, processing_time_ms}
---   POST /api/v1/inference/text-generation    adapters.seed_text_generation
+--   POST /api/v1/inference/text-generation    seed-text-generation
 --        {model, prompt, max_tokens, temperature, top_p, stream}
 --        -> {generated_text, model, finish_reason, usage, cost, processing_time_ms}
 --
@@ -77,7 +77,7 @@ return {
     -- request(body, ctx) -> chat request, response(chat answer, ctx) ->
     -- answer, and start/chunk/finish/error_event for streams.
     -- method defaults to POST; other methods get 405.
-    { path = "/api/v1/chat", adapter = "adapters.seed_chat" },
-    { path = "/api/v1/inference/text-generation", adapter = "adapters.seed_text_generation" },
+    { path = "/api/v1/chat", adapter = "seed-chat" },
+    { path = "/api/v1/inference/text-generation", adapter = "seed-text-generation" },
   },
 }

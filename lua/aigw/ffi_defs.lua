@@ -101,12 +101,12 @@ int aigw_shdict_ttl(aigw_shdict_t *d, const char *key, size_t klen, double *ttl)
 void aigw_shdict_flush_all(aigw_shdict_t *d);
 ]]
 
--- Readiness for GET /ready (aigw.health).
+-- Readiness for GET /ready (aigw.engine.health).
 ffi.cdef [[
 void aigw_ffi_set_ready(int ready);
 ]]
 
--- core/base/log.c's level (an enum: int-sized), which spec/log_spec.lua sets.
+-- core/base/log.c's level (an enum: int-sized), which spec/aigw/log_spec.lua sets.
 ffi.cdef [[ int aigw_log_level; ]]
 
 -- OpenSSL's one-shot HMAC(), which aigw.crypto avoids: tests/bench/crypto_bench.lua

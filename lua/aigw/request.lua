@@ -9,6 +9,7 @@ local ffi = require "ffi"
 require "aigw.ffi_defs"
 local exdata = require "thread.exdata"
 local json = require "aigw.json"
+local state = require "aigw.engine.state"
 
 local C = ffi.C
 local str = ffi.new("aigw_str_t[1]")
@@ -128,33 +129,34 @@ function M.get_body()
   return ffi_string(str[0].p, str[0].n)
 end
 
--- The body decoded as JSON, once per request (cached in ctx). Returns
+-- The body decoded as JSON, once per request (cached in ctx._engine). Returns
 -- nil, err for a body that is not JSON.
 function M.get_json(ctx)
-  local cached = ctx._json
+  local e = state.of(ctx)
+  local cached = e.json
   if cached ~= nil then
-    if cached == false then return nil, ctx._json_err end
+    if cached == false then return nil, e.json_err end
     return cached
   end
   local body, berr = M.get_body()
   if not body then return nil, berr end
   if body == "" then
-    ctx._json, ctx._json_err = false, "the request body is empty"
-    return nil, ctx._json_err
+    e.json, e.json_err = false, "the request body is empty"
+    return nil, e.json_err
   end
   local v, err = json.decode(body)
   if v == nil or type(v) ~= "table" then
-    ctx._json, ctx._json_err = false, "the request body is not valid JSON: " .. tostring(err or "expected an object")
-    return nil, ctx._json_err
+    e.json, e.json_err = false, "the request body is not valid JSON: " .. tostring(err or "expected an object")
+    return nil, e.json_err
   end
-  ctx._json = v
+  e.json = v
   return v
 end
 
 -- The members the router reads (model, stream, stream_options,
 -- max_tokens), decoded, without decoding the whole body: the core checks
 -- the whole text is valid JSON and finds them in one pass (see
--- core/base/json_scan.h). Cached in ctx. Returns nil, err for a body that is not
+-- core/base/json_scan.h). Cached in ctx._engine. Returns nil, err for a body that is not
 -- a JSON object (err says where and why; a third value true when it is
 -- valid JSON but not an object).
 local FIELDS = { "model", "stream", "stream_options", "max_tokens" }
@@ -167,9 +169,10 @@ local odd = ffi.new("int[1]")
 local cjson_decode = require("cjson.safe").decode
 
 function M.get_json_fields(ctx)
-  local cached = ctx._fields
+  local e = state.of(ctx)
+  local cached = e.fields
   if cached ~= nil then
-    if cached == false then return nil, ctx._json_err, ctx._not_object end
+    if cached == false then return nil, e.json_err, e.not_object end
     return cached
   end
   local r = req()
@@ -187,13 +190,13 @@ function M.get_json_fields(ctx)
     if rc == -1 then
       err = "the request body is not valid JSON: " .. ffi_string(errbuf)
     elseif rc == 0 then
-      ctx._fields, ctx._json_err = false, "the request body must be a JSON object"
-      ctx._not_object = true
-      return nil, ctx._json_err, true
+      e.fields, e.json_err = false, "the request body must be a JSON object"
+      e.not_object = true
+      return nil, e.json_err, true
     end
   end
   if err then
-    ctx._fields, ctx._json_err = false, err
+    e.fields, e.json_err = false, err
     return nil, err
   end
   local out = {}
@@ -213,14 +216,14 @@ function M.get_json_fields(ctx)
       end
       if v ~= nil then out[name] = v end
       -- Where the model's value is in the body (1-based, inclusive), so
-      -- that aigw.dispatch can put another name there without a scan.
-      if i == 1 then ctx._model_at, ctx._model_end = s0 + 1, tonumber(sp["end"]) end
+      -- that aigw.engine.dispatch can put another name there without a scan.
+      if i == 1 then e.model_at, e.model_end = s0 + 1, tonumber(sp["end"]) end
     end
   end
-  ctx._fields = out
+  e.fields = out
   -- A member written with escapes or twice: the raw text must not be
-  -- edited in place (aigw.dispatch re-encodes it instead).
-  if odd[0] ~= 0 then ctx._fields_odd = true end
+  -- edited in place (aigw.engine.dispatch re-encodes it instead).
+  if odd[0] ~= 0 then e.fields_odd = true end
   return out
 end
 

@@ -14,6 +14,7 @@ local ffi = require "ffi"
 require "aigw.ffi_defs"
 local exdata = require "thread.exdata"
 local cjson = require "cjson"
+local state = require "aigw.engine.state"
 
 local C = ffi.C
 local M = {}
@@ -171,11 +172,11 @@ function M._filter_state(set)
 end
 
 -- Header lines every response head of this request carries (which target
--- answered); ctx keeps the string alive while the core points into it.
+-- answered); ctx._engine keeps the string alive while the core points into it.
 function M._response_lines(ctx, lines)
   local r = exdata()
   if r == nil then return end
-  ctx._response_lines = lines
+  state.of(ctx).response_lines = lines
   C.aigw_ffi_req_resp_lines(ffi.cast("aigw_req_t *", r), lines, #lines)
 end
 

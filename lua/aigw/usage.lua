@@ -9,7 +9,7 @@
 --   cache_creation_tokens  input tokens written to a prompt cache (Anthropic only)
 --   reasoning_tokens   output tokens spent on reasoning (absent when not reported)
 
-local protocols = require "aigw.protocols"
+local protocols = require "aigw.engine.protocols"
 
 local type, error, pairs = type, error, pairs
 local sub, byte = string.sub, string.byte
@@ -28,7 +28,7 @@ local function argcheck(fname, n, v, want, optional)
   end
 end
 
--- Each wire format reads its own usage object (aigw.protocols.<name>.usage).
+-- Each wire format reads its own usage object (aigw.engine.protocols.<name>.usage).
 
 --- OpenAI Chat Completions / Responses usage.
 function _M.from_openai(u)
@@ -123,7 +123,7 @@ function _M.stream(kind)
   return setmetatable({ kind = kind, p = p, _raw = nil }, Stream)
 end
 
--- The same for a protocol module p (aigw.exchange, which has it already).
+-- The same for a protocol module p (aigw.engine.reply, which has it already).
 function _M.accumulator(p)
   return setmetatable({ kind = p.name, p = p, _raw = nil }, Stream)
 end

@@ -7,8 +7,8 @@
 -- so specs never see each other's counters there.
 
 local bit = require "bit"
-local config = require "aigw.config"
-local balancer = require "aigw.balancer"
+local config = require "aigw.engine.config"
+local balancer = require "aigw.engine.balancer"
 local shared = require "aigw.shared"
 
 local F = {}
@@ -35,7 +35,11 @@ end
 local uid = 0
 
 -- A name no other build has used (aliases, providers for health checks).
+-- Counted in the zone when there is one: each spec loads this file anew
+-- (and busted resets package.loaded between files), while the zone, and
+-- the counters the names key, outlive them all.
 function F.name(prefix)
+  if F.zone then return prefix .. "_" .. assert(F.zone:incr("spec:fixture-uid", 1, 0)) end
   uid = uid + 1
   return prefix .. "_" .. uid
 end

@@ -1,18 +1,18 @@
 -- config.lua -- the Lua side of fuzz_config: loads a fuzzed config file
--- through aigw.config (the same validator `aigw check`, the core's loader
+-- through aigw.engine.config (the same validator `aigw check`, the core's loader
 -- and every worker VM run) in the target's own VM, where its lines count
 -- as coverage, and says whether a config it accepted is one the core can
 -- take. Returns the function the C target calls with the file's path:
 --   ok (boolean), message (the error, or what is wrong with the result).
 
-local config = require "aigw.config"
+local config = require "aigw.engine.config"
 
 local type, pairs, tostring = type, pairs, tostring
 
 local function finite(v) return type(v) == "number" and v == v and v > -math.huge and v < math.huge end
 
 -- What config.c copies into C integers: past their range the conversion is
--- undefined, so aigw.config must refuse such values (float_cast_* in the
+-- undefined, so aigw.engine.config must refuse such values (float_cast_* in the
 -- corpus).
 local function overflows(c)
   local s = c.server

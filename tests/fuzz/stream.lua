@@ -1,5 +1,5 @@
 -- stream.lua -- the Lua side of fuzz_stream: one fuzz input drives the SSE
--- parser or one direction of aigw.exchange (the runtime's response filters)
+-- parser or one direction of aigw.engine.reply (the runtime's response filters)
 -- and checks what comes out. Returns the function the C target calls with
 -- each input; a finding is an error, which the target turns into abort().
 --
@@ -12,7 +12,7 @@
 -- not text/event-stream, 32 an error status, 64 a non-stream answer (the
 -- pass-through cases only).
 --
--- Checked: the exchange never raises and returns strings; a pass-through
+-- Checked: the reply never raises and returns strings; a pass-through
 -- body goes out as it came (but for the usage chunk the gateway asked
 -- for); a translated stream is a complete, well-formed stream of the
 -- client's format (OpenAI chunks ending in [DONE] or an error event;
@@ -22,8 +22,8 @@
 
 local sse = require "aigw.sse"
 local json = require "aigw.json"
-local exchange = require "aigw.exchange"
-local gemini = require "aigw.protocols.gemini"
+local reply = require "aigw.engine.reply"
+local gemini = require "aigw.engine.protocols.gemini"
 
 local byte, sub, find = string.byte, string.sub, string.find
 local concat = table.concat
@@ -35,7 +35,8 @@ os.time = function(t) if t then return time(t) end return 1700000000 end
 local ids = 0
 gemini.new_tool_call_id = function() ids = ids + 1; return "call_fuzz_" .. ids end
 -- The adapters' timing field reads the request's clock: there is no request.
-require("adapters.seed_common").processing_time_ms = function() return 0 end
+local adapters = require "aigw.engine.adapters"
+require("adapters.seed-common").processing_time_ms = function() return 0 end
 
 local MODEL = { openai = "gpt-4o-mini", anthropic = "claude-3-5-haiku-latest", gemini = "gemini-2.0-flash" }
 
@@ -47,9 +48,9 @@ local CASES = {
   { "gemini", "anthropic" },
   { "anthropic", "anthropic" },
   { "openai", "openai" },
-  { "openai", "adapters.seed_chat" },
-  { "anthropic", "adapters.seed_text_generation" },
-  { "gemini", "adapters.seed_chat" },
+  { "openai", "seed-chat" },
+  { "anthropic", "seed-text-generation" },
+  { "gemini", "seed-chat" },
 }
 
 -- Findings reported and not fixed yet, each with its reproducer under
@@ -352,19 +353,19 @@ local function call(what, f, ...)
   return unpack(res, 2, 3)
 end
 
-local function run_exchange(case, flags, list, payload)
+local function run_reply(case, flags, list, payload)
   local upstream, client = case[1], case[2]
   local writer = client
-  if find(client, ".", 1, true) then writer = require(client) end
+  if find(client, "-", 1, true) then writer = adapters.load(client) end
   local same = upstream == client
   local stream = not (same and flags % 128 >= 64)
   local ending = ({ "eof", "err", "cut", "eof_empty" })[math.floor(flags / 4) % 4 + 1]
   local sse_head = flags % 32 < 16
   local status = flags % 64 >= 32 and 429 or 200
   local ctx = {}
-  local x = exchange.new(ctx, { client = writer, upstream = upstream, stream = stream,
-                                model = MODEL[upstream], include_usage = flags % 2 == 1,
-                                injected_usage = flags % 4 >= 2 })
+  local x = reply.new(ctx, { client = writer, upstream = upstream, stream = stream,
+                             model = MODEL[upstream], include_usage = flags % 2 == 1,
+                             injected_usage = flags % 4 >= 2 })
   local head = "Content-Type: " .. (sse_head and "text/event-stream" or "application/json") ..
                "\r\nx-request-id: fuzz\r\n"
   local st, h = call("head", x.head, x, status, head)
@@ -416,6 +417,6 @@ return function(input)
   if case[1] == "sse" then
     check_sse(list, payload, flags)
   else
-    run_exchange(case, flags, list, payload)
+    run_reply(case, flags, list, payload)
   end
 end

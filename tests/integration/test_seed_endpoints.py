@@ -1,5 +1,5 @@
 """The seed gateways' endpoints served through route adapters
-(plugins/adapters/seed_chat.lua, seed_text_generation.lua; conf/examples/
+(adapters/seed-chat.lua, seed-text-generation.lua; conf/examples/
 seed-endpoints.lua): POST /api/v1/chat and POST /api/v1/inference/
 text-generation against the built-in echo model, an OpenAI-kind upstream and
 an Anthropic-kind one, whole and streamed; input validation; usage, cost and
@@ -14,8 +14,8 @@ CHAT = "/api/v1/chat"
 TEXTGEN = "/api/v1/inference/text-generation"
 CT_JSON = ("Content-Type", "application/json")
 ROUTES = [
-    {"path": CHAT, "adapter": "adapters.seed_chat"},
-    {"path": TEXTGEN, "adapter": "adapters.seed_text_generation"},
+    {"path": CHAT, "adapter": "seed-chat"},
+    {"path": TEXTGEN, "adapter": "seed-text-generation"},
 ]
 MOCK_TEXT = "Hello from the mock"
 

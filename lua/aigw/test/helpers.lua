@@ -31,7 +31,7 @@
 --   with_request returns the exit's status, body, header lines.
 --
 -- h.run(plugin, conf, req?, opts?)
---   Loads a plugin the way the runtime does (lua/aigw/plugins.lua: schema
+--   Loads a plugin the way the runtime does (lua/aigw/engine/plugins.lua: schema
 --   checked, defaults filled in, init(conf, global) called, and
 --   init_worker(conf)), then runs its phases for req (default h.request{})
 --   as the runtime does:
@@ -44,7 +44,7 @@
 --   plugin is a name (plugins/<name>.lua) or a plugin table. conf is the
 --   plugin's config (copied, never changed). opts:
 --     global    {}      the gateway config as a config file returns it,
---                       normalised by aigw.config (init's global_conf,
+--                       normalised by aigw.engine.config (init's global_conf,
 --                       ctx.config)
 --     phases    every phase the plugin has, in the order above
 --     ctx       {}      the ctx table to start from
@@ -63,7 +63,7 @@
 --   checked conf.
 --
 -- h.config(t?)
---   A config table normalised as aigw.config does for a file (defaults in).
+--   A config table normalised as aigw.engine.config does for a file (defaults in).
 --
 -- h.capture_log(fn, ...)
 --   Calls fn(...) with the error log (stderr) sent to a buffer, and returns
@@ -87,8 +87,8 @@
 --   with it if it dies).
 
 local core = require "aigw.test.core"
-local config = require "aigw.config"
-local plugins = require "aigw.plugins"
+local config = require "aigw.engine.config"
+local plugins = require "aigw.engine.plugins"
 local response = require "aigw.response"
 local cjson = require "cjson"
 
@@ -280,7 +280,7 @@ end
 -- is 1700000000 and Gemini tool-call ids are call_gem_1, call_gem_2...
 -- (restored after, also when fn raises). Returns fn's results.
 function M.pinned(fn)
-  local gemini = require "aigw.protocols.gemini"
+  local gemini = require "aigw.engine.protocols.gemini"
   local time, make = os.time, gemini.new_tool_call_id
   local n = 0
   os.time = function(t) if t then return time(t) end return 1700000000 end

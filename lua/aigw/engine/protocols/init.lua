@@ -1,0 +1,82 @@
+-- aigw.engine.protocols -- the wire formats, one module each, all with the same
+-- contract, and the table that names them.
+--
+-- A wire format is what one API looks like on the wire: its requests,
+-- whole answers, stream events, error bodies, usage and paths. OpenAI Chat
+-- Completions is the hub: every other format is translated to and from
+-- it, so a client of any format can be served by a provider of any other
+-- (a pair of the same format passes through). A provider names its format
+-- (`format`), a route its client's (`client`); aigw.engine.dispatch pairs them,
+-- aigw.engine.reply reads and writes the streams, aigw.usage counts with the
+-- modules' usage readers, the error-mapping plugin reads error bodies.
+--
+-- The contract of aigw.engine.protocols.<name> (P). Tables are decoded JSON (see
+-- aigw.json); "hub" values are OpenAI Chat Completions ones. Failures
+-- return nil, err with err = { status, message, type, code } (type is
+-- OpenAI's error type; status the HTTP status to answer with).
+--
+--   P.name                                  the format's name, as providers and routes say it
+--   P.hub                                   true for the hub only (its *_to_hub and
+--                                           *_from_hub are identities, not called)
+-- requests
+--   P.request_to_hub(req, opts)             -> hub_req, notes | nil, err
+--   P.request_from_hub(hub_req, opts)       -> req, notes | nil, err
+--       notes: a list of what could not be carried over (nil: nothing to note)
+--       opts (optional): model (overrides the request's), default_max_tokens
+-- whole answers
+--   P.response_to_hub(resp, model, opts)    -> hub_resp | nil, err
+--   P.response_from_hub(hub_resp, model, opts) -> resp
+--       model: the name to answer with; opts (optional): created, id, make_id
+-- streams, as pure translators
+--   P.stream_to_hub(model, opts)            -> t; t:event(name, data) -> chunks | chunks, err
+--                                              (err.bound: the translator's bound was reached);
+--                                              t:finish() -> chunks; t:usage() -> hub usage | nil
+--   P.stream_from_hub(model, opts)          -> t; t:chunk(hub_chunk) -> events, err;
+--                                              t:finish() -> events (each { name, data })
+--       opts: include_usage (end with the usage chunk; "usage": null in the others), created, id
+-- streams, as aigw.engine.reply x runs them (x.model, x.acc: the usage accumulator,
+-- x.from / x.to: the translators above, x.include_usage)
+--   P.reader.event(x, ev)                   one SSE event ({event, data}) -> hub chunks |
+--                                              nil, message, type (the provider's error event) |
+--                                              nil, message, type, why (past a bound)
+--   P.reader.finish(x)                      the upstream's end -> hub chunks
+--   P.writer.start(x), .chunk(x, c), .finish(x), .error_event(x, message, type, code)
+--                                           hub chunks -> the client's wire text (and a message
+--                                              when a value cannot be written); the same shape
+--                                              as a route adapter (a client given as a table)
+-- errors
+--   P.error_parse(status, body)             the format's error body -> { status, message, type,
+--                                              code, retry_after } (message nil: none given)
+--   P.error_format(status, err)             { message, type, code } -> the format's error body
+-- usage (normalised usage: see aigw.usage)
+--   P.usage(u)                              the format's usage object -> normalised | nil
+--   P.answer_usage(resp)                    a whole answer -> normalised usage | nil
+--   P.stream_usage(ev)                      a decoded stream event -> its usage object (nil:
+--                                              none), and true when counts merge over the stream
+--   P.usage_event(u)                        a usage object as the stream event that carries it
+--   P.counted_usage(count)                  (formats passed through whole) the usage object from
+--                                              the counts the core read: count(name) -> number | nil
+--   P.usage_events                          (optional) the names of the events that carry usage,
+--                                              when a passed-through stream is read event by event
+-- token counting (optional: a provider format that counts with a request of its own)
+--   P.count_request(hub_req, model)         -> the body that counts hub_req's tokens | nil, err
+--   P.count_answer(resp)                    -> the count | nil, why
+--   P.count_response(n)                     (a client format with a count endpoint) its answer
+-- paths
+--   P.path(provider, endpoint, model, stream) the path under the provider's base URL, or nil for
+--                                              an endpoint the format does not serve; providers
+--                                              of the format use it as their :path method
+--
+-- A format served only as a provider's (Gemini's, until its inbound API
+-- comes) has no request_to_hub, response_from_hub, stream_from_hub,
+-- writer or counted_usage yet; the hub (OpenAI's) needs no stream_from_hub
+-- (its writer writes hub chunks as they are).
+--
+-- Adding a wire format: a module with this contract, and a line below
+-- (docs/translation.md, "Adding a wire format").
+
+return {
+  openai = require "aigw.engine.protocols.openai",
+  anthropic = require "aigw.engine.protocols.anthropic",
+  gemini = require "aigw.engine.protocols.gemini",
+}
