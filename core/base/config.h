@@ -1,6 +1,6 @@
 /* config.h -- what the C core reads from the Lua config.
  *
- * The config file is Lua; lua/aigw/config.lua validates and normalises it
+ * The config file is Lua; lua/aigw/engine/config.lua validates and normalises it
  * (sizes, durations, defaults) in a throw-away VM on the main thread, and
  * aigw_config_load() (config_load.c) copies out the fields the core itself
  * needs into this plain struct. Plugins, providers and routes stay on the

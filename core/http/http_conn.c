@@ -692,7 +692,7 @@ static int path_is(const aigw_req_t *r, const char *p, size_t n) {
 }
 
 /* Whether some target can take traffic (GET /ready): told by Lua
- * (lua/aigw/health.lua), read by every worker. */
+ * (lua/aigw/engine/health.lua), read by every worker. */
 static atomic_int ready = 1;
 
 __attribute__((visibility("default"), used)) void aigw_ffi_set_ready(int r) {

@@ -1,6 +1,6 @@
 /* lua_attempt.c -- aigw_core.proxy_attempt: hands the request to one
  * upstream target in a way that can still be taken back (upstream.c's
- * attempts), for the runtime's failover loop (lua/aigw/failover.lua).
+ * attempts), for the runtime's failover loop (lua/aigw/engine/failover.lua).
  *
  *   local op = aigw_core.attempt_op()
  *   status, head, body = aigw_core.proxy_attempt(op, target, path, body, lines,

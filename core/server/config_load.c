@@ -1,7 +1,7 @@
 /* config_load.c -- reads the core's settings out of the validated Lua
  * config.
  *
- * lua/aigw/config.lua does every check and fills every default, in a VM of
+ * lua/aigw/engine/config.lua does every check and fills every default, in a VM of
  * its own; this file only copies numbers and strings out of the normalised
  * table into the plain aigw_config_t (config.h). */
 #include "server/config_load.h"

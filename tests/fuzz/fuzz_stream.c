@@ -3,7 +3,7 @@
  * The runtime's own Lua state (aigw_lua_new_state: cjson, aigw_core, the
  * package path on <prefix>/lua and <prefix>/plugins) runs the driver
  * tests/fuzz/stream.lua, which reads the input as a case (the SSE parser,
- * or one upstream -> client direction of aigw.exchange), flags (how the
+ * or one upstream -> client direction of aigw.reply), flags (how the
  * stream ends, what head it has) and an upstream body in cuts, and checks
  * what the client would get. Any Lua error out of the driver is a finding:
  * a translator that raised, or output not valid for its format. The prefix
