@@ -340,6 +340,24 @@ describe("route adapters in the runtime", function()
       assert.equal("streaming is not supported on /plain", cjson.decode(body).error.message)
     end)
 
+    it("may be a Lua module of its own, named by its dotted name", function()
+      package.loaded["mycompany.plain_adapter"] = nil
+      package.preload["mycompany.plain_adapter"] = function() return plain end
+      local p = os.tmpname()
+      local f = assert(io.open(p, "wb"))
+      f:write('return { plugins = {}, routes = { { path = "/plain", adapter = "mycompany.plain_adapter" } } }')
+      f:close()
+      local ok, ph = pcall(runtime.init_worker, p, 1)
+      os.remove(p)
+      package.preload["mycompany.plain_adapter"] = nil
+      package.loaded["mycompany.plain_adapter"] = nil
+      assert.is_true(ok, ph)
+      local status, body = h.with_request(h.request{ method = "POST", path = "/plain", body = "{}" },
+                                          ph.handler, {})
+      assert.equal(200, status)
+      assert.same({ text = "a" }, cjson.decode(body))
+    end)
+
     it("is refused at load with only part of the stream functions", function()
       local partial = { request = plain.request, response = plain.response, chunk = function() end }
       local ok, err = worker(partial)

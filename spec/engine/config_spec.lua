@@ -132,6 +132,8 @@ describe("aigw.engine.config", function()
       { { routes = { { path = "nope" } } }, 'f.lua: routes[1].path: expected a path starting with /' },
       { { routes = { { path = "/x", provider = "ghost" } } }, 'f.lua: routes[1].provider: expected the name of a configured provider, got "ghost"' },
       { { routes = { { path = "/x", method = "P O" } } }, 'f.lua: routes[1].method: expected an HTTP method' },
+      { { routes = { { path = "/x", adapter = "../etc" } } }, 'f.lua: routes[1].adapter: expected the name of a route adapter (adapters/<name>.lua, or a Lua module), got "../etc"' },
+      { { routes = { { path = "/x", adapter = "my.adapter." } } }, 'f.lua: routes[1].adapter: expected the name of a route adapter' },
       { { server = { plugin_jit = "yes" } }, 'f.lua: server.plugin_jit: expected true or false' },
       { { server = { lua_time_limit = "soon" } }, 'f.lua: server.lua_time_limit: expected a duration in seconds' },
       { { pid_file = 3 }, 'f.lua: pid_file: expected a file path' },

@@ -15,6 +15,8 @@
 -- and finish(self) -> wire text, error_event(self, msg, type), start(self)
 -- optional. An adapter without chunk and finish does not stream.
 
+local find = string.find
+
 local M = {}
 
 local STREAM_FUNCTIONS = { "chunk", "finish", "error_event" }
@@ -34,8 +36,10 @@ local function searcher(modname)
 end
 table.insert(package.loaders, 2, searcher)
 
+-- name: a file of adapters/ ("seed-chat"), or a Lua module on the package
+-- path (a dotted name, "mycompany.chat_adapter": lua/ or plugins/).
 function M.load(name)
-  local ok, a = pcall(require, "adapters." .. name)
+  local ok, a = pcall(require, find(name, ".", 1, true) and name or "adapters." .. name)
   if not ok then error("route adapter " .. name .. ": " .. tostring(a), 0) end
   if type(a) ~= "table" or type(a.request) ~= "function" or type(a.response) ~= "function" then
     error("route adapter " .. name .. ": must return a table with request and response functions", 0)

@@ -419,8 +419,11 @@ local function check_routes(file, routes, providers)
     end
     -- adapter: adapters/<name>.lua, which turns the route's own request
     -- and answer formats into chat completions (aigw.engine.adapters).
-    if r.adapter ~= nil and (type(r.adapter) ~= "string" or not r.adapter:match("^[%w_-]+$")) then
-      fail(file, field .. ".adapter", "the name of a route adapter (adapters/<name>.lua)", r.adapter)
+    -- Or a dotted name: a Lua module on the package path (lua/, plugins/).
+    if r.adapter ~= nil and (type(r.adapter) ~= "string" or not (r.adapter:match("^[%w_-]+$")
+                             or r.adapter:match("^[%a_][%w_]*%.[%w_.-]*[%w_-]$"))) then
+      fail(file, field .. ".adapter", "the name of a route adapter (adapters/<name>.lua, or a Lua module)",
+           r.adapter)
     end
     if r.adapter and r.provider then fail(file, field, "either adapter or provider, not both", r.provider) end
     out[i] = { path = r.path, provider = r.provider, endpoint = r.endpoint or "chat/completions",
