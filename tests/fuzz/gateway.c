@@ -64,7 +64,7 @@ void fgw_settle(void) {
 }
 
 void fgw_settle_late(int ms) {
-  uv_loop_t *l = &gw.w.loop;
+  uv_loop_t *l = &gw.w.uv;
   for (int i = 0; i < 100; i++) {
     fgw_settle();
     struct pollfd p = {.fd = uv_backend_fd(l), .events = POLLIN};
