@@ -506,6 +506,19 @@ static int is_anthropic_path(const char *p, size_t n) {
          (n >= sizeof s2 - 1 && memcmp(p + n - (sizeof s2 - 1), s2, sizeof s2 - 1) == 0);
 }
 
+void aigw__req_identify(aigw_req_t *r, const char *url) {
+  r->anthropic = (uint8_t)is_anthropic_path(url, r->path_len);
+  const char *v;
+  size_t vlen;
+  if (aigw_req_find_header(r, "x-request-id", 12, &v, &vlen) && aigw_request_id_valid(v, vlen)) {
+    memcpy(r->id, v, vlen);
+    r->id[vlen] = '\0';
+    r->id_len = (uint8_t)vlen;
+  } else {
+    r->id_len = (uint8_t)aigw_request_id_new(r->id);
+  }
+}
+
 static int on_headers_complete(llhttp_t *p) {
   aigw_conn_t *c = p->data;
   aigw_req_t *r = c->req;
@@ -517,17 +530,7 @@ static int on_headers_complete(llhttp_t *p) {
   const char *url = c->rbuf + r->url;
   const char *q = memchr(url, '?', r->url_len);
   r->path_len = q ? (uint32_t)(q - url) : r->url_len;
-  r->anthropic = (uint8_t)is_anthropic_path(url, r->path_len);
-
-  const char *v;
-  size_t vlen;
-  if (aigw_req_find_header(r, "x-request-id", 12, &v, &vlen) && aigw_request_id_valid(v, vlen)) {
-    memcpy(r->id, v, vlen);
-    r->id[vlen] = '\0';
-    r->id_len = (uint8_t)vlen;
-  } else {
-    r->id_len = (uint8_t)aigw_request_id_new(r->id);
-  }
+  aigw__req_identify(r, url);
 
   if (llhttp_get_http_major(p) != 1)
     return fail(c, 505, "http_version_not_supported", "HTTP version not supported");
@@ -565,6 +568,8 @@ static int on_headers_complete(llhttp_t *p) {
   if (p->flags & F_CONTENT_LENGTH && p->content_length > cf->max_body_size)
     return fail(c, 413, "request_too_large", "request body too large");
   int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  const char *v;
+  size_t vlen;
   if (aigw_req_find_header(r, "expect", 6, &v, &vlen)) {
     if (vlen != 12 || strncasecmp(v, "100-continue", 12) != 0)
       return fail(c, 417, "expectation_failed", "unsupported Expect header");

@@ -195,6 +195,11 @@ void aigw__request_finish(aigw_req_t *r);
  * calls back before returning. */
 int aigw_conn_read_body(aigw_req_t *r);
 
+/* Once a request's head is parsed (path_len set, url its target): whether
+ * its path answers in Anthropic's envelope, and its id, the client's
+ * x-request-id when that is a valid one, else a new one. */
+void aigw__req_identify(aigw_req_t *r, const char *url);
+
 /* Header lookup (case-insensitive); returns 1 and the value when found. */
 int aigw_req_find_header(const aigw_req_t *r, const char *name, size_t nlen, const char **value,
                          size_t *vlen);

@@ -35,7 +35,6 @@
 
 #include "base/addr.h"
 #include "base/alloc.h"
-#include "base/request_id.h"
 #include "http/http_conn.h"
 #include "lua/lthread.h"
 #include "lua/lua_vm.h"
@@ -77,12 +76,6 @@ static const char *opt_string(lua_State *L, int t, const char *field, const char
   }
   lua_pop(L, 1); /* the string stays alive: it is in the options table */
   return s;
-}
-
-static int is_anthropic_path(const char *p, size_t n) {
-  static const char s1[] = "/messages", s2[] = "/messages/count_tokens";
-  return (n >= sizeof s1 - 1 && memcmp(p + n - (sizeof s1 - 1), s1, sizeof s1 - 1) == 0) ||
-         (n >= sizeof s2 - 1 && memcmp(p + n - (sizeof s2 - 1), s2, sizeof s2 - 1) == 0);
 }
 
 static int client_is_loopback(lua_State *L, const char *ip, struct sockaddr_storage *ss) {
@@ -238,16 +231,7 @@ static int l_request(lua_State *L) {
   c->rlen = c->parsed = (uint32_t)head->len;
   c->rcap = (uint32_t)head->cap;
 
-  r->anthropic = (uint8_t)is_anthropic_path(c->rbuf + r->url, r->path_len);
-  const char *v;
-  size_t vlen;
-  if (aigw_req_find_header(r, "x-request-id", 12, &v, &vlen) && aigw_request_id_valid(v, vlen)) {
-    memcpy(r->id, v, vlen);
-    r->id[vlen] = '\0';
-    r->id_len = (uint8_t)vlen;
-  } else {
-    r->id_len = (uint8_t)aigw_request_id_new(r->id);
-  }
+  aigw__req_identify(r, c->rbuf + r->url);
   if (body && blen && aigw_buf_append(&r->body, body, blen) != 0)
     return luaL_error(L, "request: out of memory");
   if (c->loop) r->start_ms = uv_now(&c->loop->uv);

@@ -130,20 +130,7 @@ static void env_teardown(test_env_t *e) {
   aigw_loop_t *w = &e->loop;
   aigw__test_kill_children();
   if (e->live) {
-    /* As a worker stops: timers, then the pool and the DNS cache; the
-     * loop runs until their handles have closed; then the VM. */
-    if (w->gen) aigw__timers_cancel(w->gen);
-    aigw__timers_stop_runs(w);
-    aigw_redis_close_all(w);
-    aigw_pool_free(w->pool);
-    aigw_dns_free(w->dns);
-    w->pool = NULL;
-    w->dns = NULL;
-    uv_run(&w->uv, UV_RUN_DEFAULT);
-    aigw_lua_worker_close(w);
-    uv_run(&w->uv, UV_RUN_DEFAULT);
-    if (uv_loop_close(&w->uv) != 0) aigw_log_warn("aigw test: loop closed with handles open");
-    aigw__loop_free_lists(w);
+    if (aigw__loop_close(w) != 0) aigw_log_warn("aigw test: loop closed with handles open");
     e->live = 0;
   }
   aigw_shdict_thread_cleanup();

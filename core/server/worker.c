@@ -73,6 +73,22 @@ static void on_wakeup(uv_async_t *a) {
   if (w->loop.draining != 2 && w->server) aigw__worker_reload_step(w);
 }
 
+int aigw__loop_close(aigw_loop_t *l) {
+  if (l->gen) aigw__timers_cancel(l->gen);
+  aigw__timers_stop_runs(l);
+  aigw_redis_close_all(l);
+  aigw_pool_free(l->pool);
+  aigw_dns_free(l->dns);
+  l->pool = NULL;
+  l->dns = NULL;
+  uv_run(&l->uv, UV_RUN_DEFAULT);
+  aigw_lua_worker_close(l);
+  uv_run(&l->uv, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(&l->uv);
+  aigw__loop_free_lists(l);
+  return rc;
+}
+
 void aigw__loop_free_lists(aigw_loop_t *l) {
   void *obj;
   while ((obj = aigw_free_pop(&l->free_reqs)) != NULL) aigw__request_destroy(obj);

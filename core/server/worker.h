@@ -49,4 +49,11 @@ void aigw__worker_reload_step(aigw_worker_t *w);
 /* Frees everything parked on the loop's free lists (at its end). */
 void aigw__loop_free_lists(aigw_loop_t *l);
 
+/* Ends a loop that no worker thread runs (aigw test, the fuzz gateway), as
+ * a worker stops: timers, Redis, the pool and the DNS cache; the loop runs
+ * until their handles have closed; then the VM, the loop and its free
+ * lists. Its connections and listeners must be closed first. Returns
+ * uv_loop_close's result (non-zero: a handle was left open). */
+int aigw__loop_close(aigw_loop_t *l);
+
 #endif

@@ -308,17 +308,21 @@ describe("route adapters in the runtime", function()
   end)
 
   describe("an adapter without stream functions", function()
-    local function worker(adapter)
-      package.loaded["adapters.spec_plain_adapter"] = nil
-      package.preload["adapters.spec_plain_adapter"] = function() return adapter end
+    -- A worker with the route /plain on the adapter; name: how the route
+    -- names it (an adapters/ name by default, or a module's dotted name).
+    local function worker(adapter, name)
+      name = name or "spec_plain_adapter"
+      local module = name:find(".", 1, true) and name or "adapters." .. name
+      package.loaded[module] = nil
+      package.preload[module] = function() return adapter end
       local p = os.tmpname()
       local f = assert(io.open(p, "wb"))
-      f:write('return { plugins = {}, routes = { { path = "/plain", adapter = "spec_plain_adapter" } } }')
+      f:write('return { plugins = {}, routes = { { path = "/plain", adapter = "' .. name .. '" } } }')
       f:close()
       local ok, res = pcall(runtime.init_worker, p, 1)
       os.remove(p)
-      package.preload["adapters.spec_plain_adapter"] = nil
-      package.loaded["adapters.spec_plain_adapter"] = nil
+      package.preload[module] = nil
+      package.loaded[module] = nil
       return ok, res
     end
     local plain = {
@@ -341,16 +345,7 @@ describe("route adapters in the runtime", function()
     end)
 
     it("may be a Lua module of its own, named by its dotted name", function()
-      package.loaded["mycompany.plain_adapter"] = nil
-      package.preload["mycompany.plain_adapter"] = function() return plain end
-      local p = os.tmpname()
-      local f = assert(io.open(p, "wb"))
-      f:write('return { plugins = {}, routes = { { path = "/plain", adapter = "mycompany.plain_adapter" } } }')
-      f:close()
-      local ok, ph = pcall(runtime.init_worker, p, 1)
-      os.remove(p)
-      package.preload["mycompany.plain_adapter"] = nil
-      package.loaded["mycompany.plain_adapter"] = nil
+      local ok, ph = worker(plain, "mycompany.plain_adapter")
       assert.is_true(ok, ph)
       local status, body = h.with_request(h.request{ method = "POST", path = "/plain", body = "{}" },
                                           ph.handler, {})

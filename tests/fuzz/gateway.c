@@ -97,26 +97,14 @@ static void teardown(void) {
   if (!gw.started) return;
   gw.started = 0;
   aigw_loop_t *w = &gw.w;
-  /* As a worker stops: connections, the listener, timers, the pool and the
-   * DNS cache; the loop runs until their handles have closed; then the VM.
-   * Whatever a run leaked is then reported by LeakSanitizer at exit. */
+  /* As a worker stops: connections and the listener, then the rest of the
+   * loop. Whatever a run leaked is then reported by LeakSanitizer at exit. */
   for (aigw_conn_t *c = w->conns, *next; c; c = next) {
     next = c->next;
     aigw_conn_close(c);
   }
   uv_close((uv_handle_t *)&gw.listener.tcp, NULL);
-  if (w->gen) aigw__timers_cancel(w->gen);
-  aigw__timers_stop_runs(w);
-  aigw_redis_close_all(w);
-  aigw_pool_free(w->pool);
-  aigw_dns_free(w->dns);
-  w->pool = NULL;
-  w->dns = NULL;
-  uv_run(&w->uv, UV_RUN_DEFAULT);
-  aigw_lua_worker_close(w);
-  uv_run(&w->uv, UV_RUN_DEFAULT);
-  if (uv_loop_close(&w->uv) != 0) fprintf(stderr, "fuzz gateway: loop closed with handles open\n");
-  aigw__loop_free_lists(w);
+  if (aigw__loop_close(w) != 0) fprintf(stderr, "fuzz gateway: loop closed with handles open\n");
   aigw_shdict_thread_cleanup();
   aigw_shdict_free_all();
   aigw_config_free(gw.conf);
