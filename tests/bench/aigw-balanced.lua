@@ -5,7 +5,7 @@
 -- upstream's first body byte. The default plugin chain is on. Streams keep the pinned
 -- route of aigw-bench.lua.
 return {
-  listen = "127.0.0.1:18080", admin_listen = false, workers = 1, log_level = "warn",
+  listen = "127.0.0.1:18080", admin_listen = false, workers = 1, log_level = "info",
   api_keys = { "sk-bench-0001" },
   plugins = { "key-auth", "error-mapping", "access-log" },
   providers = {

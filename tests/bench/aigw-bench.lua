@@ -1,12 +1,12 @@
 -- aigw configuration for tests/bench/run.sh (make bench).
--- One worker, the default plugin chain (key-auth, error-mapping, access-log; log_level warn keeps
--- the access lines out of the measurement's I/O), two providers pinned by route to the
+-- One worker, the default plugin chain (key-auth, error-mapping, access-log, its line at info
+-- as in the default config), two providers pinned by route to the
 -- mock upstream (tests/bench/mock, 127.0.0.1:18000) with upstream keep-alive.  Clients send
 -- "Authorization: Bearer sk-bench-0001"; the mock gets the provider key instead.
 -- A route pins a path to a provider regardless of the body's model; the provider forwards to
 -- base_url .. "/" .. endpoint.
 return {
-  listen = "127.0.0.1:18080", admin_listen = false, workers = 1, log_level = "warn",
+  listen = "127.0.0.1:18080", admin_listen = false, workers = 1, log_level = "info",
   api_keys = { "sk-bench-0001" },
   plugins = { "key-auth", "error-mapping", "access-log" },
   providers = {
