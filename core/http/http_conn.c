@@ -707,7 +707,10 @@ __attribute__((visibility("default"), used)) void aigw_ffi_set_ready(int r) {
 static void dispatch(aigw_conn_t *c) {
   aigw_req_t *r = c->req;
   r->dispatched = 1;
-  arm_timer(c, TIMER_NONE);
+  /* No client deadline while the request is served, unless answers before
+   * it are still unwritten: their send deadline stands (a write that
+   * completes at once has no callback to arm it again). */
+  rearm_timer(c);
   /* Liveness and readiness are answered here: no Lua, no auth, so a load
    * balancer's probe costs nothing and works even if plugins misbehave. */
   if (path_is(r, "/health", 7) || path_is(r, "/ready", 6)) {
@@ -753,7 +756,7 @@ static void parse_more(aigw_conn_t *c) {
         dispatch(c); /* a complete request, or a head (body unread) */
       } else {
         r->reading_body = 0; /* the body Lua asked for is in */
-        arm_timer(c, TIMER_NONE);
+        rearm_timer(c);
         aigw_http_hooks.body_ready(r);
       }
       continue;

@@ -115,6 +115,19 @@ void aigw_wbuf_send(aigw_wbuf_t *b) {
     return;
   }
   uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
+  /* Nothing queued: the bytes go out now if the socket takes them. A write
+   * request that completes at once still costs libuv an epoll_ctl (its
+   * drain re-arms the watcher), one syscall per response. When the
+   * connection ends after this write, the callback's path is taken: it
+   * ends the connection once the last byte is out. */
+  if (c->pending_writes == 0 && !c->close_after_write && !c->loop->draining) {
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+    if (n == (int)b->len) {
+      aigw_free(b);
+      return;
+    }
+    if (n > 0) ub = uv_buf_init(b->data + n, (unsigned)(b->len - (size_t)n));
+  }
   b->wr.data = b;
   int rc = uv_write(&b->wr, (uv_stream_t *)&c->tcp, &ub, 1, on_write);
   if (rc < 0) {

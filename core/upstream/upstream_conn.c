@@ -37,6 +37,34 @@ static void on_up_write(uv_write_t *wr, int status) {
 }
 
 static int up_write(aigw_upstream_t *u, const uv_buf_t *bufs, unsigned n, char *owned) {
+  /* Nothing queued: the bytes go out now if the socket takes them (a write
+   * request that completes at once still costs libuv an epoll_ctl). What
+   * the socket does not take, or an error, goes the queued way: its
+   * callback reports a failure as before (a reused connection's retry). */
+  uv_buf_t rest[2];
+  if (u->uc->writes == 0 && n <= 2) {
+    int sent = uv_try_write((uv_stream_t *)&u->uc->tcp, bufs, n);
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) total += bufs[i].len;
+    if (sent > 0 && (size_t)sent == total) {
+      aigw_free(owned);
+      return 0;
+    }
+    if (sent > 0) {
+      unsigned k = 0;
+      size_t skip = (size_t)sent;
+      for (unsigned i = 0; i < n; i++) {
+        if (skip >= bufs[i].len) {
+          skip -= bufs[i].len;
+          continue;
+        }
+        rest[k++] = uv_buf_init(bufs[i].base + skip, (unsigned)(bufs[i].len - skip));
+        skip = 0;
+      }
+      bufs = rest;
+      n = k;
+    }
+  }
   up_write_t *w = aigw_try_malloc(sizeof *w);
   if (w == NULL) {
     aigw_free(owned);
