@@ -191,6 +191,53 @@ TEST(numbers_of_named_members) {
   CHECK(g[0] == -1 && g[1] == -1);
 }
 
+/* String content is skipped up to sixteen bytes a step: a byte that ends
+ * the plain run must stop it at every offset within and across steps. */
+TEST(string_runs_stop_at_every_offset) {
+  char text[128], err[160];
+  aigw_json_span_t sp[3];
+  for (int k = 0; k < 48; k++) {
+    for (int b = 0; b < 0x20; b++) { /* a control character: refused */
+      int len = snprintf(text, sizeof text, "{\"model\":\"%048d\"}", 0);
+      text[10 + k] = (char)b;
+      CHECK_EQ_INT(aigw_json_scan(text, (size_t)len, NAMES, NLENS, 3, sp, NULL, err, sizeof err),
+                   -1);
+    }
+    const char ok_bytes[] = {' ', '/', 'z', 0x7f};
+    for (size_t j = 0; j < sizeof ok_bytes; j++) { /* plain: the whole string is the value */
+      int len = snprintf(text, sizeof text, "{\"model\":\"%048d\"}", 0);
+      text[10 + k] = ok_bytes[j];
+      CHECK_EQ_INT(aigw_json_scan(text, (size_t)len, NAMES, NLENS, 3, sp, NULL, err, sizeof err),
+                   1);
+      CHECK_EQ_INT(sp[0].end - sp[0].start, 50);
+    }
+    if (k < 47) { /* an escape: skipped, the string goes on */
+      int len = snprintf(text, sizeof text, "{\"model\":\"%048d\"}", 0);
+      text[10 + k] = '\\';
+      text[11 + k] = 'n';
+      CHECK_EQ_INT(aigw_json_scan(text, (size_t)len, NAMES, NLENS, 3, sp, NULL, err, sizeof err),
+                   1);
+      CHECK_EQ_INT(sp[0].end - sp[0].start, 50);
+    }
+    { /* a quote: the string ends there, and what follows is not JSON */
+      int len = snprintf(text, sizeof text, "{\"model\":\"%048d\"}", 0);
+      text[10 + k] = '"';
+      CHECK_EQ_INT(aigw_json_scan(text, (size_t)len, NAMES, NLENS, 3, sp, NULL, err, sizeof err),
+                   -1);
+    }
+    if (k < 47) { /* the tap: an escaped quote anywhere in a long string hides no member */
+      aigw_json_tap_t t;
+      int len = snprintf(text, sizeof text, "{\"id\":\"%048d\",\"usage\":{\"x\":1}}", 0);
+      text[7 + k] = '\\';
+      text[8 + k] = '"';
+      aigw_json_tap_init(&t, "usage");
+      aigw_json_tap_feed(&t, text, (size_t)len);
+      CHECK(t.value.len == 7 && memcmp(t.value.data, "{\"x\":1}", 7) == 0);
+      aigw_json_tap_free(&t);
+    }
+  }
+}
+
 int main(void) {
   RUN(finds_top_level_members);
   RUN(absent_members_and_last_of_repeated);
@@ -202,5 +249,6 @@ int main(void) {
   RUN(tap_without_the_member_or_with_a_non_object_keeps_nothing);
   RUN(tap_gives_up_on_a_huge_member);
   RUN(numbers_of_named_members);
+  RUN(string_runs_stop_at_every_offset);
   return TEST_SUMMARY();
 }
