@@ -307,6 +307,32 @@ __attribute__((visibility("default"), used)) int aigw_json_scan(const char *p, s
 
 /* --- numbers of named members --- */
 
+static inline int is_number_byte(unsigned char c) {
+  return (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.' || c == 'e' || c == 'E';
+}
+
+/* The number that starts at p[v]. Token counts are integers: their digits
+ * are read here (exact below 2^53); a fraction or an exponent goes to
+ * strtod. */
+static double number_at(const char *p, size_t v, size_t n) {
+  size_t i = v + (p[v] == '-');
+  uint64_t x = 0;
+  size_t digits = 0;
+  while (i < n && p[i] >= '0' && p[i] <= '9' && digits < 15) {
+    x = x * 10 + (uint64_t)(p[i] - '0');
+    i++;
+    digits++;
+  }
+  if (digits > 0 && (i >= n || !is_number_byte((unsigned char)p[i])))
+    return p[v] == '-' ? -(double)x : (double)x;
+  char num[40];
+  size_t len = 0;
+  while (v + len < n && len < sizeof num - 1 && is_number_byte((unsigned char)p[v + len])) len++;
+  memcpy(num, p + v, len);
+  num[len] = 0;
+  return strtod(num, NULL);
+}
+
 __attribute__((visibility("default"), used)) void aigw_json_numbers(const char *p, size_t n,
                                                                     const char *const *names,
                                                                     const size_t *nlens, int nnames,
@@ -344,14 +370,7 @@ __attribute__((visibility("default"), used)) void aigw_json_numbers(const char *
       if (v < n && (p[v] == '-' || (p[v] >= '0' && p[v] <= '9'))) {
         for (int k = 0; k < nnames; k++) {
           if (ke - ks == nlens[k] && memcmp(p + ks, names[k], ke - ks) == 0) {
-            char num[40];
-            size_t len = 0;
-            while (v + len < n && len < sizeof num - 1 &&
-                   strchr("0123456789+-.eE", p[v + len]) != NULL && p[v + len] != 0)
-              len++;
-            memcpy(num, p + v, len);
-            num[len] = 0;
-            out[k] = strtod(num, NULL);
+            out[k] = number_at(p, v, n);
             break;
           }
         }

@@ -184,6 +184,16 @@ TEST(numbers_of_named_members) {
   CHECK(out[1] == 272);
   CHECK(out[2] == 0);
   CHECK(out[3] == -1);
+  /* integers read digit by digit; fractions, exponents and long ones by strtod */
+  const char *forms[] = {"{\"prompt_tokens\":-7}",  "{\"prompt_tokens\":1.5}",
+                         "{\"prompt_tokens\":2e3}", "{\"prompt_tokens\":12345678901234567}",
+                         "{\"prompt_tokens\":0}",   "{\"prompt_tokens\":9007199254740993}"};
+  const double want[] = {-7, 1.5, 2000, 12345678901234567.0, 0, 9007199254740993.0};
+  for (size_t i = 0; i < sizeof forms / sizeof *forms; i++) {
+    double o[4] = {-1, -1, -1, -1};
+    aigw_json_numbers(forms[i], strlen(forms[i]), names, lens, 4, o);
+    CHECK(o[0] == want[i]);
+  }
   /* garbage finds nothing and reads nothing past the end */
   double g[4] = {-1, -1, -1, -1};
   aigw_json_numbers("{\"prompt_tokens\":", 17, names, lens, 4, g);
