@@ -37,6 +37,12 @@ void aigw_json_numbers(const char *p, size_t n, const char *const *names, const 
 
 void aigw_ffi_log(int level, const char *msg, size_t len);
 int aigw_ffi_log_enabled(int level);
+typedef struct {
+  const char *key; size_t klen; int type; const char *s; size_t n; double num;
+} aigw_log_field_t;
+void aigw_ffi_log_fields(int level, const char *msg, size_t len, const aigw_log_field_t *f, int n);
+double aigw_ffi_log_dropped(void);
+int aigw_ffi_log_format(void);
 const char *aigw_strerror(int err);
 const char *aigw_error_type(int status, int anthropic);
 
