@@ -41,6 +41,12 @@ typedef struct {
   const char *key; size_t klen; int type; const char *s; size_t n; double num;
 } aigw_log_field_t;
 void aigw_ffi_log_fields(int level, const char *msg, size_t len, const aigw_log_field_t *f, int n);
+void aigw_ffi_log_access(aigw_req_t *r, double status, const char *provider, size_t provider_n,
+                         const char *model, size_t model_n, double attempts, double consumer,
+                         const char *consumer_s, size_t consumer_n, double prompt_tokens,
+                         double completion_tokens, double total_tokens, double cached_tokens,
+                         double reasoning_tokens, double cache_creation_tokens, int partial,
+                         double cost);
 double aigw_ffi_log_dropped(void);
 int aigw_ffi_log_format(void);
 const char *aigw_strerror(int err);
