@@ -118,8 +118,9 @@ ffi.cdef [[
 void aigw_ffi_set_ready(int ready);
 ]]
 
--- core/base/log.c's level (an enum: int-sized), which spec/aigw/log_spec.lua sets.
-ffi.cdef [[ int aigw_log_level; ]]
+-- core/base/log.c's level and format (enums: int-sized), which spec/aigw/log_spec.lua
+-- and log_fields_spec.lua set.
+ffi.cdef [[ int aigw_log_level; int aigw_log_format; ]]
 
 -- OpenSSL's one-shot HMAC(), which aigw.crypto avoids: tests/bench/crypto_bench.lua
 -- times it next to aigw.crypto.
