@@ -53,16 +53,34 @@ int aigw_log_format_parse(const char *s) {
   return -1;
 }
 
-/* Writes v (>= 0) in decimal at w; returns the end. */
+static const char digit_pairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930"
+    "31323334353637383940414243444546474849505152535455565758596061"
+    "6263646566676869707172737475767778798081828384858687888990919293"
+    "949596979899";
+
+/* Writes v in decimal at w, two digits at a time; returns the end. */
 static char *put_u64(char *w, uint64_t v) {
+  if (v < 10) {
+    *w = (char)('0' + v);
+    return w + 1;
+  }
   char tmp[20];
-  int i = 0;
-  do {
-    tmp[i++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  while (i) *w++ = tmp[--i];
-  return w;
+  char *t = tmp + sizeof tmp;
+  while (v >= 100) {
+    t -= 2;
+    memcpy(t, digit_pairs + 2 * (v % 100), 2);
+    v /= 100;
+  }
+  if (v >= 10) {
+    t -= 2;
+    memcpy(t, digit_pairs + 2 * v, 2);
+  } else {
+    *--t = (char)('0' + v);
+  }
+  size_t n = (size_t)(tmp + sizeof tmp - t);
+  memcpy(w, t, n);
+  return w + n;
 }
 
 static void put2(char *w, int v) {
@@ -154,6 +172,30 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *e) {
 
 static const char hexd[] = "0123456789abcdef";
 
+/* 1 for a byte that makes a text value quoted: a control character, a space, '"' or '='. */
+static const unsigned char text_special[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* 1 for a byte a JSON string holds as it is: printable ASCII but '"' and '\\'. */
+static const unsigned char json_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 /* A JSON string (RFC 8259): control characters, quotes and backslashes
  * escaped, a byte that is not part of valid UTF-8 written as \u00XX. At most
  * 6 * n + 2 bytes. */
@@ -161,12 +203,11 @@ static char *put_json_str(char *w, const char *s, size_t n) {
   const unsigned char *p = (const unsigned char *)s, *e = p + n;
   *w++ = '"';
   while (p < e) {
-    unsigned c = *p;
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      *w++ = (char)c;
-      p++;
+    if (json_plain[*p]) {
+      *w++ = (char)*p++;
       continue;
     }
+    unsigned c = *p;
     if (c >= 0x80) {
       size_t k = utf8_seq(p, e);
       if (k) {
@@ -202,10 +243,19 @@ static int is_ctl(unsigned c) { return c < 0x20 || c == 0x7f; }
  * '=' or a control character. */
 static int needs_quotes(const char *s, size_t n) {
   if (n == 0) return 1;
-  for (size_t i = 0; i < n; i++) {
-    unsigned c = (unsigned char)s[i];
-    if (c == ' ' || c == '"' || c == '=' || is_ctl(c)) return 1;
+  const unsigned char *p = (const unsigned char *)s, *e = p + n;
+  /* Eight bytes at a time: any byte below 0x21, or equal to '"', '=' or
+   * 0x7f (each test is exact as to whether some byte matches). */
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  for (; e - p >= 8; p += 8) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t q = x ^ (ones * '"'), eq = x ^ (ones * '='), del = x ^ (ones * 0x7f);
+    uint64_t hit = ((x - ones * 0x21) | (q - ones) | (eq - ones) | (del - ones)) & ~x & highs;
+    if (hit) return 1;
   }
+  while (p < e)
+    if (text_special[*p++]) return 1;
   return 0;
 }
 
@@ -245,9 +295,13 @@ static char *put_text_value(char *w, const char *s, size_t n) {
 
 /* A key in text: anything that would end it or break the line becomes '_'. */
 static char *put_text_key(char *w, const char *s, size_t n) {
+  if (!needs_quotes(s, n)) {
+    memcpy(w, s, n);
+    return w + n;
+  }
   for (size_t i = 0; i < n; i++) {
     unsigned c = (unsigned char)s[i];
-    *w++ = (c == ' ' || c == '"' || c == '=' || is_ctl(c)) ? '_' : (char)c;
+    *w++ = text_special[c] ? '_' : (char)c;
   }
   return w;
 }
@@ -379,16 +433,24 @@ static char *format_body(char *w, char *end, const char *msg, size_t msglen,
   }
   for (int i = 0; i < n; i++) {
     const aigw_log_field_t *x = &f[i];
+    int type = x->type & 0xff;
     size_t klen = x->klen > 64 ? 64 : x->klen;
-    size_t vlen = x->type == AIGW_LOG_STR || x->type == AIGW_LOG_RAW ? x->n : 0;
+    size_t vlen = type == AIGW_LOG_STR || type == AIGW_LOG_RAW ? x->n : 0;
     size_t room = (size_t)(end - w);
     if (room < 6 * klen + 8 + 42) break;
     room -= 6 * klen + 8 + 42;
     if (json) {
       *w++ = ',';
-      w = put_json_str(w, x->key, klen);
+      if (x->type & AIGW_LOG_PLAIN_KEY) {
+        *w++ = '"';
+        memcpy(w, x->key, klen);
+        w += klen;
+        *w++ = '"';
+      } else {
+        w = put_json_str(w, x->key, klen);
+      }
       *w++ = ':';
-      switch (x->type) {
+      switch (type) {
         case AIGW_LOG_INT: w = put_num(w, x->num, 1); break;
         case AIGW_LOG_FIXED6: w = put_fixed6(w, x->num, 1); break;
         case AIGW_LOG_RAW:
@@ -405,9 +467,14 @@ static char *format_body(char *w, char *end, const char *msg, size_t msglen,
       }
     } else {
       if (msglen || i) *w++ = ' ';
-      w = put_text_key(w, x->key, klen);
+      if (x->type & AIGW_LOG_PLAIN_KEY) {
+        memcpy(w, x->key, klen);
+        w += klen;
+      } else {
+        w = put_text_key(w, x->key, klen);
+      }
       *w++ = '=';
-      switch (x->type) {
+      switch (type) {
         case AIGW_LOG_INT: w = put_num(w, x->num, 0); break;
         case AIGW_LOG_FIXED6: w = put_fixed6(w, x->num, 0); break;
         default:

@@ -57,10 +57,14 @@ typedef enum {
   AIGW_LOG_FIXED6 /* num, written with six decimals (cost) */
 } aigw_log_type_t;
 
+/* Or'd into a field's type: its key is a plain identifier ([a-z_0-9]),
+ * written with no check (the core's own fields). */
+#define AIGW_LOG_PLAIN_KEY 0x100
+
 typedef struct {
   const char *key;
   size_t klen;
-  int type; /* aigw_log_type_t */
+  int type; /* aigw_log_type_t, maybe | AIGW_LOG_PLAIN_KEY */
   const char *s;
   size_t n;
   double num;

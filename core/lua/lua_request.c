@@ -196,27 +196,29 @@ AIGW_EXPORT void aigw_ffi_log_access(aigw_req_t *r, double status, const char *p
                      cached_tokens, reasoning_tokens,  cache_creation_tokens};
   aigw_log_field_t f[17];
   int n = 0;
+  enum { K = AIGW_LOG_PLAIN_KEY };
   const char *method = llhttp_method_name((llhttp_method_t)r->method);
-  f[n++] = (aigw_log_field_t){"request_id", 10, AIGW_LOG_STR, r->id, r->id_len, 0};
-  f[n++] = (aigw_log_field_t){"method", 6, AIGW_LOG_STR, method, strlen(method), 0};
-  f[n++] = (aigw_log_field_t){"path", 4, AIGW_LOG_STR, r->conn->rbuf + r->url, r->path_len, 0};
-  if (status == status) f[n++] = (aigw_log_field_t){"status", 6, AIGW_LOG_INT, NULL, 0, status};
+  f[n++] = (aigw_log_field_t){"request_id", 10, AIGW_LOG_STR | K, r->id, r->id_len, 0};
+  f[n++] = (aigw_log_field_t){"method", 6, AIGW_LOG_STR | K, method, strlen(method), 0};
+  f[n++] = (aigw_log_field_t){"path", 4, AIGW_LOG_STR | K, r->conn->rbuf + r->url, r->path_len, 0};
+  if (status == status) f[n++] = (aigw_log_field_t){"status", 6, AIGW_LOG_INT | K, NULL, 0, status};
   double ms = floor((double)uv_hrtime() / 1e6 - (double)r->start_ms + 0.5);
-  f[n++] = (aigw_log_field_t){"ms", 2, AIGW_LOG_INT, NULL, 0, ms};
-  if (provider) f[n++] = (aigw_log_field_t){"provider", 8, AIGW_LOG_STR, provider, provider_n, 0};
-  if (model) f[n++] = (aigw_log_field_t){"model", 5, AIGW_LOG_STR, model, model_n, 0};
+  f[n++] = (aigw_log_field_t){"ms", 2, AIGW_LOG_INT | K, NULL, 0, ms};
+  if (provider)
+    f[n++] = (aigw_log_field_t){"provider", 8, AIGW_LOG_STR | K, provider, provider_n, 0};
+  if (model) f[n++] = (aigw_log_field_t){"model", 5, AIGW_LOG_STR | K, model, model_n, 0};
   if (attempts == attempts)
-    f[n++] = (aigw_log_field_t){"attempts", 8, AIGW_LOG_INT, NULL, 0, attempts};
+    f[n++] = (aigw_log_field_t){"attempts", 8, AIGW_LOG_INT | K, NULL, 0, attempts};
   if (consumer_s) {
-    f[n++] = (aigw_log_field_t){"consumer", 8, AIGW_LOG_STR, consumer_s, consumer_n, 0};
+    f[n++] = (aigw_log_field_t){"consumer", 8, AIGW_LOG_STR | K, consumer_s, consumer_n, 0};
   } else if (consumer == consumer) {
-    f[n++] = (aigw_log_field_t){"consumer", 8, AIGW_LOG_INT, NULL, 0, consumer};
+    f[n++] = (aigw_log_field_t){"consumer", 8, AIGW_LOG_INT | K, NULL, 0, consumer};
   }
   for (int i = 0; i < 6; i++)
     if (usage[i] == usage[i])
       f[n++] = (aigw_log_field_t){
-          usage_names[i].name, usage_names[i].len, AIGW_LOG_INT, NULL, 0, usage[i]};
-  if (partial) f[n++] = (aigw_log_field_t){"partial", 7, AIGW_LOG_RAW, "true", 4, 0};
-  if (cost == cost) f[n++] = (aigw_log_field_t){"cost", 4, AIGW_LOG_FIXED6, NULL, 0, cost};
+          usage_names[i].name, usage_names[i].len, AIGW_LOG_INT | K, NULL, 0, usage[i]};
+  if (partial) f[n++] = (aigw_log_field_t){"partial", 7, AIGW_LOG_RAW | K, "true", 4, 0};
+  if (cost == cost) f[n++] = (aigw_log_field_t){"cost", 4, AIGW_LOG_FIXED6 | K, NULL, 0, cost};
   aigw_log_fields(AIGW_LOG_INFO, "access", 6, f, n);
 }

@@ -70,6 +70,16 @@ TEST(numbers) {
                "2026-12-07T06:30:01.123Z info [main] m a=1.5 b=1e+20 c=9007199254740991 "
                "d=1234.567892 e=0.000000 f=0.000000\n");
   char want[64];
+  for (int64_t i = -1000; i < 300000; i += (i < 1000 ? 1 : 7)) {
+    int64_t v = i < 200000 ? i : i * 1000003;
+    aigw_log_field_t x = {"c", 1, AIGW_LOG_INT, NULL, 0, (double)v};
+    fmt(AIGW_LOG_TEXT, "", &x, 1);
+    snprintf(want, sizeof want, "c=%lld\n", (long long)v);
+    if (strcmp(out + 37, want) != 0) {
+      CHECK_EQ_STR(out + 37, want);
+      break;
+    }
+  }
   for (int i = 0; i < 20000; i++) {
     double v = (double)i * 0.0000001237 + (double)(i % 7) * 1e-7;
     aigw_log_field_t x = {"c", 1, AIGW_LOG_FIXED6, NULL, 0, v};
@@ -128,6 +138,34 @@ TEST(bounded) {
   }
 }
 
+/* A value is quoted exactly when some byte needs it, at any position (the
+ * scan goes eight bytes at a time). */
+TEST(quoting_at_every_position) {
+  static const unsigned char alphabet[] = {'a',  'Z',  '0',  ' ',  '"',  '=',  0x01, 0x1f, 0x20,
+                                           0x21, 0x7e, 0x7f, 0x80, 0xa2, 0xbd, 0xff, '\\'};
+  unsigned seed = 12345;
+  for (int iter = 0; iter < 20000; iter++) {
+    char v[40];
+    size_t n = 1 + (size_t)(iter % 39);
+    int want = 0;
+    for (size_t i = 0; i < n; i++) {
+      seed = seed * 1103515245u + 12345u;
+      /* Mostly plain bytes, so that a single special one is often alone. */
+      unsigned k = (seed >> 16) % 64;
+      unsigned char c = k < sizeof alphabet ? alphabet[k] : (unsigned char)('a' + k % 26);
+      v[i] = (char)c;
+      if (c < 0x21 || c == '"' || c == '=' || c == 0x7f) want = 1;
+    }
+    aigw_log_field_t f = {"v", 1, AIGW_LOG_STR, v, n, 0};
+    fmt(AIGW_LOG_TEXT, "", &f, 1);
+    int quoted = out[39] == '"';
+    if (quoted != want) {
+      CHECK_EQ_INT(quoted, want);
+      break;
+    }
+  }
+}
+
 /* Lines through the writer: all of them, in order, once it stops. */
 TEST(writer_loses_nothing) {
   char name[] = "/tmp/aigw-test-log-XXXXXX";
@@ -170,6 +208,7 @@ int main(void) {
   RUN(json_lines);
   RUN(json_escaping);
   RUN(bounded);
+  RUN(quoting_at_every_position);
   RUN(writer_loses_nothing);
   return TEST_SUMMARY();
 }
