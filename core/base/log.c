@@ -436,8 +436,10 @@ static char *format_body(char *w, char *end, const char *msg, size_t msglen,
     int type = x->type & 0xff;
     size_t klen = x->klen > 64 ? 64 : x->klen;
     size_t vlen = type == AIGW_LOG_STR || type == AIGW_LOG_RAW ? x->n : 0;
+    /* Room for the key escaped, its punctuation and a number; what is left
+     * (at least 2) bounds a string value. */
     size_t room = (size_t)(end - w);
-    if (room < 6 * klen + 8 + 42) break;
+    if (room < 6 * klen + 8 + 42 + 2) break;
     room -= 6 * klen + 8 + 42;
     if (json) {
       *w++ = ',';

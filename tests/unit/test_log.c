@@ -138,6 +138,33 @@ TEST(bounded) {
   }
 }
 
+/* Whatever the sizes, a line stays in its buffer and ends whole. */
+TEST(bounded_at_every_size) {
+  static char v[400];
+  memset(v, '\n', sizeof v);
+  aigw_log_field_t f[64];
+  for (int i = 0; i < 64; i++) f[i] = (aigw_log_field_t){"key\"", 4, AIGW_LOG_STR, v, 0, 0};
+  for (int json = 0; json < 2; json++) {
+    for (size_t vl = 0; vl <= sizeof v; vl += 7) {
+      for (size_t cap = 256; cap <= 1024; cap++) {
+        for (int i = 0; i < 64; i++) f[i].n = vl;
+        char buf[1024 + 16];
+        memset(buf + cap, 0x5a, 16);
+        aigw_log_format = json ? AIGW_LOG_JSON : AIGW_LOG_TEXT;
+        size_t n = aigw__log_format_line(buf, cap, AIGW_LOG_INFO, "m", 1, f, 64);
+        aigw_log_format = AIGW_LOG_TEXT;
+        int ok = n <= cap && buf[n - 1] == '\n' && (!json || buf[n - 2] == '}') &&
+                 memchr(buf, '\n', n - 1) == NULL;
+        for (int k = 0; k < 16; k++) ok = ok && buf[cap + k] == 0x5a;
+        if (!ok) {
+          CHECK(ok);
+          return;
+        }
+      }
+    }
+  }
+}
+
 /* A value is quoted exactly when some byte needs it, at any position (the
  * scan goes eight bytes at a time). */
 TEST(quoting_at_every_position) {
@@ -208,6 +235,7 @@ int main(void) {
   RUN(json_lines);
   RUN(json_escaping);
   RUN(bounded);
+  RUN(bounded_at_every_size);
   RUN(quoting_at_every_position);
   RUN(writer_loses_nothing);
   return TEST_SUMMARY();
