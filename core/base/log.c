@@ -202,6 +202,16 @@ static const unsigned char json_plain[256] = {
 static char *put_json_str(char *w, const char *s, size_t n) {
   const unsigned char *p = (const unsigned char *)s, *e = p + n;
   *w++ = '"';
+  /* Eight bytes at a time while none needs a look: below 0x20, '"', '\\',
+   * DEL or any byte of 0x80 and above (UTF-8 is checked byte by byte). */
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  for (; e - p >= 8; p += 8, w += 8) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\'), del = x ^ (ones * 0x7f);
+    if (((((x - ones * 0x20) | (q - ones) | (b - ones) | (del - ones)) & ~x) | x) & highs) break;
+    memcpy(w, p, 8);
+  }
   while (p < e) {
     if (json_plain[*p]) {
       *w++ = (char)*p++;

@@ -49,6 +49,9 @@ void aigw_ffi_log_access(aigw_req_t *r, double status, const char *provider, siz
                          double cost);
 double aigw_ffi_log_dropped(void);
 int aigw_ffi_log_format(void);
+int aigw_log_writer_start(void);   /* for tests/bench/log_bench.lua */
+void aigw_log_writer_stop(void);
+void aigw_log_flush(void);
 const char *aigw_strerror(int err);
 const char *aigw_error_type(int status, int anthropic);
 

@@ -190,6 +190,29 @@ TEST(quoting_at_every_position) {
       CHECK_EQ_INT(quoted, want);
       break;
     }
+    /* The JSON string against a byte-by-byte reference (no byte of the
+     * alphabet starts a UTF-8 sequence: each high one is \u00XX). */
+    char ref[400], *r = ref;
+    r += sprintf(r, ",\"v\":\"");
+    for (size_t i = 0; i < n; i++) {
+      unsigned char c = (unsigned char)v[i];
+      if (c == '"' || c == '\\') {
+        r += sprintf(r, "\\%c", c);
+      } else if (c == '\n') {
+        r += sprintf(r, "\\n");
+      } else if (c >= 0x20 && c < 0x7f) {
+        *r++ = (char)c;
+      } else {
+        r += sprintf(r, "\\u%04x", c);
+      }
+    }
+    sprintf(r, "\"}\n");
+    fmt(AIGW_LOG_JSON, "", &f, 1);
+    const char *got = strstr(out, ",\"v\":");
+    if (got == NULL || strcmp(got, ref) != 0) {
+      CHECK_EQ_STR(got, ref);
+      break;
+    }
   }
 }
 
