@@ -303,6 +303,52 @@ static char *put_text_value(char *w, const char *s, size_t n) {
   return w;
 }
 
+/* Whether some byte is a control character (below 0x20, or DEL), eight
+ * bytes at a time. */
+static int has_ctl(const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s, *e = p + n;
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  for (; e - p >= 8; p += 8) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    if (((x - ones * 0x20) | ((x ^ (ones * 0x7f)) - ones)) & ~x & highs) return 1;
+  }
+  while (p < e)
+    if (is_ctl(*p++)) return 1;
+  return 0;
+}
+
+/* A message in text: a newline starts an indented continuation line, so a
+ * traceback stays readable and nothing in a message can begin a line of
+ * its own; a tab stays; any other control character is written as Lua's
+ * \ddd. At most 4 * n bytes. */
+static char *put_text_msg(char *w, const char *s, size_t n) {
+  if (!has_ctl(s, n)) {
+    memcpy(w, s, n);
+    return w + n;
+  }
+  for (size_t i = 0; i < n; i++) {
+    unsigned c = (unsigned char)s[i];
+    if (c == '\n') {
+      memcpy(w, "\n  ", 3);
+      w += 3;
+    } else if (c == '\t' || !is_ctl(c)) {
+      *w++ = (char)c;
+    } else {
+      *w++ = '\\';
+      int next_digit = i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9';
+      if (c >= 100 || next_digit) {
+        *w++ = (char)('0' + c / 100);
+        *w++ = (char)('0' + c / 10 % 10);
+      } else if (c >= 10) {
+        *w++ = (char)('0' + c / 10);
+      }
+      *w++ = (char)('0' + c % 10);
+    }
+  }
+  return w;
+}
+
 /* A key in text: anything that would end it or break the line becomes '_'. */
 static char *put_text_key(char *w, const char *s, size_t n) {
   if (!needs_quotes(s, n)) {
@@ -438,8 +484,8 @@ static char *format_body(char *w, char *end, const char *msg, size_t msglen,
     if ((size_t)(end - w) < 6 * msglen + 2) msglen = (size_t)(end - w - 2) / 6;
     w = put_json_str(w, msg, msglen);
   } else {
-    memcpy(w, msg, msglen);
-    w += msglen;
+    if ((size_t)(end - w) < 4 * msglen) msglen = (size_t)(end - w) / 4;
+    w = put_text_msg(w, msg, msglen);
   }
   for (int i = 0; i < n; i++) {
     const aigw_log_field_t *x = &f[i];

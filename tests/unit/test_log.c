@@ -59,6 +59,20 @@ TEST(text_quoting_as_lua) {
                "2026-12-07T06:30:01.123Z info [main] m c=\"a\\27b\\127\" k_e_y=v\n");
 }
 
+TEST(text_messages) {
+  /* A newline in a message starts an indented continuation: nothing in a
+   * message begins a line of its own. Tabs stay; other control bytes are
+   * escaped. */
+  CHECK_EQ_STR(fmt(AIGW_LOG_TEXT, "boom\nstack traceback:\n\t[C]: in ?", NULL, 0),
+               "2026-12-07T06:30:01.123Z info [main] boom\n  stack traceback:\n  \t[C]: in ?\n");
+  CHECK_EQ_STR(
+      fmt(AIGW_LOG_TEXT, "x\n2026-01-01T00:00:00.000Z error [w1] fake\r\033[31m\0011", NULL, 0),
+      "2026-12-07T06:30:01.123Z info [main] x\n  2026-01-01T00:00:00.000Z error [w1] "
+      "fake\\13\\27[31m\\0011\n");
+  CHECK_EQ_STR(fmt(AIGW_LOG_TEXT, "plain message, 8+ bytes long", NULL, 0),
+               "2026-12-07T06:30:01.123Z info [main] plain message, 8+ bytes long\n");
+}
+
 TEST(numbers) {
   aigw_log_field_t f[] = {INT("a", 1.5),
                           INT("b", 1e20),
@@ -254,6 +268,7 @@ TEST(writer_loses_nothing) {
 int main(void) {
   RUN(text_prefix_and_plain_values);
   RUN(text_quoting_as_lua);
+  RUN(text_messages);
   RUN(numbers);
   RUN(json_lines);
   RUN(json_escaping);
