@@ -41,3 +41,5 @@ files["tests/fuzz/stream.lua"] = { globals = { "os.time" } }
 -- A wrk script sets up the global wrk table and defines wrk's callbacks as globals.
 stds.wrk = { globals = { "wrk", "setup", "init", "delay", "request", "response", "done" } }
 files["tests/bench/wrk/"] = { std = "+wrk" }
+-- Benchmarks that run inside the runtime through `aigw test` are busted files.
+files["tests/bench/log_bench.lua"] = { std = "+busted" }

@@ -19,6 +19,8 @@ return {
   admin_listen = env("AIGW_ADMIN_LISTEN") ~= "off" and (env("AIGW_ADMIN_LISTEN") or "127.0.0.1:9090"),
   workers      = tonumber(env("AIGW_WORKERS") or "") or "auto",
   log_level    = env("AIGW_LOG_LEVEL") or "info",
+  -- "text" (key=value) or "json" (one object per line).
+  log_format   = env("AIGW_LOG_FORMAT") or "text",
 
   -- Gateway keys clients must present. Empty: only loopback clients are
   -- served, and `aigw run` refuses a non-loopback listen address.

@@ -9,9 +9,13 @@
 -- marks a stream cut short (the counts seen until then). `attempts` is
 -- how many targets a model alias tried (the last one answered). A consumer field
 -- names which gateway key was used (its position in api_keys, never the
--- key). Lines go to the gateway's log at info level.
+-- key). Lines go to the gateway's log at info level, formatted by the core
+-- in the log's format (log_format: text, or one JSON object per line with
+-- typed fields; docs/configuration.md lists them).
 
-local aigw = require "aigw"
+local ffi = require "ffi"
+local exdata = require "thread.exdata"
+require "aigw.ffi_defs"
 
 local plugin = {
   name = "access-log",
@@ -20,33 +24,44 @@ local plugin = {
   schema = {},
 }
 
-local format = string.format
-local floor = math.floor
+local C = ffi.C
+local NAN = 0 / 0
+local type, tostring, tonumber = type, tostring, tonumber
 
-local USAGE_FIELDS = { "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
-                       "reasoning_tokens", "cache_creation_tokens" }
+-- A string field (nil: left out) as pointer and length.
+local function str(v)
+  if v == nil then return nil, 0 end
+  if type(v) ~= "string" then v = tostring(v) end
+  return v, #v
+end
 
+local function num(v)
+  return tonumber(v) or NAN
+end
+
+-- The core writes the line (aigw_ffi_log_access): request id, method, path
+-- and ms from the request, the rest from here; NaN and nil are fields left
+-- out.
 function plugin.log(_, ctx)
-  if not aigw.log.enabled("info") then return end
-  local req = aigw.request
-  local f = {
-    request_id = req.id(),
-    method = req.get_method(),
-    path = req.get_path(),
-    status = ctx.status,
-    ms = floor((aigw.monotonic() - req.start_time()) * 1000 + 0.5),
-    provider = ctx.provider,
-    model = ctx.model,
-    attempts = ctx.attempts,
-    consumer = ctx.consumer,
-  }
-  local u = ctx.usage
-  if u then
-    for _, k in ipairs(USAGE_FIELDS) do f[k] = u[k] end
-    if u.partial then f.partial = true end
+  if C.aigw_ffi_log_enabled(1) == 0 then return end
+  local r = exdata()
+  if r == nil then return end
+  local provider, provider_n = str(ctx.provider)
+  local model, model_n = str(ctx.model)
+  local consumer, consumer_s, consumer_n = ctx.consumer, nil, 0
+  if consumer ~= nil and type(consumer) ~= "number" then
+    consumer_s, consumer_n = str(consumer)
   end
-  if ctx.cost then f.cost = format("%.6f", ctx.cost) end
-  aigw.log.info("access", f)
+  local u = ctx.usage
+  local p, c, t, ca, re, cc, partial = NAN, NAN, NAN, NAN, NAN, NAN, 0
+  if u then
+    p, c, t = num(u.prompt_tokens), num(u.completion_tokens), num(u.total_tokens)
+    ca, re, cc = num(u.cached_tokens), num(u.reasoning_tokens), num(u.cache_creation_tokens)
+    if u.partial then partial = 1 end
+  end
+  C.aigw_ffi_log_access(ffi.cast("aigw_req_t *", r), num(ctx.status), provider, provider_n,
+                        model, model_n, num(ctx.attempts), consumer_s and NAN or num(consumer),
+                        consumer_s, consumer_n, p, c, t, ca, re, cc, partial, num(ctx.cost))
 end
 
 return plugin

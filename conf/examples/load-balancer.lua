@@ -64,6 +64,7 @@ return {
   admin_listen = env("AIGW_ADMIN_LISTEN") ~= "off" and (env("AIGW_ADMIN_LISTEN") or "127.0.0.1:9090"),
   workers      = tonumber(env("AIGW_WORKERS") or "") or "auto",
   log_level    = env("AIGW_LOG_LEVEL") or "info",
+  log_format   = env("AIGW_LOG_FORMAT") or "text",
   api_keys     = list(env("AIGW_API_KEYS")),
   admin_keys   = list(env("AIGW_ADMIN_KEYS")),
   plugins      = { "key-auth", "error-mapping", "access-log" },

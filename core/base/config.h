@@ -25,6 +25,7 @@ typedef struct {
   char *admin_listen; /* NULL: no admin listener */
   int workers;
   int log_level;
+  int log_format; /* aigw_log_format_t */
   int has_api_keys;
   int has_admin_keys;
   char *first_admin_key; /* for `aigw reload` to call the admin listener */

@@ -6,9 +6,11 @@
  * valid while the request lives; Lua turns it into a string at once. */
 #include <arpa/inet.h>
 #include <lauxlib.h>
+#include <math.h>
 #include <string.h>
 #include <time.h>
 
+#include "base/log.h"
 #include "http/http_conn.h"
 #include "lua/lthread.h"
 #include "lua/lua_vm.h"
@@ -169,3 +171,54 @@ AIGW_EXPORT double aigw_ffi_now(void) {
 }
 
 AIGW_EXPORT double aigw_ffi_monotonic(void) { return (double)uv_hrtime() / 1e9; }
+
+/* The access line (plugins/access-log.lua): one info line `access` whose
+ * request id, method, path and time since the request arrived come from
+ * the request itself and the rest from the caller. A number that is NaN is
+ * a field left out, as is a NULL string; consumer is a number, or a string
+ * when consumer_s is not NULL. Formatted here, in the log's format, with
+ * nothing allocated. */
+AIGW_EXPORT void aigw_ffi_log_access(aigw_req_t *r, double status, const char *provider,
+                                     size_t provider_n, const char *model, size_t model_n,
+                                     double attempts, double consumer, const char *consumer_s,
+                                     size_t consumer_n, double prompt_tokens,
+                                     double completion_tokens, double total_tokens,
+                                     double cached_tokens, double reasoning_tokens,
+                                     double cache_creation_tokens, int partial, double cost) {
+  if (aigw_log_level > AIGW_LOG_INFO) return;
+  static const struct {
+    const char *name;
+    size_t len;
+  } usage_names[6] = {{"prompt_tokens", 13},    {"completion_tokens", 17},
+                      {"total_tokens", 12},     {"cached_tokens", 13},
+                      {"reasoning_tokens", 16}, {"cache_creation_tokens", 21}};
+  double usage[6] = {prompt_tokens, completion_tokens, total_tokens,
+                     cached_tokens, reasoning_tokens,  cache_creation_tokens};
+  aigw_log_field_t f[17];
+  int n = 0;
+  enum { K = AIGW_LOG_PLAIN_KEY };
+  const char *method = llhttp_method_name((llhttp_method_t)r->method);
+  f[n++] = (aigw_log_field_t){"request_id", 10, AIGW_LOG_STR | K, r->id, r->id_len, 0};
+  f[n++] = (aigw_log_field_t){"method", 6, AIGW_LOG_STR | K, method, strlen(method), 0};
+  f[n++] = (aigw_log_field_t){"path", 4, AIGW_LOG_STR | K, r->conn->rbuf + r->url, r->path_len, 0};
+  if (status == status) f[n++] = (aigw_log_field_t){"status", 6, AIGW_LOG_INT | K, NULL, 0, status};
+  double ms = floor((double)uv_hrtime() / 1e6 - (double)r->start_ms + 0.5);
+  f[n++] = (aigw_log_field_t){"ms", 2, AIGW_LOG_INT | K, NULL, 0, ms};
+  if (provider)
+    f[n++] = (aigw_log_field_t){"provider", 8, AIGW_LOG_STR | K, provider, provider_n, 0};
+  if (model) f[n++] = (aigw_log_field_t){"model", 5, AIGW_LOG_STR | K, model, model_n, 0};
+  if (attempts == attempts)
+    f[n++] = (aigw_log_field_t){"attempts", 8, AIGW_LOG_INT | K, NULL, 0, attempts};
+  if (consumer_s) {
+    f[n++] = (aigw_log_field_t){"consumer", 8, AIGW_LOG_STR | K, consumer_s, consumer_n, 0};
+  } else if (consumer == consumer) {
+    f[n++] = (aigw_log_field_t){"consumer", 8, AIGW_LOG_INT | K, NULL, 0, consumer};
+  }
+  for (int i = 0; i < 6; i++)
+    if (usage[i] == usage[i])
+      f[n++] = (aigw_log_field_t){
+          usage_names[i].name, usage_names[i].len, AIGW_LOG_INT | K, NULL, 0, usage[i]};
+  if (partial) f[n++] = (aigw_log_field_t){"partial", 7, AIGW_LOG_RAW | K, "true", 4, 0};
+  if (cost == cost) f[n++] = (aigw_log_field_t){"cost", 4, AIGW_LOG_FIXED6 | K, NULL, 0, cost};
+  aigw_log_fields(AIGW_LOG_INFO, "access", 6, f, n);
+}

@@ -54,6 +54,7 @@ void aigw_watchdog_check(aigw_loop_t *loop, uv_thread_t thread, uint64_t limit_m
         "worker %d: Lua has not returned for %llu ms (compiled code cannot be "
         "interrupted); aborting the process",
         loop->id, (unsigned long long)ran);
+    aigw_log_flush();
     abort();
   }
   if (limit_ms && ran >= limit_ms && loop->watch_signalled != since) {

@@ -69,6 +69,10 @@ aigw_config_t *aigw_config_load(const char *path, const char *prefix, char *err,
   char *level = str_field(L, t, "log_level");
   c->log_level = level ? aigw_log_level_parse(level) : AIGW_LOG_INFO;
   aigw_free(level);
+  char *format = str_field(L, t, "log_format");
+  c->log_format = format ? aigw_log_format_parse(format) : AIGW_LOG_TEXT;
+  if (c->log_format < 0) c->log_format = AIGW_LOG_TEXT;
+  aigw_free(format);
   lua_getfield(L, t, "api_keys");
   c->has_api_keys = lua_objlen(L, -1) > 0;
   lua_pop(L, 1);

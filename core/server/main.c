@@ -98,6 +98,7 @@ static int cmd_run(const char *path) {
   aigw_config_t *c = load(path);
   if (c == NULL) return 1;
   aigw_log_level = (aigw_log_level_t)c->log_level;
+  aigw_log_format = (aigw_log_format_t)c->log_format;
   if (refuse_public(path, c)) {
     aigw_config_free(c);
     return 1;

@@ -207,6 +207,10 @@ int aigw_server_run(aigw_config_t *conf) {
   aigw_log_info("aigw %s listening on %s%s%s with %d worker(s)", AIGW_VERSION, conf->listen[0],
                 conf->admin_listen ? ", admin on " : "",
                 conf->admin_listen ? conf->admin_listen : "", srv.nworkers);
+  /* From here lines go through the log writer (log.h): workers never wait
+   * for stderr (until here each line was written at once). It is stopped,
+   * everything pending written, once the workers are joined. */
+  if (aigw_log_writer_start() != 0) aigw_log_warn("log: no writer thread: writing lines at once");
   uv_run(&srv.loop, UV_RUN_DEFAULT);
   for (int i = 0; i < srv.nworkers; i++) aigw_worker_join(&srv.workers[i]);
   uv_close((uv_handle_t *)&srv.sigterm, NULL);
@@ -223,5 +227,6 @@ int aigw_server_run(aigw_config_t *conf) {
   aigw_shdict_free_all();
   uv_mutex_destroy(&srv.mu);
   aigw_log_info("stopped");
+  aigw_log_writer_stop();
   return 0;
 }

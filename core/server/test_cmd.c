@@ -97,6 +97,7 @@ static int env_setup(test_env_t *e, const char *conf_path) {
     return -1;
   }
   aigw_log_level = (aigw_log_level_t)e->conf->log_level;
+  aigw_log_format = (aigw_log_format_t)e->conf->log_format;
   aigw_log_set_thread_id(1); /* log lines say [w1], as from a worker */
   if (create_zones(e->conf) != 0) return -1;
   aigw_loop_t *w = &e->loop;

@@ -37,6 +37,21 @@ void aigw_json_numbers(const char *p, size_t n, const char *const *names, const 
 
 void aigw_ffi_log(int level, const char *msg, size_t len);
 int aigw_ffi_log_enabled(int level);
+typedef struct {
+  const char *key; size_t klen; int type; const char *s; size_t n; double num;
+} aigw_log_field_t;
+void aigw_ffi_log_fields(int level, const char *msg, size_t len, const aigw_log_field_t *f, int n);
+void aigw_ffi_log_access(aigw_req_t *r, double status, const char *provider, size_t provider_n,
+                         const char *model, size_t model_n, double attempts, double consumer,
+                         const char *consumer_s, size_t consumer_n, double prompt_tokens,
+                         double completion_tokens, double total_tokens, double cached_tokens,
+                         double reasoning_tokens, double cache_creation_tokens, int partial,
+                         double cost);
+double aigw_ffi_log_dropped(void);
+int aigw_ffi_log_format(void);
+int aigw_log_writer_start(void);   /* for tests/bench/log_bench.lua */
+void aigw_log_writer_stop(void);
+void aigw_log_flush(void);
 const char *aigw_strerror(int err);
 const char *aigw_error_type(int status, int anthropic);
 
@@ -106,8 +121,9 @@ ffi.cdef [[
 void aigw_ffi_set_ready(int ready);
 ]]
 
--- core/base/log.c's level (an enum: int-sized), which spec/aigw/log_spec.lua sets.
-ffi.cdef [[ int aigw_log_level; ]]
+-- core/base/log.c's level and format (enums: int-sized), which spec/aigw/log_spec.lua
+-- and log_fields_spec.lua set.
+ffi.cdef [[ int aigw_log_level; int aigw_log_format; ]]
 
 -- OpenSSL's one-shot HMAC(), which aigw.crypto avoids: tests/bench/crypto_bench.lua
 -- times it next to aigw.crypto.

@@ -50,6 +50,15 @@ describe("aigw.log", function()
     assert.equal(1800, #xs)
   end)
 
+  it("indents a message's own lines and escapes other control characters", function()
+    local text = h.capture_log(log.warn, "bad model: ", "x\n2026-01-01T00:00:00.000Z error [w1] fake\27")
+    local lines = {}
+    for l in text:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.equal(2, #lines)
+    assert.matches(" warn %[w%d+%] bad model: x$", lines[1])
+    assert.equal("  2026-01-01T00:00:00.000Z error [w1] fake\\27", lines[2])
+  end)
+
   it("works outside a request", function()
     assert.has_no_error(function() h.capture_log(log.info, "no request here") end)
   end)

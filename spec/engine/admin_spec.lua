@@ -141,9 +141,12 @@ describe("aigw.engine.admin", function()
 
     it("serves /metrics to anyone", function()
       conf([[ return { api_keys = { "gw-key" }, admin_keys = { "adm-one" }, plugins = { "key-auth" } } ]])
-      local status, _, headers = handle{ path = "/metrics", client = "10.0.0.1" }
+      local status, body, headers = handle{ path = "/metrics", client = "10.0.0.1" }
       assert.equal(200, status)
       assert.matches("Content-Type: text/plain", headers, 1, true)
+      assert.matches("# HELP aigw_log_lines_dropped_total ", body, 1, true)
+      assert.matches("# TYPE aigw_log_lines_dropped_total counter\n", body, 1, true)
+      assert.matches("\naigw_log_lines_dropped_total %d+\n$", body)
       conf([[ return { plugins = { "key-auth" } } ]])
       assert.equal(200, (handle{ path = "/metrics", client = "10.0.0.1", headers = { origin = "null" } }))
       assert.equal(405, (handle{ method = "POST", path = "/metrics", client = "10.0.0.1" }))

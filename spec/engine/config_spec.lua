@@ -24,6 +24,7 @@ describe("aigw.engine.config", function()
       assert.is_nil(c.admin_listen)
       assert.equal(0, c.workers)
       assert.equal("info", c.log_level)
+      assert.equal("text", c.log_format)
       assert.same({}, c.api_keys)
       assert.same({}, c.admin_keys)
       assert.equal(10 * 1024 * 1024, c.server.max_body_size)
@@ -93,6 +94,8 @@ describe("aigw.engine.config", function()
       { { listen = { "127.0.0.1:8080", "*:8080" } }, 'f.lua: listen[2]: expected an address with a port no other listen address takes, got "*:8080"' },
       { { workers = 0 }, 'f.lua: workers: expected "auto" or a whole number from 1 to 256, got 0' },
       { { log_level = "loud" }, 'f.lua: log_level: expected debug, info, warn or error, got "loud"' },
+      { { log_format = "xml" }, 'f.lua: log_format: expected text or json, got "xml"' },
+      { { log_format = true }, 'f.lua: log_format: expected text or json, got true' },
       { { api_keys = { "ok", "" } }, 'f.lua: api_keys[2]: expected a non-empty string, got ""' },
       { { admin_keys = 7 }, 'f.lua: admin_keys: expected a list of keys or one string of them, got 7' },
       { { admin_keys = { "ok", "" } }, 'f.lua: admin_keys[2]: expected a key of visible ASCII characters, got an empty string' },
@@ -207,9 +210,10 @@ describe("aigw.engine.config", function()
     end
 
     it("loads and normalises a file", function()
-      local c = config.load(file('return { listen = "127.0.0.1:18080", log_level = "warn" }'))
+      local c = config.load(file('return { listen = "127.0.0.1:18080", log_level = "warn", log_format = "json" }'))
       assert.same({ "127.0.0.1:18080" }, c.listen)
       assert.equal("warn", c.log_level)
+      assert.equal("json", c.log_format)
     end)
 
     it("names a missing file", function()

@@ -98,6 +98,17 @@ def access_line(gw, request_id: str, timeout: float = 5) -> dict:
     return wait_until(find, timeout, "the access line of " + request_id)
 
 
+def wait_logged(gw, needle: str, timeout: float = 5, regex: bool = False) -> str:
+    """The log once it holds needle (a substring, or a regex with regex=True).
+    Lines are written by the gateway's log writer a few milliseconds after
+    they are logged (at once for warn and error), so a test polls for them."""
+    def find():
+        text = gw.log()
+        found = re.search(needle, text) if regex else needle in text
+        return text if found else None
+    return wait_until(find, timeout, "%r in the log" % needle)
+
+
 def plugin_prefix(tmp_path: Path, plugins: Dict[str, str]) -> Path:
     """A prefix (AIGW_PREFIX) with the repository's lua/ and these plugin files
     ({"name.lua": source}, "dir/name.lua" for a module in a directory)."""

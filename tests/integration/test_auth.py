@@ -81,6 +81,7 @@ def test_keys_never_logged(gateway, upstream):
     assert gw.chat("gpt-test", "x", headers={"Authorization": "Bearer gw-key-1"}).status == 200
     assert gw.chat("echo", "x", headers={"x-api-key": "gw-key-2"}).status == 200
     assert gw.chat("echo", "x", headers={"x-api-key": "gw-guess-999"}).status == 401
+    gw.stop()                         # every line written
     log = gw.log()
     for secret in ("gw-key-1", "gw-key-2", "gw-guess-999", "sk-upstream-secret-123"):
         assert secret not in log, "secret %r appears in the log" % secret

@@ -7,7 +7,7 @@ import time
 
 import httpc
 import pytest
-from harness import REPO_ROOT, free_port, wait_until
+from harness import REPO_ROOT, free_port, wait_logged, wait_until
 
 PROBE = r'''
 local aigw = require "aigw"
@@ -193,7 +193,7 @@ def test_yield_outside_the_api_and_waiting_in_a_plugin_coroutine(gateway, tmp_pa
     gw = start(gateway, tmp_path, expect_errors=True)
     r = probe(gw, "yield")
     assert r.status == 500
-    assert "outside the aigw API" in gw.log()
+    wait_logged(gw, "outside the aigw API")
     r = probe(gw, "sleep-in-coroutine")
     body = json.loads(r.body)
     assert body["ok"] is False and "coroutine created by a plugin" in body["err"]
@@ -207,7 +207,7 @@ def test_request_accessors_and_log_fields(gateway, tmp_path):
     assert body["q"] == {"a": ["1", "2"], "b": "x y", "flag": True, "c": "\u00e9 z"}
     assert body["addr"] == "127.0.0.1" and 0 < body["port"] < 65536
     assert body["model"] == "echo"
-    assert 'fields act=req n=3 note="two words"' in gw.log()
+    wait_logged(gw, 'fields act=req n=3 note="two words"')
 
 
 def test_clocks(gateway, tmp_path):
@@ -268,7 +268,7 @@ def test_header_filter_sees_errors_made_by_the_core(gateway, upstream, tmp_path)
     # A failing header_filter runs once; its 500 is sent unfiltered.
     r = probe(gw, "hf-error", model="gpt-test")
     assert r.status == 500 and r.header("x-probe-tag") is None
-    assert gw.log().count("header_filter boom") == 1
+    assert wait_logged(gw, "header_filter boom").count("header_filter boom") == 1
 
 
 def test_header_filter_exit_replaces_the_response(gateway, upstream, tmp_path):
@@ -286,7 +286,7 @@ def test_header_filter_error_is_a_500(gateway, upstream, tmp_path):
     for model in ("echo", "gpt-test"):
         r = probe(gw, "hf-error", model=model)
         assert r.status == 500, (model, r)
-    assert "header_filter boom" in gw.log()
+    wait_logged(gw, "header_filter boom")
 
 
 def test_body_filter_only_when_asked(gateway, upstream, tmp_path):
@@ -319,7 +319,7 @@ def test_plugin_error_is_a_500_with_the_request_id(gateway, tmp_path):
     r = probe(gw, "error", headers=[("x-request-id", "req-boom-1")])
     assert r.status == 500
     assert json.loads(r.body)["error"]["request_id"] == "req-boom-1"
-    assert re.search(r"req-boom-1.*boom from probe", gw.log())
+    wait_logged(gw, r"req-boom-1.*boom from probe", regex=True)
     assert probe(gw, "tag").status == 200
 
 
@@ -329,7 +329,7 @@ def test_runaway_loop_is_stopped(gateway, tmp_path, act):
     r = probe(gw, act, headers=[("x-request-id", "req-loop-1")], timeout=15)
     assert r.status == 500
     assert json.loads(r.body)["error"]["request_id"] == "req-loop-1"
-    assert "lua_time_limit" in gw.log()
+    wait_logged(gw, "lua_time_limit")
     # The worker (the only one) serves on, and the hook is gone.
     for _ in range(3):
         assert probe(gw, "tag").status == 200

@@ -9,7 +9,7 @@ import threading
 import time
 
 import httpc
-from harness import free_port, run_cli, wait_until
+from harness import free_port, run_cli, wait_logged, wait_until
 from test_plugin_runtime import make_prefix, probe, probe_source, start, admin
 
 BROKEN_SYNTAX = "return { name = 'probe', priority = 100,  access = function( end }"
@@ -42,7 +42,7 @@ def test_sighup_reloads_every_worker(gateway, tmp_path):
     assert all(w["generation"] == 2 for w in st["workers"])
     # Both workers serve the new code (connections spread over them).
     assert {tag(gw) for _ in range(20)} == {"v2"}
-    assert "reload: generation 2 serving" in gw.log()
+    wait_logged(gw, "reload: generation 2 serving")
 
 
 def test_admin_reload_reports_a_broken_plugin_and_keeps_the_old_one(gateway, tmp_path):
@@ -56,7 +56,7 @@ def test_admin_reload_reports_a_broken_plugin_and_keeps_the_old_one(gateway, tmp
         assert words in err["message"] and "probe" in err["message"]
         assert tag(gw) == "v1"
         assert generation(gw) == 1
-    assert "reload rejected" in gw.log()
+    wait_logged(gw, "reload rejected")
     write_probe(gw, probe_source("v3"))
     r = admin(gw, "POST", "/admin/reload")
     assert r.status == 200 and json.loads(r.body) == {"reloaded": True, "generation": 2}
@@ -151,7 +151,7 @@ def test_watching_files(gateway, tmp_path):
     gw = start(gateway, tmp_path, watch=True)
     write_probe(gw, probe_source("v2"))
     wait_until(lambda: tag(gw) == "v2", 10, "reload on file change")
-    assert "files changed: reloading" in gw.log()
+    wait_logged(gw, "files changed: reloading")
 
 
 def test_twenty_reloads_under_load_drop_nothing(gateway, upstream, tmp_path):

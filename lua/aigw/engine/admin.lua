@@ -22,8 +22,18 @@ local errors = require "aigw.errors"
 local crypto = require "aigw.crypto"
 local json = require "aigw.json"
 local cjson = require "cjson"
+local ffi = require "ffi"
+require "aigw.ffi_defs"
 
 local M = {}
+
+-- The process's own series, after the balancer's: lines of the log the
+-- writer dropped because stderr did not keep up (core/base/log.c).
+function M.process_metrics()
+  return "# HELP aigw_log_lines_dropped_total Log lines dropped because the log sink did not keep up.\n"
+    .. "# TYPE aigw_log_lines_dropped_total counter\n"
+    .. string.format("aigw_log_lines_dropped_total %.0f\n", tonumber(ffi.C.aigw_ffi_log_dropped()))
+end
 
 -- A Host header value that names this machine by address or by
 -- "localhost", with or without a port: no DNS record can stand behind it.
@@ -110,7 +120,7 @@ function M.new(conf, routing)
     if path == "/metrics" then
       local status, body, headers = get_only(method)
       if status then return status, body, headers end
-      return 200, routing:metrics(), PROMETHEUS
+      return 200, routing:metrics() .. M.process_metrics(), PROMETHEUS
     end
     local status, body, headers = M.check(keys)
     if status then return status, body, headers end

@@ -114,7 +114,8 @@ local KIND_DEFAULTS = {
 }
 
 local TOP_FIELDS = {
-  listen = true, admin_listen = true, workers = true, log_level = true, api_keys = true, admin_keys = true,
+  listen = true, admin_listen = true, workers = true, log_level = true, log_format = true,
+  api_keys = true, admin_keys = true,
   server = true, shared = true, plugins = true, providers = true, routes = true, models = true,
   pid_file = true, watch = true, redis = true, api_prefix = true, prices = true, routing = true,
 }
@@ -739,6 +740,11 @@ function M.normalise(file, conf)
     fail(file, "log_level", "debug, info, warn or error", level)
   end
   out.log_level = level
+  local log_format = conf.log_format or "text"
+  if log_format ~= "text" and log_format ~= "json" then
+    fail(file, "log_format", 'text or json', log_format)
+  end
+  out.log_format = log_format
   local keys = conf.api_keys or {}
   if type(keys) == "string" then
     local t = {}
