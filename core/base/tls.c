@@ -9,8 +9,15 @@
  * server's ALPN list and the client's session cache. It is reference-counted:
  * every connection holds a reference, so a context dropped on a config reload
  * lives until its last pooled connection is freed. The session cache is the
- * only mutable state shared between threads and sits behind a mutex; OpenSSL 3
- * initialises itself, so this file keeps no globals.
+ * only mutable state shared between threads and sits behind a mutex.
+ *
+ * Client contexts on the system CA store are shared by every target and
+ * every worker: loading the store costs each SSL_CTX about 1.7 MB, which
+ * the default config's three HTTPS providers paid once per worker. The
+ * shared contexts are the one global here (a list under its own mutex); the
+ * store they loaded stays while any target or connection holds one, so a
+ * changed system store is read again after a restart. A context with its own
+ * CA file is never shared (the file may change between reloads).
  *
  * OpenSSL's error queue is per thread: each entry point clears it first and
  * drains it after a failure, so one connection's error never surfaces as
@@ -22,6 +29,7 @@
 #include "base/errors.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,7 +59,12 @@ struct aigw_tls_ctx_s {
   unsigned int alpn_len;
   session_slot_t *sessions; /* client: SESSION_SLOTS, keyed by host */
   uv_mutex_t sessions_lock;
+  int shared;           /* client on the system store: in shared_ctxs */
+  aigw_tls_ctx_t *next; /* in shared_ctxs */
 };
+
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static aigw_tls_ctx_t *shared_ctxs; /* one per verify setting at most */
 
 struct aigw_tls_s {
   aigw_tls_ctx_t *ctx;
@@ -121,7 +134,21 @@ static aigw_tls_ctx_t *ctx_wrap(SSL_CTX *sc, int server, int verify) {
 }
 
 static void ctx_release(aigw_tls_ctx_t *ctx) {
-  if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1) return;
+  if (ctx->shared) {
+    /* Under the list's lock, so that a look-up never takes a context whose
+     * last reference is going. */
+    pthread_mutex_lock(&shared_mu);
+    int last = atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) == 1;
+    if (last) {
+      aigw_tls_ctx_t **pp = &shared_ctxs;
+      while (*pp != ctx) pp = &(*pp)->next;
+      *pp = ctx->next;
+    }
+    pthread_mutex_unlock(&shared_mu);
+    if (!last) return;
+  } else if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1) {
+    return;
+  }
   SSL_CTX_free(ctx->ssl_ctx);
   if (ctx->sessions != NULL) {
     for (int i = 0; i < SESSION_SLOTS; i++) SSL_SESSION_free(ctx->sessions[i].sess);
@@ -159,8 +186,28 @@ static void session_resume(aigw_tls_t *t) {
   uv_mutex_unlock(&ctx->sessions_lock);
 }
 
+static aigw_tls_ctx_t *client_ctx_create(const char *ca_file, int verify, char *err, size_t errlen);
+
 aigw_tls_ctx_t *aigw_tls_client_ctx_new(const char *ca_file, int verify, char *err, size_t errlen) {
   if (ca_file != NULL && ca_file[0] == '\0') ca_file = NULL;
+  if (ca_file != NULL) return client_ctx_create(ca_file, verify, err, errlen);
+  verify = verify != 0;
+  pthread_mutex_lock(&shared_mu);
+  aigw_tls_ctx_t *ctx = shared_ctxs;
+  while (ctx != NULL && ctx->verify != verify) ctx = ctx->next;
+  if (ctx != NULL) {
+    atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+  } else if ((ctx = client_ctx_create(NULL, verify, err, errlen)) != NULL) {
+    ctx->shared = 1;
+    ctx->next = shared_ctxs;
+    shared_ctxs = ctx;
+  }
+  pthread_mutex_unlock(&shared_mu);
+  return ctx;
+}
+
+static aigw_tls_ctx_t *client_ctx_create(const char *ca_file, int verify, char *err,
+                                         size_t errlen) {
   ERR_clear_error();
   SSL_CTX *sc = SSL_CTX_new(TLS_client_method());
   if (sc == NULL) {

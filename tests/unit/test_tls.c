@@ -421,6 +421,36 @@ TEST(ctx_outlives_its_free) {
   pair_close(&p);
 }
 
+/* Contexts on the system store are one per verify setting, shared by every
+ * caller until the last one lets go; a context with its own CA file is its
+ * caller's alone. */
+TEST(system_store_contexts_are_shared) {
+  char err[256] = "";
+  aigw_tls_ctx_t *a = aigw_tls_client_ctx_new(NULL, 1, err, sizeof err);
+  aigw_tls_ctx_t *b = aigw_tls_client_ctx_new("", 1, err, sizeof err);
+  aigw_tls_ctx_t *off = aigw_tls_client_ctx_new(NULL, 0, err, sizeof err);
+  aigw_tls_ctx_t *own1 = aigw_tls_client_ctx_new(g.ca, 1, err, sizeof err);
+  aigw_tls_ctx_t *own2 = aigw_tls_client_ctx_new(g.ca, 1, err, sizeof err);
+  CHECK(a != NULL && a == b);
+  CHECK(off != NULL && off != a);
+  CHECK(own1 != NULL && own2 != NULL && own1 != own2 && own1 != a);
+  /* a connection keeps the shared context alive after its callers let go */
+  aigw_tls_t *c = aigw_tls_client_new(a, "localhost", NULL);
+  CHECK(c != NULL);
+  aigw_tls_ctx_free(a);
+  aigw_tls_ctx_free(b);
+  aigw_tls_ctx_t *again = aigw_tls_client_ctx_new(NULL, 1, err, sizeof err);
+  CHECK(again == a); /* still listed: the connection holds it */
+  aigw_tls_free(c);
+  aigw_tls_ctx_free(again);
+  aigw_tls_ctx_t *fresh = aigw_tls_client_ctx_new(NULL, 1, err, sizeof err);
+  CHECK(fresh != NULL);
+  aigw_tls_ctx_free(fresh);
+  aigw_tls_ctx_free(off);
+  aigw_tls_ctx_free(own1);
+  aigw_tls_ctx_free(own2);
+}
+
 TEST(misuse_and_errors) {
   char err[256] = "";
   CHECK(aigw_tls_client_ctx_new("/nonexistent/ca.pem", 1, err, sizeof err) == NULL);
@@ -480,6 +510,7 @@ int main(void) {
     RUN(garbage_ciphertext);
     RUN(session_resumption);
     RUN(ctx_outlives_its_free);
+    RUN(system_store_contexts_are_shared);
     RUN(misuse_and_errors);
   } else {
     test__failed++;
