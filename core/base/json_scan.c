@@ -305,6 +305,88 @@ __attribute__((visibility("default"), used)) int aigw_json_scan(const char *p, s
   return object;
 }
 
+/* --- members as spans --- */
+
+/* Also called from Lua through the FFI (aigw.engine.protocols.fast). */
+__attribute__((visibility("default"), used)) int aigw_json_members(const char *p, size_t n,
+                                                                   aigw_json_member_t *out,
+                                                                   int max) {
+  scan_t s = {p, n, 0, NULL};
+  if (n > INT32_MAX) return -1;
+  skip_ws(&s);
+  if (s.i >= n || (p[s.i] != '{' && p[s.i] != '[')) return -1;
+  int object = p[s.i] == '{', count = 0;
+  char close = object ? '}' : ']';
+  s.i++;
+  skip_ws(&s);
+  if (s.i < n && p[s.i] == close) {
+    s.i++;
+  } else {
+    for (;;) {
+      int32_t ks = -1, ke = -1;
+      if (object) {
+        if (s.i >= n || p[s.i] != '"') return -1;
+        ks = (int32_t)s.i + 1;
+        if (scan_string(&s) != 0) return -1;
+        ke = (int32_t)s.i - 1;
+        skip_ws(&s);
+        if (s.i >= n || p[s.i] != ':') return -1;
+        s.i++;
+        skip_ws(&s);
+      }
+      size_t vs = s.i;
+      if (scan_value(&s, 1) != 0) return -1;
+      if (count >= max) return -2;
+      out[count].ks = ks;
+      out[count].ke = ke;
+      out[count].vs = (int32_t)vs;
+      out[count].ve = (int32_t)s.i;
+      count++;
+      skip_ws(&s);
+      if (s.i >= n) return -1;
+      char c = p[s.i++];
+      if (c == close) break;
+      if (c != ',') return -1;
+      skip_ws(&s);
+    }
+  }
+  skip_ws(&s);
+  return s.i == n ? count : -1;
+}
+
+static int hex4(const char *p, size_t i, size_t n) {
+  if (i + 4 > n) return -1;
+  int v = 0;
+  for (size_t k = i; k < i + 4; k++) {
+    if (!is_hex((unsigned char)p[k])) return -1;
+    v = v << 4 | hexval((unsigned char)p[k]);
+  }
+  return v;
+}
+
+__attribute__((visibility("default"), used)) int aigw_json_escapes_ok(const char *p, size_t n) {
+  const char *e;
+  size_t i = 0;
+  while (i < n && (e = memchr(p + i, '\\', n - i)) != NULL) {
+    i = (size_t)(e - p);
+    if (i + 1 >= n) return 1; /* not valid JSON: the scanner says so */
+    if (p[i + 1] != 'u') {
+      i += 2;
+      continue;
+    }
+    int cp = hex4(p, i + 2, n);
+    if (cp < 0) return 1;
+    i += 6;
+    if ((cp & 0xF800) != 0xD800) continue;
+    if (cp & 0x400) return 0; /* a low surrogate first */
+    if (i + 1 >= n || p[i] != '\\' || p[i + 1] != 'u') return 0;
+    int lo = hex4(p, i + 2, n);
+    if (lo < 0 || (lo & 0xFC00) != 0xDC00) return 0;
+    i += 6;
+  }
+  return 1;
+}
+
 /* --- numbers of named members --- */
 
 __attribute__((visibility("default"), used)) void aigw_json_numbers(const char *p, size_t n,

@@ -38,6 +38,29 @@ int aigw_json_scan(const char *p, size_t n, const char *const *names, const size
 void aigw_json_numbers(const char *p, size_t n, const char *const *names, const size_t *nlens,
                        int nnames, double *out);
 
+/* The members of one JSON object, or the elements of one array, as spans
+ * of the text, for a translator that copies values it passes on unchanged
+ * (a raw slice of valid JSON) instead of decoding and encoding them. */
+typedef struct {
+  int32_t ks, ke; /* an object's member name, inside its quotes, as written; -1 in an array */
+  int32_t vs, ve; /* the value's bytes [vs, ve) */
+} aigw_json_member_t;
+
+/* p[0, n) must be one JSON object or array (whitespace around it allowed);
+ * every value in it is validated as aigw_json_scan does. Returns how many
+ * members (or elements) there are, out[0..] filled with them in order
+ * (a repeated name appears each time); -1 when the text is not valid JSON
+ * or not an object or array; -2 when it holds more than max. Safe on any
+ * bytes. */
+int aigw_json_members(const char *p, size_t n, aigw_json_member_t *out, int max);
+
+/* 1 when every \u escape in p[0, n) (a valid JSON text) is one lua-cjson
+ * decodes: a UTF-16 surrogate only as a high one followed by an escaped
+ * low one. 0 when lua-cjson would refuse the text ("invalid unicode
+ * escape"), so that a fast path that copies raw slices falls back to the
+ * decoder, and fails where it fails. Safe on any bytes. */
+int aigw_json_escapes_ok(const char *p, size_t n);
+
 #define AIGW_JSON_TAP_MAX 8192 /* a longer member value is not kept */
 
 typedef struct {

@@ -191,7 +191,51 @@ TEST(numbers_of_named_members) {
   CHECK(g[0] == -1 && g[1] == -1);
 }
 
+static int member_is(const char *t, aigw_json_member_t m, const char *key, const char *val) {
+  if (key == NULL ? m.ks != -1
+                  : (m.ks < 0 || (size_t)(m.ke - m.ks) != strlen(key) ||
+                     memcmp(t + m.ks, key, strlen(key)) != 0))
+    return 0;
+  return (size_t)(m.ve - m.vs) == strlen(val) && memcmp(t + m.vs, val, strlen(val)) == 0;
+}
+
+TEST(members_of_objects_and_arrays) {
+  aigw_json_member_t m[4];
+  const char *o = " { \"a\" : [1, {\"b\":2}] ,\"c\\n\":\"x\\\"y\",\"a\":null } ";
+  CHECK_EQ_INT(aigw_json_members(o, strlen(o), m, 4), 3);
+  CHECK(member_is(o, m[0], "a", "[1, {\"b\":2}]"));
+  CHECK(member_is(o, m[1], "c\\n", "\"x\\\"y\""));
+  CHECK(member_is(o, m[2], "a", "null"));
+  const char *a = "[\"s\", -1.5e3 ,{}]";
+  CHECK_EQ_INT(aigw_json_members(a, strlen(a), m, 4), 3);
+  CHECK(member_is(a, m[0], NULL, "\"s\""));
+  CHECK(member_is(a, m[1], NULL, "-1.5e3"));
+  CHECK(member_is(a, m[2], NULL, "{}"));
+  CHECK_EQ_INT(aigw_json_members("[]", 2, m, 4), 0);
+  CHECK_EQ_INT(aigw_json_members(" {} ", 4, m, 0), 0);
+  CHECK_EQ_INT(aigw_json_members("[1,2,3]", 7, m, 2), -2);
+  /* not a container, not valid, or trailing bytes */
+  static const char *const bad[] = {"1",     "\"x\"",     "[1,]",        "{\"a\":}",   "{\"a\" 1}",
+                                    "[1] x", "[\"\\q\"]", "[[1]",        "{\"a\":1,}", "",
+                                    "[01]",  "{1:2}",     "[\"a\x01\"]", "["};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    CHECK_EQ_INT(aigw_json_members(bad[i], strlen(bad[i]), m, 4), -1);
+}
+
+TEST(escapes_as_lua_cjson_takes_them) {
+  static const char *const ok[] = {"\"plain\"", "\"\\u00e9\\n\\\\ud800\"", "\"\\ud83d\\ude00\"",
+                                   "\"\\uD83D\\uDE00 \\u0000\"", "\"\\\\\\u0041\""};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+    CHECK_EQ_INT(aigw_json_escapes_ok(ok[i], strlen(ok[i])), 1);
+  static const char *const refused[] = {"\"\\ud800\"", "\"\\udc00\\ud800\"", "\"\\ud83d\\u0041\"",
+                                        "\"\\ud83d\\n\"", "\"x\\uDBFF\""};
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+    CHECK_EQ_INT(aigw_json_escapes_ok(refused[i], strlen(refused[i])), 0);
+}
+
 int main(void) {
+  RUN(members_of_objects_and_arrays);
+  RUN(escapes_as_lua_cjson_takes_them);
   RUN(finds_top_level_members);
   RUN(absent_members_and_last_of_repeated);
   RUN(escaped_names_match_as_decoded_and_are_flagged);
