@@ -1037,6 +1037,302 @@ M.writer = {
 }
 
 ---------------------------------------------------------------------------
+-- the fast path: text in, text out (docs/translation.md#the-fast-path)
+--
+-- request_from_hub_raw and response_to_hub_raw translate a body of the
+-- common shape (text messages; an answer of text blocks) by copying the
+-- values they pass on as raw slices (aigw.engine.protocols.raw), and give
+-- what request_from_hub / response_to_hub followed by aigw.json.encode
+-- give, once decoded. Anything else (tools, content parts, a name written
+-- with escapes, a value of an unexpected type) is nil: the caller runs
+-- the general translator on the same text.
+
+local raw = require "aigw.engine.protocols.raw"
+local str_buffer = require "string.buffer"
+
+local levels, key, first, plain, put = raw.levels, raw.key, raw.first, raw.plain, raw.put
+local os_time = os.time
+
+-- One buffer for the text being made; nothing here yields.
+local OUT = str_buffer.new(4096)
+
+-- Top-level members request_from_hub reads that the fast path does not
+-- carry: unless null, the general translator takes the request.
+local REQ_GENERAL = { tools = true, tool_choice = true, parallel_tool_calls = true }
+
+-- Puts the string slices sl[2k-1], sl[2k] (k = from..to) as text blocks.
+local function put_text_blocks(b, t, sl, from, to)
+  b:put("[")
+  for k = from, to do
+    if k > from then b:put(",") end
+    b:put('{"type":"text","text":')
+    b:putcdata(t.p + sl[2 * k - 1], sl[2 * k] - sl[2 * k - 1])
+    b:put("}")
+  end
+  b:put("]")
+end
+
+-- An OpenAI chat request's text -> the Anthropic request's text, or nil.
+-- The text must be the one the router scanned (valid JSON); model is the
+-- upstream name, opts as for request_from_hub.
+function M.request_from_hub_raw(text, model, opts)
+  local t = raw.open(text)
+  if not t or not t.object then return nil end
+  opts = opts or {}
+  local top = levels[1]
+  local msgs, temp, top_p, mt, mct, stop, user, meta
+  local stream = false
+  for i = 0, t.n - 1 do
+    local m = top[i]
+    local k = key(t, m)
+    if not k then return nil end
+    local c = first(t, m)
+    if k == "messages" then
+      if c ~= 91 then return nil end
+      msgs = m
+    elseif k == "temperature" or k == "top_p" or k == "max_tokens" or k == "max_completion_tokens" then
+      local v
+      if c ~= 110 then
+        if not raw.short_number(t, m) then return nil end
+        v = m
+      end
+      if k == "temperature" then temp = v
+      elseif k == "top_p" then top_p = v
+      elseif k == "max_tokens" then mt = v
+      else mct = v end
+    elseif k == "stream" then
+      stream = c == 116
+    elseif k == "stop" then
+      if c == 123 then return nil end
+      stop = (c == 34 or c == 91) and m or nil
+    elseif k == "user" then
+      user = m
+    elseif k == "metadata" then
+      meta = m
+    elseif REQ_GENERAL[k] and c ~= 110 then
+      return nil
+    end
+  end
+  -- metadata.user_id: the user string, or metadata.user when user is null
+  if (user == nil or first(t, user) == 110) and meta and first(t, meta) ~= 110 then
+    if first(t, meta) == 123 or first(t, meta) == 91 then return nil end
+  end
+  if user and first(t, user) ~= 34 then user = nil end
+
+  -- the messages: system texts, and turns of slices (consecutive turns of
+  -- one role merged, as request_from_hub does)
+  local nsys, sys = 0, {}
+  local nt, tr, tf, tl = 0, {}, {}, {}
+  local ns, sl = 0, {}
+  if msgs then
+    local n = raw.members(t, msgs.vs, msgs.ve - msgs.vs, 2)
+    if n < 0 then return nil end
+    local list, one = levels[2], levels[3]
+    for i = 0, n - 1 do
+      local e = list[i]
+      if first(t, e) ~= 123 then return nil end
+      local nm = raw.members(t, e.vs, e.ve - e.vs, 3)
+      if nm < 0 then return nil end
+      local role, cs, ce
+      for j = 0, nm - 1 do
+        local f = one[j]
+        local k = key(t, f)
+        if not k then return nil end
+        if k == "role" then
+          role = plain(t, f)
+          if not role then return nil end
+        elseif k == "content" then
+          if first(t, f) ~= 34 then return nil end
+          cs, ce = f.vs, f.ve
+        elseif k == "tool_calls" then
+          return nil
+        end
+      end
+      if not cs then return nil end
+      if role == "system" or role == "developer" then
+        nsys = nsys + 1
+        sys[2 * nsys - 1], sys[2 * nsys] = cs, ce
+      elseif role == "user" or role == "assistant" then
+        if role == "user" or ce - cs > 2 then   -- an empty assistant text is dropped
+          ns = ns + 1
+          sl[2 * ns - 1], sl[2 * ns] = cs, ce
+          if nt > 0 and tr[nt] == role then
+            tl[nt] = ns
+          else
+            nt = nt + 1
+            tr[nt], tf[nt], tl[nt] = role, ns, ns
+          end
+        end
+      else
+        return nil
+      end
+    end
+  end
+
+  local b = OUT:reset()
+  b:put('{"model":', json.encode(opts.model or model))
+  if nsys == 1 then
+    b:put(',"system":')
+    b:putcdata(t.p + sys[1], sys[2] - sys[1])
+  elseif nsys > 1 then
+    b:put(',"system":')
+    put_text_blocks(b, t, sys, 1, nsys)
+  end
+  b:put(',"messages":[')
+  for k = 1, nt do
+    if k > 1 then b:put(",") end
+    b:put('{"role":"', tr[k], '","content":')
+    if tf[k] == tl[k] then
+      b:putcdata(t.p + sl[2 * tf[k] - 1], sl[2 * tf[k]] - sl[2 * tf[k] - 1])
+    else
+      put_text_blocks(b, t, sl, tf[k], tl[k])
+    end
+    b:put("}")
+  end
+  b:put('],"max_tokens":')
+  if mct or mt then
+    put(b, t, mct or mt)
+  else
+    b:put(json.encode(opts.default_max_tokens or M.DEFAULT_MAX_TOKENS))
+  end
+  if temp then b:put(',"temperature":'); put(b, t, temp) end
+  if top_p then b:put(',"top_p":'); put(b, t, top_p) end
+  if stream then b:put(',"stream":true') end
+  if stop then
+    if first(t, stop) == 34 then
+      b:put(',"stop_sequences":[')
+      put(b, t, stop)
+      b:put("]")
+    elseif raw.members(t, stop.vs, stop.ve - stop.vs, 2) > 0 then
+      b:put(',"stop_sequences":')
+      put(b, t, stop)
+    end
+  end
+  if user then
+    b:put(',"metadata":{"user_id":')
+    put(b, t, user)
+    b:put("}")
+  end
+  b:put("}")
+  return b:tostring()
+end
+
+local USAGE_COUNTS = { input_tokens = 1, cache_read_input_tokens = 2,
+                       cache_creation_input_tokens = 3, output_tokens = 4 }
+
+-- An Anthropic answer's text -> the hub answer's text and the answer's
+-- normalised usage (M.answer_usage), or nil. created: the time to answer
+-- with (default now).
+function M.response_to_hub_raw(text, model, created)
+  local t = raw.open(text)
+  if not t or not t.object then return nil end
+  local top = levels[1]
+  local id, content, usage, sr
+  for i = 0, t.n - 1 do
+    local m = top[i]
+    local k = key(t, m)
+    if not k then return nil end
+    local c = first(t, m)
+    if k == "id" then
+      if c ~= 34 then return nil end
+      id = m
+    elseif k == "content" then
+      if c ~= 91 then return nil end
+      content = m
+    elseif k == "stop_reason" then
+      sr = nil
+      if c ~= 110 then
+        sr = plain(t, m)
+        if not sr then return nil end
+      end
+    elseif k == "usage" then
+      if c == 91 then return nil end
+      usage = c == 123 and m or nil
+    end
+  end
+  if not content then return nil end
+
+  local n = raw.members(t, content.vs, content.ve - content.vs, 2)
+  if n < 0 then return nil end
+  local blocks, one = levels[2], levels[3]
+  local nt, ts = 0, {}
+  for i = 0, n - 1 do
+    local bl = blocks[i]
+    if first(t, bl) ~= 123 then return nil end
+    local nb = raw.members(t, bl.vs, bl.ve - bl.vs, 3)
+    if nb < 0 then return nil end
+    local ty, xs, xe
+    for j = 0, nb - 1 do
+      local f = one[j]
+      local k = key(t, f)
+      if not k then return nil end
+      if k == "type" then
+        ty = plain(t, f)
+        if not ty then return nil end
+      elseif k == "text" then
+        if first(t, f) ~= 34 then return nil end
+        xs, xe = f.vs, f.ve
+      end
+    end
+    if ty == "text" then
+      if not xs then return nil end
+      nt = nt + 1
+      ts[2 * nt - 1], ts[2 * nt] = xs, xe
+    elseif ty == nil or ty == "tool_use" then
+      return nil
+    end
+  end
+
+  local counts = { false, false, false, false }
+  if usage then
+    local nu = raw.members(t, usage.vs, usage.ve - usage.vs, 2)
+    if nu < 0 then return nil end
+    for i = 0, nu - 1 do
+      local f = blocks[i]
+      local k = key(t, f)
+      if not k then return nil end
+      local at = USAGE_COUNTS[k]
+      if at then
+        local v = false
+        if first(t, f) ~= 110 then
+          v = raw.count(t, f)
+          if not v then return nil end
+        end
+        counts[at] = v
+      end
+    end
+  end
+
+  local b = OUT:reset()
+  b:put("{")
+  if id then
+    b:put('"id":')
+    put(b, t, id)
+    b:put(",")
+  end
+  b:put('"object":"chat.completion","created":', created or os_time(), ',"model":', json.encode(model),
+        ',"choices":[{"index":0,"message":{"role":"assistant","content":"')
+  for k = 1, nt do b:putcdata(t.p + ts[2 * k - 1] + 1, ts[2 * k] - ts[2 * k - 1] - 2) end
+  b:put('"},"finish_reason":', sr and ('"' .. (FINISH[sr] or "stop") .. '"') or "null",
+        ',"logprobs":null}]')
+  local u
+  if usage then
+    local input, read, made, output = counts[1] or 0, counts[2] or nil, counts[3] or nil, counts[4] or 0
+    local prompt = input + (read or 0) + (made or 0)
+    b:put(',"usage":{"prompt_tokens":', prompt, ',"completion_tokens":', output,
+          ',"total_tokens":', prompt + output)
+    if (read or 0) > 0 or (made or 0) > 0 then
+      b:put(',"prompt_tokens_details":{"cached_tokens":', read or 0, "}")
+    end
+    b:put("}")
+    u = { prompt_tokens = prompt, completion_tokens = output, total_tokens = prompt + output,
+          cached_tokens = read, cache_creation_tokens = made }
+  end
+  b:put("}")
+  return b:tostring(), u
+end
+
+---------------------------------------------------------------------------
 -- paths, under the base URL (without the version). Called as
 -- provider:path(endpoint, model, stream).
 
