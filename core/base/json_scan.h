@@ -38,21 +38,25 @@ int aigw_json_scan(const char *p, size_t n, const char *const *names, const size
 void aigw_json_numbers(const char *p, size_t n, const char *const *names, const size_t *nlens,
                        int nnames, double *out);
 
-/* The members of one JSON object, or the elements of one array, as spans
- * of the text, for a translator that copies values it passes on unchanged
- * (a raw slice of valid JSON) instead of decoding and encoding them. */
+/* One value of a JSON text, as aigw_json_index lists them, for a translator
+ * that copies the values it passes on unchanged (a raw slice of valid
+ * JSON) instead of decoding and encoding them. */
 typedef struct {
-  int32_t ks, ke; /* an object's member name, inside its quotes, as written; -1 in an array */
+  int32_t ks, ke; /* a member's name, inside its quotes, as written; -1: an element or the root */
   int32_t vs, ve; /* the value's bytes [vs, ve) */
-} aigw_json_member_t;
+  int32_t next;   /* the index of the node after this one and its members' */
+  int32_t parent; /* the index of its container's node; -1 for the root */
+} aigw_json_node_t;
 
-/* p[0, n) must be one JSON object or array (whitespace around it allowed);
- * every value in it is validated as aigw_json_scan does. Returns how many
- * members (or elements) there are, out[0..] filled with them in order
- * (a repeated name appears each time); -1 when the text is not valid JSON
- * or not an object or array; -2 when it holds more than max. Safe on any
- * bytes. */
-int aigw_json_members(const char *p, size_t n, aigw_json_member_t *out, int max);
+/* Validates p[0, n) as aigw_json_scan does and lists its values in the
+ * order of the text, out[0] being the whole, down to `levels` below it: a
+ * container at a level above that is followed by its members' (or
+ * elements') nodes, out[i + 1] the first, each next one at the previous
+ * one's `next`, up to out[i].next (a single loop over the nodes can tell
+ * them by `parent`). A repeated name appears each time.
+ * Returns the number of nodes; -1 when the text is not valid JSON; -2
+ * when it has more than max nodes down to that level. Safe on any bytes. */
+int aigw_json_index(const char *p, size_t n, aigw_json_node_t *out, int max, int levels);
 
 /* 1 when every \u escape in p[0, n) (a valid JSON text) is one lua-cjson
  * decodes: a UTF-16 surrogate only as a high one followed by an escaped
