@@ -1051,7 +1051,6 @@ local raw = require "aigw.engine.protocols.raw"
 local str_buffer = require "string.buffer"
 
 local nodes, key, first, plain, put = raw.nodes, raw.key, raw.first, raw.plain, raw.put
-local os_time = os.time
 
 -- One buffer for the text being made; nothing here yields.
 local OUT = str_buffer.new(4096)
@@ -1326,7 +1325,7 @@ function M.response_to_hub_raw(text, model, created)
     put(b, t, id)
     b:put(",")
   end
-  b:put('"object":"chat.completion","created":', created or os_time(), ',"model":', json.encode(model),
+  b:put('"object":"chat.completion","created":', created or os.time(), ',"model":', json.encode(model),
         ',"choices":[{"index":0,"message":{"role":"assistant","content":"')
   for k = 1, nt do b:putcdata(t.p + TS[2 * k - 1] + 1, TS[2 * k] - TS[2 * k - 1] - 2) end
   b:put('"},"finish_reason":', sr and ('"' .. (FINISH[sr] or "stop") .. '"') or "null",
