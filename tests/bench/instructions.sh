@@ -12,6 +12,10 @@
 # Needs valgrind (Debian: valgrind), nginx and python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# Ports 18000 and 18080 are fixed, and aigw listens with SO_REUSEPORT: a second run at the
+# same time would share its connections. Runs on one machine take turns.
+exec 9>"${TMPDIR:-/tmp}/aigw-bench-ports.lock"
+flock 9
 CONF=${1:?usage: instructions.sh CONF [N1 N2]}
 N1=${2:-200}
 N2=${3:-1200}
@@ -29,7 +33,7 @@ listening() { python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.conne
 
 if ! listening 18000; then
   mkdir -p "$WORK/mock-tmp"
-  nginx -p "$WORK/" -c "$PWD/tests/bench/mock/nginx.conf" -e "$WORK/mock-error.log" &
+  nginx -p "$WORK/" -c "$PWD/tests/bench/mock/nginx.conf" -e "$WORK/mock-error.log" 9>&- &
   MOCK_PID=$!
   for _ in $(seq 100); do listening 18000 && break; sleep 0.05; done
 fi
@@ -51,7 +55,7 @@ PY
 
 count() {  # n -> instructions for a run serving n requests
   valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$AIGW_BIN" run "$CONF" \
-    >"$WORK/vg.log" 2>&1 &
+    >"$WORK/vg.log" 2>&1 9>&- &
   local pid=$!
   for _ in $(seq 200); do listening 18080 && break; sleep 0.1; done
   if ! send "$1"; then
