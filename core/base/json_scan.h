@@ -38,6 +38,33 @@ int aigw_json_scan(const char *p, size_t n, const char *const *names, const size
 void aigw_json_numbers(const char *p, size_t n, const char *const *names, const size_t *nlens,
                        int nnames, double *out);
 
+/* One value of a JSON text, as aigw_json_index lists them, for a translator
+ * that copies the values it passes on unchanged (a raw slice of valid
+ * JSON) instead of decoding and encoding them. */
+typedef struct {
+  int32_t ks, ke; /* a member's name, inside its quotes, as written; -1: an element or the root */
+  int32_t vs, ve; /* the value's bytes [vs, ve) */
+  int32_t next;   /* the index of the node after this one and its members' */
+  int32_t parent; /* the index of its container's node; -1 for the root */
+} aigw_json_node_t;
+
+/* Validates p[0, n) as aigw_json_scan does and lists its values in the
+ * order of the text, out[0] being the whole, down to `levels` below it: a
+ * container at a level above that is followed by its members' (or
+ * elements') nodes, out[i + 1] the first, each next one at the previous
+ * one's `next`, up to out[i].next (a single loop over the nodes can tell
+ * them by `parent`). A repeated name appears each time.
+ * Returns the number of nodes; -1 when the text is not valid JSON; -2
+ * when it has more than max nodes down to that level. Safe on any bytes. */
+int aigw_json_index(const char *p, size_t n, aigw_json_node_t *out, int max, int levels);
+
+/* 1 when every \u escape in p[0, n) (a valid JSON text) is one lua-cjson
+ * decodes: a UTF-16 surrogate only as a high one followed by an escaped
+ * low one. 0 when lua-cjson would refuse the text ("invalid unicode
+ * escape"), so that a fast path that copies raw slices falls back to the
+ * decoder, and fails where it fails. Safe on any bytes. */
+int aigw_json_escapes_ok(const char *p, size_t n);
+
 #define AIGW_JSON_TAP_MAX 8192 /* a longer member value is not kept */
 
 typedef struct {

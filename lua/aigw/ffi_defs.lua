@@ -32,6 +32,9 @@ void *memchr(const void *s, int c, size_t n);
 typedef struct { int32_t start, end; } aigw_json_span_t;
 int aigw_json_scan(const char *p, size_t n, const char *const *names, const size_t *nlens,
                    int nnames, aigw_json_span_t *spans, int *odd, char *err, size_t errlen);
+typedef struct { int32_t ks, ke, vs, ve, next, parent; } aigw_json_node_t;
+int aigw_json_index(const char *p, size_t n, aigw_json_node_t *out, int max, int levels);
+int aigw_json_escapes_ok(const char *p, size_t n);
 void aigw_json_numbers(const char *p, size_t n, const char *const *names, const size_t *nlens,
                        int nnames, double *out);
 

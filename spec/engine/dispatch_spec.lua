@@ -211,6 +211,20 @@ describe("aigw.engine.dispatch", function()
       assert.near((ctx.usage.prompt_tokens * 0.80 + ctx.usage.completion_tokens * 4.00) / 1e6, ctx.cost, 1e-15)
     end)
 
+    it("-> anthropic, text only: the fast path's request and answer, as the general translator's", function()
+      -- The golden case was written with the fast path off: both bodies must decode the same.
+      local status, out, ctx = fetched("openai_to_anthropic_text", CHAT, {
+        model = "ant/claude-3-5-haiku-latest", temperature = 0.25, max_tokens = 64, user = "u-1", n = 1,
+        stop = { "END" }, metadata = { trace = "t" },
+        messages = { { role = "system", content = "Be brief." }, { role = "user", content = "Hi \u{e9} \"q\"\n" },
+                     { role = "assistant", content = "" }, { role = "user", content = "Why?" } },
+      })
+      assert.equal(200, status)
+      assert.equal("stop", out.choices[1].finish_reason)
+      assert.equal(out.usage.prompt_tokens, ctx.usage.prompt_tokens)
+      assert.equal(out.usage.completion_tokens, ctx.usage.completion_tokens)
+    end)
+
     it("-> anthropic stream: proxied to /v1/messages with the translated body", function()
       local path, body, ctx = proxied("openai_to_anthropic_stream", CHAT, {
         model = "ant/claude-3-5-haiku-latest", stream = true, max_tokens = 100,

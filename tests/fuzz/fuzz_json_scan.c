@@ -72,6 +72,22 @@ static void check_scan(const char *p, size_t n) {
     if (scan(p + spans[k].start, (size_t)(spans[k].end - spans[k].start), inner, &iodd) < 0)
       FAIL("the value of member %s is not valid JSON on its own", names[k]);
   }
+  /* The index agrees with the scan on what is valid, and each node is a
+   * valid value inside its container. */
+  static aigw_json_node_t nodes[64];
+  int nn = aigw_json_index(p, n, nodes, 64, 3);
+  if (nn == -1 ? rc != -1 : nn != -2 && (nn < 1 || rc == -1))
+    FAIL("aigw_json_index answered %d where the scan answered %d", nn, rc);
+  for (int i = 1; i < nn; i++) {
+    aigw_json_node_t *x = &nodes[i], *up = &nodes[x->parent];
+    if (x->parent < 0 || x->parent >= i || x->next <= i || x->next > up->next || x->vs < up->vs ||
+        x->ve > up->ve || x->vs >= x->ve)
+      FAIL("node %d out of its container's bounds", i);
+    aigw_json_span_t sp[NNAMES];
+    if (scan(p + x->vs, (size_t)(x->ve - x->vs), sp, NULL) < 0)
+      FAIL("node %d is not valid JSON on its own", i);
+  }
+  (void)aigw_json_escapes_ok(p, n);
   if (rc < 0 || n > 1 << 20) return;
 
   /* Wrapped as a member value and as an array element. */

@@ -248,7 +248,95 @@ TEST(string_runs_stop_at_every_offset) {
   }
 }
 
+static int node_is(const char *t, aigw_json_node_t m, const char *key, const char *val) {
+  if (key == NULL ? m.ks != -1
+                  : (m.ks < 0 || (size_t)(m.ke - m.ks) != strlen(key) ||
+                     memcmp(t + m.ks, key, strlen(key)) != 0))
+    return 0;
+  return (size_t)(m.ve - m.vs) == strlen(val) && memcmp(t + m.vs, val, strlen(val)) == 0;
+}
+
+TEST(index_lists_values_down_to_a_level) {
+  aigw_json_node_t x[16];
+  const char *o = " { \"a\" : [1, {\"b\":2}] ,\"c\\n\":\"x\\\"y\",\"a\":null } ";
+  CHECK_EQ_INT(aigw_json_index(o, strlen(o), x, 16, 1), 4);
+  CHECK(node_is(o, x[0], NULL, "{ \"a\" : [1, {\"b\":2}] ,\"c\\n\":\"x\\\"y\",\"a\":null }"));
+  CHECK_EQ_INT(x[0].next, 4);
+  CHECK(node_is(o, x[1], "a", "[1, {\"b\":2}]"));
+  CHECK_EQ_INT(x[1].next, 2); /* not listed below level 1 */
+  CHECK(node_is(o, x[2], "c\\n", "\"x\\\"y\""));
+  CHECK(node_is(o, x[3], "a", "null"));
+  CHECK_EQ_INT(aigw_json_index(o, strlen(o), x, 16, 3), 7);
+  CHECK(node_is(o, x[2], NULL, "1"));
+  CHECK(node_is(o, x[3], NULL, "{\"b\":2}"));
+  CHECK(node_is(o, x[4], "b", "2"));
+  CHECK_EQ_INT(x[1].next, 5);
+  CHECK_EQ_INT(x[3].next, 5);
+  CHECK_EQ_INT(x[0].parent, -1);
+  CHECK_EQ_INT(x[1].parent, 0);
+  CHECK_EQ_INT(x[3].parent, 1);
+  CHECK_EQ_INT(x[4].parent, 3);
+  CHECK_EQ_INT(x[5].parent, 0);
+  CHECK(node_is(o, x[6], "a", "null"));
+  CHECK_EQ_INT(aigw_json_index("[]", 2, x, 16, 3), 1);
+  CHECK_EQ_INT(aigw_json_index(" 12 ", 4, x, 16, 3), 1);
+  CHECK(node_is(" 12 ", x[0], NULL, "12"));
+  CHECK_EQ_INT(aigw_json_index("[1,2,3]", 7, x, 3, 1), -2);
+  CHECK_EQ_INT(aigw_json_index("[1,2,3]", 7, x, 4, 1), 4);
+  static const char *const bad[] = {
+      "[1,]", "{\"a\":}", "{\"a\" 1}", "[1] x",       "[\"\\q\"]", "[[1]",        "{\"a\":1,}",
+      "",     "[01]",     "{1:2}",     "[\"a\x01\"]", "[",         "{\"a\":[1,}", "[[[[1]]]"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    CHECK_EQ_INT(aigw_json_index(bad[i], strlen(bad[i]), x, 16, 2), -1);
+  /* the nesting bound holds whether the levels are listed or not */
+  size_t deep = 1001;
+  char *d = malloc(2 * deep);
+  memset(d, '[', deep);
+  memset(d + deep, ']', deep);
+  CHECK_EQ_INT(aigw_json_index(d, 2 * deep, x, 16, 2), -1);
+  CHECK_EQ_INT(aigw_json_index(d + 1, 2 * deep - 2, x, 16, 2), 3);
+  free(d);
+}
+
+/* Strings are skipped eight bytes at a time: a quote, backslash or control
+ * character is found at every offset, and bytes above 0x7f are content. */
+TEST(string_runs_at_every_offset) {
+  char t[64], err[160];
+  aigw_json_span_t sp[3];
+  for (size_t at = 0; at < 40; at++) {
+    static const char stops[] = {'"', '\\', '\x01', '\x1f', '\n'};
+    for (size_t k = 0; k < sizeof stops; k++) {
+      memset(t, 'a', sizeof t);
+      t[0] = '"';
+      t[1 + at] = stops[k];
+      memcpy(t + 50, "\"", 2); /* ends with a quote and NUL */
+      int rc = scan(t, sp, err);
+      /* a quote ends the string early (then the text goes on: invalid); a
+       * backslash before 'a' is an invalid escape; a control character is refused */
+      CHECK_EQ_INT(rc, -1);
+    }
+    memset(t, 0xc3, sizeof t);
+    t[0] = '"';
+    memcpy(t + 1 + at, "\"", 2);
+    CHECK_EQ_INT(scan(t, sp, err), 0);
+  }
+}
+
+TEST(escapes_as_lua_cjson_takes_them) {
+  static const char *const ok[] = {"\"plain\"", "\"\\u00e9\\n\\\\ud800\"", "\"\\ud83d\\ude00\"",
+                                   "\"\\uD83D\\uDE00 \\u0000\"", "\"\\\\\\u0041\""};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+    CHECK_EQ_INT(aigw_json_escapes_ok(ok[i], strlen(ok[i])), 1);
+  static const char *const refused[] = {"\"\\ud800\"", "\"\\udc00\\ud800\"", "\"\\ud83d\\u0041\"",
+                                        "\"\\ud83d\\n\"", "\"x\\uDBFF\""};
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+    CHECK_EQ_INT(aigw_json_escapes_ok(refused[i], strlen(refused[i])), 0);
+}
+
 int main(void) {
+  RUN(index_lists_values_down_to_a_level);
+  RUN(string_runs_at_every_offset);
+  RUN(escapes_as_lua_cjson_takes_them);
   RUN(finds_top_level_members);
   RUN(absent_members_and_last_of_repeated);
   RUN(escaped_names_match_as_decoded_and_are_flagged);

@@ -174,6 +174,14 @@ local function answer_whole(ctx, client, up, provider, path, body, model, x)
   local status, headers, rbody, lines = fetch(ctx, provider, path, body)
   if not status then return headers, rbody, lines end
   if status >= 400 then return upstream_error(ctx, status, headers, rbody) end
+  if client.hub and up.response_to_hub_raw then
+    -- The common shape, translated as text (nil: anything else).
+    local out, usage = up.response_to_hub_raw(rbody, model)
+    if out then
+      x:set_usage(usage)
+      return 200, out, JSON_HEADERS
+    end
+  end
   local d = json.decode(rbody)
   if type(d) ~= "table" then
     return errors.response(502, "bad_gateway", "malformed answer from " .. provider.name .. " (not JSON)")
@@ -314,16 +322,25 @@ function M.serve(ctx, route, provider, j, model, upstream_model, conf)
 
   -- Through the hub: the client's format to it (a route adapter's request
   -- made a hub request already), then the provider's from it.
-  j = whole(ctx, j)
   local cp = protocols[client]   -- nil for a route adapter
-  local oreq = j
-  if cp and not cp.hub then oreq = cp.request_to_hub(j) end
-  oreq.model = upstream_model
-  local asked = client ~= "openai" or (type(j.stream_options) == "table" and j.stream_options.include_usage == true)
   local up = provider.protocol
-  local ubody, err = up.request_from_hub(oreq, provider.request_opts)
-  if not ubody then return errors.response(err.status, "invalid_request", err.message) end
-  local body = json.encode(ubody)
+  local asked = client ~= "openai" or (type(j.stream_options) == "table" and j.stream_options.include_usage == true)
+  local body
+  local e = state.of(ctx)
+  if cp and cp.hub and up.request_from_hub_raw and j == e.fields and e.json == nil then
+    -- A hub request of the common shape, translated as the client's text
+    -- (nil: anything else, for the general translator below).
+    body = up.request_from_hub_raw(request.get_body(), upstream_model, provider.request_opts)
+  end
+  if not body then
+    j = whole(ctx, j)
+    local oreq = j
+    if cp and not cp.hub then oreq = cp.request_to_hub(j) end
+    oreq.model = upstream_model
+    local ubody, err = up.request_from_hub(oreq, provider.request_opts)
+    if not ubody then return errors.response(err.status, "invalid_request", err.message) end
+    body = json.encode(ubody)
+  end
   local path = provider:path("chat/completions", upstream_model, stream)
   local x = reply.new(ctx, { client = client, upstream = fmt, stream = stream, model = upstream_model,
                              include_usage = asked, prices = conf.prices })

@@ -1037,6 +1037,318 @@ M.writer = {
 }
 
 ---------------------------------------------------------------------------
+-- the fast path: text in, text out (docs/translation.md#the-fast-path)
+--
+-- request_from_hub_raw and response_to_hub_raw translate a body of the
+-- common shape (text messages; an answer of text blocks) by copying the
+-- values they pass on as raw slices (aigw.engine.protocols.raw), and give
+-- what request_from_hub / response_to_hub followed by aigw.json.encode
+-- give, once decoded. Anything else (tools, content parts, a name written
+-- with escapes, a value of an unexpected type) is nil: the caller runs
+-- the general translator on the same text.
+
+local raw = require "aigw.engine.protocols.raw"
+local str_buffer = require "string.buffer"
+
+local nodes, key, first, plain, put = raw.nodes, raw.key, raw.first, raw.plain, raw.put
+
+-- One buffer for the text being made; nothing here yields.
+local OUT = str_buffer.new(4096)
+
+-- Top-level members request_from_hub reads that the fast path does not
+-- carry: unless null, the general translator takes the request.
+local REQ_GENERAL = { tools = true, tool_choice = true, parallel_tool_calls = true }
+
+-- Puts the string slices sl[2k-1], sl[2k] (k = from..to) as text blocks.
+local function put_text_blocks(b, t, sl, from, to)
+  b:put("[")
+  for k = from, to do
+    if k > from then b:put(",") end
+    b:put('{"type":"text","text":')
+    b:putcdata(t.p + sl[2 * k - 1], sl[2 * k] - sl[2 * k - 1])
+    b:put("}")
+  end
+  b:put("]")
+end
+
+-- Scratch lists of slices (offsets), reused by every call: the system
+-- texts, the turns' texts, and each turn's role and first and last text.
+local SYS, SL, TR, TF, TL, TS = {}, {}, {}, {}, {}, {}
+
+-- One message read: its role and content (a string's slice) added to the
+-- system texts or the turns (merged with the previous turn of the same
+-- role, as request_from_hub does). The new counts, or nil: not a message
+-- the fast path takes.
+local function add_message(role, cs, ce, nsys, nt, ns)
+  if not cs then return nil end
+  if role == "system" or role == "developer" then
+    nsys = nsys + 1
+    SYS[2 * nsys - 1], SYS[2 * nsys] = cs, ce
+  elseif role == "user" or role == "assistant" then
+    if role == "user" or ce - cs > 2 then   -- an empty assistant text is dropped
+      ns = ns + 1
+      SL[2 * ns - 1], SL[2 * ns] = cs, ce
+      if nt > 0 and TR[nt] == role then
+        TL[nt] = ns
+      else
+        nt = nt + 1
+        TR[nt], TF[nt], TL[nt] = role, ns, ns
+      end
+    end
+  else
+    return nil
+  end
+  return nsys, nt, ns
+end
+
+-- An OpenAI chat request's text -> the Anthropic request's text, or nil.
+-- model is the upstream name, opts as for request_from_hub. One loop over
+-- the scanner's nodes (in the order of the text), so that LuaJIT compiles
+-- it as one trace: top-level members (parent 0), the messages (parent
+-- msgs), the members of the message being read (parent cur).
+function M.request_from_hub_raw(text, model, opts)
+  local t = raw.open(text)
+  if not t then return nil end
+  opts = opts or {}
+  local temp, top_p, mt, mct, stop, user, meta
+  local stream = false
+  local msgs, cur = -2, -2
+  local nsys, nt, ns = 0, 0, 0
+  local role, cs, ce
+  for i = 1, t.n - 1 do
+    local m = nodes[i]
+    local par = m.parent
+    if cur >= 0 and par ~= cur then   -- past the message's members
+      nsys, nt, ns = add_message(role, cs, ce, nsys, nt, ns)
+      if not nsys then return nil end
+      cur = -2
+    end
+    if par == 0 then
+      local k = key(t, m)
+      if not k then return nil end
+      local c = first(t, m)
+      if k == "messages" then
+        if c ~= 91 then return nil end
+        msgs, nsys, nt, ns = i, 0, 0, 0   -- (a repeated member: the last counts)
+      elseif k == "temperature" or k == "top_p" or k == "max_tokens" or k == "max_completion_tokens" then
+        local v
+        if c ~= 110 then
+          if not raw.short_number(t, m) then return nil end
+          v = m
+        end
+        if k == "temperature" then temp = v
+        elseif k == "top_p" then top_p = v
+        elseif k == "max_tokens" then mt = v
+        else mct = v end
+      elseif k == "stream" then
+        stream = c == 116
+      elseif k == "stop" then
+        if c == 123 then return nil end
+        stop = (c == 34 or c == 91) and i or nil
+      elseif k == "user" then
+        user = m
+      elseif k == "metadata" then
+        meta = m
+      elseif REQ_GENERAL[k] and c ~= 110 then
+        return nil
+      end
+    elseif par == msgs then
+      if first(t, m) ~= 123 then return nil end
+      cur, role, cs, ce = i, nil, nil, nil
+    elseif par == cur then
+      local k = key(t, m)
+      if not k then return nil end
+      if k == "role" then
+        role = plain(t, m)
+        if not role then return nil end
+      elseif k == "content" then
+        if first(t, m) ~= 34 then return nil end
+        cs, ce = m.vs, m.ve
+      elseif k == "tool_calls" then
+        return nil
+      end
+    end
+  end
+  if cur >= 0 then
+    nsys, nt = add_message(role, cs, ce, nsys, nt, ns)
+    if not nsys then return nil end
+  end
+  -- metadata.user_id: the user string, or metadata.user when user is null
+  if (user == nil or first(t, user) == 110) and meta and (first(t, meta) == 123 or first(t, meta) == 91) then
+    return nil
+  end
+  if user and first(t, user) ~= 34 then user = nil end
+
+  local b = OUT:reset()
+  b:put('{"model":', json.encode(opts.model or model))
+  if nsys == 1 then
+    b:put(',"system":')
+    b:putcdata(t.p + SYS[1], SYS[2] - SYS[1])
+  elseif nsys > 1 then
+    b:put(',"system":')
+    put_text_blocks(b, t, SYS, 1, nsys)
+  end
+  b:put(',"messages":[')
+  for k = 1, nt do
+    if k > 1 then b:put(",") end
+    b:put('{"role":"', TR[k], '","content":')
+    local f = TF[k]
+    if f == TL[k] then
+      b:putcdata(t.p + SL[2 * f - 1], SL[2 * f] - SL[2 * f - 1])
+    else
+      put_text_blocks(b, t, SL, f, TL[k])
+    end
+    b:put("}")
+  end
+  b:put('],"max_tokens":')
+  if mct or mt then
+    put(b, t, mct or mt)
+  else
+    b:put(json.encode(opts.default_max_tokens or M.DEFAULT_MAX_TOKENS))
+  end
+  if temp then b:put(',"temperature":'); put(b, t, temp) end
+  if top_p then b:put(',"top_p":'); put(b, t, top_p) end
+  if stream then b:put(',"stream":true') end
+  if stop then
+    local sn = nodes[stop]
+    if first(t, sn) == 34 then
+      b:put(',"stop_sequences":[')
+      put(b, t, sn)
+      b:put("]")
+    elseif sn.next > stop + 1 then   -- a list of at least one
+      b:put(',"stop_sequences":')
+      put(b, t, sn)
+    end
+  end
+  if user then
+    b:put(',"metadata":{"user_id":')
+    put(b, t, user)
+    b:put("}")
+  end
+  b:put("}")
+  local out = b:tostring()
+  return out
+end
+
+local USAGE_COUNTS = { input_tokens = 1, cache_read_input_tokens = 2,
+                       cache_creation_input_tokens = 3, output_tokens = 4 }
+
+-- An Anthropic answer's text -> the hub answer's text and the answer's
+-- normalised usage (M.answer_usage), or nil. created: the time to answer
+-- with (default now). One loop over the nodes, as above: top-level
+-- members, the content blocks, the members of the block being read, the
+-- usage's members.
+function M.response_to_hub_raw(text, model, created)
+  local t = raw.open(text)
+  if not t then return nil end
+  local id, sr
+  local content, usage, cur = -2, -2, -2
+  local ty, xs, xe
+  local nt = 0
+  local c1, c2, c3, c4   -- USAGE_COUNTS, in order: nil when absent or null
+  for i = 1, t.n - 1 do
+    local m = nodes[i]
+    local par = m.parent
+    if cur >= 0 and par ~= cur then   -- past the block's members
+      if ty == "text" then
+        if not xs then return nil end
+        nt = nt + 1
+        TS[2 * nt - 1], TS[2 * nt] = xs, xe
+      elseif ty == nil or ty == "tool_use" then
+        return nil
+      end
+      cur = -2
+    end
+    if par == 0 then
+      local k = key(t, m)
+      if not k then return nil end
+      local c = first(t, m)
+      if k == "id" then
+        if c ~= 34 then return nil end
+        id = m
+      elseif k == "content" then
+        if c ~= 91 then return nil end
+        content, nt = i, 0
+      elseif k == "stop_reason" then
+        sr = nil
+        if c ~= 110 then
+          sr = plain(t, m)
+          if not sr then return nil end
+        end
+      elseif k == "usage" then
+        if c == 91 then return nil end
+        usage = c == 123 and i or -2
+        c1, c2, c3, c4 = nil, nil, nil, nil
+      end
+    elseif par == content then
+      if first(t, m) ~= 123 then return nil end
+      cur, ty, xs, xe = i, nil, nil, nil
+    elseif par == cur then
+      local k = key(t, m)
+      if not k then return nil end
+      if k == "type" then
+        ty = plain(t, m)
+        if not ty then return nil end
+      elseif k == "text" then
+        if first(t, m) ~= 34 then return nil end
+        xs, xe = m.vs, m.ve
+      end
+    elseif par == usage then
+      local k = key(t, m)
+      if not k then return nil end
+      local at = USAGE_COUNTS[k]
+      if at then
+        local v
+        if first(t, m) ~= 110 then
+          v = raw.count(t, m)
+          if not v then return nil end
+        end
+        if at == 1 then c1 = v elseif at == 2 then c2 = v elseif at == 3 then c3 = v else c4 = v end
+      end
+    end
+  end
+  if cur >= 0 then
+    if ty == "text" then
+      if not xs then return nil end
+      nt = nt + 1
+      TS[2 * nt - 1], TS[2 * nt] = xs, xe
+    elseif ty == nil or ty == "tool_use" then
+      return nil
+    end
+  end
+  if content < 0 then return nil end
+
+  local b = OUT:reset()
+  b:put("{")
+  if id then
+    b:put('"id":')
+    put(b, t, id)
+    b:put(",")
+  end
+  b:put('"object":"chat.completion","created":', created or os.time(), ',"model":', json.encode(model),
+        ',"choices":[{"index":0,"message":{"role":"assistant","content":"')
+  for k = 1, nt do b:putcdata(t.p + TS[2 * k - 1] + 1, TS[2 * k] - TS[2 * k - 1] - 2) end
+  b:put('"},"finish_reason":', sr and ('"' .. (FINISH[sr] or "stop") .. '"') or "null",
+        ',"logprobs":null}]')
+  local u
+  if usage >= 0 then
+    local input, read, made, output = c1 or 0, c2, c3, c4 or 0
+    local prompt = input + (read or 0) + (made or 0)
+    b:put(',"usage":{"prompt_tokens":', prompt, ',"completion_tokens":', output,
+          ',"total_tokens":', prompt + output)
+    if (read or 0) > 0 or (made or 0) > 0 then
+      b:put(',"prompt_tokens_details":{"cached_tokens":', read or 0, "}")
+    end
+    b:put("}")
+    u = { prompt_tokens = prompt, completion_tokens = output, total_tokens = prompt + output,
+          cached_tokens = read, cache_creation_tokens = made }
+  end
+  b:put("}")
+  local out = b:tostring()
+  return out, u
+end
+
+---------------------------------------------------------------------------
 -- paths, under the base URL (without the version). Called as
 -- provider:path(endpoint, model, stream).
 

@@ -62,6 +62,13 @@
 --   P.count_request(hub_req, model)         -> the body that counts hub_req's tokens | nil, err
 --   P.count_answer(resp)                    -> the count | nil, why
 --   P.count_response(n)                     (a client format with a count endpoint) its answer
+-- fast paths (optional: a provider format's, for the hub client; docs/translation.md#the-fast-path)
+--   P.request_from_hub_raw(text, model, opts) the hub request's JSON text (valid, as the router
+--                                              scanned it) -> the format's request text | nil:
+--                                              not a shape it takes (request_from_hub then runs)
+--   P.response_to_hub_raw(text, model, created) a whole answer's text -> the hub answer's text and
+--                                              its normalised usage | nil (response_to_hub runs)
+--       Both must give what the general functions give once decoded, on every text they take.
 -- paths
 --   P.path(provider, endpoint, model, stream) the path under the provider's base URL, or nil for
 --                                              an endpoint the format does not serve; providers
